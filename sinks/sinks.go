@@ -1,0 +1,91 @@
+// Package sinks defines what highwater asks of a warehouse. Each warehouse
+// lives in its own sub-package (sinks/duckdb, sinks/postgres, ...) and
+// implements Writer; the command line maps URL schemes to constructors.
+package sinks
+
+import (
+	"context"
+
+	"github.com/highwater-dev/highwater/schemas"
+)
+
+// Op is what happened to a row version.
+type Op uint8
+
+// Row operations, as recorded in a changelog's _hw_op column.
+const (
+	// OpUpsert is a row written by a feed without `diff`, where insert and
+	// update cannot be told apart.
+	OpUpsert Op = iota
+	OpInsert
+	OpUpdate
+	OpDelete
+)
+
+func (o Op) String() string {
+	switch o {
+	case OpInsert:
+		return "insert"
+	case OpUpdate:
+		return "update"
+	case OpDelete:
+		return "delete"
+	}
+	return "upsert"
+}
+
+// Change is one row version of one table.
+type Change struct {
+	Op      Op
+	Updated schemas.HLC
+	// Values holds one value per Table.Columns, with the Go types documented
+	// on schemas.Kind. For OpDelete only the primary-key columns are set.
+	Values []any
+}
+
+// Checkpoint is how far one Kafka partition of a feed has been applied to the
+// warehouse. It is written in the same transaction as the rows and is the
+// truth for where the partition resumes.
+type Checkpoint struct {
+	Group     string
+	Topic     string
+	Partition int32
+	// Resolved is the resolved timestamp through which the partition's
+	// changes are applied.
+	Resolved schemas.HLC
+	// NextOffset is the Kafka offset to resume fetching from: every change
+	// with updated > Resolved is at this offset or later.
+	NextOffset int64
+}
+
+// Options configure a Writer.
+type Options struct {
+	// Changelog adds a <table>_changes table holding every version.
+	Changelog bool
+}
+
+// Writer is a warehouse that applies windows of changes transactionally.
+type Writer interface {
+	// Checkpoints returns every checkpoint stored for group.
+	Checkpoints(ctx context.Context, group string) ([]Checkpoint, error)
+	// Begin starts the transaction of one resolved window.
+	Begin(ctx context.Context) (Tx, error)
+	Close() error
+}
+
+// Tx is one window's warehouse transaction. Nothing it writes is visible
+// before Commit; after a failed Commit or a Rollback nothing of it is.
+type Tx interface {
+	// Write adds changes of one table version. Calls for one table come in
+	// HLC order, and a table may change version (columns added or dropped)
+	// between calls; the writer evolves the warehouse table to match. A key
+	// may appear in several versions: the mirror keeps only the newest, and
+	// never replaces a row whose _hw_updated is newer than the change's.
+	// The changes slice is only valid during the call.
+	Write(ctx context.Context, table *schemas.Table, changes []Change) error
+	// Checkpoint records partitions' progress in this transaction.
+	Checkpoint(ctx context.Context, cps []Checkpoint) error
+	Commit(ctx context.Context) error
+	// Rollback abandons the transaction; it is a no-op after Commit.
+	Rollback(ctx context.Context) error
+}
