@@ -76,12 +76,14 @@ type Writer interface {
 // Tx is one window's warehouse transaction. Nothing it writes is visible
 // before Commit; after a failed Commit or a Rollback nothing of it is.
 type Tx interface {
-	// Write adds changes of one table version. Calls for one table come in
-	// HLC order, and a table may change version (columns added or dropped)
-	// between calls; the writer evolves the warehouse table to match. A key
-	// may appear in several versions: the mirror keeps only the newest, and
-	// never replaces a row whose _hw_updated is newer than the change's.
-	// The changes slice is only valid during the call.
+	// Write adds changes of one table version. Changes may come in any
+	// order, within a call and across calls: the writer orders them by
+	// Updated. A table may change version (columns added or dropped) between
+	// calls; the writer evolves the warehouse table to match. A key may
+	// appear in several versions: the mirror keeps only the newest, and never
+	// replaces a row whose _hw_updated is newer than the change's; the
+	// changelog keeps each (key, Updated) once.
+	// The changes slice and its values are only valid during the call.
 	Write(ctx context.Context, table *schemas.Table, changes []Change) error
 	// Checkpoint records partitions' progress in this transaction.
 	Checkpoint(ctx context.Context, cps []Checkpoint) error
