@@ -1,0 +1,40 @@
+# highwater — build, test, demo, bench.
+GO        ?= go
+BIN       ?= bin/highwater
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+# Each fuzz target runs this long in `make test` (CI); run `make fuzz FUZZTIME=10m` for more.
+FUZZTIME  ?= 10s
+
+.PHONY: build test unit fuzz demo bench vet fmt clean
+
+build:
+	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/highwater
+
+## test: vet, the whole test suite (unit + end-to-end, real Kafka wire protocol,
+## DuckDB and a throwaway PostgreSQL), then a short run of every fuzz target.
+test: vet unit fuzz
+
+unit:
+	$(GO) test -count=1 -timeout 20m ./...
+
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./schemas
+	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRow$$' -fuzztime $(FUZZTIME) ./schemas
+	$(GO) test -run '^$$' -fuzz '^FuzzNameEscapeRoundTrip$$' -fuzztime $(FUZZTIME) ./schemas
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
+	$(GO) vet ./...
+
+## demo: the whole pipeline on an embedded broker, registry and DuckDB file.
+demo:
+	$(GO) run ./cmd/highwater demo
+
+## bench: end-to-end and component benchmarks; figures go to docs/BENCHMARKS.md.
+bench: build
+	$(BIN) bench
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./schemas ./buffer ./sinks/... ./simulator
+
+clean:
+	rm -rf bin highwater-demo highwater-buffer

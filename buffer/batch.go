@@ -1,0 +1,304 @@
+package buffer
+
+import (
+	"bytes"
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"slices"
+	"strings"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/highwater-dev/highwater/schemas"
+)
+
+// Batch collects events and partition metadata for one Write. It is not safe
+// for concurrent use and is written once.
+type Batch struct {
+	s *Store
+	// arena holds, per event, its store key ('e' | id | HLC | table | 0 |
+	// key, the id patched in by Write) followed by its store value (offset |
+	// payload), so Write hands slices of it to Badger without copying.
+	arena []byte
+	ents  []bent
+	parts []bpart
+	index map[Partition]int
+	err   error
+}
+
+// bent locates one event in the arena.
+type bent struct {
+	part       int32 // index into Batch.parts
+	k0, k1, v1 int   // key is arena[k0:k1], value arena[k1:v1]
+	ts         schemas.HLC
+	off        int64
+}
+
+type bpart struct {
+	p           Partition
+	resolved    schemas.HLC
+	hasResolved bool
+	consumed    int64
+	hasConsumed bool
+}
+
+// NewBatch returns an empty batch for s.
+func (s *Store) NewBatch() *Batch {
+	return &Batch{s: s, index: make(map[Partition]int)}
+}
+
+func (b *Batch) part(p Partition) int32 {
+	if i, ok := b.index[p]; ok {
+		return int32(i)
+	}
+	b.parts = append(b.parts, bpart{p: p})
+	b.index[p] = len(b.parts) - 1
+	return int32(len(b.parts) - 1)
+}
+
+// Add adds ev to p's events. It copies ev's slices. A table name with a NUL
+// byte (which would make keys ambiguous) fails the Write.
+func (b *Batch) Add(p Partition, ev Event) {
+	if strings.IndexByte(ev.Table, 0) >= 0 {
+		if b.err == nil {
+			b.err = fmt.Errorf("buffer: %s[%d] offset %d: table name %q contains a NUL byte", p.Topic, p.Partition, ev.Offset, ev.Table)
+		}
+		return
+	}
+	e := bent{part: b.part(p), ts: ev.Updated, off: ev.Offset, k0: len(b.arena)}
+	b.arena = appendEventKey(b.arena, 0, ev.Updated, ev.Table, ev.Key)
+	e.k1 = len(b.arena)
+	b.arena = encodeOffset(b.arena, ev.Offset)
+	b.arena = append(b.arena, ev.Value...)
+	e.v1 = len(b.arena)
+	b.ents = append(b.ents, e)
+}
+
+// SetResolved records ts as the latest resolved timestamp seen on p. The
+// store keeps the largest resolved timestamp ever written for p: a resolved
+// timestamp is a guarantee that does not expire.
+func (b *Batch) SetResolved(p Partition, ts schemas.HLC) {
+	bp := &b.parts[b.part(p)]
+	if !bp.hasResolved || bp.resolved.Less(ts) {
+		bp.resolved = ts
+	}
+	bp.hasResolved = true
+}
+
+// SetConsumed records next as the next offset to fetch on p (the last call
+// wins).
+func (b *Batch) SetConsumed(p Partition, next int64) {
+	bp := &b.parts[b.part(p)]
+	bp.consumed, bp.hasConsumed = next, true
+}
+
+// Len returns the number of events added (before duplicates collapse).
+func (b *Batch) Len() int { return len(b.ents) }
+
+// Write stores b durably against a process crash: once it returns, a kill
+// -9 loses none of it. Events are written first and p's metadata (Resolved,
+// Consumed) after them, so after a crash the metadata never claims more than
+// the events hold.
+//
+// Events identical in (Table, Key, Updated) to one already buffered on the
+// same partition collapse into one, keeping the smallest offset. ctx is
+// checked before writing; a Write in progress completes.
+func (s *Store) Write(ctx context.Context, b *Batch) error {
+	if b.err != nil {
+		return b.err
+	}
+	if b.s != s {
+		return errors.New("buffer: batch belongs to another store")
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("buffer: write: %w", err)
+	}
+	if len(b.parts) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkWritable(); err != nil {
+		return err
+	}
+	pts, err := s.ensure(b.parts)
+	if err != nil {
+		return fmt.Errorf("buffer: write: %w", err)
+	}
+	for i := range b.ents {
+		e := &b.ents[i]
+		binary.BigEndian.PutUint32(b.arena[e.k0+1:], pts[e.part].id)
+	}
+	// Sorting groups duplicates and hands Badger ascending keys.
+	slices.SortFunc(b.ents, func(x, y bent) int {
+		if c := bytes.Compare(b.arena[x.k0:x.k1], b.arena[y.k0:y.k1]); c != 0 {
+			return c
+		}
+		return int(min(max(x.off-y.off, -1), 1))
+	})
+	deltaN := make([]int64, len(b.parts))
+	deltaB := make([]int64, len(b.parts))
+	maxTS := make([]schemas.HLC, len(b.parts))
+	// Offset index entries per partition, written as runs after the loop.
+	offs := make([][]offHLC, len(b.parts))
+
+	check := s.db.NewTransaction(false)
+	defer check.Discard()
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	// Until here nothing was written; from here a failure leaves events
+	// the counters do not know of, so the store must be reopened (and
+	// recounts).
+	fail := func(err error) error {
+		s.failed = err
+		return fmt.Errorf("buffer: write: %w", err)
+	}
+	var prev []byte
+	for i := range b.ents {
+		e := &b.ents[i]
+		key, val := b.arena[e.k0:e.k1], b.arena[e.k1:e.v1]
+		if bytes.Equal(key, prev) {
+			continue // a duplicate within the batch with a larger offset
+		}
+		prev = key
+		pt := pts[e.part]
+		size := int64(len(key) + len(val))
+		if !pt.maxHLC.Less(e.ts) {
+			// At or below the largest HLC in the store: maybe a duplicate.
+			item, err := check.Get(key)
+			switch {
+			case errors.Is(err, badger.ErrKeyNotFound):
+			case err != nil:
+				return fmt.Errorf("buffer: write: duplicate check: %w", err)
+			default:
+				var old int64
+				if err := item.Value(func(v []byte) error {
+					if len(v) < offsetSize {
+						return fmt.Errorf("malformed event value of key %x", key)
+					}
+					old = decodeOffset(v)
+					return nil
+				}); err != nil {
+					return fmt.Errorf("buffer: write: duplicate check: %w", err)
+				}
+				if old <= e.off {
+					continue // keep the stored, earlier copy
+				}
+				// Replace it with the earlier copy; it is not a new event.
+				deltaN[e.part]--
+				deltaB[e.part] -= item.KeySize() + item.ValueSize()
+			}
+		}
+		if err := wb.Set(key, val); err != nil {
+			return fail(err)
+		}
+		offs[e.part] = append(offs[e.part], offHLC{e.off, e.ts})
+		deltaN[e.part]++
+		deltaB[e.part] += size
+		if maxTS[e.part].Less(e.ts) {
+			maxTS[e.part] = e.ts
+		}
+	}
+	// One index entry per run of up to runEntries events, not per event:
+	// Badger's cost is per entry, and this halves it.
+	var runs []byte
+	for i, o := range offs {
+		slices.SortFunc(o, func(x, y offHLC) int { return int(min(max(x.off-y.off, -1), 1)) })
+		for len(o) > 0 {
+			run := o[:min(len(o), runEntries)]
+			o = o[len(run):]
+			s.runSeq++
+			start := len(runs)
+			runs = appendRunKey(runs, pts[i].id, run[0].off, s.runSeq)
+			mid := len(runs)
+			runs = appendRun(runs, run)
+			// Badger keeps the slices until Flush: runs only grows, and
+			// a reallocation leaves earlier slices intact.
+			if err := wb.Set(runs[start:mid:mid], runs[mid:len(runs):len(runs)]); err != nil {
+				return fail(err)
+			}
+		}
+	}
+	if err := wb.Flush(); err != nil {
+		return fail(err)
+	}
+	// The events are committed; now the metadata that may refer to them.
+	metas := make([]meta, len(b.parts))
+	for i, bp := range b.parts {
+		m := pts[i].m
+		m.events += deltaN[i]
+		m.bytes += deltaB[i]
+		if bp.hasResolved && m.resolved.Less(bp.resolved) {
+			m.resolved = bp.resolved
+		}
+		if bp.hasConsumed {
+			m.consumed = bp.consumed
+		}
+		metas[i] = m
+	}
+	err = s.db.Update(func(txn *badger.Txn) error {
+		for i, m := range metas {
+			if err := txn.Set(idPrefix(prefixMeta, pts[i].id), m.encode()); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fail(err)
+	}
+	s.smu.Lock()
+	for i, pt := range pts {
+		pt.m = metas[i]
+		if pt.maxHLC.Less(maxTS[i]) {
+			pt.maxHLC = maxTS[i]
+		}
+		s.events.Add(deltaN[i])
+		s.bytes.Add(deltaB[i])
+	}
+	s.smu.Unlock()
+	return nil
+}
+
+// ensure returns the state of every partition of bps, creating the unknown
+// ones. New ids are persisted before any event uses them, so that an id is
+// never handed out twice, even across a crash. Callers hold mu.
+func (s *Store) ensure(bps []bpart) ([]*part, error) {
+	pts := make([]*part, len(bps))
+	var missing []int
+	for i, bp := range bps {
+		if pts[i] = s.lookup(bp.p); pts[i] == nil {
+			missing = append(missing, i)
+		}
+	}
+	if len(missing) == 0 {
+		return pts, nil
+	}
+	next := s.nextID
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for _, i := range missing {
+			id := next
+			next++
+			pts[i] = &part{id: id}
+			if err := txn.Set(partKey(bps[i].p), binary.BigEndian.AppendUint32(nil, id)); err != nil {
+				return err
+			}
+			if err := txn.Set(idPrefix(prefixMeta, id), meta{}.encode()); err != nil {
+				return err
+			}
+		}
+		return txn.Set(keyNextID, binary.BigEndian.AppendUint32(nil, next))
+	})
+	if err != nil {
+		return nil, fmt.Errorf("register partitions: %w", err)
+	}
+	s.nextID = next
+	s.smu.Lock()
+	for _, i := range missing {
+		s.parts[bps[i].p] = pts[i]
+	}
+	s.smu.Unlock()
+	return pts, nil
+}

@@ -1,0 +1,176 @@
+package buffer
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+
+	"github.com/highwater-dev/highwater/schemas"
+)
+
+// envCrashDir makes TestCrashHelper run as the crash victim in that
+// directory.
+const envCrashDir = "HIGHWATER_BUFFER_CRASH_DIR"
+
+var crashPart = Partition{Topic: "feed", Partition: 3}
+
+// crashEvent is the deterministic record at offset off: HLCs interleave (a
+// later offset may carry an earlier HLC), and every 9th record re-delivers
+// the record 4 offsets earlier (a changefeed duplicate).
+func crashEvent(off int64) Event {
+	src := off
+	if off%9 == 8 {
+		src = off - 4
+	}
+	return Event{
+		Updated: schemas.HLC{WallTime: 1000 + src/4*10 + src%7, Logical: int32(src % 2)},
+		Table:   fmt.Sprintf("t%d", src%3),
+		Key:     []byte(fmt.Sprintf("k%d", src%5000)),
+		Offset:  off,
+		Value:   []byte(fmt.Sprintf("value of %d", src)),
+	}
+}
+
+// crashResolved is the resolved timestamp written with the batch ending
+// before offset next: safely behind every later record's HLC.
+func crashResolved(next int64) schemas.HLC {
+	return schemas.HLC{WallTime: 1000 + next/4*10 - 20}
+}
+
+// TestCrashHelper is the victim process of TestCrashKeepsMetadataBehindEvents:
+// it resumes the partition like the processor does and writes (and trims)
+// until it is killed.
+func TestCrashHelper(t *testing.T) {
+	dir := os.Getenv(envCrashDir)
+	if dir == "" {
+		t.Skip("helper process for TestCrashKeepsMetadataBehindEvents")
+	}
+	s, err := Open(Options{Dir: dir})
+	if err != nil {
+		fmt.Println("open:", err)
+		os.Exit(2)
+	}
+	ctx := context.Background()
+	st, _, _ := s.State(crashPart)
+	off := st.Consumed
+	for batch := 0; ; batch++ {
+		b := s.NewBatch()
+		for i := 0; i < 700; i++ {
+			b.Add(crashPart, crashEvent(off))
+			off++
+		}
+		b.SetConsumed(crashPart, off)
+		b.SetResolved(crashPart, crashResolved(off))
+		if err := s.Write(ctx, b); err != nil {
+			fmt.Println("write:", err)
+			os.Exit(2)
+		}
+		if batch%5 == 4 {
+			// Flush-and-trim the way the processor does, a bit behind.
+			if err := s.Trim(ctx, []Partition{crashPart}, crashResolved(off-2000)); err != nil {
+				fmt.Println("trim:", err)
+				os.Exit(2)
+			}
+		}
+		fmt.Printf("wrote %d\n", off)
+	}
+}
+
+// TestCrashKeepsMetadataBehindEvents kills a writing process with SIGKILL
+// (twice, the second run resuming from the first's state) and checks that
+// the reopened store holds every event its metadata claims and that its
+// counters and resume offset are exact.
+func TestCrashKeepsMetadataBehindEvents(t *testing.T) {
+	if os.Getenv(envCrashDir) != "" {
+		t.Skip("running as the helper")
+	}
+	dir := t.TempDir()
+	for run := 0; run < 2; run++ {
+		cmd := exec.Command(os.Args[0], "-test.run=^TestCrashHelper$", "-test.count=1")
+		cmd.Env = append(os.Environ(), envCrashDir+"="+dir)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cmd.Stderr = os.Stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		lines := 0
+		for lines < 12 && sc.Scan() {
+			if !strings.HasPrefix(sc.Text(), "wrote ") {
+				t.Fatalf("helper: %s", sc.Text())
+			}
+			lines++
+		}
+		// The helper is in the middle of its next Write or Trim.
+		if err := cmd.Process.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		_ = cmd.Wait()
+		if lines < 12 {
+			t.Fatalf("helper stopped after %d batches", lines)
+		}
+	}
+
+	s := openDir(t, dir)
+	defer s.Close()
+	st := mustState(t, s, crashPart)
+	if st.Consumed < 2*12*700 {
+		t.Fatalf("Consumed %d: the runs wrote at least %d", st.Consumed, 2*12*700)
+	}
+	if !st.Base.Less(st.Resolved) || st.Resolved != crashResolved(st.Consumed) {
+		t.Fatalf("State %+v: Resolved should be %s and after Base", st, crashResolved(st.Consumed))
+	}
+	stored := map[string]rec{}
+	for _, r := range scan(t, s, []Partition{crashPart}, maxHLC, false) {
+		want := crashEvent(r.Offset)
+		if r.TS != want.Updated || r.Table != want.Table || r.Key != string(want.Key) || r.Value != string(want.Value) {
+			t.Fatalf("stored %v does not match the record at its offset", r)
+		}
+		if r.TS.Less(st.Base) {
+			t.Fatalf("Scan delivered %v below Base %s", r, st.Base)
+		}
+		stored[r.TS.String()+r.Table+r.Key] = r
+	}
+	// Nothing the metadata claims is lost: every record below Consumed
+	// above Base is stored, as the copy with the smallest offset.
+	for off := int64(0); off < st.Consumed; off++ {
+		e := crashEvent(off)
+		if !st.Base.Less(e.Updated) {
+			continue
+		}
+		r, ok := stored[e.Updated.String()+e.Table+string(e.Key)]
+		if !ok {
+			t.Fatalf("record at offset %d (%s) below Consumed %d is lost", off, e.Updated, st.Consumed)
+		}
+		if r.Offset > off {
+			t.Fatalf("record at offset %d stored with larger offset %d", off, r.Offset)
+		}
+	}
+	if st.Events != int64(len(stored)) || s.Usage().Events != st.Events {
+		t.Fatalf("State.Events %d, Usage %+v, stored %d", st.Events, s.Usage(), len(stored))
+	}
+	for _, through := range []schemas.HLC{st.Base, crashResolved(st.Consumed - 3000), st.Resolved} {
+		want := st.Consumed
+		for off := int64(0); off < st.Consumed; off++ {
+			if e := crashEvent(off); through.Less(e.Updated) && st.Base.Less(e.Updated) {
+				want = min(want, off)
+				break
+			}
+		}
+		got, err := s.LowOffset(crashPart, through)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got != want {
+			t.Fatalf("LowOffset(%s) = %d, want %d", through, got, want)
+		}
+	}
+	t.Logf("after two kills: Consumed %d, Base %s, %d events buffered", st.Consumed, st.Base, st.Events)
+}

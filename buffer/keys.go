@@ -1,0 +1,212 @@
+package buffer
+
+import (
+	"bytes"
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/highwater-dev/highwater/schemas"
+)
+
+// Key layout (all integers big-endian so that byte order is numeric order):
+//
+//	'n'                                  -> next partition id (4)
+//	'c'                                  -> clean-shutdown marker (written by Close, removed by Open)
+//	'p' | partition (4) | topic          -> id (4)
+//	'm' | id (4)                         -> meta: base (12) resolved (12) consumed (8) events (8) bytes (8)
+//	'g' | id (4)                         -> (empty) id whose data is garbage (after Reset/Drop), reaped on Open
+//	'e' | id (4) | HLC (12) | table | 0 | key -> offset (8) | value      the events
+//	'o' | id (4) | first offset (8) | seq (8) -> max HLC (12) | n x (uvarint offset-first, HLC (12))
+//	                                     offset index runs for LowOffset, up to runEntries per run
+//
+// The id is a small number allocated once per (topic, partition) and per
+// Reset, so event keys carry 4 bytes instead of the topic name, and a Reset
+// switches a partition to a fresh, empty key range atomically.
+const (
+	prefixNextID = 'n'
+	prefixClean  = 'c'
+	prefixPart   = 'p'
+	prefixMeta   = 'm'
+	prefixGarb   = 'g'
+	prefixEvent  = 'e'
+	prefixOffset = 'o'
+
+	idSize     = 4
+	offsetSize = 8
+	metaSize   = 2*schemas.HLCSize + 3*8
+	// eventHead is the length of an event key before the table name.
+	eventHead = 1 + idSize + schemas.HLCSize
+	// runKeySize is the length of an offset index run key.
+	runKeySize = 1 + idSize + offsetSize + 8
+)
+
+var keyNextID = []byte{prefixNextID}
+var keyClean = []byte{prefixClean}
+
+func idPrefix(prefix byte, id uint32) []byte {
+	return binary.BigEndian.AppendUint32([]byte{prefix}, id)
+}
+
+func partKey(p Partition) []byte {
+	b := make([]byte, 0, 5+len(p.Topic))
+	b = append(b, prefixPart)
+	b = binary.BigEndian.AppendUint32(b, uint32(p.Partition))
+	return append(b, p.Topic...)
+}
+
+func decodePartKey(k []byte) (Partition, error) {
+	if len(k) < 5 || k[0] != prefixPart {
+		return Partition{}, fmt.Errorf("malformed partition key %x", k)
+	}
+	return Partition{Topic: string(k[5:]), Partition: int32(binary.BigEndian.Uint32(k[1:]))}, nil
+}
+
+// appendEventKey appends the key of an event of partition id.
+func appendEventKey(b []byte, id uint32, ts schemas.HLC, table string, key []byte) []byte {
+	b = append(b, prefixEvent)
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = ts.AppendBinary(b)
+	b = append(b, table...)
+	b = append(b, 0)
+	return append(b, key...)
+}
+
+// decodeEventKey splits an event key (with its 'e'|id head) into its parts.
+// The returned table and key alias k.
+func decodeEventKey(k []byte) (ts schemas.HLC, table, key []byte, err error) {
+	if len(k) < eventHead+1 || k[0] != prefixEvent {
+		return ts, nil, nil, fmt.Errorf("malformed event key %x", k)
+	}
+	ts, err = schemas.DecodeHLC(k[1+idSize:])
+	if err != nil {
+		return ts, nil, nil, err
+	}
+	rest := k[eventHead:]
+	if i := bytes.IndexByte(rest, 0); i >= 0 {
+		return ts, rest[:i], rest[i+1:], nil
+	}
+	return ts, nil, nil, fmt.Errorf("malformed event key %x: no table terminator", k)
+}
+
+// eventHLC decodes just the HLC of an event key.
+func eventHLC(k []byte) schemas.HLC {
+	ts, _ := schemas.DecodeHLC(k[1+idSize:])
+	return ts
+}
+
+// eventSeekAfter returns the smallest possible event key of id whose HLC is
+// after ts, or the end of id's event range when ts is the largest HLC.
+func eventSeekAfter(id uint32, ts schemas.HLC) []byte {
+	if ts.WallTime == 1<<63-1 && ts.Logical == 1<<31-1 {
+		return idPrefix(prefixEvent, id+1)
+	}
+	return ts.Next().AppendBinary(idPrefix(prefixEvent, id))
+}
+
+func encodeOffset(b []byte, off int64) []byte {
+	return binary.BigEndian.AppendUint64(b, uint64(off)^(1<<63))
+}
+
+func decodeOffset(b []byte) int64 {
+	return int64(binary.BigEndian.Uint64(b) ^ (1 << 63))
+}
+
+// runEntries is the most (offset, HLC) pairs per offset-index run: a run
+// of 60 stays below valueThreshold (12 + 60*(12+4) = 972 bytes), so it is
+// stored inline in the LSM tree.
+const runEntries = 60
+
+// offHLC is one offset index entry.
+type offHLC struct {
+	off int64
+	ts  schemas.HLC
+}
+
+// appendRunKey appends the key of an offset index run of id starting at
+// offset first; seq makes runs of different writes distinct.
+func appendRunKey(b []byte, id uint32, first int64, seq uint64) []byte {
+	b = append(b, prefixOffset)
+	b = binary.BigEndian.AppendUint32(b, id)
+	b = encodeOffset(b, first)
+	return binary.BigEndian.AppendUint64(b, seq)
+}
+
+// appendRun appends the value of a run: its largest HLC, then each entry
+// (sorted by offset) as uvarint(offset - first) and HLC.
+func appendRun(b []byte, run []offHLC) []byte {
+	var maxTS schemas.HLC
+	for _, e := range run {
+		if maxTS.Less(e.ts) {
+			maxTS = e.ts
+		}
+	}
+	b = maxTS.AppendBinary(b)
+	for _, e := range run {
+		b = binary.AppendUvarint(b, uint64(e.off-run[0].off))
+		b = e.ts.AppendBinary(b)
+	}
+	return b
+}
+
+// runFirst returns the first offset of a run key.
+func runFirst(k []byte) (int64, error) {
+	if len(k) != runKeySize || k[0] != prefixOffset {
+		return 0, fmt.Errorf("malformed offset index key %x", k)
+	}
+	return decodeOffset(k[1+idSize:]), nil
+}
+
+// runMax returns the largest HLC of a run value.
+func runMax(v []byte) (schemas.HLC, error) {
+	return schemas.DecodeHLC(v)
+}
+
+// runLow returns the smallest offset of a run with an HLC after through.
+func runLow(first int64, v []byte, through schemas.HLC) (int64, bool, error) {
+	v = v[min(len(v), schemas.HLCSize):]
+	for len(v) > 0 {
+		d, n := binary.Uvarint(v)
+		if n <= 0 || len(v) < n+schemas.HLCSize {
+			return 0, false, errors.New("malformed offset index run")
+		}
+		ts, _ := schemas.DecodeHLC(v[n:])
+		if through.Less(ts) {
+			return first + int64(d), true, nil
+		}
+		v = v[n+schemas.HLCSize:]
+	}
+	return 0, false, nil
+}
+
+// meta is the persisted state of one partition id.
+type meta struct {
+	base     schemas.HLC
+	resolved schemas.HLC
+	consumed int64
+	events   int64
+	bytes    int64
+}
+
+func (m meta) encode() []byte {
+	b := make([]byte, 0, metaSize)
+	b = m.base.AppendBinary(b)
+	b = m.resolved.AppendBinary(b)
+	b = binary.BigEndian.AppendUint64(b, uint64(m.consumed))
+	b = binary.BigEndian.AppendUint64(b, uint64(m.events))
+	return binary.BigEndian.AppendUint64(b, uint64(m.bytes))
+}
+
+func decodeMeta(b []byte) (meta, error) {
+	if len(b) != metaSize {
+		return meta{}, errors.New("malformed partition metadata")
+	}
+	var m meta
+	m.base, _ = schemas.DecodeHLC(b)
+	m.resolved, _ = schemas.DecodeHLC(b[schemas.HLCSize:])
+	b = b[2*schemas.HLCSize:]
+	m.consumed = int64(binary.BigEndian.Uint64(b))
+	m.events = int64(binary.BigEndian.Uint64(b[8:]))
+	m.bytes = int64(binary.BigEndian.Uint64(b[16:]))
+	return m, nil
+}

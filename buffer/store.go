@@ -1,0 +1,544 @@
+// Package buffer is highwater's embedded event store: a Badger database that
+// holds every unresolved changefeed event per Kafka partition, ordered by
+// (updated HLC, table, key), until a resolved window is flushed to the
+// warehouse and trimmed.
+//
+// The store also keeps, per partition, the metadata the processor resumes
+// from after a restart (the applied base, the latest resolved timestamp and
+// the next offset to fetch), a disk budget for backpressure, and an offset
+// index that answers "where may the checkpoint resume" cheaply.
+//
+// See docs/BUFFER.md for the key layout, the crash-safety argument and the
+// tuning choices.
+package buffer
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/dgraph-io/badger/v4"
+	"github.com/dgraph-io/badger/v4/options"
+	"go.uber.org/zap"
+
+	"github.com/highwater-dev/highwater/schemas"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Dir is the directory of the Badger database. It is required unless
+	// InMemory is set; it is created if missing.
+	Dir string
+	// InMemory keeps everything in memory (tests); nothing survives Close.
+	InMemory bool
+	// DiskBudget is the size in bytes of buffered events (keys and values,
+	// see Usage) at which OverBudget reports true, so that the processor
+	// pauses fetching. Zero means unlimited.
+	DiskBudget int64
+	// Logger receives the store's and Badger's messages; zap.NewNop() if nil.
+	Logger *zap.Logger
+}
+
+// Partition names a Kafka partition of a changefeed topic.
+type Partition struct {
+	Topic     string
+	Partition int32
+}
+
+// Event is one buffered changefeed row version.
+type Event struct {
+	// Updated is the row version's HLC (the changefeed's `updated`).
+	Updated schemas.HLC
+	// Table is the source table; it may not contain a NUL byte.
+	Table string
+	// Key is the row's opaque identity (the framed Kafka key).
+	Key []byte
+	// Offset is the Kafka offset of the record. When duplicates collapse,
+	// the smallest offset is kept.
+	Offset int64
+	// Value is the opaque payload (the raw Kafka value).
+	Value []byte
+}
+
+// State is the persisted state of one partition.
+type State struct {
+	// Base is the HLC through which the partition's events were applied and
+	// trimmed (set by Reset and Trim only).
+	Base schemas.HLC
+	// Resolved is the latest resolved timestamp seen on the partition.
+	Resolved schemas.HLC
+	// Consumed is the next offset to fetch.
+	Consumed int64
+	// Events is the number of buffered (distinct) events.
+	Events int64
+}
+
+// Usage is the buffer's total size over all partitions.
+type Usage struct {
+	// Events is the number of buffered events.
+	Events int64
+	// Bytes is the logical size of the buffered events: key and value bytes
+	// as stored. The files on disk are larger by Badger's overhead (LSM
+	// levels, tombstones not yet compacted, value-log garbage), typically
+	// 1.2-2x; see docs/BUFFER.md.
+	Bytes int64
+}
+
+// Badger tuning. Badger's defaults target a large server (five 64 MB
+// memtables, a 256 MB block cache, 1 GB value-log files, four compactors)
+// and peak near 1 GB RSS. The buffer holds short-lived data on a small
+// machine shared with the decoder and the warehouse, so each knob below is
+// set deliberately.
+const (
+	// memTableSize: 32 MB memtables absorb about 150k events of ~200 bytes
+	// each, so L0 flushes stay infrequent at 100k events/s, while the
+	// memtable arenas (allocated in full up front) stay small.
+	memTableSize = 8 << 20
+	// numMemtables: one being written plus one being flushed. More only
+	// helps bursts that outrun L0 flushing, and each costs ~37 MB.
+	numMemtables = 2
+	// valueThreshold: values up to 1 KB, the bulk of changefeed rows, live
+	// in the LSM tree next to their key: one write, no value-log GC needed
+	// when they are trimmed (compaction drops them). Larger rows go to the
+	// value log so compactions do not keep rewriting big payloads.
+	valueThreshold = 1 << 10
+	// valueLogFileSize: 64 MB files instead of 1 GB. Badger preallocates
+	// and mmaps whole files, and GC reclaims space one file at a time, so
+	// small files keep the footprint close to the live data.
+	valueLogFileSize = 64 << 20
+	// blockCacheSize: data is not compressed (below), so blocks are read
+	// straight from the mmapped tables and a cache would duplicate the page
+	// cache; a small one keeps hot index blocks of recent tables warm.
+	blockCacheSize = 8 << 20
+	// indexCacheSize bounds the memory of table indexes and bloom filters,
+	// which Badger otherwise keeps in memory for every table (unbounded with
+	// a large buffer).
+	indexCacheSize = 16 << 20
+	// numCompactors: two is Badger's minimum for a working LSM (one of them
+	// prioritises L0); the machine has two cores shared with decoding.
+	numCompactors = 2
+	// gcDiscardRatio: rewrite a value-log file when half of it is garbage.
+	gcDiscardRatio = 0.5
+	// gcInterval is the least time between value-log GC runs; GC rewrites
+	// live values, so running it after every trim would waste I/O.
+	gcInterval = 30 * time.Second
+)
+
+// Store is the buffer. It is safe for concurrent use: writes (Write, Trim,
+// Reset, Drop) are serialised, reads (Scan, State, LowOffset, Usage) run
+// concurrently with them on consistent snapshots.
+type Store struct {
+	db       *badger.DB
+	log      *zap.Logger
+	budget   int64
+	inMemory bool
+
+	// mu serialises everything that writes. Badger's DropPrefix rejects
+	// concurrent writes, and the in-memory counters stay exact because a
+	// write's read-check-count sequence is never interleaved with another's.
+	mu      sync.Mutex
+	nextID  uint32
+	runSeq  uint64   // distinguishes offset index runs; starts at the open time
+	garbage []uint32 // ids to reap, also persisted as 'g' keys
+	failed  error    // set when a write failed half-way; the store must be reopened
+
+	// smu guards parts for readers.
+	smu   sync.RWMutex
+	parts map[Partition]*part
+
+	events atomic.Int64
+	bytes  atomic.Int64
+
+	kick   chan struct{} // asks the background goroutine to reap and GC
+	done   chan struct{}
+	bg     sync.WaitGroup
+	closed atomic.Bool
+}
+
+// part is the in-memory copy of one partition's state.
+type part struct {
+	id uint32
+	m  meta
+	// maxHLC bounds every event HLC of id in the store: an event above it
+	// cannot be a duplicate, so Write skips the duplicate lookup for it.
+	maxHLC schemas.HLC
+}
+
+// Open opens (or creates) the buffer store. If the previous process did not
+// Close the store (a crash), Open recounts the buffered events of every
+// partition, which takes about a second per million events.
+func Open(opts Options) (*Store, error) {
+	if !opts.InMemory && opts.Dir == "" {
+		return nil, errors.New("buffer: Options.Dir is required unless InMemory")
+	}
+	if opts.DiskBudget < 0 {
+		return nil, fmt.Errorf("buffer: negative DiskBudget %d", opts.DiskBudget)
+	}
+	log := opts.Logger
+	if log == nil {
+		log = zap.NewNop()
+	}
+	bo := badger.DefaultOptions(opts.Dir).
+		WithInMemory(opts.InMemory).
+		WithMemTableSize(memTableSize).
+		WithNumMemtables(numMemtables).
+		// Start compacting L0 at 4 tables, stall writers only at 12 (about
+		// 400 MB of L0): bursts are absorbed, compaction catches up.
+		WithNumLevelZeroTables(4).
+		WithNumLevelZeroTablesStall(12).
+		WithValueThreshold(valueThreshold).
+		WithValueLogFileSize(valueLogFileSize).
+		// Changefeed payloads are Avro (already compact) and live for
+		// seconds to minutes: compression would cost CPU on the hot path
+		// for little disk saving.
+		WithCompression(options.None).
+		WithBlockCacheSize(blockCacheSize).
+		WithIndexCacheSize(indexCacheSize).
+		WithNumCompactors(numCompactors).
+		// Durability against a process crash (kill -9) comes from Badger's
+		// mmapped write-ahead log, which the kernel keeps. fsync per write
+		// would cap throughput far below 100k events/s; after a machine
+		// crash the warehouse checkpoint is the truth and the processor
+		// resets the partition (see docs/BUFFER.md).
+		WithSyncWrites(false).
+		// Writers are serialised by Store.mu: conflict detection would only
+		// cost memory and CPU.
+		WithDetectConflicts(false).
+		// Badger's metrics are process-global expvars; we report our own.
+		WithMetricsEnabled(false).
+		WithLogger(badgerLogger{log.Named("badger").Sugar()})
+	if opts.InMemory {
+		bo.Dir, bo.ValueDir = "", ""
+	}
+	db, err := badger.Open(bo)
+	if err != nil {
+		return nil, fmt.Errorf("buffer: open badger in %q: %w", opts.Dir, err)
+	}
+	s := &Store{
+		db:       db,
+		log:      log,
+		budget:   opts.DiskBudget,
+		inMemory: opts.InMemory,
+		parts:    make(map[Partition]*part),
+		runSeq:   uint64(time.Now().UnixNano()),
+		kick:     make(chan struct{}, 1),
+		done:     make(chan struct{}),
+	}
+	if err := s.load(); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("buffer: load %q: %w", opts.Dir, err)
+	}
+	s.bg.Add(1)
+	go s.background()
+	return s, nil
+}
+
+// load reads the persisted state, reaps garbage and, after a crash,
+// recounts.
+func (s *Store) load() error {
+	clean := false
+	fresh := true
+	ids := make(map[uint32]Partition)
+	metas := make(map[uint32]meta)
+	err := s.db.View(func(txn *badger.Txn) error {
+		if _, err := txn.Get(keyClean); err == nil {
+			clean = true
+		} else if !errors.Is(err, badger.ErrKeyNotFound) {
+			return err
+		}
+		it, err := txn.Get(keyNextID)
+		switch {
+		case err == nil:
+			fresh = false
+			if err := it.Value(func(v []byte) error {
+				if len(v) != idSize {
+					return errors.New("malformed next id")
+				}
+				s.nextID = binary.BigEndian.Uint32(v)
+				return nil
+			}); err != nil {
+				return err
+			}
+		case !errors.Is(err, badger.ErrKeyNotFound):
+			return err
+		}
+		iter := txn.NewIterator(badger.IteratorOptions{PrefetchValues: false})
+		defer iter.Close()
+		for _, prefix := range []byte{prefixPart, prefixMeta, prefixGarb} {
+			for iter.Seek([]byte{prefix}); iter.ValidForPrefix([]byte{prefix}); iter.Next() {
+				item := iter.Item()
+				k := item.Key()
+				switch prefix {
+				case prefixPart:
+					p, err := decodePartKey(k)
+					if err != nil {
+						return err
+					}
+					var id uint32
+					if err := item.Value(func(v []byte) error {
+						if len(v) != idSize {
+							return fmt.Errorf("malformed id of %s[%d]", p.Topic, p.Partition)
+						}
+						id = binary.BigEndian.Uint32(v)
+						return nil
+					}); err != nil {
+						return err
+					}
+					ids[id] = p
+				case prefixMeta:
+					if len(k) != 1+idSize {
+						return fmt.Errorf("malformed meta key %x", k)
+					}
+					var m meta
+					if err := item.Value(func(v []byte) error {
+						var err error
+						m, err = decodeMeta(v)
+						return err
+					}); err != nil {
+						return err
+					}
+					metas[binary.BigEndian.Uint32(k[1:])] = m
+				case prefixGarb:
+					if len(k) != 1+idSize {
+						return fmt.Errorf("malformed garbage key %x", k)
+					}
+					s.garbage = append(s.garbage, binary.BigEndian.Uint32(k[1:]))
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for id, p := range ids {
+		s.parts[p] = &part{id: id, m: metas[id]}
+	}
+	if err := s.reap(); err != nil {
+		return err
+	}
+	recount := !clean && !fresh
+	if recount {
+		s.log.Warn("buffer was not closed cleanly: recounting buffered events", zap.Int("partitions", len(s.parts)))
+	}
+	var changed []*part
+	var events, size int64
+	for p, pt := range s.parts {
+		if recount && !pt.m.base.IsZero() {
+			// Finish a Trim the crash interrupted (Base is persisted
+			// before its deletions). Events at Base itself go too: they
+			// are re-deliveries of versions already applied.
+			if err := s.trim(context.Background(), p, pt.m.base); err != nil {
+				return fmt.Errorf("finish trim of %s[%d]: %w", p.Topic, p.Partition, err)
+			}
+		}
+		n, b, maxHLC, err := s.count(pt.id, !recount)
+		if err != nil {
+			return err
+		}
+		pt.maxHLC = maxHLC
+		if recount && (n != pt.m.events || b != pt.m.bytes) {
+			pt.m.events, pt.m.bytes = n, b
+			changed = append(changed, pt)
+		}
+		events += pt.m.events
+		size += pt.m.bytes
+	}
+	s.events.Store(events)
+	s.bytes.Store(size)
+	return s.db.Update(func(txn *badger.Txn) error {
+		for _, pt := range changed {
+			if err := txn.Set(idPrefix(prefixMeta, pt.id), pt.m.encode()); err != nil {
+				return err
+			}
+		}
+		// From here on, a crash leaves no clean marker behind.
+		if err := txn.Delete(keyClean); err != nil {
+			return err
+		}
+		return nil
+	})
+}
+
+// count returns the number and size of id's events and their largest HLC.
+// With maxOnly it only finds the largest HLC (one reverse seek).
+func (s *Store) count(id uint32, maxOnly bool) (n, size int64, maxHLC schemas.HLC, err error) {
+	prefix := idPrefix(prefixEvent, id)
+	err = s.db.View(func(txn *badger.Txn) error {
+		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})
+		it.Seek(idPrefix(prefixEvent, id+1))
+		if it.ValidForPrefix(prefix) {
+			maxHLC = eventHLC(it.Item().Key())
+		}
+		it.Close()
+		if maxOnly {
+			return nil
+		}
+		it = txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			n++
+			size += item.KeySize() + item.ValueSize()
+		}
+		return nil
+	})
+	return n, size, maxHLC, err
+}
+
+// reap deletes the data of ids that Reset or Drop retired. Callers hold mu
+// (or are Open): DropPrefix blocks all writes while it runs.
+func (s *Store) reap() error {
+	if len(s.garbage) == 0 {
+		return nil
+	}
+	prefixes := make([][]byte, 0, 2*len(s.garbage))
+	for _, id := range s.garbage {
+		prefixes = append(prefixes, idPrefix(prefixEvent, id), idPrefix(prefixOffset, id))
+	}
+	if err := s.db.DropPrefix(prefixes...); err != nil {
+		return fmt.Errorf("drop retired partition data: %w", err)
+	}
+	err := s.db.Update(func(txn *badger.Txn) error {
+		for _, id := range s.garbage {
+			if err := txn.Delete(idPrefix(prefixMeta, id)); err != nil {
+				return err
+			}
+			if err := txn.Delete(idPrefix(prefixGarb, id)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("forget retired partition ids: %w", err)
+	}
+	s.garbage = s.garbage[:0]
+	return nil
+}
+
+// background reaps retired partitions and runs value-log GC after trims,
+// at most once per gcInterval.
+func (s *Store) background() {
+	defer s.bg.Done()
+	for {
+		select {
+		case <-s.done:
+			return
+		case <-s.kick:
+		}
+		s.mu.Lock()
+		if s.failed == nil {
+			if err := s.reap(); err != nil {
+				s.log.Warn("buffer: reaping retired partitions failed (retried later)", zap.Error(err))
+			}
+		}
+		s.mu.Unlock()
+		if !s.inMemory {
+			// Value-log GC runs concurrently with writes. Each call
+			// rewrites at most one file; loop while files qualify.
+			for i := 0; i < 16; i++ {
+				if err := s.db.RunValueLogGC(gcDiscardRatio); err != nil {
+					if !errors.Is(err, badger.ErrNoRewrite) && !errors.Is(err, badger.ErrRejected) {
+						s.log.Warn("buffer: value-log GC failed", zap.Error(err))
+					}
+					break
+				}
+			}
+		}
+		select {
+		case <-s.done:
+			return
+		case <-time.After(gcInterval):
+		}
+	}
+}
+
+func (s *Store) kickBackground() {
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Close flushes and closes the store. After a clean Close the next Open
+// trusts the persisted counters instead of recounting.
+func (s *Store) Close() error {
+	if !s.closed.CompareAndSwap(false, true) {
+		return nil
+	}
+	close(s.done)
+	s.bg.Wait()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var errs []error
+	if s.failed == nil && !s.inMemory {
+		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(keyClean, nil) }); err != nil {
+			errs = append(errs, fmt.Errorf("buffer: mark clean shutdown: %w", err))
+		}
+	}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("buffer: close badger: %w", err))
+	}
+	return errors.Join(errs...)
+}
+
+// checkWritable reports why the store cannot take writes. Callers hold mu.
+func (s *Store) checkWritable() error {
+	if s.closed.Load() {
+		return errors.New("buffer: store is closed")
+	}
+	if s.failed != nil {
+		return fmt.Errorf("buffer: an earlier write failed half-way, reopen the store: %w", s.failed)
+	}
+	return nil
+}
+
+// State returns p's persisted state, and false if p is unknown (never
+// written or reset, or dropped).
+func (s *Store) State(p Partition) (State, bool, error) {
+	if s.closed.Load() {
+		return State{}, false, errors.New("buffer: store is closed")
+	}
+	s.smu.RLock()
+	defer s.smu.RUnlock()
+	pt, ok := s.parts[p]
+	if !ok {
+		return State{}, false, nil
+	}
+	return State{Base: pt.m.base, Resolved: pt.m.resolved, Consumed: pt.m.consumed, Events: pt.m.events}, true, nil
+}
+
+// Usage returns the number and logical size of all buffered events.
+func (s *Store) Usage() Usage {
+	return Usage{Events: s.events.Load(), Bytes: s.bytes.Load()}
+}
+
+// OverBudget reports whether the buffered bytes reached Options.DiskBudget.
+// It turns false again once Trim, Reset or Drop freed enough.
+func (s *Store) OverBudget() bool {
+	return s.budget > 0 && s.bytes.Load() >= s.budget
+}
+
+// lookup returns p's in-memory state, or nil.
+func (s *Store) lookup(p Partition) *part {
+	s.smu.RLock()
+	defer s.smu.RUnlock()
+	return s.parts[p]
+}
+
+// badgerLogger bridges Badger's printf logging to zap. Badger logs every
+// compaction and memtable flush at INFO; those are demoted to debug so that
+// highwater's info log stays about highwater. Warnings and errors keep
+// their level.
+type badgerLogger struct{ s *zap.SugaredLogger }
+
+func (l badgerLogger) Errorf(f string, a ...any)   { l.s.Errorf(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Warningf(f string, a ...any) { l.s.Warnf(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Infof(f string, a ...any)    { l.s.Debugf(strings.TrimSpace(f), a...) }
+func (l badgerLogger) Debugf(f string, a ...any)   { l.s.Debugf(strings.TrimSpace(f), a...) }

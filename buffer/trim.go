@@ -1,0 +1,291 @@
+package buffer
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+
+	"github.com/dgraph-io/badger/v4"
+
+	"github.com/highwater-dev/highwater/schemas"
+)
+
+// LowOffset returns the smallest Offset of any event of p with Updated >
+// through, or p's Consumed offset if there is none (or if it is smaller):
+// the offset from which a consumer that applied everything through
+// `through` must resume so that nothing is lost. p must be known.
+//
+// It walks p's offset index (runs of up to 60 offsets per Write, ordered by
+// first offset) from the front and stops at the first run reaching above
+// through. Trim removes the runs at or below its `through` from the front,
+// so the walk covers about the window being flushed divided by 60, never
+// the events buffered beyond it.
+func (s *Store) LowOffset(p Partition, through schemas.HLC) (int64, error) {
+	if s.closed.Load() {
+		return 0, fmt.Errorf("buffer: low offset: store is closed")
+	}
+	// Read Consumed before taking the snapshot: Write commits events before
+	// it publishes the Consumed that covers them, so every event below this
+	// Consumed is in the snapshot.
+	s.smu.RLock()
+	pt, ok := s.parts[p]
+	var id uint32
+	var consumed int64
+	if ok {
+		id, consumed = pt.id, pt.m.consumed
+	}
+	s.smu.RUnlock()
+	if !ok {
+		return 0, fmt.Errorf("buffer: low offset: unknown partition %s[%d]", p.Topic, p.Partition)
+	}
+	low := consumed
+	err := s.db.View(func(txn *badger.Txn) error {
+		prefix := idPrefix(prefixOffset, id)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		defer it.Close()
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			first, err := runFirst(item.Key())
+			if err != nil {
+				return err
+			}
+			// Runs are ordered by first offset: none after this one can
+			// hold a smaller offset than the best so far. (Runs of one
+			// Write never overlap; runs of Writes that re-read offsets
+			// may, hence no early return inside a run.)
+			if first >= low {
+				return nil
+			}
+			err = item.Value(func(v []byte) error {
+				maxTS, err := runMax(v)
+				if err != nil || !through.Less(maxTS) {
+					return err // all of the run is at or below through
+				}
+				off, ok, err := runLow(first, v, through)
+				if ok {
+					// Offsets at or beyond Consumed were written by a
+					// Write whose metadata never landed (a crash):
+					// resuming beyond Consumed could skip records that
+					// were never stored.
+					low = min(low, off)
+				}
+				return err
+			})
+			if err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("buffer: low offset %s[%d]: %w", p.Topic, p.Partition, err)
+	}
+	return low, nil
+}
+
+// Trim deletes the events of parts with Updated <= through and sets their
+// Base to through (Base never moves back; use Reset for that). Unknown
+// partitions are skipped. Base is persisted before the deletions; if ctx
+// ends half-way, the events left at or below through are no longer
+// delivered by Scan (except those equal to Base) and the next Trim deletes
+// them.
+func (s *Store) Trim(ctx context.Context, parts []Partition, through schemas.HLC) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.checkWritable(); err != nil {
+		return err
+	}
+	defer s.kickBackground()
+	for _, p := range parts {
+		if err := s.trim(ctx, p, through); err != nil {
+			return fmt.Errorf("buffer: trim %s[%d] through %s: %w", p.Topic, p.Partition, through, err)
+		}
+	}
+	return nil
+}
+
+func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) error {
+	pt := s.lookup(p)
+	if pt == nil {
+		return nil
+	}
+	// Base moves first: once the window is applied, events at or below it
+	// are history, and Scan never delivers events below Base. A crash or
+	// cancellation half-way then leaves only invisible leftovers, which the
+	// next Trim (or the Open after a crash) deletes.
+	if pt.m.base.Less(through) {
+		m := pt.m
+		m.base = through
+		if err := s.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(idPrefix(prefixMeta, pt.id), m.encode())
+		}); err != nil {
+			return err
+		}
+		s.smu.Lock()
+		pt.m = m
+		s.smu.Unlock()
+	}
+	var n, size int64
+	complete := true
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+
+	// Events: a key-only walk from the front of p's range up to through.
+	prefix := idPrefix(prefixEvent, pt.id)
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		if through.Less(eventHLC(item.Key())) {
+			break
+		}
+		if n&1023 == 1023 && ctx.Err() != nil {
+			complete = false
+			break
+		}
+		if err := wb.Delete(item.KeyCopy(nil)); err != nil {
+			it.Close()
+			s.failed = err
+			return err
+		}
+		n++
+		size += item.KeySize() + item.ValueSize()
+	}
+	it.Close()
+
+	// Offset index: drop runs entirely at or below through from the front,
+	// up to the first run that reaches above it. Runs behind it linger
+	// (LowOffset skips them after reading 12 bytes) until a later Trim
+	// reaches them.
+	if complete {
+		prefix := idPrefix(prefixOffset, pt.id)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			var maxTS schemas.HLC
+			if err := item.Value(func(v []byte) error {
+				var err error
+				maxTS, err = runMax(v)
+				return err
+			}); err != nil {
+				it.Close()
+				return err
+			}
+			if through.Less(maxTS) {
+				break
+			}
+			if err := wb.Delete(item.KeyCopy(nil)); err != nil {
+				it.Close()
+				s.failed = err
+				return err
+			}
+		}
+		it.Close()
+	}
+	if err := wb.Flush(); err != nil {
+		s.failed = err
+		return err
+	}
+	// The counters after the deletions: a crash in between is repaired by
+	// the recount on Open.
+	m := pt.m
+	m.events -= n
+	m.bytes -= size
+	if m.events <= 0 || m.bytes < 0 {
+		// Value sizes of values in the value log are estimates; never let
+		// the estimate drift below zero.
+		m.events, m.bytes = max(m.events, 0), max(m.bytes, 0)
+		if m.events == 0 {
+			m.bytes = 0
+		}
+	}
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(idPrefix(prefixMeta, pt.id), m.encode())
+	}); err != nil {
+		s.failed = err
+		return err
+	}
+	s.smu.Lock()
+	s.events.Add(m.events - pt.m.events)
+	s.bytes.Add(m.bytes - pt.m.bytes)
+	pt.m = m
+	s.smu.Unlock()
+	if !complete {
+		return ctx.Err()
+	}
+	return nil
+}
+
+// Reset drops everything buffered for p and starts it fresh with Base =
+// base (and Resolved = base) and Consumed = next. p need not be known. The
+// switch is atomic: p moves to a new, empty key range in one transaction and
+// the old range is deleted in the background (or on the next Open).
+func (s *Store) Reset(p Partition, base schemas.HLC, next int64) error {
+	return s.retire(p, &meta{base: base, resolved: base, consumed: next})
+}
+
+// Drop forgets p entirely (its partition was revoked or lost). Other
+// partitions are untouched. Dropping an unknown partition does nothing.
+func (s *Store) Drop(p Partition) error {
+	return s.retire(p, nil)
+}
+
+// retire moves p's current id to the garbage and, if m is set, gives p a
+// new id with metadata m.
+func (s *Store) retire(p Partition, m *meta) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	what := "drop"
+	if m != nil {
+		what = "reset"
+	}
+	if err := s.checkWritable(); err != nil {
+		return err
+	}
+	old := s.lookup(p)
+	if old == nil && m == nil {
+		return nil
+	}
+	next := s.nextID
+	var fresh *part
+	err := s.db.Update(func(txn *badger.Txn) error {
+		if old != nil {
+			if err := txn.Set(idPrefix(prefixGarb, old.id), nil); err != nil {
+				return err
+			}
+		}
+		if m == nil {
+			return txn.Delete(partKey(p))
+		}
+		fresh = &part{id: next, m: *m}
+		next++
+		if err := txn.Set(keyNextID, binary.BigEndian.AppendUint32(nil, next)); err != nil {
+			return err
+		}
+		if err := txn.Set(partKey(p), binary.BigEndian.AppendUint32(nil, fresh.id)); err != nil {
+			return err
+		}
+		return txn.Set(idPrefix(prefixMeta, fresh.id), m.encode())
+	})
+	if err != nil {
+		return fmt.Errorf("buffer: %s %s[%d]: %w", what, p.Topic, p.Partition, err)
+	}
+	s.nextID = next
+	s.smu.Lock()
+	if old != nil {
+		s.events.Add(-old.m.events)
+		s.bytes.Add(-old.m.bytes)
+		s.garbage = append(s.garbage, old.id)
+	}
+	if fresh != nil {
+		s.parts[p] = fresh
+	} else {
+		delete(s.parts, p)
+	}
+	s.smu.Unlock()
+	if old != nil {
+		s.kickBackground()
+	}
+	return nil
+}

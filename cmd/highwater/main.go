@@ -1,0 +1,78 @@
+// Command highwater turns CockroachDB changefeeds in Kafka into a clean,
+// transactionally consistent copy of the source tables in a warehouse.
+//
+//	highwater run --brokers ... --registry ... --topics ... --sink duckdb:///path.duckdb
+//	highwater demo
+//	highwater simulate --brokers ... --registry ...
+//	highwater version
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"syscall"
+)
+
+// version is set at build time with -ldflags "-X main.version=...".
+var version = "dev"
+
+const usage = `highwater: CockroachDB changefeeds -> a clean, transactionally consistent warehouse copy
+
+Usage:
+  highwater run [flags]        consume a changefeed and apply it to a warehouse (run -h for flags)
+  highwater demo [flags]       the whole pipeline on an embedded broker, registry and DuckDB
+  highwater simulate [flags]   play a CockroachDB-like changefeed into any Kafka + Schema Registry
+  highwater bench [flags]      measure the pipeline end to end (make bench)
+  highwater version            print the version
+`
+
+func main() {
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
+	stop()
+	if err != nil {
+		if !errors.Is(err, flag.ErrHelp) {
+			fmt.Fprintln(os.Stderr, "highwater:", err)
+		}
+		os.Exit(exitCode(err))
+	}
+}
+
+func exitCode(err error) int {
+	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errUsage) {
+		return 2
+	}
+	return 1
+}
+
+var errUsage = errors.New("usage")
+
+func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(stderr, usage)
+		return errUsage
+	}
+	switch args[0] {
+	case "run":
+		return runCmd(ctx, args[1:], stderr)
+	case "demo":
+		return demoCmd(ctx, args[1:], stdout, stderr)
+	case "bench":
+		return benchCmd(ctx, args[1:], stdout, stderr)
+	case "simulate":
+		return simulateCmd(ctx, args[1:], stdout, stderr)
+	case "version", "--version", "-v":
+		fmt.Fprintln(stdout, "highwater", version)
+		return nil
+	case "help", "-h", "--help":
+		fmt.Fprint(stdout, usage)
+		return nil
+	}
+	fmt.Fprint(stderr, usage)
+	return fmt.Errorf("unknown command %q: %w", args[0], errUsage)
+}

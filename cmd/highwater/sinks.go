@@ -1,0 +1,62 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/url"
+	"sort"
+	"strings"
+
+	"go.uber.org/zap"
+
+	"github.com/highwater-dev/highwater/sinks"
+	"github.com/highwater-dev/highwater/sinks/duckdb"
+	"github.com/highwater-dev/highwater/sinks/postgres"
+)
+
+type opener func(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error)
+
+// writers maps a --sink URL scheme to its warehouse writer. Adding a
+// warehouse is one sub-package of sinks and one line here.
+var writers = map[string]opener{
+	"duckdb":     openDuckDB,
+	"postgres":   openPostgres,
+	"postgresql": openPostgres,
+}
+
+func openDuckDB(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error) {
+	return duckdb.OpenURL(ctx, rawURL, opts, log)
+}
+
+func openPostgres(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error) {
+	return postgres.Open(ctx, rawURL, opts, log)
+}
+
+func openWriter(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error) {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return nil, fmt.Errorf("sink URL: %w", err)
+	}
+	open, ok := writers[strings.ToLower(u.Scheme)]
+	if !ok {
+		schemes := make([]string, 0, len(writers))
+		for s := range writers {
+			schemes = append(schemes, s+"://")
+		}
+		sort.Strings(schemes)
+		return nil, fmt.Errorf("sink %q: unknown scheme %q (supported: %s)", redact(rawURL), u.Scheme, strings.Join(schemes, ", "))
+	}
+	w, err := open(ctx, rawURL, opts, log)
+	if err != nil {
+		return nil, fmt.Errorf("open sink %s: %w", redact(rawURL), err)
+	}
+	return w, nil
+}
+
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "<unparsable URL>"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,418 @@
+// Package integration holds highwater's end-to-end tests: the changefeed
+// simulator plays a feed into an in-process Kafka broker (kfake, real wire
+// protocol) and Schema Registry (srfake); highwater applies it to a real
+// DuckDB file or PostgreSQL server; the warehouse is then compared with the
+// simulator's oracle, the source tables AS OF the final resolved timestamp.
+package integration
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/sr"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zaptest"
+
+	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/internal/devstack"
+	"github.com/highwater-dev/highwater/internal/pgtest"
+	"github.com/highwater-dev/highwater/processor"
+	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/simulator"
+	"github.com/highwater-dev/highwater/sinks"
+	"github.com/highwater-dev/highwater/sinks/duckdb"
+	"github.com/highwater-dev/highwater/sinks/postgres"
+)
+
+var (
+	// binary is the highwater command built once for the subprocess tests.
+	binary string
+	// pg is one throwaway PostgreSQL server for the package.
+	pg *pgtest.Server
+)
+
+func TestMain(m *testing.M) {
+	os.Exit(testMain(m))
+}
+
+func testMain(m *testing.M) int {
+	dir, err := os.MkdirTemp("", "highwater-integration-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	binary = filepath.Join(dir, "highwater")
+	build := exec.Command("go", "build", "-o", binary, "../cmd/highwater")
+	build.Stdout, build.Stderr = os.Stderr, os.Stderr
+	if err := build.Run(); err != nil {
+		fmt.Fprintln(os.Stderr, "build highwater:", err)
+		return 1
+	}
+	srv, stop, err := pgtest.StartMain()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "start PostgreSQL:", err)
+		return 1
+	}
+	defer stop()
+	pg = srv
+	return m.Run()
+}
+
+// feedTables are the source tables of the end-to-end feeds: a composite
+// primary key, names that need escaping and quoting, and every type.
+func feedTables() []simulator.TableDef {
+	return []simulator.TableDef{
+		{
+			Name: "orders",
+			Columns: []simulator.ColumnDef{
+				{Name: "region", Type: "STRING", NotNull: true},
+				{Name: "id", Type: "INT8", NotNull: true},
+				{Name: "status", Type: "STRING"},
+				{Name: "amount", Type: "DECIMAL(12,2)"},
+				{Name: "placed_at", Type: "TIMESTAMPTZ"},
+				{Name: "tags", Type: "STRING[]"},
+			},
+			PrimaryKey: []string{"region", "id"},
+		},
+		{
+			Name: `order items ☃`,
+			Columns: []simulator.ColumnDef{
+				{Name: "from", Type: "INT8", NotNull: true},
+				{Name: "a b", Type: "STRING"},
+				{Name: `Mixed"Quote`, Type: "BOOL"},
+				{Name: "select", Type: "FLOAT8"},
+				{Name: "🍦", Type: "INT8"},
+			},
+			PrimaryKey: []string{"from"},
+		},
+		simulator.AllTypesTable("all_types"),
+	}
+}
+
+// feed is a simulated changefeed on an in-process broker and registry.
+type feed struct {
+	stack *devstack.Stack
+	sim   *simulator.Sim
+	opts  simulator.Options
+}
+
+func newFeed(t *testing.T, opts simulator.Options, tables ...simulator.TableDef) *feed {
+	t.Helper()
+	stack, err := devstack.Start(devstack.Options{DataDir: filepath.Join(t.TempDir(), "kafka")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(stack.Close)
+	opts.Brokers = stack.Brokers()
+	opts.RegistryURL = stack.RegistryURL()
+	if opts.Partitions == 0 {
+		opts.Partitions = 3
+	}
+	if opts.Logger == nil {
+		opts.Logger = zap.NewNop()
+	}
+	sim, err := simulator.New(context.Background(), opts, tables...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(sim.Close)
+	return &feed{stack: stack, sim: sim, opts: opts}
+}
+
+// warehouse is one kind of sink under test.
+type warehouse struct {
+	name string
+	// url returns a fresh warehouse's --sink URL.
+	url func(t *testing.T) string
+	// open opens a writer on it.
+	open func(t *testing.T, url string, opts sinks.Options) sinks.Writer
+}
+
+func duckWarehouse() warehouse {
+	return warehouse{
+		name: "duckdb",
+		url:  func(t *testing.T) string { return "duckdb://" + filepath.Join(t.TempDir(), "wh.duckdb") },
+		open: func(t *testing.T, url string, opts sinks.Options) sinks.Writer {
+			w, err := duckdb.OpenURL(context.Background(), url, opts, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w
+		},
+	}
+}
+
+func pgWarehouse() warehouse {
+	return warehouse{
+		name: "postgres",
+		url:  func(t *testing.T) string { return pg.CreateDB(t) },
+		open: func(t *testing.T, url string, opts sinks.Options) sinks.Writer {
+			w, err := postgres.Open(context.Background(), url, opts, zap.NewNop())
+			if err != nil {
+				t.Fatal(err)
+			}
+			return w
+		},
+	}
+}
+
+// member runs one in-process highwater group member.
+type member struct {
+	proc *processor.Processor
+	done chan error
+	stop context.CancelFunc
+}
+
+type memberConfig struct {
+	group     string
+	sinkURL   string
+	changelog bool
+	stopAt    schemas.HLC
+	bufferDir string
+}
+
+func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
+	t.Helper()
+	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	reg, err := schemas.NewRegistry(f.stack.RegistryURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if mc.bufferDir == "" {
+		mc.bufferDir = t.TempDir()
+	}
+	buf, err := buffer.Open(buffer.Options{Dir: mc.bufferDir, Logger: log})
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := wh.open(t, mc.sinkURL, sinks.Options{Changelog: mc.changelog})
+	proc, err := processor.New(processor.Config{
+		Brokers:          f.stack.Brokers(),
+		Topics:           f.sim.Topics(),
+		Group:            mc.group,
+		Decoder:          schemas.NewDecoder(reg),
+		Buffer:           buf,
+		Writer:           w,
+		Changelog:        mc.changelog,
+		StopAt:           mc.stopAt,
+		SessionTimeout:   2 * time.Second,
+		RebalanceTimeout: 5 * time.Second,
+		Logger:           log,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	m := &member{proc: proc, done: make(chan error, 1), stop: cancel}
+	go func() {
+		err := proc.Run(ctx)
+		w.Close()
+		buf.Close()
+		m.done <- err
+	}()
+	return m
+}
+
+// wait waits for the member to stop by itself (StopAt) and fails the test on
+// an error or a timeout.
+func (m *member) wait(t *testing.T, timeout time.Duration) {
+	t.Helper()
+	select {
+	case err := <-m.done:
+		if err != nil {
+			t.Fatalf("member: %v", err)
+		}
+	case <-time.After(timeout):
+		m.stop()
+		<-m.done
+		t.Fatalf("member did not reach stop-at within %s; stats %+v", timeout, m.proc.Stats())
+	}
+}
+
+// tableModels returns the decoder's column model of the latest schema of
+// each source table, for writing the oracle through the same writer.
+func tableModels(t *testing.T, f *feed) map[string]*schemas.Table {
+	t.Helper()
+	ctx := context.Background()
+	cl, err := sr.NewClient(sr.URLs(f.stack.RegistryURL()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg, err := schemas.NewRegistry(f.stack.RegistryURL())
+	if err != nil {
+		t.Fatal(err)
+	}
+	dec := schemas.NewDecoder(reg)
+	out := make(map[string]*schemas.Table)
+	for _, name := range f.sim.Oracle().Tables() {
+		subject := schemas.SQLNameToKafkaName(f.opts.SchemaPrefix + name)
+		key, err := cl.SchemaByVersion(ctx, subject+"-key", -1)
+		if err != nil {
+			t.Fatalf("key schema of %s: %v", name, err)
+		}
+		val, err := cl.SchemaByVersion(ctx, subject+"-value", -1)
+		if err != nil {
+			t.Fatalf("value schema of %s: %v", name, err)
+		}
+		tbl, err := dec.Table(ctx, key.ID, val.ID)
+		if err != nil {
+			t.Fatalf("column model of %s: %v", name, err)
+		}
+		out[name] = tbl
+	}
+	return out
+}
+
+// writeOracle writes the source tables AS OF at into w, through the same
+// writer as the pipeline, so that both sides store values alike and can be
+// compared with SQL.
+func writeOracle(t *testing.T, f *feed, w sinks.Writer, at schemas.HLC) map[string]*schemas.Table {
+	t.Helper()
+	ctx := context.Background()
+	models := tableModels(t, f)
+	tx, err := w.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tbl := range models {
+		rows := f.sim.Oracle().Rows(name, at)
+		changes := make([]sinks.Change, 0, len(rows))
+		for _, r := range rows {
+			vals := make([]any, len(tbl.Columns))
+			for i, c := range tbl.Columns {
+				vals[i] = r.Values[c.Name]
+			}
+			changes = append(changes, sinks.Change{Op: sinks.OpUpsert, Updated: r.Updated, Values: vals})
+		}
+		if err := tx.Write(ctx, tbl, changes); err != nil {
+			t.Fatalf("write oracle %s: %v", name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return models
+}
+
+// versionCounts is the number of versions per HLC of a table's history up
+// to at: what a changelog must hold.
+func versionCounts(f *feed, table string, at schemas.HLC) map[string]int {
+	out := map[string]int{}
+	for _, v := range f.sim.Oracle().Versions(table) {
+		if !at.Less(v.Updated) {
+			out[v.Updated.String()]++
+		}
+	}
+	return out
+}
+
+func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
+
+// compareMirror checks that mirror table name in db (qualified by
+// mirrorPrefix) holds exactly the oracle's rows (in oraclePrefix), column by
+// column including _hw_updated.
+func compareMirror(t *testing.T, db *sql.DB, mirrorPrefix, oraclePrefix string, tbl *schemas.Table) {
+	t.Helper()
+	cols := make([]string, 0, len(tbl.Columns)+1)
+	for _, c := range tbl.Columns {
+		cols = append(cols, quote(c.Name))
+	}
+	cols = append(cols, quote("_hw_updated"))
+	list := strings.Join(cols, ", ")
+	mirror, oracle := mirrorPrefix+quote(tbl.Name), oraclePrefix+quote(tbl.Name)
+	count := func(q string) int {
+		var n int
+		if err := db.QueryRow(q).Scan(&n); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+		return n
+	}
+	nm, no := count("SELECT count(*) FROM "+mirror), count("SELECT count(*) FROM "+oracle)
+	if nm != no {
+		t.Errorf("%s: %d rows in the warehouse, %d in the source", tbl.Name, nm, no)
+	}
+	for _, dir := range [][2]string{{mirror, oracle}, {oracle, mirror}} {
+		q := fmt.Sprintf("SELECT count(*) FROM (SELECT %s FROM %s EXCEPT SELECT %s FROM %s) d", list, dir[0], list, dir[1])
+		if n := count(q); n != 0 {
+			t.Errorf("%s: %d rows of %s are not in %s", tbl.Name, n, dir[0], dir[1])
+			showDiff(t, db, fmt.Sprintf("SELECT %s FROM %s EXCEPT SELECT %s FROM %s LIMIT 3", list, dir[0], list, dir[1]))
+		}
+	}
+	if nm == 0 {
+		t.Errorf("%s: the comparison is empty, the feed wrote nothing", tbl.Name)
+	}
+}
+
+func showDiff(t *testing.T, db *sql.DB, q string) {
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Logf("diff query: %v", err)
+		return
+	}
+	defer rows.Close()
+	cols, _ := rows.Columns()
+	for rows.Next() {
+		vals := make([]any, len(cols))
+		ptrs := make([]any, len(cols))
+		for i := range vals {
+			ptrs[i] = &vals[i]
+		}
+		_ = rows.Scan(ptrs...)
+		t.Logf("  %v", vals)
+	}
+}
+
+// compareChangelog checks that <table>_changes holds every version of the
+// table's history once: per HLC, as many versions as the oracle emitted.
+func compareChangelog(t *testing.T, db *sql.DB, prefix string, f *feed, tbl *schemas.Table, at schemas.HLC, castText string) {
+	t.Helper()
+	want := versionCounts(f, tbl.Name, at)
+	q := fmt.Sprintf("SELECT CAST(_hw_updated AS %s), count(*) FROM %s GROUP BY 1", castText, prefix+quote(tbl.Name+"_changes"))
+	rows, err := db.Query(q)
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	defer rows.Close()
+	got := map[string]int{}
+	for rows.Next() {
+		var h string
+		var n int
+		if err := rows.Scan(&h, &n); err != nil {
+			t.Fatal(err)
+		}
+		got[h] = n
+	}
+	var diffs []string
+	for h, n := range want {
+		if got[h] != n {
+			diffs = append(diffs, fmt.Sprintf("%s: %d versions, want %d", h, got[h], n))
+		}
+	}
+	for h, n := range got {
+		if _, ok := want[h]; !ok {
+			diffs = append(diffs, fmt.Sprintf("%s: %d versions, want none", h, n))
+		}
+	}
+	sort.Strings(diffs)
+	if len(diffs) > 0 {
+		t.Errorf("%s changelog differs from the oracle's history at %d timestamps, e.g. %v", tbl.Name, len(diffs), diffs[:min(5, len(diffs))])
+	}
+	if len(want) == 0 {
+		t.Errorf("%s: the oracle has no versions; the test compares nothing", tbl.Name)
+	}
+}
+
+// logFigures prints what a scenario measured.
+func logFigures(t *testing.T, what string, start time.Time, s processor.Stats) {
+	t.Logf("%s: %s, consumed %d, duplicates dropped %d, rows applied %d in %d windows",
+		what, time.Since(start).Round(time.Millisecond), s.Consumed, s.Duplicates, s.RowsApplied, s.Windows)
+}

@@ -1,0 +1,258 @@
+package integration
+
+import (
+	"bytes"
+	"context"
+	"database/sql"
+	"fmt"
+	"math/rand/v2"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	_ "github.com/duckdb/duckdb-go/v2"
+	_ "github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/simulator"
+	"github.com/highwater-dev/highwater/sinks"
+)
+
+// hostileOptions make the simulated changefeed do everything CockroachDB
+// is allowed to do: re-send rows, and interleave keys between resolved
+// timestamps.
+func hostileOptions(seed int64) simulator.Options {
+	return simulator.Options{Partitions: 3, Diff: true, Seed: seed, DuplicateProb: 0.1, Reorder: true}
+}
+
+// play plays the standard feed: an initial scan, updates and deletes (of
+// present and absent rows) with duplicates and cross-key reordering, a
+// changefeed restart that re-emits from an old checkpoint with gaps, and
+// schema changes with backfill. It returns the final resolved timestamp.
+// beforeRestart, if not nil, runs before the changefeed restart with the
+// checkpoint the restart re-emits from.
+func play(ctx context.Context, sim *simulator.Sim, scale int, beforeRestart func(checkpoint schemas.HLC)) (schemas.HLC, error) {
+	for i := int64(0); i < 20; i++ {
+		sim.Load("orders", map[string]any{"region": fmt.Sprintf("r%d", i%3), "id": i, "status": "new"})
+	}
+	if _, err := sim.InitialScan(ctx); err != nil {
+		return schemas.HLC{}, fmt.Errorf("initial scan: %w", err)
+	}
+	w := simulator.Workload{Txns: 100 * scale, KeysPerTable: 40 * scale, RowsPerTxn: 3, DeleteProb: 0.1, ResolveEvery: 15}
+	if err := sim.Run(ctx, w); err != nil {
+		return schemas.HLC{}, err
+	}
+	checkpoint, err := sim.Resolve(ctx)
+	if err != nil {
+		return schemas.HLC{}, err
+	}
+	if err := sim.Run(ctx, w); err != nil {
+		return schemas.HLC{}, err
+	}
+	if beforeRestart != nil {
+		beforeRestart(checkpoint)
+	}
+	// The changefeed restarts from an older checkpoint after later resolved
+	// timestamps went out: re-emitted versions, with gaps.
+	if err := sim.Restart(ctx, checkpoint, 0.3); err != nil {
+		return schemas.HLC{}, fmt.Errorf("restart: %w", err)
+	}
+	if _, err := sim.Txn(ctx, func(tx *simulator.Txn) error {
+		return tx.Delete("orders", "nowhere", int64(1_000_000))
+	}); err != nil {
+		return schemas.HLC{}, fmt.Errorf("delete of an absent row: %w", err)
+	}
+	if _, err := sim.AddColumn(ctx, "orders", simulator.ColumnDef{Name: "priority", Type: "INT8", Default: "7"}, int64(7)); err != nil {
+		return schemas.HLC{}, fmt.Errorf("add column: %w", err)
+	}
+	if _, err := sim.DropColumn(ctx, `order items ☃`, "select"); err != nil {
+		return schemas.HLC{}, fmt.Errorf("drop column: %w", err)
+	}
+	if err := sim.Run(ctx, w); err != nil {
+		return schemas.HLC{}, err
+	}
+	return sim.Resolve(ctx)
+}
+
+func playScenario(t *testing.T, f *feed, scale int, beforeRestart func(schemas.HLC)) schemas.HLC {
+	t.Helper()
+	final, err := play(context.Background(), f.sim, scale, beforeRestart)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return final
+}
+
+func TestMirrorEqualsSourceAsOfFrontier(t *testing.T) {
+	for _, wh := range []warehouse{duckWarehouse(), pgWarehouse()} {
+		t.Run(wh.name, func(t *testing.T) {
+			f := newFeed(t, hostileOptions(11), feedTables()...)
+			sinkURL := wh.url(t)
+			start := time.Now()
+			// The member runs while the feed plays, so windows close as
+			// resolved timestamps arrive, and learns the end at the end.
+			m := startMember(t, f, wh, memberConfig{group: "g1", sinkURL: sinkURL, changelog: true})
+			// Let the member apply past the restart's checkpoint first, so
+			// that the re-emitted versions arrive as old duplicates.
+			final := playScenario(t, f, 2, func(checkpoint schemas.HLC) {
+				deadline := time.Now().Add(time.Minute)
+				for m.proc.Stats().Frontier.Less(checkpoint) && time.Now().Before(deadline) {
+					time.Sleep(20 * time.Millisecond)
+				}
+			})
+			m.proc.SetStopAt(final)
+			m.wait(t, 2*time.Minute)
+			logFigures(t, wh.name, start, m.proc.Stats())
+			if m.proc.Stats().Duplicates == 0 {
+				t.Errorf("the changefeed re-emitted versions older than the applied frontier, yet none were dropped as duplicates")
+			}
+			verify(t, f, wh, sinkURL, final, true)
+		})
+	}
+}
+
+// TestKillNineAndRestart kills the highwater process with SIGKILL at random
+// moments while the feed plays, restarts it each time, and then lets it
+// finish: the warehouse must still equal the source, with every version in
+// the changelog exactly once.
+func TestKillNineAndRestart(t *testing.T) {
+	for _, wh := range []warehouse{duckWarehouse(), pgWarehouse()} {
+		t.Run(wh.name, func(t *testing.T) {
+			f := newFeed(t, hostileOptions(23), feedTables()...)
+			sinkURL := wh.url(t)
+			bufDir := t.TempDir()
+			args := func(extra ...string) []string {
+				return append([]string{"run",
+					"--brokers", strings.Join(f.stack.Brokers(), ","),
+					"--registry", f.stack.RegistryURL(),
+					"--topics", strings.Join(f.sim.Topics(), ","),
+					"--group", "g-kill",
+					"--sink", sinkURL,
+					"--buffer-dir", bufDir,
+					"--changelog",
+					"--session-timeout", "2s",
+					"--rebalance-timeout", "4s",
+					"--log-format", "json",
+					"--log-level", "warn",
+				}, extra...)
+			}
+			finalCh := make(chan schemas.HLC, 1)
+			playErr := make(chan error, 1)
+			go func() {
+				final, err := play(context.Background(), f.sim, 3, nil)
+				if err != nil {
+					playErr <- err
+					return
+				}
+				finalCh <- final
+			}()
+
+			rng := rand.New(rand.NewPCG(7, 9))
+			kills := 0
+			var final schemas.HLC
+			for final.IsZero() {
+				cmd := exec.Command(binary, args()...)
+				var stderr bytes.Buffer
+				cmd.Stderr = &stderr
+				if err := cmd.Start(); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
+				_ = cmd.Process.Signal(syscall.SIGKILL)
+				err := cmd.Wait()
+				if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+					t.Fatalf("highwater exited before it was killed: %v\n%s", err, stderr.String())
+				}
+				kills++
+				select {
+				case final = <-finalCh:
+				case err := <-playErr:
+					t.Fatal(err)
+				default:
+				}
+			}
+			// One more kill after the feed is complete, then run to the end.
+			start := time.Now()
+			cmd := exec.Command(binary, args("--stop-at", final.String())...)
+			var stderr bytes.Buffer
+			cmd.Stderr = &stderr
+			done := make(chan error, 1)
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			go func() { done <- cmd.Wait() }()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("highwater run --stop-at: %v\n%s", err, stderr.String())
+				}
+			case <-time.After(3 * time.Minute):
+				_ = cmd.Process.Kill()
+				t.Fatalf("highwater did not reach --stop-at within 3m\n%s", stderr.String())
+			}
+			t.Logf("%s: %d kill -9s while the feed played; the last run finished in %s", wh.name, kills, time.Since(start).Round(time.Millisecond))
+			if kills < 2 {
+				t.Errorf("only %d kills: the scenario did not exercise restarts", kills)
+			}
+			verify(t, f, wh, sinkURL, final, true)
+		})
+	}
+}
+
+// verify compares the warehouse at sinkURL with the oracle AS OF final.
+func verify(t *testing.T, f *feed, wh warehouse, sinkURL string, final schemas.HLC, changelog bool) {
+	t.Helper()
+	var (
+		db                         *sql.DB
+		mirrorPrefix, oraclePrefix string
+		castText                   string
+		models                     map[string]*schemas.Table
+		err                        error
+	)
+	switch wh.name {
+	case "duckdb":
+		oracleURL := "duckdb://" + filepath.Join(t.TempDir(), "oracle.duckdb")
+		w := wh.open(t, oracleURL, sinks.Options{})
+		models = writeOracle(t, f, w, final)
+		w.Close()
+		db, err = sql.Open("duckdb", strings.TrimPrefix(sinkURL, "duckdb://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		if _, err := db.Exec(fmt.Sprintf("ATTACH '%s' AS oracle (READ_ONLY)", strings.TrimPrefix(oracleURL, "duckdb://"))); err != nil {
+			t.Fatal(err)
+		}
+		oraclePrefix, castText = "oracle.", "VARCHAR"
+	case "postgres":
+		sep := "?"
+		if strings.Contains(sinkURL, "?") {
+			sep = "&"
+		}
+		w := wh.open(t, sinkURL+sep+"schema=oracle", sinks.Options{})
+		models = writeOracle(t, f, w, final)
+		w.Close()
+		db, err = sql.Open("pgx", sinkURL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		mirrorPrefix, oraclePrefix, castText = "public.", "oracle.", "TEXT"
+	}
+	defer db.Close()
+	for _, tbl := range models {
+		compareMirror(t, db, mirrorPrefix, oraclePrefix, tbl)
+		if changelog {
+			compareChangelog(t, db, mirrorPrefix, f, tbl, final, castText)
+		}
+	}
+	var wm string
+	if err := db.QueryRow(fmt.Sprintf("SELECT CAST(min(resolved) AS %s) FROM %shighwater_checkpoints", castText, mirrorPrefix)).Scan(&wm); err != nil {
+		t.Fatal(err)
+	}
+	if wm != final.String() {
+		t.Errorf("checkpoints say complete through %s, want %s", wm, final)
+	}
+}

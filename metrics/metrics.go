@@ -1,0 +1,115 @@
+// Package metrics exposes a running processor's figures for Prometheus
+// (names follow Prometheus conventions with the highwater_ prefix) and the
+// /healthz and /readyz probes.
+package metrics
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.uber.org/zap"
+
+	"github.com/highwater-dev/highwater/processor"
+)
+
+// Source is what the metrics read: processor.Processor satisfies it.
+type Source interface {
+	Stats() processor.Stats
+}
+
+// NewRegistry returns a Prometheus registry with the process and Go
+// collectors and highwater's own figures read from src at scrape time.
+func NewRegistry(src Source) *prometheus.Registry {
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
+	counter := func(name, help string, f func(processor.Stats) float64) prometheus.Collector {
+		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(src.Stats()) })
+	}
+	gauge := func(name, help string, f func(processor.Stats) float64) prometheus.Collector {
+		return prometheus.NewGaugeFunc(prometheus.GaugeOpts{Name: name, Help: help}, func() float64 { return f(src.Stats()) })
+	}
+	reg.MustRegister(
+		counter("highwater_records_consumed_total", "Changefeed records (rows and resolved) read from Kafka.",
+			func(s processor.Stats) float64 { return float64(s.Consumed) }),
+		counter("highwater_duplicates_dropped_total", "Rows dropped as older than their partition's applied frontier.",
+			func(s processor.Stats) float64 { return float64(s.Duplicates) }),
+		counter("highwater_rows_written_total", "Row changes written to the warehouse.",
+			func(s processor.Stats) float64 { return float64(s.RowsApplied) }),
+		counter("highwater_windows_applied_total", "Resolved windows committed to the warehouse.",
+			func(s processor.Stats) float64 { return float64(s.Windows) }),
+		gauge("highwater_buffer_events", "Unresolved events held in the buffer.",
+			func(s processor.Stats) float64 { return float64(s.Buffered) }),
+		gauge("highwater_buffer_bytes", "Disk used by the buffer.",
+			func(s processor.Stats) float64 { return float64(s.BufferBytes) }),
+		gauge("highwater_partitions_owned", "Kafka partitions this member owns.",
+			func(s processor.Stats) float64 { return float64(s.Partitions) }),
+		gauge("highwater_fetch_paused", "1 while fetching is paused by the buffer's disk budget.",
+			func(s processor.Stats) float64 { return b2f(s.Paused) }),
+		gauge("highwater_frontier_lag_seconds", "Now minus the wall time of the last applied frontier.",
+			lag),
+		gauge("highwater_frontier_timestamp_seconds", "Wall time of the last applied frontier (HLC), as Unix seconds.",
+			func(s processor.Stats) float64 {
+				if s.Frontier.IsZero() {
+					return 0
+				}
+				return float64(s.Frontier.WallTime) / 1e9
+			}),
+		gauge("highwater_last_flush_seconds", "Duration of the last window's flush.",
+			func(s processor.Stats) float64 { return s.LastFlush.Seconds() }),
+		gauge("highwater_resolved_to_visible_seconds", "Time from the resolved message that closed the last window to its commit.",
+			func(s processor.Stats) float64 { return s.LastVisibleP.Seconds() }),
+	)
+	return reg
+}
+
+func b2f(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
+func lag(s processor.Stats) float64 {
+	if s.Frontier.IsZero() {
+		return 0
+	}
+	return time.Since(s.Frontier.Time()).Seconds()
+}
+
+// Serve serves /metrics, /healthz and /readyz on addr until ctx ends.
+// Ready means the member owns partitions and has applied a first window.
+func Serve(ctx context.Context, addr string, src Source, log *zap.Logger) error {
+	mux := http.NewServeMux()
+	mux.Handle("/metrics", promhttp.HandlerFor(NewRegistry(src), promhttp.HandlerOpts{}))
+	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
+	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
+		s := src.Stats()
+		if s.Partitions == 0 || s.Frontier.IsZero() {
+			http.Error(w, "not ready: waiting for partitions and a first resolved window", http.StatusServiceUnavailable)
+			return
+		}
+		_, _ = w.Write([]byte("ready\n"))
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return err
+	}
+	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
+	go func() {
+		<-ctx.Done()
+		shutdownCtx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(shutdownCtx)
+	}()
+	log.Info("serving metrics", zap.String("addr", ln.Addr().String()))
+	if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,160 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
+)
+
+// onAssigned registers new partitions; they are not ingested until
+// adjustOffsets has positioned them at their warehouse checkpoint.
+func (p *Processor) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t, ps := range assigned {
+		for _, n := range ps {
+			bp := buffer.Partition{Topic: t, Partition: n}
+			if p.parts[bp] == nil {
+				p.parts[bp] = &partState{p: bp}
+			}
+		}
+	}
+	p.stats.partitions.Store(int64(len(p.parts)))
+	p.log.Info("partitions assigned", zap.Any("partitions", assigned))
+}
+
+// adjustOffsets replaces Kafka's committed offsets, which are advisory, with
+// the warehouse checkpoints. A partition whose local buffer was built on top
+// of exactly that checkpoint resumes after what the buffer already holds;
+// any other buffer content is stale (another member may have applied more)
+// and is dropped.
+func (p *Processor) adjustOffsets(ctx context.Context, offsets map[string]map[int32]kgo.Offset) (map[string]map[int32]kgo.Offset, error) {
+	cps, err := p.checkpoints(ctx)
+	if err != nil {
+		return nil, err
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t, ps := range offsets {
+		for n := range ps {
+			bp := buffer.Partition{Topic: t, Partition: n}
+			st := p.parts[bp]
+			if st == nil {
+				st = &partState{p: bp}
+				p.parts[bp] = st
+			}
+			cp, hasCP := cps[bp]
+			st.applied, st.resolved = cp.Resolved, cp.Resolved
+			resume := kgo.NewOffset().AtStart()
+			if hasCP {
+				resume = kgo.NewOffset().At(cp.NextOffset)
+			}
+			bs, known, err := p.cfg.Buffer.State(bp)
+			if err != nil {
+				return nil, fmt.Errorf("buffer state %s[%d]: %w", t, n, err)
+			}
+			if known && bs.Base == cp.Resolved && (!hasCP || bs.Consumed >= cp.NextOffset) {
+				resume = kgo.NewOffset().At(bs.Consumed)
+				if st.resolved.Less(bs.Resolved) {
+					st.resolved = bs.Resolved
+				}
+			} else {
+				next := int64(0)
+				if hasCP {
+					next = cp.NextOffset
+				}
+				if err := p.cfg.Buffer.Reset(bp, cp.Resolved, next); err != nil {
+					return nil, fmt.Errorf("buffer reset %s[%d]: %w", t, n, err)
+				}
+			}
+			ps[n] = resume.WithEpoch(-1)
+			st.ready = true
+			p.log.Info("partition resumes",
+				zap.String("topic", t), zap.Int32("partition", n),
+				zap.Stringer("applied", cp.Resolved), zap.Stringer("offset", resume),
+				zap.Bool("buffer_reused", known && bs.Base == cp.Resolved))
+		}
+	}
+	p.stats.partitions.Store(int64(len(p.parts)))
+	return offsets, nil
+}
+
+// checkpoints reads the group's warehouse checkpoints, retrying while the
+// warehouse is unreachable: a member cannot consume without them.
+func (p *Processor) checkpoints(ctx context.Context) (map[buffer.Partition]sinks.Checkpoint, error) {
+	backoff := 100 * time.Millisecond
+	for {
+		cps, err := p.cfg.Writer.Checkpoints(ctx, p.cfg.Group)
+		if err == nil {
+			m := make(map[buffer.Partition]sinks.Checkpoint, len(cps))
+			for _, cp := range cps {
+				m[buffer.Partition{Topic: cp.Topic, Partition: cp.Partition}] = cp
+			}
+			return m, nil
+		}
+		p.log.Warn("reading warehouse checkpoints failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("read warehouse checkpoints: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+// onRevoked forgets partitions that moved to another member. Their buffered
+// events are dropped unless the member is shutting down, in which case they
+// are kept: if the partition comes back unchanged (same checkpoint) the
+// buffer saves re-reading it.
+func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	p.forget(revoked, "revoked")
+}
+
+func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.forget(lost, "lost")
+}
+
+func (p *Processor) forget(parts map[string][]int32, why string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for t, ps := range parts {
+		for _, n := range ps {
+			bp := buffer.Partition{Topic: t, Partition: n}
+			delete(p.parts, bp)
+			if !p.closing {
+				if err := p.cfg.Buffer.Drop(bp); err != nil {
+					p.log.Warn("dropping buffered events of a revoked partition", zap.String("topic", t), zap.Int32("partition", n), zap.Error(err))
+				}
+			}
+		}
+	}
+	p.stats.partitions.Store(int64(len(p.parts)))
+	if len(parts) > 0 {
+		p.log.Info("partitions "+why, zap.Any("partitions", parts))
+	}
+}
+
+// frontier is the min latest resolved over the owned partitions, and the min
+// applied frontier; ok is false while some partition has no resolved yet.
+func frontier(owned []*partState) (resolved, applied schemas.HLC, ok bool) {
+	if len(owned) == 0 {
+		return schemas.HLC{}, schemas.HLC{}, false
+	}
+	resolved, applied = owned[0].resolved, owned[0].applied
+	for _, st := range owned[1:] {
+		if st.resolved.Less(resolved) {
+			resolved = st.resolved
+		}
+		if st.applied.Less(applied) {
+			applied = st.applied
+		}
+	}
+	return resolved, applied, !resolved.IsZero()
+}

@@ -1,0 +1,497 @@
+// Package processor runs highwater's pipeline for one consumer-group member:
+// it consumes a changefeed's topics, buffers row events until resolved
+// timestamps close a window, and applies each window to the warehouse in one
+// transaction together with the partitions' checkpoints.
+//
+// The warehouse checkpoint is the truth for where a partition resumes; Kafka
+// committed offsets are written afterwards for lag tooling only.
+package processor
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/twmb/franz-go/pkg/kadm"
+	"github.com/twmb/franz-go/pkg/kgo"
+	"go.uber.org/zap"
+
+	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
+)
+
+// Decoder turns changefeed records into what the pipeline needs: the cheap
+// ingest fields first, the typed row only at flush.
+type Decoder interface {
+	Extract(ctx context.Context, topic string, partition int32, offset int64, key, value []byte) (schemas.Record, error)
+	DecodeRow(ctx context.Context, key, value []byte) (schemas.Row, error)
+}
+
+// Config configures a Processor. Brokers, Topics, Group, Decoder, Buffer and
+// Writer are required.
+type Config struct {
+	// Brokers are the Kafka seed brokers.
+	Brokers []string
+	// Topics are the changefeed's topics: one feed, one frontier.
+	Topics []string
+	// Group is the Kafka consumer group; it also names the feed's
+	// checkpoints in the warehouse.
+	Group string
+	// KafkaOptions are added to the client's options (TLS, SASL, ...).
+	KafkaOptions []kgo.Opt
+
+	Decoder Decoder
+	Buffer  *buffer.Store
+	Writer  sinks.Writer
+
+	// Changelog must match the writer's sinks.Options.Changelog: with a
+	// changelog every version is decoded and written, without one only the
+	// newest version of each key in a window.
+	Changelog bool
+
+	// StopAt, when set, makes Run return nil once every partition of every
+	// feed topic is applied through a resolved timestamp >= StopAt, as the
+	// warehouse checkpoints show (whichever group member applied it).
+	StopAt schemas.HLC
+
+	// SessionTimeout is how long the group coordinator waits for a silent
+	// member (say, killed with -9) before it moves its partitions elsewhere.
+	// Default 10s, instead of Kafka's 45s, so that recovery takes seconds.
+	SessionTimeout time.Duration
+	// RebalanceTimeout bounds how long a rebalance waits for members to
+	// rejoin; it must exceed the longest flush. Default 30s.
+	RebalanceTimeout time.Duration
+	// StartupTimeout bounds how long Run waits for the brokers and the
+	// topics' metadata before it gives up with an error. Default 30s.
+	StartupTimeout time.Duration
+
+	// FlushBatch is how many changes of one table go to the writer per
+	// Tx.Write call. Default 20000.
+	FlushBatch int
+	// PollRecords is the most records ingested per buffer write. Default 10000.
+	PollRecords int
+
+	Logger *zap.Logger
+}
+
+func (c *Config) setDefaults() error {
+	switch {
+	case len(c.Brokers) == 0:
+		return errors.New("processor: no brokers")
+	case len(c.Topics) == 0:
+		return errors.New("processor: no topics")
+	case c.Group == "":
+		return errors.New("processor: no consumer group")
+	case c.Decoder == nil || c.Buffer == nil || c.Writer == nil:
+		return errors.New("processor: decoder, buffer and writer are required")
+	}
+	if c.SessionTimeout == 0 {
+		c.SessionTimeout = 10 * time.Second
+	}
+	if c.RebalanceTimeout == 0 {
+		c.RebalanceTimeout = 30 * time.Second
+	}
+	if c.StartupTimeout == 0 {
+		c.StartupTimeout = 30 * time.Second
+	}
+	if c.FlushBatch <= 0 {
+		c.FlushBatch = 20000
+	}
+	if c.PollRecords <= 0 {
+		c.PollRecords = 10000
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	return nil
+}
+
+// Stats are the processor's running totals, safe to read while it runs.
+type Stats struct {
+	Consumed     int64       // row and resolved records read from Kafka
+	Duplicates   int64       // rows dropped as older than their partition's applied frontier
+	Buffered     int64       // events in the buffer now
+	BufferBytes  int64       // buffer size on disk
+	RowsApplied  int64       // changes written to the warehouse
+	Windows      int64       // windows committed
+	Frontier     schemas.HLC // last applied frontier (min over owned partitions)
+	Resolved     schemas.HLC // min latest resolved over owned partitions
+	Partitions   int         // partitions owned
+	Paused       bool        // fetching paused by the buffer's disk budget
+	LastFlush    time.Duration
+	LastVisibleP time.Duration // resolved-to-visible latency of the last window
+}
+
+// partState is what the member knows about one owned partition.
+type partState struct {
+	p        buffer.Partition
+	applied  schemas.HLC // warehouse checkpoint
+	resolved schemas.HLC // latest resolved seen
+	// resolvedAt is when the latest resolved message was ingested, for the
+	// resolved-to-visible latency.
+	resolvedAt time.Time
+	ready      bool // offsets adjusted: records may be ingested
+}
+
+// Processor is one member of a feed's consumer group.
+type Processor struct {
+	cfg Config
+	log *zap.Logger
+	cl  *kgo.Client
+
+	// mu serialises the poll loop's work with the group's rebalance
+	// callbacks: a partition is never dropped in the middle of a flush.
+	mu      sync.Mutex
+	parts   map[buffer.Partition]*partState
+	closing bool
+	// numPartitions is the partition count of each feed topic.
+	numPartitions map[string]int32
+	paused        bool
+
+	stats struct {
+		consumed, duplicates, rowsApplied, windows atomic.Int64
+		frontier, resolved                         atomic.Pointer[schemas.HLC]
+		partitions                                 atomic.Int64
+		paused                                     atomic.Bool
+		lastFlush, lastVisible                     atomic.Int64
+	}
+	latency *latencies
+	stopAt  atomic.Pointer[schemas.HLC]
+}
+
+// New validates cfg and returns a Processor; Run starts it.
+func New(cfg Config) (*Processor, error) {
+	if err := cfg.setDefaults(); err != nil {
+		return nil, err
+	}
+	p := &Processor{
+		cfg:     cfg,
+		log:     cfg.Logger,
+		parts:   make(map[buffer.Partition]*partState),
+		latency: newLatencies(4096),
+	}
+	p.SetStopAt(cfg.StopAt)
+	return p, nil
+}
+
+// SetStopAt changes Config.StopAt while the processor runs (the demo learns
+// its final resolved timestamp only once the feed has played).
+func (p *Processor) SetStopAt(h schemas.HLC) { p.stopAt.Store(&h) }
+
+// Stats returns a snapshot of the running totals.
+func (p *Processor) Stats() Stats {
+	u := p.cfg.Buffer.Usage()
+	s := Stats{
+		Consumed:     p.stats.consumed.Load(),
+		Duplicates:   p.stats.duplicates.Load(),
+		Buffered:     u.Events,
+		BufferBytes:  u.Bytes,
+		RowsApplied:  p.stats.rowsApplied.Load(),
+		Windows:      p.stats.windows.Load(),
+		Partitions:   int(p.stats.partitions.Load()),
+		Paused:       p.stats.paused.Load(),
+		LastFlush:    time.Duration(p.stats.lastFlush.Load()),
+		LastVisibleP: time.Duration(p.stats.lastVisible.Load()),
+	}
+	if f := p.stats.frontier.Load(); f != nil {
+		s.Frontier = *f
+	}
+	if r := p.stats.resolved.Load(); r != nil {
+		s.Resolved = *r
+	}
+	return s
+}
+
+// Latencies returns the resolved-to-visible latencies of recent windows
+// (time from the ingest of the resolved message that closed a window to the
+// commit of that window), oldest first.
+func (p *Processor) Latencies() []time.Duration { return p.latency.snapshot() }
+
+// ErrStopped is returned by Run when --stop-at was reached; callers treat it
+// as success.
+var errStopReached = errors.New("stop-at reached")
+
+// Run consumes and applies until ctx is canceled (returning nil), StopAt is
+// reached (nil), or an error stops the feed. On return no window is half
+// applied: a window's transaction either committed or rolled back.
+func (p *Processor) Run(ctx context.Context) error {
+	if err := p.checkTopics(ctx); err != nil {
+		return err
+	}
+	opts := []kgo.Opt{
+		kgo.SeedBrokers(p.cfg.Brokers...),
+		kgo.ConsumerGroup(p.cfg.Group),
+		kgo.ConsumeTopics(p.cfg.Topics...),
+		kgo.Balancers(kgo.CooperativeStickyBalancer()),
+		kgo.DisableAutoCommit(),
+		kgo.BlockRebalanceOnPoll(),
+		kgo.SessionTimeout(p.cfg.SessionTimeout),
+		kgo.RebalanceTimeout(p.cfg.RebalanceTimeout),
+		kgo.HeartbeatInterval(p.cfg.SessionTimeout / 5),
+		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
+		kgo.FetchMaxBytes(32 << 20),
+		kgo.FetchMaxPartitionBytes(8 << 20),
+		kgo.FetchMaxWait(250 * time.Millisecond),
+		kgo.OnPartitionsAssigned(p.onAssigned),
+		kgo.AdjustFetchOffsetsFn(p.adjustOffsets),
+		kgo.OnPartitionsRevoked(p.onRevoked),
+		kgo.OnPartitionsLost(p.onLost),
+		kgo.WithLogger(kgoLogger{p.log}),
+	}
+	cl, err := kgo.NewClient(append(opts, p.cfg.KafkaOptions...)...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	p.cl = cl
+	defer func() {
+		p.mu.Lock()
+		p.closing = true
+		p.mu.Unlock()
+		// Leave the group promptly so that the partitions move at once
+		// rather than after the session timeout.
+		leaveCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_ = cl.LeaveGroupContext(leaveCtx)
+		cancel()
+		cl.CloseAllowingRebalance()
+	}()
+
+	err = p.loop(ctx)
+	if errors.Is(err, errStopReached) {
+		p.log.Info("stop-at reached: every partition is applied through it", zap.Stringer("stop_at", *p.stopAt.Load()))
+		return nil
+	}
+	if err != nil && ctx.Err() != nil && errors.Is(err, context.Canceled) {
+		return nil
+	}
+	return err
+}
+
+// checkTopics fails fast, with a clear message, when the brokers cannot be
+// reached or a feed topic does not exist, and records partition counts.
+func (p *Processor) checkTopics(ctx context.Context) error {
+	cl, err := kgo.NewClient(append([]kgo.Opt{kgo.SeedBrokers(p.cfg.Brokers...), kgo.WithLogger(kgoLogger{p.log})}, p.cfg.KafkaOptions...)...)
+	if err != nil {
+		return fmt.Errorf("kafka client: %w", err)
+	}
+	defer cl.Close()
+	adm := kadm.NewClient(cl)
+	deadline := time.Now().Add(p.cfg.StartupTimeout)
+	for {
+		tctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		details, err := adm.ListTopics(tctx, p.cfg.Topics...)
+		cancel()
+		if err == nil {
+			counts := make(map[string]int32, len(p.cfg.Topics))
+			var missing []string
+			for _, t := range p.cfg.Topics {
+				d, ok := details[t]
+				if !ok || d.Err != nil || len(d.Partitions) == 0 {
+					missing = append(missing, t)
+					continue
+				}
+				counts[t] = int32(len(d.Partitions))
+			}
+			if len(missing) == 0 {
+				p.numPartitions = counts
+				return nil
+			}
+			err = fmt.Errorf("topics %v do not exist on %v (has the changefeed been created, and is --topics right?)", missing, p.cfg.Brokers)
+			if time.Now().After(deadline) {
+				return err
+			}
+		} else if time.Now().After(deadline) {
+			return fmt.Errorf("cannot reach Kafka brokers %v within %s: %w", p.cfg.Brokers, p.cfg.StartupTimeout, err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(500 * time.Millisecond):
+		}
+	}
+}
+
+func (p *Processor) loop(ctx context.Context) error {
+	buf := p.cfg.Buffer
+	for {
+		pollCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		fetches := p.cl.PollRecords(pollCtx, p.cfg.PollRecords)
+		cancel()
+		if fetches.IsClientClosed() {
+			return errors.New("kafka client closed")
+		}
+		if ctx.Err() != nil {
+			p.cl.AllowRebalance()
+			return ctx.Err()
+		}
+		var fetchErr error
+		fetches.EachError(func(t string, part int32, err error) {
+			if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
+				return
+			}
+			p.log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", part), zap.Error(err))
+			if fetchErr == nil && isFatalFetchError(err) {
+				fetchErr = fmt.Errorf("fetch %s[%d]: %w", t, part, err)
+			}
+		})
+		if fetchErr != nil {
+			p.cl.AllowRebalance()
+			return fetchErr
+		}
+
+		p.mu.Lock()
+		err := p.ingest(ctx, fetches)
+		if err == nil {
+			err = p.maybeFlush(ctx)
+		}
+		if err == nil {
+			p.applyBackpressure(buf)
+		}
+		p.mu.Unlock()
+		p.cl.AllowRebalance()
+		if err != nil {
+			return err
+		}
+		if stopAt := *p.stopAt.Load(); !stopAt.IsZero() {
+			done, err := p.stopReached(ctx, stopAt)
+			if err != nil {
+				return err
+			}
+			if done {
+				return errStopReached
+			}
+		}
+	}
+}
+
+func isFatalFetchError(err error) bool {
+	var ke interface{ IsRetriable() bool }
+	if errors.As(err, &ke) {
+		return !ke.IsRetriable()
+	}
+	return false
+}
+
+// ingest decodes just enough of each record and writes one buffer batch.
+func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
+	if fetches.NumRecords() == 0 {
+		return nil
+	}
+	batch := p.cfg.Buffer.NewBatch()
+	var firstErr error
+	now := time.Now()
+	fetches.EachRecord(func(r *kgo.Record) {
+		if firstErr != nil {
+			return
+		}
+		bp := buffer.Partition{Topic: r.Topic, Partition: r.Partition}
+		st := p.parts[bp]
+		if st == nil || !st.ready {
+			// Revoked while the fetch was in flight: the new owner reads it.
+			return
+		}
+		p.stats.consumed.Add(1)
+		rec, err := p.cfg.Decoder.Extract(ctx, r.Topic, r.Partition, r.Offset, r.Key, r.Value)
+		if err != nil {
+			firstErr = err
+			return
+		}
+		if rec.Resolved {
+			if st.resolved.Less(rec.Updated) {
+				st.resolved = rec.Updated
+				st.resolvedAt = now
+				batch.SetResolved(bp, rec.Updated)
+			}
+		} else if rec.Updated.Less(st.applied) {
+			// Older than what the warehouse already holds for this
+			// partition: by CockroachDB's resolved guarantee, a duplicate.
+			p.stats.duplicates.Add(1)
+		} else {
+			batch.Add(bp, buffer.Event{Updated: rec.Updated, Table: rec.Table, Key: r.Key, Offset: r.Offset, Value: r.Value})
+		}
+		batch.SetConsumed(bp, r.Offset+1)
+	})
+	if firstErr != nil {
+		return fmt.Errorf("ingest: %w", firstErr)
+	}
+	if err := p.cfg.Buffer.Write(ctx, batch); err != nil {
+		return fmt.Errorf("buffer write: %w", err)
+	}
+	return nil
+}
+
+// applyBackpressure pauses fetching while the buffer is over its disk budget
+// and resumes once a flush freed space.
+func (p *Processor) applyBackpressure(buf *buffer.Store) {
+	over := buf.OverBudget()
+	if over == p.paused {
+		return
+	}
+	p.paused = over
+	p.stats.paused.Store(over)
+	if over {
+		p.log.Warn("buffer disk budget reached: pausing fetches until a resolved window is flushed", zap.Int64("bytes", buf.Usage().Bytes))
+		p.cl.PauseFetchTopics(p.cfg.Topics...)
+	} else {
+		p.log.Info("buffer below its disk budget: resuming fetches")
+		p.cl.ResumeFetchTopics(p.cfg.Topics...)
+	}
+}
+
+// owned returns the owned, ready partitions in a stable order.
+func (p *Processor) owned() []*partState {
+	out := make([]*partState, 0, len(p.parts))
+	for _, st := range p.parts {
+		if st.ready {
+			out = append(out, st)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].p.Topic != out[j].p.Topic {
+			return out[i].p.Topic < out[j].p.Topic
+		}
+		return out[i].p.Partition < out[j].p.Partition
+	})
+	return out
+}
+
+// stopReached reports whether the warehouse shows every partition of every
+// feed topic applied through StopAt.
+func (p *Processor) stopReached(ctx context.Context, stopAt schemas.HLC) (bool, error) {
+	p.mu.Lock()
+	var minApplied schemas.HLC
+	owned := p.owned()
+	for i, st := range owned {
+		if i == 0 || st.applied.Less(minApplied) {
+			minApplied = st.applied
+		}
+	}
+	p.mu.Unlock()
+	// Cheap check first: our own partitions must be through StopAt before
+	// the warehouse is asked about everyone's.
+	if len(owned) > 0 && minApplied.Less(stopAt) {
+		return false, nil
+	}
+	cps, err := p.cfg.Writer.Checkpoints(ctx, p.cfg.Group)
+	if err != nil {
+		return false, fmt.Errorf("read checkpoints: %w", err)
+	}
+	done := make(map[buffer.Partition]bool, len(cps))
+	for _, cp := range cps {
+		if !cp.Resolved.Less(stopAt) {
+			done[buffer.Partition{Topic: cp.Topic, Partition: cp.Partition}] = true
+		}
+	}
+	for t, n := range p.numPartitions {
+		for i := int32(0); i < n; i++ {
+			if !done[buffer.Partition{Topic: t, Partition: i}] {
+				return false, nil
+			}
+		}
+	}
+	return true, nil
+}

@@ -1,0 +1,34 @@
+package schemas
+
+import (
+	"context"
+	"errors"
+)
+
+// Table returns the column model that DecodeRow gives rows written with
+// these key and value schema ids (the same pointer), without a record: for
+// tools that prepare a warehouse table, and for tests that write an oracle.
+func (d *Decoder) Table(ctx context.Context, keySchemaID, valueSchemaID int) (*Table, error) {
+	p, err := d.valuePlan(ctx, valueSchemaID)
+	if err != nil {
+		return nil, &DecodeError{SchemaID: valueSchemaID, Err: err}
+	}
+	if p.err != nil {
+		return nil, &DecodeError{SchemaID: valueSchemaID, Err: p.err}
+	}
+	if p.resolved {
+		return nil, &DecodeError{SchemaID: valueSchemaID, Err: errors.New("a resolved-message schema has no table")}
+	}
+	kp, err := d.keyPlan(ctx, keySchemaID)
+	if err != nil {
+		return nil, &DecodeError{SchemaID: keySchemaID, Err: err}
+	}
+	if kp.err != nil {
+		return nil, &DecodeError{SchemaID: keySchemaID, Err: kp.err}
+	}
+	tables, ok := p.rows.Load(keySchemaID)
+	if !ok {
+		tables, _ = p.rows.LoadOrStore(keySchemaID, &rowTables{table: withKey(p.table, kp), before: withKey(p.before, kp)})
+	}
+	return tables.table, nil
+}

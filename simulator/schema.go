@@ -1,0 +1,207 @@
+package simulator
+
+import (
+	"encoding/json"
+	"fmt"
+	"strings"
+	"unicode/utf8"
+
+	"github.com/highwater-dev/highwater/schemas"
+	"golang.org/x/text/unicode/norm"
+)
+
+// avroField and avroRecord mirror CockroachDB's avro.SchemaField and
+// avro.DataRecord JSON tags, so that json.Marshal yields the same text
+// (§1.2: type, name, default, __crdb__; record: type, name, fields, namespace).
+type avroField struct {
+	SchemaType any       `json:"type"`
+	Name       string    `json:"name"`
+	Default    *struct{} `json:"default"` // always null
+	Metadata   string    `json:"__crdb__,omitempty"`
+}
+
+type avroRecord struct {
+	SchemaType string       `json:"type"`
+	Name       string       `json:"name"`
+	Fields     []*avroField `json:"fields"`
+	Namespace  string       `json:"namespace,omitempty"`
+}
+
+func marshalSchema(r *avroRecord) string {
+	b, err := json.Marshal(r)
+	if err != nil {
+		panic(fmt.Sprintf("simulator: marshal schema: %v", err)) // only plain structs: cannot fail
+	}
+	return string(b)
+}
+
+// column is one column of a table version.
+type column struct {
+	name     string
+	avroName string
+	typ      *colType
+	notNull  bool
+	dflt     string // SQL default expression, "" for none
+	crdb     string // the __crdb__ metadata
+	dfn      func(*Sim, schemas.HLC) any
+}
+
+func newColumn(def ColumnDef, enums map[string][]string) (*column, error) {
+	if def.Name == "" {
+		return nil, fmt.Errorf("column with empty name")
+	}
+	t, err := parseType(def.Type, enums)
+	if err != nil {
+		return nil, fmt.Errorf("column %q: %w", def.Name, err)
+	}
+	c := &column{name: def.Name, avroName: schemas.SQLNameToAvroName(def.Name), typ: t, notNull: def.NotNull, dflt: def.Default}
+	c.crdb = crdbColumnString(def.Name, t.sql, def.NotNull, def.Default)
+	return c, nil
+}
+
+// crdbColumnString is ColumnDescriptor.SQLStringNotHumanReadable:
+// "<name> <type> NULL|NOT NULL[ DEFAULT <expr>]" with the name formatted as
+// CockroachDB's FmtSimple does (quoted when not a bare identifier).
+func crdbColumnString(name, sqlType string, notNull bool, dflt string) string {
+	var b strings.Builder
+	b.WriteString(formatSQLName(name))
+	b.WriteByte(' ')
+	b.WriteString(sqlType)
+	if notNull {
+		b.WriteString(" NOT NULL")
+	} else {
+		b.WriteString(" NULL")
+	}
+	if dflt != "" {
+		b.WriteString(" DEFAULT ")
+		b.WriteString(dflt)
+	}
+	return b.String()
+}
+
+// formatSQLName is lexbase.EncodeRestrictedSQLIdent: bare when the name is a
+// lowercase identifier that is not a reserved keyword, else double-quoted.
+func formatSQLName(s string) string {
+	if isBareIdentifier(s) && !reservedKeywords[s] {
+		return s
+	}
+	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+}
+
+func isBareIdentifier(s string) bool {
+	if len(s) == 0 || !isIdentStart(s[0]) || (s[0] >= 'A' && s[0] <= 'Z') {
+		return false
+	}
+	ascii := s[0] < utf8.RuneSelf
+	for i := 1; i < len(s); i++ {
+		c := s[i]
+		if !isIdentStart(c) && !(c >= '0' && c <= '9') && c != '$' {
+			return false
+		}
+		if c >= 'A' && c <= 'Z' {
+			return false
+		}
+		if c >= utf8.RuneSelf {
+			ascii = false
+		}
+	}
+	return ascii || (strings.ToLower(s) == s && norm.NFC.String(s) == s)
+}
+
+func isIdentStart(c byte) bool {
+	return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || c >= 128 || c == '_'
+}
+
+// reservedKeywords is CockroachDB's lexbase reservedKeywords (generated from
+// sql.y: reserved, type_func_name and col_name keywords) plus the lookahead
+// keywords that it also quotes.
+var reservedKeywords = func() map[string]bool {
+	m := map[string]bool{}
+	for _, k := range strings.Fields(`all analyse analyze and annotate_type any array as asc asymmetric
+authorization between bigint bit boolean both box2d case cast char character characteristics check
+coalesce collate collation column concurrently constraint create cross current_catalog current_date
+current_role current_schema current_time current_timestamp current_user dec decimal default deferrable
+desc distinct do else end except exists extract extract_duration false family fetch float for foreign
+from full geography geometry grant greatest group grouping having if iferror ifnull ilike in index
+initially inner inout int integer intersect interval into is iserror isnull join lateral leading least
+left like limit localtime localtimestamp natural none not nothing notnull null nullif numeric offset on
+only or order out outer overlaps overlay placing point polygon position precision primary real
+references returning right row select session_user setof similar smallint some string substring
+symmetric table then time timestamp timestamptz timetz to trailing treat trim true union unique user
+using values varbit varchar variadic virtual when where window with work of ordinality`) {
+		m[k] = true
+	}
+	return m
+}()
+
+// tableSchema is one descriptor version of a table: its columns in table
+// order and the Avro records built from them.
+type tableSchema struct {
+	version int
+	since   schemas.HLC // first HLC at which this version is valid
+	cols    []*column
+	byName  map[string]int
+	key     []int // indexes into cols, primary-index order
+	all     []int // 0..len(cols)-1, see allCols
+}
+
+func (ts *tableSchema) fields() []*avroField {
+	out := make([]*avroField, len(ts.cols))
+	for i, c := range ts.cols {
+		out[i] = &avroField{SchemaType: c.typ.unionSchema(), Name: c.avroName, Metadata: c.crdb}
+	}
+	return out
+}
+
+// keySchema is the primary-key record (avro.go PrimaryIndexToAvroSchema):
+// named after prefix+table, namespace prefix.
+func keySchema(tableName, prefix string, ts *tableSchema) string {
+	all := ts.fields()
+	fs := make([]*avroField, len(ts.key))
+	for i, k := range ts.key {
+		fs[i] = all[k]
+	}
+	return marshalSchema(&avroRecord{SchemaType: "record", Name: schemas.SQLNameToAvroName(prefix + tableName), Fields: fs, Namespace: prefix})
+}
+
+// envelopeOpts are the changefeed options that shape the value envelope.
+type envelopeOpts struct {
+	diff, updated, mvcc bool
+	prefix              string
+}
+
+// valueSchema is the wrapped envelope (avro.go NewEnvelopeRecord, §2.1):
+// before? (previous descriptor version), after, updated?, mvcc_timestamp?.
+func valueSchema(tableName string, o envelopeOpts, before, after *tableSchema) string {
+	inner := schemas.SQLNameToAvroName(tableName)
+	var fs []*avroField
+	if o.diff {
+		rec := &avroRecord{SchemaType: "record", Name: inner + "_before", Fields: before.fields(), Namespace: o.prefix}
+		fs = append(fs, &avroField{SchemaType: []any{"null", rec}, Name: "before"})
+	}
+	rec := &avroRecord{SchemaType: "record", Name: inner, Fields: after.fields(), Namespace: o.prefix}
+	fs = append(fs, &avroField{SchemaType: []any{"null", rec}, Name: "after"})
+	if o.updated {
+		fs = append(fs, &avroField{SchemaType: []any{"null", "string"}, Name: "updated"})
+	}
+	if o.mvcc {
+		fs = append(fs, &avroField{SchemaType: []any{"null", "string"}, Name: "mvcc_timestamp"})
+	}
+	return marshalSchema(&avroRecord{SchemaType: "record", Name: schemas.SQLNameToAvroName(o.prefix+tableName) + "_envelope", Fields: fs, Namespace: o.prefix})
+}
+
+// resolvedSchema is the resolved-timestamp envelope for topic ("" for the v2
+// sink, §4.2).
+func resolvedSchema(topic, prefix string) string {
+	return marshalSchema(&avroRecord{SchemaType: "record", Name: schemas.SQLNameToAvroName(topic) + "_envelope",
+		Fields: []*avroField{{SchemaType: []any{"null", "string"}, Name: "resolved"}}, Namespace: prefix})
+}
+
+// fullName is the Avro full name of a record named name in namespace ns,
+// which goavro uses as the union branch name.
+func fullName(ns, name string) string {
+	if ns == "" {
+		return name
+	}
+	return ns + "." + name
+}

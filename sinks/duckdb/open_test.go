@@ -1,0 +1,126 @@
+package duckdb
+
+import (
+	"bufio"
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"go.uber.org/zap/zaptest"
+
+	"github.com/highwater-dev/highwater/sinks"
+)
+
+// lockHolderEnv makes the test binary, re-executed by
+// TestLockedByAnotherProcess, hold a warehouse open until stdin closes.
+const lockHolderEnv = "HIGHWATER_TEST_DUCKDB_HOLD"
+
+func TestLockedByAnotherProcess(t *testing.T) {
+	ctx := context.Background()
+	if path := os.Getenv(lockHolderEnv); path != "" {
+		w, err := Open(ctx, path, sinks.Options{}, nil)
+		if err != nil {
+			t.Fatalf("holder: %v", err)
+		}
+		os.Stdout.WriteString("holding\n")
+		_, _ = bufio.NewReader(os.Stdin).ReadString('\n') // until the parent closes stdin
+		_ = w.Close()
+		return
+	}
+	path := filepath.Join(t.TempDir(), "locked.duckdb")
+	cmd := exec.Command(os.Args[0], "-test.run=^TestLockedByAnotherProcess$", "-test.count=1")
+	cmd.Env = append(os.Environ(), lockHolderEnv+"="+path)
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = cmd.Wait() }()
+	defer stdin.Close()
+	line, err := bufio.NewReader(stdout).ReadString('\n')
+	if err != nil || line != "holding\n" {
+		t.Fatalf("holder did not start: %q %v", line, err)
+	}
+
+	_, err = Open(ctx, path, sinks.Options{}, zaptest.NewLogger(t))
+	if err == nil {
+		t.Fatal("second process opened a locked warehouse")
+	}
+	for _, want := range []string{path, "is locked by another highwater or DuckDB process"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error %q does not say %q", err, want)
+		}
+	}
+	t.Logf("lock error: %v", err)
+
+	// Once the holder exits the file opens.
+	stdin.Close()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("holder: %v", err)
+	}
+	w, err := Open(ctx, path, sinks.Options{}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatalf("open after holder exited: %v", err)
+	}
+	w.Close()
+}
+
+func TestOpenURL(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	t.Chdir(dir)
+	cases := []struct {
+		url     string
+		file    string // created file, relative to dir
+		setting string // current_setting('threads') when set
+		wantErr string
+	}{
+		{url: "duckdb://" + filepath.Join(dir, "abs.duckdb"), file: "abs.duckdb"},
+		{url: "duckdb://rel.duckdb", file: "rel.duckdb"},
+		{url: "duckdb:plain.duckdb", file: "plain.duckdb"},
+		{url: "DuckDB://upper.duckdb", file: "upper.duckdb"},
+		{url: "duckdb://" + filepath.Join(dir, "with%20space.duckdb"), file: "with space.duckdb"},
+		{url: "duckdb://" + filepath.Join(dir, "opts.duckdb") + "?threads=1", file: "opts.duckdb", setting: "1"},
+		{url: "duckdb://:memory:"},
+		{url: "postgres://localhost/db", wantErr: "scheme must be duckdb"},
+		{url: "duckdb://", wantErr: "no database path"},
+		{url: "duckdb://" + filepath.Join(dir, "missing", "dir.duckdb"), wantErr: "open duckdb"},
+		{url: "duckdb://" + filepath.Join(dir, "bad.duckdb") + "?no_such_option=1", wantErr: "no_such_option"},
+	}
+	for _, c := range cases {
+		t.Run(c.url, func(t *testing.T) {
+			w, err := OpenURL(ctx, c.url, sinks.Options{}, zaptest.NewLogger(t))
+			if c.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
+					t.Fatalf("got error %v, want one containing %q", err, c.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer w.Close()
+			if c.setting != "" {
+				var got string
+				if err := w.DB().QueryRowContext(ctx, `SELECT CAST(current_setting('threads') AS VARCHAR)`).Scan(&got); err != nil || got != c.setting {
+					t.Fatalf("threads = %q (%v), want %q", got, err, c.setting)
+				}
+			}
+			if c.file != "" {
+				if _, err := os.Stat(filepath.Join(dir, c.file)); err != nil {
+					t.Fatalf("database file: %v", err)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,270 @@
+package duckdb
+
+import (
+	"database/sql/driver"
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+
+	duck "github.com/duckdb/duckdb-go/v2"
+
+	"github.com/highwater-dev/highwater/schemas"
+)
+
+// maxDecimalPrecision is the widest DECIMAL DuckDB has; wider CockroachDB
+// decimals are stored as their text in a VARCHAR column.
+const maxDecimalPrecision = 38
+
+// warehouseType returns the DuckDB column type for t, spelt as DuckDB's
+// catalog (duckdb_columns().data_type) reports it, so that an existing
+// column's type can be compared with a string compare.
+func warehouseType(t schemas.Type) (string, error) {
+	return duckType(t, false)
+}
+
+// stagingType is warehouseType for the TEMP staging tables: JSON is staged
+// as VARCHAR so that CockroachDB's JSON text reaches the warehouse
+// unchanged (the Appender would JSON-encode a Go string once more).
+func stagingType(t schemas.Type) (string, error) {
+	return duckType(t, true)
+}
+
+func duckType(t schemas.Type, staging bool) (string, error) {
+	switch t.Kind {
+	case schemas.KindInt:
+		return "BIGINT", nil
+	case schemas.KindFloat:
+		return "DOUBLE", nil
+	case schemas.KindBool:
+		return "BOOLEAN", nil
+	case schemas.KindString:
+		return "VARCHAR", nil
+	case schemas.KindBytes:
+		return "BLOB", nil
+	case schemas.KindDecimal:
+		if decimalAsText(t) {
+			return "VARCHAR", nil
+		}
+		return fmt.Sprintf("DECIMAL(%d,%d)", t.Precision, t.Scale), nil
+	case schemas.KindDate:
+		return "DATE", nil
+	case schemas.KindTime:
+		return "TIME", nil
+	case schemas.KindTimestamp:
+		return "TIMESTAMP", nil
+	case schemas.KindTimestampTZ:
+		return "TIMESTAMP WITH TIME ZONE", nil
+	case schemas.KindUUID:
+		return "UUID", nil
+	case schemas.KindJSON:
+		if staging {
+			return "VARCHAR", nil
+		}
+		return "JSON", nil
+	case schemas.KindInterval:
+		return "INTERVAL", nil
+	case schemas.KindArray:
+		if t.Elem == nil {
+			return "", fmt.Errorf("array type without element type")
+		}
+		e, err := duckType(*t.Elem, staging)
+		if err != nil {
+			return "", err
+		}
+		return e + "[]", nil
+	}
+	return "", fmt.Errorf("unsupported column type %s", t)
+}
+
+// decimalAsText reports whether a DECIMAL type does not fit DuckDB's
+// DECIMAL and is stored as VARCHAR.
+func decimalAsText(t schemas.Type) bool {
+	return t.Precision < 1 || t.Precision > maxDecimalPrecision || t.Scale < 0 || t.Scale > t.Precision
+}
+
+// converter turns a decoded value (Go types as documented on schemas.Kind)
+// into a value the DuckDB Appender accepts for the staging column.
+type converter struct {
+	t schemas.Type
+	// bound is 10^precision, the first unscaled value a DECIMAL column
+	// cannot hold.
+	bound *big.Int
+	elem  *converter
+}
+
+func newConverter(t schemas.Type) *converter {
+	c := &converter{t: t}
+	if t.Kind == schemas.KindDecimal && !decimalAsText(t) {
+		c.bound = new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(t.Precision)), nil)
+	}
+	if t.Kind == schemas.KindArray && t.Elem != nil {
+		c.elem = newConverter(*t.Elem)
+	}
+	return c
+}
+
+var midnight = time.Date(1970, 1, 1, 0, 0, 0, 0, time.UTC)
+
+// convert returns v for the Appender, and the number of non-finite
+// decimals it replaced by NULL.
+func (c *converter) convert(v any) (driver.Value, int, error) {
+	if v == nil {
+		return nil, 0, nil
+	}
+	bad := func() (driver.Value, int, error) {
+		return nil, 0, fmt.Errorf("%s column: unexpected Go value of type %T", c.t, v)
+	}
+	switch c.t.Kind {
+	case schemas.KindInt:
+		switch x := v.(type) {
+		case int64:
+			return x, 0, nil
+		case int:
+			return int64(x), 0, nil
+		case int32:
+			return int64(x), 0, nil
+		}
+	case schemas.KindFloat:
+		switch x := v.(type) {
+		case float64:
+			return x, 0, nil
+		case float32:
+			return float64(x), 0, nil
+		}
+	case schemas.KindBool:
+		if x, ok := v.(bool); ok {
+			return x, 0, nil
+		}
+	case schemas.KindString, schemas.KindJSON:
+		switch x := v.(type) {
+		case string:
+			return text(x), 0, nil
+		case []byte:
+			return x, 0, nil
+		}
+	case schemas.KindBytes:
+		switch x := v.(type) {
+		case []byte:
+			return x, 0, nil
+		case string:
+			return []byte(x), 0, nil
+		}
+	case schemas.KindDecimal:
+		d, ok := v.(schemas.Decimal)
+		if !ok {
+			if p, isPtr := v.(*schemas.Decimal); isPtr && p != nil {
+				d, ok = *p, true
+			}
+		}
+		if !ok {
+			return bad()
+		}
+		return c.decimal(d)
+	case schemas.KindDate, schemas.KindTimestamp, schemas.KindTimestampTZ:
+		if x, ok := v.(time.Time); ok {
+			return x.UTC(), 0, nil
+		}
+	case schemas.KindTime:
+		if x, ok := v.(time.Duration); ok {
+			if x < 0 || x > 24*time.Hour {
+				return nil, 0, fmt.Errorf("TIME value %s out of range", x)
+			}
+			return midnight.Add(x), 0, nil
+		}
+	case schemas.KindUUID:
+		switch x := v.(type) {
+		case string:
+			u, err := parseUUID(x)
+			if err != nil {
+				return nil, 0, err
+			}
+			return u, 0, nil
+		case []byte:
+			if len(x) == 16 {
+				var u duck.UUID
+				copy(u[:], x)
+				return u, 0, nil
+			}
+		}
+	case schemas.KindInterval:
+		if x, ok := v.(schemas.Interval); ok {
+			return duck.Interval{Months: x.Months, Days: x.Days, Micros: x.Micros}, 0, nil
+		}
+	case schemas.KindArray:
+		x, ok := v.([]any)
+		if !ok || c.elem == nil {
+			return bad()
+		}
+		out := make([]any, len(x))
+		n := 0
+		for i, e := range x {
+			ev, en, err := c.elem.convert(e)
+			if err != nil {
+				return nil, 0, fmt.Errorf("element %d: %w", i, err)
+			}
+			out[i] = ev
+			n += en
+		}
+		return out, n, nil
+	}
+	return bad()
+}
+
+func (c *converter) decimal(d schemas.Decimal) (driver.Value, int, error) {
+	if c.bound == nil {
+		// VARCHAR column: the exact text, NaN and Infinity included.
+		return d.String(), 0, nil
+	}
+	if d.Special != "" || d.Unscaled == nil {
+		// DuckDB's DECIMAL has no NaN or Infinity.
+		return nil, 1, nil
+	}
+	v := d.Unscaled
+	switch {
+	case d.Scale < c.t.Scale:
+		v = new(big.Int).Mul(v, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(c.t.Scale-d.Scale)), nil))
+	case d.Scale > c.t.Scale:
+		q, r := new(big.Int).QuoRem(v, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(d.Scale-c.t.Scale)), nil), new(big.Int))
+		if r.Sign() != 0 {
+			return nil, 0, fmt.Errorf("decimal %s has more than %d fractional digits", d, c.t.Scale)
+		}
+		v = q
+	}
+	if new(big.Int).Abs(v).Cmp(c.bound) >= 0 {
+		return nil, 0, fmt.Errorf("decimal %s does not fit %s", d, c.t)
+	}
+	return duck.Decimal{Width: uint8(c.t.Precision), Scale: uint8(c.t.Scale), Value: v}, 0, nil
+}
+
+// text returns s for a VARCHAR column. The Appender passes a Go string
+// to DuckDB as a C string, which would cut it at a NUL byte; a []byte is
+// passed with its length.
+func text(s string) driver.Value {
+	if strings.IndexByte(s, 0) >= 0 {
+		return []byte(s)
+	}
+	return s
+}
+
+// parseUUID parses the canonical hyphenated form (any case), and also the
+// 32-digit form without hyphens or in braces.
+func parseUUID(s string) (duck.UUID, error) {
+	var u duck.UUID
+	h := make([]byte, 0, 32)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '-', '{', '}':
+		default:
+			h = append(h, c)
+		}
+	}
+	if len(h) != 32 {
+		return u, fmt.Errorf("invalid UUID %q", s)
+	}
+	if _, err := hex.Decode(u[:], h); err != nil {
+		return u, fmt.Errorf("invalid UUID %q", s)
+	}
+	return u, nil
+}

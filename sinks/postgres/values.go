@@ -1,0 +1,174 @@
+package postgres
+
+import (
+	"encoding/hex"
+	"fmt"
+	"math/big"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/jackc/pgx/v5/pgtype"
+
+	"github.com/highwater-dev/highwater/schemas"
+)
+
+// toPG converts a decoded value (Go types as documented on schemas.Kind) to
+// what pgx encodes into the column's PostgreSQL type. A value of the wrong
+// Go type, or one PostgreSQL cannot store, is an error, never a panic; the
+// one exception is ±Infinity in a DECIMAL(p,s) column, which PostgreSQL's
+// NUMERIC(p,s) cannot hold: it becomes NULL and is counted in *nonFinite,
+// as in the DuckDB writer.
+func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
+	if v == nil {
+		return nil, nil
+	}
+	bad := func() (any, error) {
+		return nil, fmt.Errorf("value of Go type %T for a %s column", v, t)
+	}
+	switch t.Kind {
+	case schemas.KindInt:
+		if x, ok := v.(int64); ok {
+			return x, nil
+		}
+	case schemas.KindFloat:
+		if x, ok := v.(float64); ok {
+			return x, nil
+		}
+	case schemas.KindBool:
+		if x, ok := v.(bool); ok {
+			return x, nil
+		}
+	case schemas.KindString:
+		if x, ok := v.(string); ok {
+			if strings.IndexByte(x, 0) >= 0 {
+				return nil, fmt.Errorf("string %q contains a NUL character, which PostgreSQL TEXT cannot hold", truncate(x))
+			}
+			if !utf8.ValidString(x) {
+				return nil, fmt.Errorf("string %q is not valid UTF-8", truncate(x))
+			}
+			return x, nil
+		}
+	case schemas.KindBytes:
+		if x, ok := v.([]byte); ok {
+			return x, nil
+		}
+	case schemas.KindDecimal:
+		if x, ok := v.(schemas.Decimal); ok {
+			n, err := decimalToPG(x)
+			if err == nil && n.InfinityModifier != pgtype.Finite && constrainedDecimal(t) {
+				*nonFinite++
+				return nil, nil
+			}
+			return n, err
+		}
+	case schemas.KindDate:
+		if x, ok := v.(time.Time); ok {
+			return pgtype.Date{Time: x, Valid: true}, nil
+		}
+	case schemas.KindTime:
+		if x, ok := v.(time.Duration); ok {
+			if x < 0 || x > 24*time.Hour {
+				return nil, fmt.Errorf("time of day %v is outside 00:00..24:00", x)
+			}
+			return pgtype.Time{Microseconds: int64(x / time.Microsecond), Valid: true}, nil
+		}
+	case schemas.KindTimestamp, schemas.KindTimestampTZ:
+		if x, ok := v.(time.Time); ok {
+			return x.UTC(), nil
+		}
+	case schemas.KindUUID:
+		if x, ok := v.(string); ok {
+			u, err := parseUUID(x)
+			if err != nil {
+				return nil, err
+			}
+			return pgtype.UUID{Bytes: u, Valid: true}, nil
+		}
+	case schemas.KindJSON:
+		if x, ok := v.(string); ok {
+			if strings.Contains(x, `\u0000`) {
+				return nil, fmt.Errorf("JSON %q contains \\u0000, which PostgreSQL JSONB cannot hold", truncate(x))
+			}
+			return x, nil
+		}
+	case schemas.KindInterval:
+		if x, ok := v.(schemas.Interval); ok {
+			return pgtype.Interval{Months: x.Months, Days: x.Days, Microseconds: x.Micros, Valid: true}, nil
+		}
+	case schemas.KindArray:
+		x, ok := v.([]any)
+		if !ok || t.Elem == nil {
+			return bad()
+		}
+		out := make([]any, len(x))
+		for i, e := range x {
+			c, err := toPG(*t.Elem, e, nonFinite)
+			if err != nil {
+				return nil, fmt.Errorf("array element %d: %w", i, err)
+			}
+			out[i] = c
+		}
+		return out, nil
+	}
+	return bad()
+}
+
+func decimalToPG(d schemas.Decimal) (pgtype.Numeric, error) {
+	switch d.Special {
+	case "":
+	case "NaN":
+		return pgtype.Numeric{NaN: true, Valid: true}, nil
+	case "Infinity", "+Infinity", "Inf", "+Inf":
+		return pgtype.Numeric{InfinityModifier: pgtype.Infinity, Valid: true}, nil
+	case "-Infinity", "-Inf":
+		return pgtype.Numeric{InfinityModifier: pgtype.NegativeInfinity, Valid: true}, nil
+	default:
+		return pgtype.Numeric{}, fmt.Errorf("unknown special decimal %q", d.Special)
+	}
+	n := d.Unscaled
+	if n == nil {
+		n = new(big.Int)
+	}
+	// PostgreSQL numeric weights are int16 and display scale is limited; an
+	// absurd exponent would be rejected by the server anyway.
+	if d.Scale > 16383 || d.Scale < -16383 {
+		return pgtype.Numeric{}, fmt.Errorf("decimal scale %d out of PostgreSQL's range", d.Scale)
+	}
+	return pgtype.Numeric{Int: n, Exp: int32(-d.Scale), Valid: true}, nil
+}
+
+// constrainedDecimal reports whether pgType maps t to NUMERIC(p,s) rather
+// than unconstrained NUMERIC.
+func constrainedDecimal(t schemas.Type) bool {
+	typ, _ := pgType(t)
+	return typ != "numeric"
+}
+
+func hlcToPG(h schemas.HLC) pgtype.Numeric {
+	return pgtype.Numeric{Int: h.Unscaled(), Exp: -10, Valid: true}
+}
+
+// parseUUID parses the canonical hyphenated form (any case), and the
+// 32-digit form without hyphens.
+func parseUUID(s string) ([16]byte, error) {
+	var u [16]byte
+	h := s
+	if len(s) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-' {
+		h = s[:8] + s[9:13] + s[14:18] + s[19:23] + s[24:]
+	}
+	if len(h) != 32 {
+		return u, fmt.Errorf("invalid UUID %q", truncate(s))
+	}
+	if _, err := hex.Decode(u[:], []byte(h)); err != nil {
+		return u, fmt.Errorf("invalid UUID %q", truncate(s))
+	}
+	return u, nil
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "..."
+	}
+	return s
+}
