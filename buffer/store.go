@@ -98,7 +98,7 @@ const (
 	// memTableSize: 32 MB memtables absorb about 150k events of ~200 bytes
 	// each, so L0 flushes stay infrequent at 100k events/s, while the
 	// memtable arenas (allocated in full up front) stay small.
-	memTableSize = 8 << 20
+	memTableSize = 16 << 20
 	// numMemtables: one being written plus one being flushed. More only
 	// helps bursts that outrun L0 flushing, and each costs ~37 MB.
 	numMemtables = 2

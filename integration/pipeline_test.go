@@ -114,11 +114,11 @@ func TestMirrorEqualsSourceAsOfFrontier(t *testing.T) {
 	}
 }
 
-// TestKillNineAndRestart kills the highwater process with SIGKILL at random
-// moments while the feed plays, restarts it each time, and then lets it
-// finish: the warehouse must still equal the source, with every version in
+// TestKillNineAndSIGTERMRestarts stops the highwater process at random
+// moments while the feed plays (SIGKILL, and every third time SIGTERM),
+// restarts it each time, and then lets it finish: the warehouse must still equal the source, with every version in
 // the changelog exactly once.
-func TestKillNineAndRestart(t *testing.T) {
+func TestKillNineAndSIGTERMRestarts(t *testing.T) {
 	for _, wh := range []warehouse{duckWarehouse(), pgWarehouse()} {
 		t.Run(wh.name, func(t *testing.T) {
 			f := newFeed(t, hostileOptions(23), feedTables()...)
@@ -142,7 +142,7 @@ func TestKillNineAndRestart(t *testing.T) {
 			finalCh := make(chan schemas.HLC, 1)
 			playErr := make(chan error, 1)
 			go func() {
-				final, err := play(context.Background(), f.sim, 3, nil)
+				final, err := play(context.Background(), f.sim, 10, func(schemas.HLC) { time.Sleep(time.Second) })
 				if err != nil {
 					playErr <- err
 					return
@@ -151,9 +151,11 @@ func TestKillNineAndRestart(t *testing.T) {
 			}()
 
 			rng := rand.New(rand.NewPCG(7, 9))
-			kills := 0
+			kills, terms := 0, 0
 			var final schemas.HLC
-			for final.IsZero() {
+			// Kill while the feed plays, and a few times more while the
+			// member catches up on the backlog.
+			for final.IsZero() || kills < 6 {
 				cmd := exec.Command(binary, args()...)
 				var stderr bytes.Buffer
 				cmd.Stderr = &stderr
@@ -161,17 +163,29 @@ func TestKillNineAndRestart(t *testing.T) {
 					t.Fatal(err)
 				}
 				time.Sleep(time.Duration(300+rng.IntN(1500)) * time.Millisecond)
-				_ = cmd.Process.Signal(syscall.SIGKILL)
-				err := cmd.Wait()
-				if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
-					t.Fatalf("highwater exited before it was killed: %v\n%s", err, stderr.String())
+				if kills%3 == 2 {
+					// Every third stop is graceful: SIGTERM must finish or
+					// abandon the in-flight window and exit 0.
+					_ = cmd.Process.Signal(syscall.SIGTERM)
+					if err := cmd.Wait(); err != nil {
+						t.Fatalf("highwater did not exit cleanly on SIGTERM: %v\n%s", err, stderr.String())
+					}
+					terms++
+				} else {
+					_ = cmd.Process.Signal(syscall.SIGKILL)
+					err := cmd.Wait()
+					if ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus); !ok || !ws.Signaled() {
+						t.Fatalf("highwater exited before it was killed: %v\n%s", err, stderr.String())
+					}
 				}
 				kills++
-				select {
-				case final = <-finalCh:
-				case err := <-playErr:
-					t.Fatal(err)
-				default:
+				if final.IsZero() {
+					select {
+					case final = <-finalCh:
+					case err := <-playErr:
+						t.Fatal(err)
+					default:
+					}
 				}
 			}
 			// One more kill after the feed is complete, then run to the end.
@@ -193,8 +207,9 @@ func TestKillNineAndRestart(t *testing.T) {
 				_ = cmd.Process.Kill()
 				t.Fatalf("highwater did not reach --stop-at within 3m\n%s", stderr.String())
 			}
-			t.Logf("%s: %d kill -9s while the feed played; the last run finished in %s", wh.name, kills, time.Since(start).Round(time.Millisecond))
-			if kills < 2 {
+			t.Logf("%s: %d stops (%d kill -9, %d SIGTERM) while the feed played; the last run finished in %s",
+				wh.name, kills, kills-terms, terms, time.Since(start).Round(time.Millisecond))
+			if kills < 6 {
 				t.Errorf("only %d kills: the scenario did not exercise restarts", kills)
 			}
 			verify(t, f, wh, sinkURL, final, true)

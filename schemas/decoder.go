@@ -117,7 +117,7 @@ func (r Row) Delete() bool { return r.After == nil }
 // Values returns After, or for a delete a len(Table.Columns) slice with only
 // the primary-key columns set (from KeyValues).
 func (r Row) Values() []any {
-	if r.After != nil {
+	if r.After != nil || r.Table == nil {
 		return r.After
 	}
 	out := make([]any, len(r.Table.Columns))
@@ -358,6 +358,10 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 		tables, _ = p.rows.LoadOrStore(kid, &rowTables{table: withKey(p.table, kp), before: withKey(p.before, kp)})
 	}
 	row := Row{Table: tables.table, Diff: p.hasBefore, BeforeTable: tables.before}
+	// One allocation for the key values and the after image.
+	buf := make([]any, len(kp.nodes)+len(p.cols))
+	row.KeyValues = buf[:len(kp.nodes):len(kp.nodes)]
+	afterBuf := buf[len(kp.nodes):]
 	r := reader{b: body, maxArray: d.maxArray}
 	for i := range p.fields {
 		f := &p.fields[i]
@@ -370,7 +374,11 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 			} else {
 				cols, tbl = p.cols, p.table
 			}
-			vals, err := r.optRecord(f, cols, tbl)
+			var dst []any
+			if f.role != roleBefore {
+				dst = afterBuf
+			}
+			vals, err := r.optRecord(f, cols, tbl, dst)
 			if err != nil {
 				return fail(vid, err)
 			}
@@ -397,7 +405,6 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 		return fail(vid, fmt.Errorf("%d trailing bytes after the envelope", len(r.b)-r.i))
 	}
 	kr := reader{b: kbody, maxArray: d.maxArray}
-	row.KeyValues = make([]any, len(kp.nodes))
 	for i, n := range kp.nodes {
 		v, err := kr.value(n)
 		if err != nil {
@@ -413,7 +420,7 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 
 // optRecord reads a ["null", record] envelope field into column values; nil
 // when null.
-func (r *reader) optRecord(f *envField, cols []*node, t *Table) ([]any, error) {
+func (r *reader) optRecord(f *envField, cols []*node, t *Table, dst []any) ([]any, error) {
 	name := "after"
 	switch f.role {
 	case roleBefore:
@@ -433,7 +440,10 @@ func (r *reader) optRecord(f *envField, cols []*node, t *Table) ([]any, error) {
 			return nil, fmt.Errorf("%s: union branch %d out of range", name, idx)
 		}
 	}
-	vals := make([]any, len(cols))
+	vals := dst
+	if len(vals) != len(cols) {
+		vals = make([]any, len(cols))
+	}
 	for i, n := range cols {
 		v, err := r.value(n)
 		if err != nil {

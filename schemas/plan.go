@@ -58,8 +58,8 @@ func parseCRDBHint(h string) (sqlType string, nullable bool) {
 	return rest, true
 }
 
-// sqlTypeIs reports whether the SQL type's base name (before any "(", "["
-// or space) is one of names.
+// sqlBase returns the upper-cased base name of a SQL type: the text before
+// any "(", "[" or space, with "TIMESTAMP ... WITH TIME ZONE" as TIMESTAMPTZ.
 func sqlBase(sqlType string) string {
 	u := strings.ToUpper(strings.TrimSpace(sqlType))
 	if i := strings.IndexAny(u, "([ "); i >= 0 {
@@ -98,7 +98,6 @@ func compileType(t *avroType, sqlType string, hinted bool) (Type, *node, error) 
 	u := &node{op: opUnion, minSize: 1}
 	var main *avroType
 	var mainType Type
-	var mainNode *node
 	for _, b := range t.branches {
 		switch {
 		case b.kind == avroNull:
@@ -108,7 +107,7 @@ func compileType(t *avroType, sqlType string, hinted bool) (Type, *node, error) 
 			if err != nil {
 				return Type{}, nil, err
 			}
-			main, mainType, mainNode = b, ty, n
+			main, mainType = b, ty
 			u.branches = append(u.branches, n)
 		case main.logical == "decimal" && b.kind == avroString && b.logical == "":
 			u.branches = append(u.branches, &node{op: opDecimalSpecial, scale: main.scale, minSize: 1})
@@ -119,7 +118,6 @@ func compileType(t *avroType, sqlType string, hinted bool) (Type, *node, error) 
 	if main == nil {
 		return Type{}, nil, errors.New("union of only null")
 	}
-	_ = mainNode
 	return mainType, u, nil
 }
 
@@ -179,10 +177,10 @@ func compileScalar(t *avroType, sqlType string, hinted bool) (Type, *node, error
 		if items.kind == avroLong && items.logical == "" && (!hinted || base == "BIT" || base == "VARBIT") {
 			return Type{Kind: KindString}, &node{op: opBits, elem: &node{op: opLong, minSize: 1}, minSize: 1}, nil
 		}
-		elemSQL := ""
-		if strings.HasSuffix(strings.TrimSpace(sqlType), "[]") {
-			elemSQL = strings.TrimSuffix(strings.TrimSpace(sqlType), "[]")
-		} else if u := strings.ToUpper(sqlType); strings.HasPrefix(u, "ARRAY") {
+		// The element's SQL type is the array's without "[]" (INT8[] ->
+		// INT8), which tells e.g. UUID[] and TIMESTAMPTZ[] elements apart.
+		elemSQL := strings.TrimSuffix(strings.TrimSpace(sqlType), "[]")
+		if elemSQL == strings.TrimSpace(sqlType) {
 			elemSQL = ""
 		}
 		et, en, err := compileType(items, elemSQL, hinted && elemSQL != "")

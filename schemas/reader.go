@@ -61,6 +61,24 @@ type reader struct {
 	b        []byte
 	i        int
 	maxArray int
+	// str is b as one string, made on the first string value: string
+	// values are substrings of it, one allocation per message instead of
+	// one per value.
+	str string
+}
+
+// text reads a string value as a substring of r.str.
+func (r *reader) text() (string, error) {
+	n, err := r.length()
+	if err != nil {
+		return "", err
+	}
+	if r.str == "" {
+		r.str = string(r.b)
+	}
+	s := r.str[r.i : r.i+n]
+	r.i += n
+	return s, nil
 }
 
 func (r *reader) remaining() int { return len(r.b) - r.i }
@@ -221,8 +239,8 @@ func (r *reader) skip(n *node) error {
 			if c == 0 {
 				return nil
 			}
-			if total += c; elem.minSize == 0 && total > r.maxArray {
-				return fmt.Errorf("array of more than %d items", r.maxArray)
+			if total += c; total > r.maxArray {
+				return fmt.Errorf("array exceeds the limit of %d items", r.maxArray)
 			}
 			if size >= 0 {
 				r.i += size
@@ -277,11 +295,11 @@ func (r *reader) value(n *node) (any, error) {
 		r.i += 8
 		return v, nil
 	case opString:
-		b, err := r.bytes()
+		s, err := r.text()
 		if err != nil {
 			return nil, err
 		}
-		return string(b), nil
+		return s, nil
 	case opBytes:
 		b, err := r.bytes()
 		if err != nil {
@@ -376,7 +394,7 @@ func (r *reader) array(n *node) (any, error) {
 			return out, nil
 		}
 		if len(out)+c > r.maxArray {
-			return nil, fmt.Errorf("array of more than %d items", r.maxArray)
+			return nil, fmt.Errorf("array exceeds the limit of %d items", r.maxArray)
 		}
 		out = growAny(out, c)
 		for range c {

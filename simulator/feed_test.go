@@ -75,7 +75,7 @@ func hlcField(t *testing.T, v map[string]any, name string) schemas.HLC {
 // offset order per partition, and the resolved guarantee's other half: all
 // versions <= a resolved timestamp were sent before it.
 type orderCheck struct {
-	partitionOf map[string]string          // key -> topic/partition
+	partitionOf map[string]string            // key -> topic/partition
 	seen        map[string]map[string][]byte // key -> updated -> value
 	latest      map[string]schemas.HLC       // key -> newest ts seen
 	resolved    map[string]schemas.HLC       // topic/partition -> latest resolved
@@ -87,7 +87,9 @@ func newOrderCheck() *orderCheck {
 		latest: map[string]schemas.HLC{}, resolved: map[string]schemas.HLC{}}
 }
 
-func (c *orderCheck) fail(f string, args ...any) { c.failures = append(c.failures, fmt.Sprintf(f, args...)) }
+func (c *orderCheck) fail(f string, args ...any) {
+	c.failures = append(c.failures, fmt.Sprintf(f, args...))
+}
 
 func (c *orderCheck) row(r feedRow) {
 	part := fmt.Sprintf("%s/%d", r.topic, r.partition)

@@ -52,8 +52,8 @@ func (p *changefeedTopicPartitioner) Partition(r *kgo.Record, n int) int {
 }
 
 // newProducer builds the franz-go client: idempotent (franz-go's default)
-// with acks from all in-sync replicas, CockroachDB's partitioner, and a large
-// buffer so that Produce rarely blocks.
+// with acks from all in-sync replicas, CockroachDB's partitioner, no
+// compression, and a large buffer so that Produce rarely blocks.
 func newProducer(brokers []string, extra ...kgo.Opt) (*kgo.Client, error) {
 	if len(brokers) == 0 {
 		return nil, fmt.Errorf("no Kafka brokers given")
@@ -66,6 +66,8 @@ func newProducer(brokers []string, extra ...kgo.Opt) (*kgo.Client, error) {
 		kgo.ProducerBatchMaxBytes(4 << 20),
 		kgo.ProducerLinger(0),
 		kgo.RecordRetries(5),
+		// CockroachDB's default kafka_sink_config Compression is NONE (§7.1).
+		kgo.ProducerBatchCompression(kgo.NoCompression()),
 	}, extra...)
 	cl, err := kgo.NewClient(opts...)
 	if err != nil {

@@ -76,15 +76,16 @@ var unicodeBits = []string{"é", "ß", "☃", "🍦", "日本", "\n", "\t"}
 
 func randomString(rng *rand.Rand, max int) string {
 	n := rng.Intn(max + 1)
-	var b strings.Builder
+	b := make([]byte, 0, n+8)
 	for i := 0; i < n; i++ {
-		if rng.Intn(16) == 0 {
-			b.WriteString(unicodeBits[rng.Intn(len(unicodeBits))])
+		r := rng.Int63()
+		if r&15 == 0 {
+			b = append(b, unicodeBits[(r>>4)%int64(len(unicodeBits))]...)
 			continue
 		}
-		b.WriteByte(letters[rng.Intn(len(letters))])
+		b = append(b, letters[(r>>4)%int64(len(letters))])
 	}
-	return b.String()
+	return string(b)
 }
 
 func randomUUID(rng *rand.Rand) string {
@@ -137,7 +138,13 @@ func randomFor(rng *rand.Rand, t *colType) any {
 		if rng.Intn(64) == 0 {
 			return schemas.Decimal{Special: []string{"NaN", "Infinity", "-Infinity"}[rng.Intn(3)]}
 		}
-		u := new(big.Int).Rand(rng, pow10(1+rng.Intn(t.prec)))
+		digits := 1 + rng.Intn(t.prec)
+		var u *big.Int
+		if digits <= 18 {
+			u = big.NewInt(rng.Int63n(pow10(digits).Int64()))
+		} else {
+			u = new(big.Int).Rand(rng, pow10(digits))
+		}
 		if rng.Intn(3) == 0 {
 			u.Neg(u)
 		}

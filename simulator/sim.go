@@ -1,6 +1,7 @@
 package simulator
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -108,6 +109,8 @@ type Sim struct {
 	pending      []*message
 	lastResolved schemas.HLC
 	rowidSeq     int64
+	lastTS       schemas.HLC
+	lastTSText   string
 	closed       bool
 	produced     int64
 
@@ -551,6 +554,16 @@ func (s *Sim) usable() error {
 	return nil
 }
 
+func (s *Sim) usableCtx(ctx context.Context) error {
+	if err := s.usable(); err != nil {
+		return err
+	}
+	if err := ctx.Err(); err != nil {
+		return fmt.Errorf("simulator: %w", err)
+	}
+	return nil
+}
+
 func (s *Sim) recordErr(r *kgo.Record, err error) {
 	if err == nil {
 		return
@@ -591,10 +604,10 @@ type write struct {
 func (s *Sim) Txn(ctx context.Context, fn func(tx *Txn) error) (schemas.HLC, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
+	if err := s.usableCtx(ctx); err != nil {
 		return schemas.HLC{}, err
 	}
-	tx := &Txn{s: s, ts: s.tick(), idx: map[*table]map[string]int{}}
+	tx := &Txn{s: s, ts: s.tick()}
 	err := fn(tx)
 	tx.done = true
 	if err != nil {
@@ -650,17 +663,35 @@ func (tx *Txn) add(t *table, key []any, vals []any) error {
 	if err != nil {
 		return fmt.Errorf("simulator: table %q: encode key: %w", t.name, err)
 	}
-	m := tx.idx[t]
-	if m == nil {
-		m = map[string]int{}
-		tx.idx[t] = m
-	}
 	w := write{t: t, key: key, kb: kb, vals: vals}
-	if i, ok := m[string(kb)]; ok {
-		tx.writes[i] = w // only the last write of a row is emitted
-		return nil
+	// Only the last write of a row is emitted. Small transactions find the
+	// earlier write by scanning; large ones through an index.
+	if len(tx.writes) < 16 {
+		for i := range tx.writes {
+			if tx.writes[i].t == t && bytes.Equal(tx.writes[i].kb, kb) {
+				tx.writes[i] = w
+				return nil
+			}
+		}
+	} else {
+		if tx.idx == nil {
+			tx.idx = map[*table]map[string]int{}
+			for i, o := range tx.writes {
+				if tx.idx[o.t] == nil {
+					tx.idx[o.t] = map[string]int{}
+				}
+				tx.idx[o.t][string(o.kb)] = i
+			}
+		}
+		if i, ok := tx.idx[t][string(kb)]; ok {
+			tx.writes[i] = w
+			return nil
+		}
+		if tx.idx[t] == nil {
+			tx.idx[t] = map[string]int{}
+		}
+		tx.idx[t][string(kb)] = len(tx.writes)
 	}
-	m[string(kb)] = len(tx.writes)
 	tx.writes = append(tx.writes, w)
 	return nil
 }
@@ -817,10 +848,10 @@ func (s *Sim) encodeValue(ctx context.Context, t *table, rs *rowState, i int) ([
 		vc.afterRow.fill(after, allCols(after), v.vals, false)
 		native["after"] = vc.afterWr
 	}
-	vc.updated["string"] = v.ts.String()
+	vc.updated["string"] = s.hlcText(v.ts)
 	native["updated"] = vc.updated
 	if s.opts.MVCCTimestamp {
-		vc.mvcc["string"] = v.mvcc.String()
+		vc.mvcc["string"] = s.hlcText(v.mvcc)
 		native["mvcc_timestamp"] = vc.mvcc
 	}
 	buf := make([]byte, 5, 128)
@@ -830,6 +861,15 @@ func (s *Sim) encodeValue(ctx context.Context, t *table, rs *rowState, i int) ([
 		return nil, fmt.Errorf("encode value: %w", err)
 	}
 	return out, nil
+}
+
+// hlcText is ts.String(), remembering the last one: the rows of a
+// transaction all carry the same text.
+func (s *Sim) hlcText(ts schemas.HLC) string {
+	if ts != s.lastTS || s.lastTSText == "" {
+		s.lastTS, s.lastTSText = ts, ts.String()
+	}
+	return s.lastTSText
 }
 
 // allCols is 0..len(sch.cols)-1, cached per schema.
@@ -907,7 +947,7 @@ func (s *Sim) sendPending() {
 func (s *Sim) Resolve(ctx context.Context) (schemas.HLC, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
+	if err := s.usableCtx(ctx); err != nil {
 		return schemas.HLC{}, err
 	}
 	ts := s.tick()
@@ -960,7 +1000,7 @@ func (s *Sim) flush(ctx context.Context) error {
 func (s *Sim) Flush(ctx context.Context) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
+	if err := s.usableCtx(ctx); err != nil {
 		return err
 	}
 	return s.flush(ctx)
@@ -1032,7 +1072,7 @@ func (t *table) liveRows() []*rowState {
 func (s *Sim) InitialScan(ctx context.Context) (schemas.HLC, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
+	if err := s.usableCtx(ctx); err != nil {
 		return schemas.HLC{}, err
 	}
 	ts := s.tick()
@@ -1068,7 +1108,7 @@ func (s *Sim) InitialScan(ctx context.Context) (schemas.HLC, error) {
 func (s *Sim) Restart(ctx context.Context, from schemas.HLC, gapProb float64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
+	if err := s.usableCtx(ctx); err != nil {
 		return err
 	}
 	if gapProb < 0 || gapProb > 1 {
@@ -1114,7 +1154,7 @@ func (s *Sim) Restart(ctx context.Context, from schemas.HLC, gapProb float64) er
 func (s *Sim) AddColumn(ctx context.Context, table string, col ColumnDef, backfill any) (schemas.HLC, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
+	if err := s.usableCtx(ctx); err != nil {
 		return schemas.HLC{}, err
 	}
 	t, err := s.table(table)
@@ -1156,7 +1196,7 @@ func (s *Sim) AddColumn(ctx context.Context, table string, col ColumnDef, backfi
 func (s *Sim) DropColumn(ctx context.Context, table, col string) (schemas.HLC, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.usable(); err != nil {
+	if err := s.usableCtx(ctx); err != nil {
 		return schemas.HLC{}, err
 	}
 	t, err := s.table(table)

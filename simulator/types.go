@@ -68,6 +68,9 @@ func parseType(s string, enums map[string][]string) (*colType, error) {
 		return nil, errors.New("empty column type")
 	}
 	if labels, ok := enums[raw]; ok {
+		if len(labels) == 0 {
+			return nil, fmt.Errorf("enum %s has no labels", raw)
+		}
 		return finishType(&colType{fam: famEnum, kind: schemas.KindString, sql: raw, labels: labels})
 	}
 	up := strings.ToUpper(raw)
