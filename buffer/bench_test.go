@@ -118,6 +118,7 @@ func BenchmarkScan(b *testing.B) {
 			}
 			runtime.ReadMemStats(&ms)
 			b.ReportMetric(float64(b.N*n)/time.Since(start).Seconds(), "events/s")
+			// Process-wide: includes Badger's background compactions.
 			b.ReportMetric(float64(ms.TotalAlloc-before)/float64(b.N*n), "B/event")
 		})
 	}

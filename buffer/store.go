@@ -95,17 +95,24 @@ type Usage struct {
 // machine shared with the decoder and the warehouse, so each knob below is
 // set deliberately.
 const (
-	// memTableSize: 32 MB memtables absorb about 150k events of ~200 bytes
-	// each, so L0 flushes stay infrequent at 100k events/s, while the
-	// memtable arenas (allocated in full up front) stay small.
+	// memTableSize: a 16 MB memtable absorbs about 60k events of ~250
+	// bytes (event plus index share), so L0 flushes happen a few times a
+	// second at full speed. Badger's cost in memory scales with it: the
+	// arena is allocated in full up front, and each flush builds its L0
+	// table in pooled buffers of up to a few times its size. Measured with
+	// 2M buffered events: 32 MB gave a 750 MB peak Go heap, 16 MB 450-500
+	// MB, 8 MB 290 MB at a third less write throughput.
 	memTableSize = 16 << 20
 	// numMemtables: one being written plus one being flushed. More only
-	// helps bursts that outrun L0 flushing, and each costs ~37 MB.
+	// helps bursts that outrun L0 flushing, and each costs ~20 MB.
 	numMemtables = 2
 	// valueThreshold: values up to 1 KB, the bulk of changefeed rows, live
 	// in the LSM tree next to their key: one write, no value-log GC needed
 	// when they are trimmed (compaction drops them). Larger rows go to the
 	// value log so compactions do not keep rewriting big payloads.
+	// Measured against 64 bytes (everything in the value log): half the
+	// Go heap (the LSM tables get tiny) but twice the steady-state disk
+	// and a GC that rewrites live values; see docs/BUFFER.md.
 	valueThreshold = 1 << 10
 	// valueLogFileSize: 64 MB files instead of 1 GB. Badger preallocates
 	// and mmaps whole files, and GC reclaims space one file at a time, so
@@ -171,7 +178,7 @@ type part struct {
 
 // Open opens (or creates) the buffer store. If the previous process did not
 // Close the store (a crash), Open recounts the buffered events of every
-// partition, which takes about a second per million events.
+// partition: a key-only scan, proportional to the buffered events.
 func Open(opts Options) (*Store, error) {
 	if !opts.InMemory && opts.Dir == "" {
 		return nil, errors.New("buffer: Options.Dir is required unless InMemory")
@@ -188,7 +195,7 @@ func Open(opts Options) (*Store, error) {
 		WithMemTableSize(memTableSize).
 		WithNumMemtables(numMemtables).
 		// Start compacting L0 at 4 tables, stall writers only at 12 (about
-		// 400 MB of L0): bursts are absorbed, compaction catches up.
+		// 200 MB of L0): bursts are absorbed, compaction catches up.
 		WithNumLevelZeroTables(4).
 		WithNumLevelZeroTablesStall(12).
 		WithValueThreshold(valueThreshold).

@@ -126,6 +126,7 @@ func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) erro
 		s.smu.Unlock()
 	}
 	var n, size int64
+	var keys []byte
 	complete := true
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
@@ -144,7 +145,11 @@ func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) erro
 			complete = false
 			break
 		}
-		if err := wb.Delete(item.KeyCopy(nil)); err != nil {
+		// Badger keeps the key until Flush: keys only ever grows, and a
+		// reallocation leaves earlier slices intact.
+		start := len(keys)
+		keys = append(keys, item.Key()...)
+		if err := wb.Delete(keys[start:len(keys):len(keys)]); err != nil {
 			it.Close()
 			s.failed = err
 			return err

@@ -36,7 +36,9 @@ func hostileOptions(seed int64) simulator.Options {
 // checkpoint the restart re-emits from.
 func play(ctx context.Context, sim *simulator.Sim, scale int, beforeRestart func(checkpoint schemas.HLC)) (schemas.HLC, error) {
 	for i := int64(0); i < 20; i++ {
-		sim.Load("orders", map[string]any{"region": fmt.Sprintf("r%d", i%3), "id": i, "status": "new"})
+		if err := sim.Load("orders", map[string]any{"region": fmt.Sprintf("r%d", i%3), "id": i, "status": "new"}); err != nil {
+			return schemas.HLC{}, err
+		}
 	}
 	if _, err := sim.InitialScan(ctx); err != nil {
 		return schemas.HLC{}, fmt.Errorf("initial scan: %w", err)

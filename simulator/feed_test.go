@@ -255,7 +255,7 @@ func TestRoundTripAllTypes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Run(ctx, Workload{Txns: 300, KeysPerTable: 30, RowsPerTxn: 2, DeleteProb: 0.15, ResolveEvery: 40}); err != nil {
+	if err := s.Run(ctx, Workload{Txns: 300, KeysPerTable: 30, RowsPerTxn: 2, DeleteProb: 0.15, ResolveEvery: 100}); err != nil {
 		t.Fatal(err)
 	}
 	d := newDecoder(opts.RegistryURL)

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"hash/fnv"
 	"math/big"
 	"net/http"
 	"testing"
@@ -412,3 +413,13 @@ func TestRegistrationRequest(t *testing.T) {
 
 // ratOf is d as a big.Rat, for comparisons.
 func ratOf(d schemas.Decimal) *big.Rat { return new(big.Rat).SetFrac(d.Unscaled, pow10(d.Scale)) }
+
+func TestFNV32aMatchesStdlib(t *testing.T) {
+	for _, b := range [][]byte{nil, {0}, []byte("hello"), {0, 0, 0, 0, 1, 2, 2}} {
+		h := fnv.New32a()
+		h.Write(b)
+		if got := fnv32a(b); got != h.Sum32() {
+			t.Errorf("fnv32a(% x) = %x, want %x", b, got, h.Sum32())
+		}
+	}
+}

@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"math/rand"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -103,14 +104,19 @@ type Sim struct {
 
 	mu           sync.Mutex // serializes the API
 	rng          *rand.Rand
+	dupRng       *rand.Rand // duplicate decisions, in send order
+	bgDone       chan struct{}
 	clock        schemas.HLC
 	tables       []*table
 	byName       map[string]*table
 	pending      []*message
 	lastResolved schemas.HLC
 	rowidSeq     int64
-	lastTS       schemas.HLC
-	lastTSText   string
+	encQ         []encJob // committed versions waiting for encoding
+	encSpare     []encJob
+	inflight     []encJob // the batch being encoded
+	inflightWG   *sync.WaitGroup
+	workers      []*encWorker
 	closed       bool
 	produced     int64
 
@@ -156,12 +162,8 @@ type valueCodec struct {
 	header     [5]byte
 	beforeName string
 	afterName  string
-	// Reused native maps: goavro only reads them, and encoding runs under
-	// the Sim's lock, so one set per codec saves most allocations.
-	env                 map[string]any
-	beforeWrap, afterWr map[string]any
-	updated, mvcc       map[string]any
-	beforeRow, afterRow *rowScratch
+	before     *tableSchema
+	after      *tableSchema
 }
 
 // rowScratch is a reusable native record for one schema version.
@@ -265,10 +267,14 @@ func New(ctx context.Context, opts Options, tables ...TableDef) (*Sim, error) {
 		reg:    reg,
 		env:    envelopeOpts{diff: opts.Diff, updated: true, mvcc: opts.MVCCTimestamp, prefix: opts.SchemaPrefix},
 		rng:    rand.New(rand.NewSource(opts.Seed)),
+		dupRng: rand.New(rand.NewSource(opts.Seed ^ 0x5eed)),
 		clock:  schemas.HLC{WallTime: opts.Start.UnixNano()},
 		byName: map[string]*table{},
 	}
 	s.promise = s.recordErr
+	for n := min(runtime.GOMAXPROCS(0), 4); len(s.workers) < n; {
+		s.workers = append(s.workers, &encWorker{scratch: map[*valueCodec]*codecScratch{}})
+	}
 	s.oracle = &Oracle{s: s}
 	s.opts.Enums = map[string][]string{}
 	for k, v := range opts.Enums {
@@ -325,6 +331,8 @@ func New(ctx context.Context, opts Options, tables ...TableDef) (*Sim, error) {
 		return nil, fmt.Errorf("simulator: %w", err)
 	}
 	ok = true
+	s.bgDone = make(chan struct{})
+	go s.background()
 	s.log.Info("changefeed simulator ready", zap.Strings("topics", topics), zap.Bool("diff", opts.Diff),
 		zap.Bool("mvcc_timestamp", opts.MVCCTimestamp), zap.Int64("seed", opts.Seed))
 	return s, nil
@@ -470,11 +478,9 @@ func (s *Sim) valueCodec(ctx context.Context, t *table, before, after int) (*val
 	inner := schemas.SQLNameToAvroName(t.name)
 	vc := &valueCodec{codec: codec, header: header(id),
 		beforeName: fullName(s.opts.SchemaPrefix, inner+"_before"), afterName: fullName(s.opts.SchemaPrefix, inner),
-		env: map[string]any{}, updated: map[string]any{"string": nil}, mvcc: map[string]any{"string": nil}}
-	b, a := t.versions[before], t.versions[after]
-	vc.beforeRow, vc.afterRow = newRowScratch(b, allCols(b)), newRowScratch(a, allCols(a))
-	vc.afterWr = map[string]any{vc.afterName: vc.afterRow.row}
-	vc.beforeWrap = map[string]any{vc.beforeName: vc.beforeRow.row}
+		before: t.versions[before], after: t.versions[after]}
+	allCols(vc.before) // fill the caches now: encoders read them concurrently
+	allCols(vc.after)
 	t.values[[2]int{before, after}] = vc
 	return vc, nil
 }
@@ -490,12 +496,42 @@ func (s *Sim) Close() {
 	s.closed = true
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
+	if err := s.sendAll(); err != nil {
+		s.log.Warn("encode on close", zap.Error(err))
+	}
 	s.sendPending()
 	if err := s.cl.Flush(ctx); err != nil {
 		s.log.Warn("flush on close", zap.Error(err))
 	}
 	s.cancel()
+	<-s.bgDone // it only TryLocks, so it sees the cancel and returns
 	s.cl.Close()
+}
+
+// background sends committed rows when the caller pauses: rows are encoded
+// in batches (encode.go), and a slow caller should not see its last rows
+// held back until its next call. Sending order, and so the feed, does not
+// depend on when this runs.
+func (s *Sim) background() {
+	defer close(s.bgDone)
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		select {
+		case <-s.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if !s.mu.TryLock() {
+			continue // a call is running; it or a later tick will send
+		}
+		if !s.closed && (len(s.encQ) > 0 || s.inflight != nil) {
+			if err := s.sendAll(); err != nil {
+				s.setErr(err)
+			}
+		}
+		s.mu.Unlock()
+	}
 }
 
 // Topics returns the Kafka topics, one per table in declaration order.
@@ -572,6 +608,14 @@ func (s *Sim) recordErr(r *kgo.Record, err error) {
 	defer s.errMu.Unlock()
 	if s.prodErr == nil {
 		s.prodErr = fmt.Errorf("produce to %s[%d]: %w", r.Topic, r.Partition, err)
+	}
+}
+
+func (s *Sim) setErr(err error) {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if s.prodErr == nil {
+		s.prodErr = err
 	}
 }
 
@@ -798,26 +842,12 @@ func (s *Sim) commit(ctx context.Context, tx *Txn) error {
 	return nil
 }
 
-// emit encodes version i of rs and sends it (or queues it with Reorder).
+// emit queues version i of rs for encoding and sending (see encode.go).
 func (s *Sim) emit(ctx context.Context, t *table, rs *rowState, i int) error {
-	val, err := s.encodeValue(ctx, t, rs, i)
-	if err != nil {
-		return fmt.Errorf("simulator: table %q: %w", t.name, err)
-	}
-	m := &message{t: t, rs: rs, ts: rs.hist[i].ts, value: val}
-	if s.opts.Reorder {
-		s.pending = append(s.pending, m)
-		return nil
-	}
-	s.send(m)
-	return nil
-}
-
-func (s *Sim) encodeValue(ctx context.Context, t *table, rs *rowState, i int) ([]byte, error) {
 	v := rs.hist[i]
+	job := encJob{t: t, rs: rs, v: v}
 	after := t.versions[v.schema]
 	before := after
-	var prev *rowVersion
 	if s.opts.Diff {
 		// The before record is built from the descriptor valid just before
 		// the row's timestamp (cdcevent decodes the previous row there).
@@ -826,50 +856,20 @@ func (s *Sim) encodeValue(ctx context.Context, t *table, rs *rowState, i int) ([
 			before = after
 		}
 		if i > 0 && v.flags&flagScan == 0 && rs.hist[i-1].vals != nil {
-			prev = &rs.hist[i-1]
+			p := rs.hist[i-1]
+			job.prev, job.prevSchema = p.vals, t.versions[p.schema]
 		}
 	}
 	vc, err := s.valueCodec(ctx, t, before.version, after.version)
 	if err != nil {
-		return nil, err
+		return fmt.Errorf("simulator: table %q: %w", t.name, err)
 	}
-	native := vc.env
-	if s.opts.Diff {
-		if prev == nil {
-			native["before"] = nil
-		} else {
-			vc.beforeRow.fill(before, allCols(before), project(t.versions[prev.schema], prev.vals, before), false)
-			native["before"] = vc.beforeWrap
-		}
+	job.vc = vc
+	s.encQ = append(s.encQ, job)
+	if len(s.encQ) >= encBatch {
+		return s.drainEnc()
 	}
-	if v.vals == nil {
-		native["after"] = nil
-	} else {
-		vc.afterRow.fill(after, allCols(after), v.vals, false)
-		native["after"] = vc.afterWr
-	}
-	vc.updated["string"] = s.hlcText(v.ts)
-	native["updated"] = vc.updated
-	if s.opts.MVCCTimestamp {
-		vc.mvcc["string"] = s.hlcText(v.mvcc)
-		native["mvcc_timestamp"] = vc.mvcc
-	}
-	buf := make([]byte, 5, 128)
-	copy(buf, vc.header[:])
-	out, err := vc.codec.BinaryFromNative(buf, native)
-	if err != nil {
-		return nil, fmt.Errorf("encode value: %w", err)
-	}
-	return out, nil
-}
-
-// hlcText is ts.String(), remembering the last one: the rows of a
-// transaction all carry the same text.
-func (s *Sim) hlcText(ts schemas.HLC) string {
-	if ts != s.lastTS || s.lastTSText == "" {
-		s.lastTS, s.lastTSText = ts, ts.String()
-	}
-	return s.lastTSText
+	return nil
 }
 
 // allCols is 0..len(sch.cols)-1, cached per schema.
@@ -900,7 +900,7 @@ func project(from *tableSchema, vals []any, to *tableSchema) []any {
 // send hands m to the producer, and again with DuplicateProb.
 func (s *Sim) send(m *message) {
 	n := 1
-	if s.opts.DuplicateProb > 0 && s.rng.Float64() < s.opts.DuplicateProb {
+	if s.opts.DuplicateProb > 0 && s.dupRng.Float64() < s.opts.DuplicateProb {
 		n = 2
 	}
 	for ; n > 0; n-- {
@@ -985,6 +985,9 @@ func (s *Sim) Resolve(ctx context.Context) (schemas.HLC, error) {
 }
 
 func (s *Sim) flush(ctx context.Context) error {
+	if err := s.sendAll(); err != nil {
+		return err
+	}
 	s.sendPending()
 	if err := s.cl.Flush(ctx); err != nil {
 		return fmt.Errorf("simulator: flush: %w", err)
@@ -1099,10 +1102,10 @@ func (s *Sim) InitialScan(ctx context.Context) (schemas.HLC, error) {
 }
 
 // Restart simulates the changefeed restarting from checkpoint from: rows
-// not yet sent are lost with the old run and sent by the new one, and every
-// version with updated > from is sent again in per-key order, each
-// already-sent one skipped with probability gapProb (the "gaps" CockroachDB
-// documents for duplicates). Re-sent versions may be older than resolved
+// that Reorder holds back until the next resolved are lost with the old run
+// and sent by the new one, and every version with updated > from is sent
+// again in per-key order, each already-sent one skipped with probability
+// gapProb (the "gaps" CockroachDB documents for duplicates). Re-sent versions may be older than resolved
 // messages already sent, which the changefeed guarantees allow for
 // previously seen rows.
 func (s *Sim) Restart(ctx context.Context, from schemas.HLC, gapProb float64) error {
@@ -1113,6 +1116,13 @@ func (s *Sim) Restart(ctx context.Context, from schemas.HLC, gapProb float64) er
 	}
 	if gapProb < 0 || gapProb > 1 {
 		return fmt.Errorf("simulator: gapProb %v not in [0,1]", gapProb)
+	}
+	// Committed rows reach Kafka before the crash, except those Reorder
+	// holds back until the next resolved: those are lost with the old run
+	// (and sent by the new one). Deciding this by commit and not by timing
+	// keeps the feed deterministic.
+	if err := s.sendAll(); err != nil {
+		return err
 	}
 	s.pending = s.pending[:0]
 	type ref struct {

@@ -241,7 +241,7 @@ func TestDeterministic(t *testing.T) {
 		opts := e.opts(3)
 		opts.Seed, opts.DuplicateProb, opts.Reorder, opts.Diff = 7, 0.1, true, true
 		s := newSim(t, opts, TelemetryTables()...)
-		if err := s.RunTelemetry(context.Background(), Workload{Txns: 200, RowsPerTxn: 3, DeleteProb: 0.05, ResolveEvery: 25, RestartEvery: 90, GapProb: 0.5}); err != nil {
+		if err := s.RunTelemetry(context.Background(), Workload{Txns: 200, RowsPerTxn: 3, DeleteProb: 0.05, ResolveEvery: 60, RestartEvery: 90, GapProb: 0.5}); err != nil {
 			t.Fatal(err)
 		}
 		var lines []string
@@ -452,5 +452,25 @@ func TestResolvedV2SinglePayload(t *testing.T) {
 	}
 	if !e.reg.SubjectExists("superfoo-key") || !e.reg.SubjectExists("superbar-value") {
 		t.Error("prefixed subjects missing")
+	}
+}
+
+// TestSlowCallerRowsAreSent checks that rows of a caller that pauses are
+// produced without waiting for its next call (they are encoded in batches).
+func TestSlowCallerRowsAreSent(t *testing.T) {
+	e := newEnv(t)
+	opts := e.opts(1)
+	s := newSim(t, opts, fooTable())
+	if _, err := s.Txn(context.Background(), func(tx *Txn) error { return tx.Upsert("foo", map[string]any{"a": 1}) }); err != nil {
+		t.Fatal(err)
+	}
+	// consumeAll reads up to the end offsets, so poll them until the row is
+	// there; the test fails by its deadline otherwise.
+	deadline := time.Now().Add(20 * time.Second)
+	for len(consumeAll(t, opts.Brokers, "foo")) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a committed row was not produced while the caller paused")
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

@@ -147,7 +147,7 @@ var benchTable = simulator.TableDef{
 func benchFeed(ctx context.Context, stack *devstack.Stack, prefix string, partitions, events, keys, window int, resolveAtEnd bool) ([]string, schemas.HLC, error) {
 	sim, err := simulator.New(ctx, simulator.Options{
 		Brokers: stack.Brokers(), RegistryURL: stack.RegistryURL(), Partitions: partitions,
-		TopicPrefix: prefix, Seed: 42, Logger: zap.NewNop(),
+		TopicPrefix: prefix, Seed: 42, Start: time.Now(), Logger: zap.NewNop(),
 	}, benchTable)
 	if err != nil {
 		return nil, schemas.HLC{}, err
@@ -299,8 +299,11 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, to
 				res.peakDisk = d
 			}
 			if len(holdEvents) > 0 {
-				if v := scrapeMetric(addr, "highwater_buffer_events"); int64(v) >= holdEvents[0] {
-					res.buffered = int64(v)
+				if c := scrapeMetric(addr, "highwater_records_consumed_total"); int64(c) >= holdEvents[0] {
+					if rss := procRSS(cmd.Process.Pid); rss > res.maxRSS {
+						res.maxRSS = rss
+					}
+					res.buffered = int64(scrapeMetric(addr, "highwater_buffer_events"))
 					res.wall = time.Since(start)
 					_ = cmd.Process.Signal(syscall.SIGTERM)
 					<-done
@@ -320,20 +323,20 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, to
 		}
 	}
 	// The process logs a JSON summary line when it stops.
-	sc := bufio.NewScanner(&logs)
+	sc := bufio.NewScanner(bytes.NewReader(logs.Bytes()))
 	sc.Buffer(make([]byte, 1<<20), 1<<20)
 	for sc.Scan() {
 		var m struct {
-			Msg      string `json:"msg"`
-			Consumed int64  `json:"consumed"`
-			Windows  int64  `json:"windows"`
-			P50      string `json:"visible_p50"`
-			P99      string `json:"visible_p99"`
+			Msg      string  `json:"msg"`
+			Consumed int64   `json:"consumed"`
+			Windows  int64   `json:"windows"`
+			P50      float64 `json:"visible_p50"` // seconds
+			P99      float64 `json:"visible_p99"`
 		}
 		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Msg == "highwater stopped" {
 			res.consumed, res.windows = m.Consumed, m.Windows
-			res.p50, _ = time.ParseDuration(m.P50)
-			res.p99, _ = time.ParseDuration(m.P99)
+			res.p50 = time.Duration(m.P50 * float64(time.Second)).Round(time.Millisecond)
+			res.p99 = time.Duration(m.P99 * float64(time.Second)).Round(time.Millisecond)
 		}
 	}
 	if res.consumed == 0 {

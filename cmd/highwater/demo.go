@@ -74,6 +74,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		DuplicateProb: *dupProb,
 		Reorder:       true,
 		Seed:          time.Now().UnixNano(),
+		Start:         time.Now(),
 		Logger:        log,
 	}, simulator.TelemetryTables()...)
 	if err != nil {
