@@ -114,8 +114,12 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "  memory feed: %d unresolved events produced in %s\n", *unresolved, time.Since(t0).Round(time.Millisecond))
-		mem, err := runBenchProcess(ctx, self, stack, topics, work, "memory", schemas.HLC{}, int64(*unresolved))
+		inKafka, _, err := rawConsume(ctx, stack.Brokers(), topics)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "  memory feed: %d unresolved events produced in %s (%d records in Kafka)\n", *unresolved, time.Since(t0).Round(time.Millisecond), inKafka)
+		mem, err := runBenchProcess(ctx, self, stack, topics, work, "memory", schemas.HLC{}, inKafka)
 		if err != nil {
 			return err
 		}
@@ -312,7 +316,9 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, to
 			}
 		case <-ctx.Done():
 			_ = cmd.Process.Kill()
-			return res, ctx.Err()
+			<-done
+			return res, fmt.Errorf("highwater run (%s): %w (consumed %v, buffered %v)\n%s", name, ctx.Err(),
+				scrapeMetric(addr, "highwater_records_consumed_total"), scrapeMetric(addr, "highwater_buffer_events"), lastLines(logs.String(), 20))
 		}
 	}
 	res.wall = time.Since(start)
@@ -399,4 +405,9 @@ func scrapeMetric(addr, name string) float64 {
 		}
 	}
 	return 0
+}
+
+func lastLines(s string, n int) string {
+	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
+	return strings.Join(lines[max(0, len(lines)-n):], "\n")
 }
