@@ -130,22 +130,30 @@ func (p *Processor) flush(ctx context.Context, owned []*partState, f schemas.HLC
 }
 
 // writeWindow streams the window from the buffer into tx. Without a
-// changelog only each key's newest version matters, so the window is read
-// newest first and older versions are skipped before they are decoded.
+// changelog only each key's newest version matters: a first pass over the
+// window finds it, and older versions are skipped before they are decoded.
+// Both passes read forward: Badger's reverse iteration would walk every
+// tombstone the earlier windows' trims left below the window.
 func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer.Partition, f schemas.HLC) (int, error) {
 	w := &windowWriter{ctx: ctx, tx: tx, batch: p.cfg.FlushBatch, pending: make(map[string]*pendingTable)}
-	var seen map[string]struct{}
-	if !p.cfg.Changelog {
-		seen = make(map[string]struct{})
-	}
+	var newest map[string]schemas.HLC
 	var keyBuf []byte
-	err := p.cfg.Buffer.Scan(ctx, parts, f, buffer.ScanOptions{Reverse: !p.cfg.Changelog}, func(bp buffer.Partition, ev buffer.Event) error {
-		if seen != nil {
-			keyBuf = append(append(append(keyBuf[:0], ev.Table...), 0), ev.Key...)
-			if _, dup := seen[string(keyBuf)]; dup {
-				return nil
-			}
-			seen[string(keyBuf)] = struct{}{}
+	identity := func(ev buffer.Event) []byte {
+		keyBuf = append(append(append(keyBuf[:0], ev.Table...), 0), ev.Key...)
+		return keyBuf
+	}
+	if !p.cfg.Changelog {
+		newest = make(map[string]schemas.HLC)
+		if err := p.cfg.Buffer.Scan(ctx, parts, f, buffer.ScanOptions{}, func(_ buffer.Partition, ev buffer.Event) error {
+			newest[string(identity(ev))] = ev.Updated // ascending: the last one wins
+			return nil
+		}); err != nil {
+			return 0, fmt.Errorf("index window through %s: %w", f, err)
+		}
+	}
+	err := p.cfg.Buffer.Scan(ctx, parts, f, buffer.ScanOptions{}, func(bp buffer.Partition, ev buffer.Event) error {
+		if newest != nil && newest[string(identity(ev))] != ev.Updated {
+			return nil
 		}
 		row, err := p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)
 		if err != nil {
