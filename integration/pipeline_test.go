@@ -273,3 +273,38 @@ func verify(t *testing.T, f *feed, wh warehouse, sinkURL string, final schemas.H
 		t.Errorf("checkpoints say complete through %s, want %s", wm, final)
 	}
 }
+
+// TestPostgresDownMidFeed stops the PostgreSQL server for a few seconds
+// while the feed plays and windows are being applied: the windows that fail
+// roll back and are retried from the buffer once the server is back, and the
+// warehouse still equals the source.
+func TestPostgresDownMidFeed(t *testing.T) {
+	wh := pgWarehouse()
+	f := newFeed(t, hostileOptions(31), feedTables()...)
+	sinkURL := wh.url(t)
+	m := startMember(t, f, wh, memberConfig{group: "g-pgdown", sinkURL: sinkURL, changelog: true})
+	final := playScenario(t, f, 3, func(checkpoint schemas.HLC) {
+		// The member has windows behind it; take the warehouse away while
+		// the rest of the feed (restart, schema changes) arrives.
+		deadline := time.Now().Add(time.Minute)
+		for m.proc.Stats().Frontier.Less(checkpoint) && time.Now().Before(deadline) {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if err := pg.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			time.Sleep(4 * time.Second)
+			if err := pg.Restart(); err != nil {
+				t.Error(err)
+			}
+		}()
+	})
+	windowsBefore := m.proc.Stats().Windows
+	recovery := time.Now()
+	m.proc.SetStopAt(final)
+	m.wait(t, 3*time.Minute)
+	t.Logf("PostgreSQL down 4s mid-feed: the member applied the rest in %s, %d windows after the outage began",
+		time.Since(recovery).Round(time.Millisecond), m.proc.Stats().Windows-windowsBefore)
+	verify(t, f, wh, sinkURL, final, true)
+}

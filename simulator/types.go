@@ -630,50 +630,6 @@ func writeJSONString(b *strings.Builder, s string) {
 	b.Write(bytes.TrimSuffix(buf.Bytes(), []byte("\n")))
 }
 
-// intervalISO8601 formats an interval as CockroachDB's Avro encoder does
-// (duration.Duration ISO 8601 style, e.g. P1Y2M3DT4H5M6S, P1YT-0.006S).
-func intervalISO8601(iv schemas.Interval) string {
-	if iv.Months == 0 && iv.Days == 0 && iv.Micros == 0 {
-		return "PT0S"
-	}
-	var b strings.Builder
-	b.WriteByte('P')
-	if y := iv.Months / 12; y != 0 {
-		fmt.Fprintf(&b, "%dY", y)
-	}
-	if m := iv.Months % 12; m != 0 {
-		fmt.Fprintf(&b, "%dM", m)
-	}
-	if iv.Days != 0 {
-		fmt.Fprintf(&b, "%dD", iv.Days)
-	}
-	if iv.Micros != 0 {
-		b.WriteByte('T')
-		us := iv.Micros
-		const hour, minute, second = int64(3600e6), int64(60e6), int64(1e6)
-		if h := us / hour; h != 0 {
-			fmt.Fprintf(&b, "%dH", h)
-		}
-		us %= hour
-		if m := us / minute; m != 0 {
-			fmt.Fprintf(&b, "%dM", m)
-		}
-		us %= minute
-		if us != 0 {
-			if us < 0 {
-				b.WriteByte('-')
-				us = -us
-			}
-			fmt.Fprintf(&b, "%d", us/second)
-			if f := us % second; f != 0 {
-				b.WriteString(strings.TrimRight(fmt.Sprintf(".%06d", f), "0"))
-			}
-			b.WriteByte('S')
-		}
-	}
-	return b.String()
-}
-
 // bitWords encodes a bit string as CockroachDB's Avro encoder does: the
 // number of bits used in the last word, then 64-bit words MSB first, as
 // signed longs (B'010' -> [3, 4611686018427387904]).
@@ -733,7 +689,7 @@ func (t *colType) nativeInner(v any) any {
 		}
 		return new(big.Rat).SetFrac(d.Unscaled, pow10(d.Scale))
 	case famInterval:
-		return intervalISO8601(v.(schemas.Interval))
+		return v.(schemas.Interval).String()
 	case famBit, famVarbit:
 		return bitWords(v.(string))
 	case famArray:

@@ -91,3 +91,21 @@ type Tx interface {
 	// Rollback abandons the transaction; it is a no-op after Commit.
 	Rollback(ctx context.Context) error
 }
+
+// Names of the objects highwater keeps in a warehouse beside the mirror
+// tables; every writer uses these, so that users and tools find the same
+// layout in each warehouse.
+const (
+	// CheckpointsTable holds one row per (consumer group, topic, partition).
+	CheckpointsTable = "highwater_checkpoints"
+	// WatermarkView gives min(resolved) per group and topic, and per group:
+	// how far the feed is complete.
+	WatermarkView = "highwater_watermark"
+	// ChangesSuffix is appended to a table's name to name its changelog.
+	ChangesSuffix = "_changes"
+	// UpdatedColumn holds the HLC of a row version as DECIMAL(38,10),
+	// exactly CockroachDB's WALLNANOS.LOGICAL.
+	UpdatedColumn = "_hw_updated"
+	// OpColumn holds a changelog row's operation (Op.String).
+	OpColumn = "_hw_op"
+)

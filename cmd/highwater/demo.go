@@ -102,7 +102,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 	simErr := make(chan error, 1)
 	finalCh := make(chan schemas.HLC, 1)
 	go func() {
-		err := sim.RunTelemetry(ctx, simulator.Workload{Txns: *txns, KeysPerTable: *keys, RowsPerTxn: 4, DeleteProb: 0.05, ResolveEvery: 500})
+		err := sim.RunTelemetry(ctx, simulator.Workload{Txns: *txns, KeysPerTable: *keys, RowsPerTxn: 4, DeleteProb: 0.05, ResolveEvery: 500, RestartEvery: 5000, GapProb: 0.3})
 		if err == nil {
 			var final schemas.HLC
 			if final, err = sim.Resolve(ctx); err == nil {

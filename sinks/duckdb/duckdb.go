@@ -30,20 +30,9 @@ import (
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-// Names of highwater's own tables and columns in the warehouse. They are
-// kept here, in one place, so that a rename touches one line.
+// Names that live only in this writer's staging; the warehouse layout's
+// names are sinks.CheckpointsTable and its neighbours.
 const (
-	// CheckpointsTable holds one row per (consumer group, topic, partition).
-	CheckpointsTable = "highwater_checkpoints"
-	// WatermarkView gives min(resolved) per group and topic, and per group.
-	WatermarkView = "highwater_watermark"
-	// ChangesSuffix is appended to a table's name to name its changelog.
-	ChangesSuffix = "_changes"
-	// UpdatedColumn holds the HLC of a row version as DECIMAL(38,10).
-	UpdatedColumn = "_hw_updated"
-	// OpColumn holds a changelog row's operation (insert, update, upsert,
-	// delete).
-	OpColumn = "_hw_op"
 	// seqColumn orders staged rows with equal HLC by arrival; it lives
 	// only in staging tables.
 	seqColumn = "_hw_seq"
@@ -139,7 +128,7 @@ func (w *Writer) init(ctx context.Context) error {
 	}
 	w.catalog = quote(name)
 	ddl := []string{
-		`CREATE TABLE IF NOT EXISTS ` + w.qualify(CheckpointsTable) + ` (
+		`CREATE TABLE IF NOT EXISTS ` + w.qualify(sinks.CheckpointsTable) + ` (
 	consumer_group VARCHAR NOT NULL,
 	topic VARCHAR NOT NULL,
 	"partition" INTEGER NOT NULL,
@@ -149,9 +138,9 @@ func (w *Writer) init(ctx context.Context) error {
 	PRIMARY KEY (consumer_group, topic, "partition"))`,
 		// One row per (group, topic) and one feed-wide row per group
 		// (topic NULL): the HLC through which every partition is applied.
-		`CREATE OR REPLACE VIEW ` + w.qualify(WatermarkView) + ` AS
+		`CREATE OR REPLACE VIEW ` + w.qualify(sinks.WatermarkView) + ` AS
 SELECT consumer_group, topic, min(resolved) AS resolved, count(*) AS partitions, max(applied_at) AS applied_at
-FROM ` + w.qualify(CheckpointsTable) + `
+FROM ` + w.qualify(sinks.CheckpointsTable) + `
 GROUP BY GROUPING SETS ((consumer_group, topic), (consumer_group))`,
 	}
 	for _, q := range ddl {
@@ -178,7 +167,7 @@ func (w *Writer) NonFiniteDecimals() int64 { return w.nonFinite.Load() }
 // Checkpoints returns every checkpoint stored for group.
 func (w *Writer) Checkpoints(ctx context.Context, group string) ([]sinks.Checkpoint, error) {
 	rows, err := w.db.QueryContext(ctx, `SELECT topic, "partition", CAST(resolved AS VARCHAR), next_offset FROM `+
-		w.qualify(CheckpointsTable)+` WHERE consumer_group = ? ORDER BY topic, "partition"`, group)
+		w.qualify(sinks.CheckpointsTable)+` WHERE consumer_group = ? ORDER BY topic, "partition"`, group)
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
 	}

@@ -208,13 +208,13 @@ func (tx *Tx) table(ctx context.Context, name string) (*tableState, error) {
 		return nil, err
 	}
 	if ts.mirror != nil {
-		if _, ok := ts.mirror.types[UpdatedColumn]; !ok || len(ts.mirror.key) == 0 {
-			return nil, fmt.Errorf("table %q exists in the warehouse but is not a highwater mirror (no %s column or primary key)", name, UpdatedColumn)
+		if _, ok := ts.mirror.types[sinks.UpdatedColumn]; !ok || len(ts.mirror.key) == 0 {
+			return nil, fmt.Errorf("table %q exists in the warehouse but is not a highwater mirror (no %s column or primary key)", name, sinks.UpdatedColumn)
 		}
 		ts.key = ts.mirror.key
 	}
 	if tx.w.opts.Changelog {
-		if ts.changes, err = tx.catalog(ctx, name+ChangesSuffix); err != nil {
+		if ts.changes, err = tx.catalog(ctx, name+sinks.ChangesSuffix); err != nil {
 			return nil, err
 		}
 	}
@@ -267,7 +267,7 @@ WHERE database_name = current_database() AND schema_name = 'main' AND table_name
 }
 
 // reserved are column names highwater adds itself.
-var reserved = map[string]bool{UpdatedColumn: true, OpColumn: true, seqColumn: true}
+var reserved = map[string]bool{sinks.UpdatedColumn: true, sinks.OpColumn: true, seqColumn: true}
 
 // segment returns the staging segment for table's version, starting one
 // for a version not seen before in this window. Segments stay open until
@@ -304,7 +304,7 @@ func (tx *Tx) segment(ctx context.Context, ts *tableState, table *schemas.Table)
 		defs = append(defs, quote(c.Name)+" "+st)
 		seg.convs[i] = newConverter(c.Type)
 	}
-	defs = append(defs, quote(UpdatedColumn)+" DECIMAL(38,10)", quote(OpColumn)+" VARCHAR", quote(seqColumn)+" BIGINT")
+	defs = append(defs, quote(sinks.UpdatedColumn)+" DECIMAL(38,10)", quote(sinks.OpColumn)+" VARCHAR", quote(seqColumn)+" BIGINT")
 	if _, err := tx.conn.ExecContext(ctx, `CREATE TEMP TABLE `+quote(seg.name)+` (`+strings.Join(defs, ", ")+`)`); err != nil {
 		return nil, fmt.Errorf("table %q: create staging table: %w", table.Name, err)
 	}
@@ -456,6 +456,10 @@ func (tx *Tx) Commit(ctx context.Context) error {
 		_ = tx.abort()
 		return fmt.Errorf("commit window: transaction failed earlier: %w", tx.err)
 	}
+	if err := ctx.Err(); err != nil {
+		_ = tx.abort()
+		return fmt.Errorf("commit window: %w", err)
+	}
 	start := time.Now()
 	if err := tx.apply(ctx); err != nil {
 		tx.err = err
@@ -463,8 +467,11 @@ func (tx *Tx) Commit(ctx context.Context) error {
 		return fmt.Errorf("commit window: %w", err)
 	}
 	// DuckDB answers COMMIT of an aborted transaction by rolling back
-	// without an error; tx.err above is what guards against that.
-	if _, err := tx.conn.ExecContext(ctx, `COMMIT`); err != nil {
+	// without an error; tx.err above is what guards against that. COMMIT
+	// itself ignores cancellation: the driver can report a canceled context
+	// for a COMMIT that went through, and a window must never be reported
+	// failed once it is durable.
+	if _, err := tx.conn.ExecContext(context.WithoutCancel(ctx), `COMMIT`); err != nil {
 		tx.err = err
 		_ = tx.abort()
 		return fmt.Errorf("commit window: %w", err)
@@ -559,7 +566,7 @@ func (ts *tableState) targetColumns() []column {
 	have := map[string]bool{}
 	if ts.mirror != nil {
 		for _, c := range ts.mirror.cols {
-			if c.name == UpdatedColumn {
+			if c.name == sinks.UpdatedColumn {
 				continue
 			}
 			cols = append(cols, c)
@@ -591,11 +598,11 @@ func (tx *Tx) evolve(ctx context.Context, ts *tableState) error {
 		extra string
 		key   []string
 	}
-	todo := []tbl{{ts.name, ts.mirror, quote(UpdatedColumn) + " DECIMAL(38,10) NOT NULL", ts.key}}
+	todo := []tbl{{ts.name, ts.mirror, quote(sinks.UpdatedColumn) + " DECIMAL(38,10) NOT NULL", ts.key}}
 	if tx.w.opts.Changelog {
-		todo = append(todo, tbl{ts.name + ChangesSuffix, ts.changes,
-			quote(UpdatedColumn) + " DECIMAL(38,10) NOT NULL, " + quote(OpColumn) + " VARCHAR NOT NULL",
-			append(slices.Clone(ts.key), UpdatedColumn)})
+		todo = append(todo, tbl{ts.name + sinks.ChangesSuffix, ts.changes,
+			quote(sinks.UpdatedColumn) + " DECIMAL(38,10) NOT NULL, " + quote(sinks.OpColumn) + " VARCHAR NOT NULL",
+			append(slices.Clone(ts.key), sinks.UpdatedColumn)})
 	}
 	for _, t := range todo {
 		if t.have == nil {
@@ -663,7 +670,7 @@ func (tx *Tx) merge(ctx context.Context, ts *tableState) error {
 			upd = append(upd, quote(c.name)+" = NULL")
 		}
 	}
-	u := quote(UpdatedColumn)
+	u := quote(sinks.UpdatedColumn)
 	upd = append(upd, u+" = src."+u)
 	ins = append(ins, u)
 	vals = append(vals, "src."+u)
@@ -671,7 +678,7 @@ func (tx *Tx) merge(ctx context.Context, ts *tableState) error {
 	for i, k := range ts.key {
 		on[i] = "tgt." + quote(k) + " = src." + quote(k)
 	}
-	op := quote(OpColumn)
+	op := quote(sinks.OpColumn)
 	q := `MERGE INTO ` + tx.w.qualify(ts.name) + ` AS tgt
 USING (SELECT * FROM ` + ts.source() + ` AS s
 	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(ts.key, "s.") + ` ORDER BY s.` + u + ` DESC, s.` + quote(seqColumn) + ` DESC) = 1) AS src
@@ -691,11 +698,11 @@ func (tx *Tx) changelog(ctx context.Context, ts *tableState) error {
 	for _, c := range ts.cols {
 		names = append(names, c.name)
 	}
-	names = append(names, UpdatedColumn, OpColumn)
+	names = append(names, sinks.UpdatedColumn, sinks.OpColumn)
 	cols := quoteAll(names, "")
-	q := `INSERT INTO ` + tx.w.qualify(ts.name+ChangesSuffix) + ` (` + cols + `)
+	q := `INSERT INTO ` + tx.w.qualify(ts.name+sinks.ChangesSuffix) + ` (` + cols + `)
 SELECT ` + cols + ` FROM (SELECT * FROM ` + ts.source() + ` AS s
-	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(append(slices.Clone(ts.key), UpdatedColumn), "s.") + ` ORDER BY s.` + quote(seqColumn) + ` DESC) = 1)
+	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(append(slices.Clone(ts.key), sinks.UpdatedColumn), "s.") + ` ORDER BY s.` + quote(seqColumn) + ` DESC) = 1)
 ON CONFLICT DO NOTHING`
 	if _, err := tx.conn.ExecContext(ctx, q); err != nil {
 		return fmt.Errorf("table %q: changelog: %w", ts.name, err)
@@ -726,7 +733,7 @@ func (tx *Tx) writeCheckpoints(ctx context.Context) error {
 			ph[i] = `(?, ?, ?, CAST(? AS DECIMAL(38,10)), ?, ?)`
 			args = append(args, cp.Group, cp.Topic, cp.Partition, cp.Resolved.String(), cp.NextOffset, now)
 		}
-		q := `INSERT INTO ` + tx.w.qualify(CheckpointsTable) + ` (consumer_group, topic, "partition", resolved, next_offset, applied_at)
+		q := `INSERT INTO ` + tx.w.qualify(sinks.CheckpointsTable) + ` (consumer_group, topic, "partition", resolved, next_offset, applied_at)
 VALUES ` + strings.Join(ph, ", ") + `
 ON CONFLICT (consumer_group, topic, "partition") DO UPDATE SET
 	resolved = excluded.resolved, next_offset = excluded.next_offset, applied_at = excluded.applied_at`

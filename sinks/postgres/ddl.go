@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
 )
 
 // quoteIdent quotes a SQL identifier. Names from schemas are data: they are
@@ -145,7 +146,7 @@ func (w *Writer) describe(t *schemas.Table) ([]wantColumn, []string, error) {
 		return nil, nil, err
 	}
 	if w.opts.Changelog {
-		if err := checkIdent("changelog table", t.Name+ChangesSuffix); err != nil {
+		if err := checkIdent("changelog table", t.Name+sinks.ChangesSuffix); err != nil {
 			return nil, nil, err
 		}
 	}
@@ -158,7 +159,7 @@ func (w *Writer) describe(t *schemas.Table) ([]wantColumn, []string, error) {
 		if err := checkIdent("column", c.Name); err != nil {
 			return nil, nil, fmt.Errorf("table %q: %w", t.Name, err)
 		}
-		if c.Name == UpdatedColumn || c.Name == OpColumn || c.Name == seqColumn {
+		if c.Name == sinks.UpdatedColumn || c.Name == sinks.OpColumn || c.Name == seqColumn {
 			return nil, nil, fmt.Errorf("table %q: column name %q is reserved by highwater", t.Name, c.Name)
 		}
 		if seen[c.Name] {
@@ -245,7 +246,7 @@ func (x *Tx) evolve(ctx context.Context, tt *txTable, want []wantColumn, key []s
 	w := x.w
 	names := []string{tt.name}
 	if w.opts.Changelog {
-		names = append(names, tt.name+ChangesSuffix)
+		names = append(names, tt.name+sinks.ChangesSuffix)
 	}
 	if !tt.loaded {
 		ls, err := w.loadLayouts(ctx, x.tx, names...)
@@ -266,7 +267,7 @@ func (x *Tx) evolve(ctx context.Context, tt *txTable, want []wantColumn, key []s
 		if !w.opts.Changelog {
 			return !tt.target.exists || len(m1) > 0, nil
 		}
-		m2, err := diff(tt.name+ChangesSuffix, tt.changes, want)
+		m2, err := diff(tt.name+sinks.ChangesSuffix, tt.changes, want)
 		if err != nil {
 			return false, err
 		}
@@ -292,7 +293,7 @@ func (x *Tx) evolve(ctx context.Context, tt *txTable, want []wantColumn, key []s
 	if _, err := needsDDL(); err != nil {
 		return err
 	}
-	upd := quoteIdent(UpdatedColumn)
+	upd := quoteIdent(sinks.UpdatedColumn)
 	var stmts []string
 	if !tt.target.exists {
 		stmts = append(stmts, "CREATE TABLE "+w.qualified(tt.name)+" ("+columnDefs(want, key)+
@@ -302,11 +303,11 @@ func (x *Tx) evolve(ctx context.Context, tt *txTable, want []wantColumn, key []s
 	}
 	if w.opts.Changelog {
 		if !tt.changes.exists {
-			stmts = append(stmts, "CREATE TABLE "+w.qualified(tt.name+ChangesSuffix)+" ("+columnDefs(want, key)+
-				upd+" numeric(38,10) NOT NULL, "+quoteIdent(OpColumn)+" text NOT NULL, PRIMARY KEY ("+
+			stmts = append(stmts, "CREATE TABLE "+w.qualified(tt.name+sinks.ChangesSuffix)+" ("+columnDefs(want, key)+
+				upd+" numeric(38,10) NOT NULL, "+quoteIdent(sinks.OpColumn)+" text NOT NULL, PRIMARY KEY ("+
 				identList(key)+", "+upd+"))")
-		} else if m, _ := diff(tt.name+ChangesSuffix, tt.changes, want); len(m) > 0 {
-			stmts = append(stmts, addColumns(w.qualified(tt.name+ChangesSuffix), m))
+		} else if m, _ := diff(tt.name+sinks.ChangesSuffix, tt.changes, want); len(m) > 0 {
+			stmts = append(stmts, addColumns(w.qualified(tt.name+sinks.ChangesSuffix), m))
 		}
 	}
 	for _, s := range stmts {

@@ -31,21 +31,12 @@ import (
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-// Names of the objects highwater keeps beside the mirror tables. They are the
-// same in every SQL writer.
+// Names that live only in this writer's staging; the warehouse layout's
+// names are sinks.CheckpointsTable and its neighbours.
 const (
-	CheckpointsTable = "highwater_checkpoints"
-	WatermarkView    = "highwater_watermark"
-	// UpdatedColumn holds the HLC of the applied version as
-	// DECIMAL(38,10), CockroachDB's WALLNANOS.LOGICAL.
-	UpdatedColumn = "_hw_updated"
-	// OpColumn holds the operation in changelog tables.
-	OpColumn = "_hw_op"
 	// seqColumn orders staged versions with equal HLC by arrival (the
 	// later wins); it lives only in staging tables.
 	seqColumn = "_hw_seq"
-	// ChangesSuffix is appended to a table's name to name its changelog.
-	ChangesSuffix = "_changes"
 )
 
 // DefaultReconnectTimeout is how long Open and Begin keep trying to reach
@@ -212,7 +203,7 @@ func (w *Writer) ensureCatalog(ctx context.Context) error {
 		err := tx.QueryRow(ctx, `SELECT
 			EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1),
 			to_regclass($2) IS NOT NULL, to_regclass($3) IS NOT NULL`,
-			w.schema, w.qualified(CheckpointsTable), w.qualified(WatermarkView)).Scan(&hasSchema, &hasCP, &hasWM)
+			w.schema, w.qualified(sinks.CheckpointsTable), w.qualified(sinks.WatermarkView)).Scan(&hasSchema, &hasCP, &hasWM)
 		if err != nil {
 			return fmt.Errorf("reading the catalog: %w", err)
 		}
@@ -221,7 +212,7 @@ func (w *Writer) ensureCatalog(ctx context.Context) error {
 				return fmt.Errorf("creating schema %s: %w", quoteIdent(w.schema), err)
 			}
 		}
-		cp := w.qualified(CheckpointsTable)
+		cp := w.qualified(sinks.CheckpointsTable)
 		if !hasCP {
 			_, err := tx.Exec(ctx, `CREATE TABLE `+cp+` (
 				consumer_group TEXT NOT NULL,
@@ -238,13 +229,13 @@ func (w *Writer) ensureCatalog(ctx context.Context) error {
 		if !hasWM {
 			// One row per group and topic, and one feed-wide row per group
 			// (topic NULL): the HLC through which every partition is applied.
-			_, err := tx.Exec(ctx, `CREATE VIEW `+w.qualified(WatermarkView)+` AS
+			_, err := tx.Exec(ctx, `CREATE VIEW `+w.qualified(sinks.WatermarkView)+` AS
 				SELECT consumer_group, topic, min(resolved) AS resolved, count(*) AS partitions,
 					max(applied_at) AS applied_at
 				FROM `+cp+`
 				GROUP BY GROUPING SETS ((consumer_group, topic), (consumer_group))`)
 			if err != nil {
-				return fmt.Errorf("creating %s: %w", w.qualified(WatermarkView), err)
+				return fmt.Errorf("creating %s: %w", w.qualified(sinks.WatermarkView), err)
 			}
 		}
 		return nil
@@ -262,7 +253,7 @@ func (w *Writer) Checkpoints(ctx context.Context, group string) ([]sinks.Checkpo
 	err := w.withConn(ctx, func(conn *pgx.Conn) error {
 		cps = cps[:0]
 		rows, err := conn.Query(ctx, `SELECT topic, "partition", resolved::text, next_offset FROM `+
-			w.qualified(CheckpointsTable)+` WHERE consumer_group = $1 ORDER BY topic, "partition"`, group)
+			w.qualified(sinks.CheckpointsTable)+` WHERE consumer_group = $1 ORDER BY topic, "partition"`, group)
 		if err != nil {
 			return err
 		}
@@ -281,7 +272,7 @@ func (w *Writer) Checkpoints(ctx context.Context, group string) ([]sinks.Checkpo
 		return rows.Err()
 	})
 	if err != nil {
-		return nil, fmt.Errorf("postgres: reading checkpoints of group %q from %s: %w", group, w.qualified(CheckpointsTable), err)
+		return nil, fmt.Errorf("postgres: reading checkpoints of group %q from %s: %w", group, w.qualified(sinks.CheckpointsTable), err)
 	}
 	return cps, nil
 }

@@ -139,7 +139,7 @@ func (x *Tx) write(ctx context.Context, table *schemas.Table, changes []sinks.Ch
 		for _, c := range want {
 			tt.copyCol = append(tt.copyCol, c.name)
 		}
-		tt.copyCol = append(tt.copyCol, UpdatedColumn, OpColumn, seqColumn)
+		tt.copyCol = append(tt.copyCol, sinks.UpdatedColumn, sinks.OpColumn, seqColumn)
 	}
 	if len(changes) == 0 {
 		return nil
@@ -172,7 +172,7 @@ func (x *Tx) syncStage(ctx context.Context, tt *txTable) error {
 	}
 	var missing []wantColumn
 	for _, name := range tt.target.order {
-		if name == UpdatedColumn {
+		if name == sinks.UpdatedColumn {
 			continue
 		}
 		if _, ok := tt.stageCols.cols[name]; !ok {
@@ -185,7 +185,7 @@ func (x *Tx) syncStage(ctx context.Context, tt *txTable) error {
 		// No constraints: the staging table takes every version as sent;
 		// the merge picks the newest per key.
 		sql := "CREATE TEMP TABLE " + quoteIdent(tt.stage) + " (" + columnDefs(missing, nil) +
-			quoteIdent(UpdatedColumn) + " numeric(38,10) NOT NULL, " + quoteIdent(OpColumn) + " text NOT NULL, " +
+			quoteIdent(sinks.UpdatedColumn) + " numeric(38,10) NOT NULL, " + quoteIdent(sinks.OpColumn) + " text NOT NULL, " +
 			quoteIdent(seqColumn) + " bigint NOT NULL) ON COMMIT DROP"
 		if _, err := x.tx.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("creating the staging table: %w", err)
@@ -281,7 +281,7 @@ func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 		groups, topics, parts = append(groups, cp.Group), append(topics, cp.Topic), append(parts, cp.Partition)
 		resolved, offsets = append(resolved, cp.Resolved.String()), append(offsets, cp.NextOffset)
 	}
-	_, err := x.tx.Exec(ctx, `INSERT INTO `+x.w.qualified(CheckpointsTable)+`
+	_, err := x.tx.Exec(ctx, `INSERT INTO `+x.w.qualified(sinks.CheckpointsTable)+`
 		(consumer_group, topic, "partition", resolved, next_offset, applied_at)
 		SELECT g, t, p, r::numeric, o, now()
 		FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[]) AS u(g, t, p, r, o)
@@ -289,7 +289,7 @@ func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 		SET resolved = EXCLUDED.resolved, next_offset = EXCLUDED.next_offset, applied_at = EXCLUDED.applied_at`,
 		groups, topics, parts, resolved, offsets)
 	if err != nil {
-		return x.fail(fmt.Errorf("postgres: writing %d checkpoints to %s: %w", len(groups), x.w.qualified(CheckpointsTable), err))
+		return x.fail(fmt.Errorf("postgres: writing %d checkpoints to %s: %w", len(groups), x.w.qualified(sinks.CheckpointsTable), err))
 	}
 	return nil
 }
@@ -342,7 +342,7 @@ func (x *Tx) Commit(ctx context.Context) error {
 // version per key and HLC), so a replay leaves it alone. Then the changelog
 // keeps every (key, _hw_updated) once.
 func (x *Tx) merge(ctx context.Context, tt *txTable) error {
-	upd, op := quoteIdent(UpdatedColumn), quoteIdent(OpColumn)
+	upd, op := quoteIdent(sinks.UpdatedColumn), quoteIdent(sinks.OpColumn)
 	target := x.w.qualified(tt.name)
 	stage := "pg_temp." + quoteIdent(tt.stage)
 	keys := identList(tt.key)
@@ -380,7 +380,7 @@ WHERE t.` + upd + ` < EXCLUDED.` + upd
 			clCols = append(clCols, c)
 		}
 	}
-	cl := x.w.qualified(tt.name + ChangesSuffix)
+	cl := x.w.qualified(tt.name + sinks.ChangesSuffix)
 	list := identList(clCols) + ", " + upd + ", " + op
 	sql = `INSERT INTO ` + cl + ` (` + list + `) SELECT ` + list + ` FROM ` + stage +
 		` ON CONFLICT (` + keys + `, ` + upd + `) DO NOTHING`
