@@ -17,9 +17,35 @@ import (
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-// maybeFlush applies the window (applied, F] when the frontier F passed the
-// owned partitions' applied frontier.
+// A window is applied in the background while ingest goes on, so that the
+// two cores decode and buffer the next window while the warehouse takes this
+// one. At most one window is in flight. Its partitions cannot be dropped
+// under it: the rebalance callbacks wait for it (waitFlush).
+
+// flushJob is a window in flight.
+type flushJob struct {
+	f     schemas.HLC
+	owned []*partState
+	done  chan flushResult
+}
+
+type flushResult struct {
+	cps     []sinks.Checkpoint
+	rows    int
+	took    time.Duration
+	visible time.Time
+	err     error
+}
+
+// maybeFlush reaps a finished window and starts the next one when the
+// frontier F passed the owned partitions' applied frontier.
 func (p *Processor) maybeFlush(ctx context.Context) error {
+	if err := p.reapFlush(ctx, false, true); err != nil {
+		return err
+	}
+	if p.inflight != nil || time.Now().Before(p.retryAt) {
+		return nil
+	}
 	owned := p.owned()
 	f, applied, ok := frontier(owned)
 	if ok {
@@ -28,25 +54,89 @@ func (p *Processor) maybeFlush(ctx context.Context) error {
 	if !ok || !applied.Less(f) {
 		return nil
 	}
-	// A window that fails to apply is retried from the buffer: the writer
-	// rolled it back, so nothing is half applied. Warehouse outages and lost
-	// connections heal this way; an input the decoder rejects does not, and
-	// stops the feed at once with its location.
-	backoff := time.Second
-	for attempt := 1; ; attempt++ {
-		err := p.flush(ctx, owned, f)
-		var de *schemas.DecodeError
-		if err == nil || errors.As(err, &de) || ctx.Err() != nil || attempt == flushAttempts {
-			return err
-		}
-		p.log.Warn("applying window failed; retrying", zap.Stringer("through", f), zap.Int("attempt", attempt),
-			zap.Duration("backoff", backoff), zap.Error(err))
+	job := &flushJob{f: f, owned: owned, done: make(chan flushResult, 1)}
+	// Which partitions get a checkpoint is decided now: one applied further
+	// already (by another member) keeps its checkpoint, never moved back.
+	parts := make([]buffer.Partition, len(owned))
+	advance := make([]bool, len(owned))
+	for i, st := range owned {
+		parts[i], advance[i] = st.p, st.applied.Less(f)
+	}
+	p.inflight = job
+	go func() { job.done <- p.flush(ctx, parts, advance, f) }()
+	return nil
+}
+
+// reapFlush finishes the window in flight if it is done (or, with block,
+// once it is). A failed window is retried later from the buffer: the writer
+// rolled it back, so nothing is half applied. Warehouse outages and lost
+// connections heal this way; an input the decoder rejects does not, and
+// stops the feed at once with its location. commit says whether Kafka
+// offsets may be committed (not from inside a rebalance callback).
+func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
+	job := p.inflight
+	if job == nil {
+		return nil
+	}
+	var res flushResult
+	if block {
+		res = <-job.done
+	} else {
 		select {
-		case <-ctx.Done():
-			return err
-		case <-time.After(backoff):
+		case res = <-job.done:
+		default:
+			return nil
 		}
-		backoff = min(2*backoff, 10*time.Second)
+	}
+	p.inflight = nil
+	if res.err != nil {
+		var de *schemas.DecodeError
+		p.attempt++
+		if errors.As(res.err, &de) || ctx.Err() != nil || p.attempt >= flushAttempts {
+			return res.err
+		}
+		backoff := min(time.Second<<(p.attempt-1), 10*time.Second)
+		p.retryAt = time.Now().Add(backoff)
+		p.log.Warn("applying window failed; retrying", zap.Stringer("through", job.f), zap.Int("attempt", p.attempt),
+			zap.Duration("backoff", backoff), zap.Error(res.err))
+		return nil
+	}
+	p.attempt = 0
+	// The window became closable when the last of its partitions' resolved
+	// messages arrived.
+	var closedAt time.Time
+	for _, st := range job.owned {
+		if st.applied.Less(job.f) {
+			st.applied = job.f
+		}
+		if st.resolvedAt.After(closedAt) {
+			closedAt = st.resolvedAt
+		}
+	}
+	if !closedAt.IsZero() {
+		p.latency.add(res.visible.Sub(closedAt))
+	}
+	if commit {
+		p.commitOffsets(ctx, res.cps)
+	}
+	f := job.f
+	p.stats.rowsApplied.Add(int64(res.rows))
+	p.stats.windows.Add(1)
+	p.stats.frontier.Store(&f)
+	p.stats.lastFlush.Store(int64(res.took))
+	if lat := p.latency.last(); lat > 0 {
+		p.stats.lastVisible.Store(int64(lat))
+	}
+	p.log.Debug("window applied", zap.Stringer("through", f), zap.Int("rows", res.rows),
+		zap.Int("partitions", len(job.owned)), zap.Duration("took", res.took))
+	return nil
+}
+
+// waitFlush finishes the window in flight before a rebalance or shutdown
+// changes the partitions under it. An error is kept for the poll loop.
+func (p *Processor) waitFlush(ctx context.Context) {
+	if err := p.reapFlush(ctx, true, false); err != nil && p.flushErr == nil {
+		p.flushErr = err
 	}
 }
 
@@ -54,79 +144,53 @@ func (p *Processor) maybeFlush(ctx context.Context) error {
 // backoff) before the feed stops with the error.
 const flushAttempts = 8
 
-// flush writes every buffered event of owned with updated <= f, and the
-// partitions' checkpoints, in one warehouse transaction; then trims the
-// buffer and commits Kafka offsets for lag tooling.
-func (p *Processor) flush(ctx context.Context, owned []*partState, f schemas.HLC) error {
+// flush writes every buffered event of parts with updated <= f, and the
+// checkpoints of the partitions marked in advance, in one warehouse
+// transaction, then trims the buffer. It runs beside ingest and touches no
+// processor state.
+func (p *Processor) flush(ctx context.Context, parts []buffer.Partition, advance []bool, f schemas.HLC) flushResult {
 	start := time.Now()
-	parts := make([]buffer.Partition, len(owned))
-	for i, st := range owned {
-		parts[i] = st.p
-	}
+	fail := func(err error) flushResult { return flushResult{err: err} }
 	tx, err := p.cfg.Writer.Begin(ctx)
 	if err != nil {
-		return fmt.Errorf("begin window through %s: %w", f, err)
+		return fail(fmt.Errorf("begin window through %s: %w", f, err))
 	}
 	rows, err := p.writeWindow(ctx, tx, parts, f)
 	if err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return err
+		return fail(err)
 	}
 	var cps []sinks.Checkpoint
-	for _, st := range owned {
-		if !st.applied.Less(f) {
-			// Another member applied this partition further already; never
-			// move a checkpoint backwards.
+	for i, bp := range parts {
+		if !advance[i] {
 			continue
 		}
-		next, err := p.cfg.Buffer.LowOffset(st.p, f)
+		// Events ingested meanwhile are > f or re-sent duplicates; the
+		// buffer answers from a snapshot taken after reading the consumed
+		// offset, so a concurrent event is never skipped.
+		next, err := p.cfg.Buffer.LowOffset(bp, f)
 		if err != nil {
 			_ = tx.Rollback(context.WithoutCancel(ctx))
-			return fmt.Errorf("resume offset %s[%d]: %w", st.p.Topic, st.p.Partition, err)
+			return fail(fmt.Errorf("resume offset %s[%d]: %w", bp.Topic, bp.Partition, err))
 		}
-		cps = append(cps, sinks.Checkpoint{Group: p.cfg.Group, Topic: st.p.Topic, Partition: st.p.Partition, Resolved: f, NextOffset: next})
+		cps = append(cps, sinks.Checkpoint{Group: p.cfg.Group, Topic: bp.Topic, Partition: bp.Partition, Resolved: f, NextOffset: next})
 	}
 	if err := tx.Checkpoint(ctx, cps); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return fmt.Errorf("checkpoint window through %s: %w", f, err)
+		return fail(fmt.Errorf("checkpoint window through %s: %w", f, err))
 	}
-	// Once Commit starts, finish it even if shutdown was requested: a
-	// canceled commit would only be retried from the checkpoint anyway, but
-	// finishing keeps shutdown from wasting the work.
+	// Once Commit starts, finish it even if shutdown was requested: the
+	// work is done, and a commit reported failed would be applied again.
 	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
-		return fmt.Errorf("commit window through %s: %w", f, err)
+		return fail(fmt.Errorf("commit window through %s: %w", f, err))
 	}
 	visible := time.Now()
-	// The window became closable when the last of its partitions' resolved
-	// messages arrived.
-	var closedAt time.Time
-	for _, st := range owned {
-		if st.applied.Less(f) {
-			st.applied = f
-		}
-		if st.resolvedAt.After(closedAt) {
-			closedAt = st.resolvedAt
-		}
+	if err := p.cfg.Buffer.Trim(context.WithoutCancel(ctx), parts, f); err != nil {
+		// The window is applied; untrimmed events are re-applied
+		// idempotently by the next window.
+		p.log.Warn("trimming the buffer after a window failed", zap.Stringer("through", f), zap.Error(err))
 	}
-	if !closedAt.IsZero() {
-		p.latency.add(visible.Sub(closedAt))
-	}
-	if err := p.cfg.Buffer.Trim(ctx, parts, f); err != nil {
-		// The window is applied; a failed trim only leaves events that the
-		// next window re-applies idempotently. Surface it all the same.
-		return fmt.Errorf("trim buffer through %s: %w", f, err)
-	}
-	p.commitOffsets(ctx, cps)
-	p.stats.rowsApplied.Add(int64(rows))
-	p.stats.windows.Add(1)
-	p.stats.frontier.Store(&f)
-	p.stats.lastFlush.Store(int64(time.Since(start)))
-	if lat := p.latency.last(); lat > 0 {
-		p.stats.lastVisible.Store(int64(lat))
-	}
-	p.log.Debug("window applied", zap.Stringer("through", f), zap.Int("rows", rows),
-		zap.Int("partitions", len(parts)), zap.Duration("took", time.Since(start)))
-	return nil
+	return flushResult{cps: cps, rows: rows, took: time.Since(start), visible: visible}
 }
 
 // writeWindow streams the window from the buffer into tx. Without a

@@ -15,9 +15,10 @@ import (
 
 // onAssigned registers new partitions; they are not ingested until
 // adjustOffsets has positioned them at their warehouse checkpoint.
-func (p *Processor) onAssigned(_ context.Context, _ *kgo.Client, assigned map[string][]int32) {
+func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[string][]int32) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.waitFlush(ctx)
 	for t, ps := range assigned {
 		for _, n := range ps {
 			bp := buffer.Partition{Topic: t, Partition: n}
@@ -42,6 +43,7 @@ func (p *Processor) adjustOffsets(ctx context.Context, offsets map[string]map[in
 	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	p.waitFlush(ctx)
 	for t, ps := range offsets {
 		for n := range ps {
 			bp := buffer.Partition{Topic: t, Partition: n}
@@ -113,17 +115,19 @@ func (p *Processor) checkpoints(ctx context.Context) (map[buffer.Partition]sinks
 // events are dropped unless the member is shutting down, in which case they
 // are kept: if the partition comes back unchanged (same checkpoint) the
 // buffer saves re-reading it.
-func (p *Processor) onRevoked(_ context.Context, _ *kgo.Client, revoked map[string][]int32) {
-	p.forget(revoked, "revoked")
+func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[string][]int32) {
+	p.forget(ctx, revoked, "revoked")
 }
 
-func (p *Processor) onLost(_ context.Context, _ *kgo.Client, lost map[string][]int32) {
-	p.forget(lost, "lost")
+func (p *Processor) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
+	p.forget(ctx, lost, "lost")
 }
 
-func (p *Processor) forget(parts map[string][]int32, why string) {
+func (p *Processor) forget(ctx context.Context, parts map[string][]int32, why string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
+	// The window in flight may cover these partitions: finish it first.
+	p.waitFlush(ctx)
 	for t, ps := range parts {
 		for _, n := range ps {
 			bp := buffer.Partition{Topic: t, Partition: n}

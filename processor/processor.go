@@ -152,6 +152,13 @@ type Processor struct {
 	// numPartitions is the partition count of each feed topic.
 	numPartitions map[string]int32
 	paused        bool
+	// inflight is the window being applied in the background, if any;
+	// attempt counts its failed tries, retryAt delays the next, and flushErr
+	// holds an error met in a rebalance callback for the poll loop.
+	inflight *flushJob
+	attempt  int
+	retryAt  time.Time
+	flushErr error
 
 	stats struct {
 		consumed, duplicates, rowsApplied, windows atomic.Int64
@@ -251,6 +258,7 @@ func (p *Processor) Run(ctx context.Context) error {
 	defer func() {
 		p.mu.Lock()
 		p.closing = true
+		p.waitFlush(ctx)
 		p.mu.Unlock()
 		// Leave the group promptly so that the partitions move at once
 		// rather than after the session timeout.
@@ -318,7 +326,14 @@ func (p *Processor) checkTopics(ctx context.Context) error {
 func (p *Processor) loop(ctx context.Context) error {
 	buf := p.cfg.Buffer
 	for {
-		pollCtx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		wait := 500 * time.Millisecond
+		p.mu.Lock()
+		if p.inflight != nil {
+			// Reap the window in flight soon after it finishes.
+			wait = 50 * time.Millisecond
+		}
+		p.mu.Unlock()
+		pollCtx, cancel := context.WithTimeout(ctx, wait)
 		fetches := p.cl.PollRecords(pollCtx, p.cfg.PollRecords)
 		cancel()
 		if fetches.IsClientClosed() {
@@ -344,7 +359,10 @@ func (p *Processor) loop(ctx context.Context) error {
 		}
 
 		p.mu.Lock()
-		err := p.ingest(ctx, fetches)
+		err := p.flushErr
+		if err == nil {
+			err = p.ingest(ctx, fetches)
+		}
 		if err == nil {
 			err = p.maybeFlush(ctx)
 		}
