@@ -308,3 +308,40 @@ func TestPostgresDownMidFeed(t *testing.T) {
 		time.Since(recovery).Round(time.Millisecond), m.proc.Stats().Windows-windowsBefore)
 	verify(t, f, wh, sinkURL, final, true)
 }
+
+// TestTwoMembersShareTheFeed runs two group members on one PostgreSQL
+// warehouse: they split the partitions (a rebalance while windows are in
+// flight), then one leaves mid-feed and the other takes its partitions over
+// from the warehouse checkpoints. The result must still equal the source.
+func TestTwoMembersShareTheFeed(t *testing.T) {
+	wh := pgWarehouse()
+	f := newFeed(t, hostileOptions(41), feedTables()...)
+	sinkURL := wh.url(t)
+	a := startMember(t, f, wh, memberConfig{group: "g-two", sinkURL: sinkURL, changelog: true})
+	b := startMember(t, f, wh, memberConfig{group: "g-two", sinkURL: sinkURL, changelog: true})
+	var split bool
+	bStopped := make(chan error, 1)
+	final := playScenario(t, f, 3, func(schemas.HLC) {
+		deadline := time.Now().Add(time.Minute)
+		for time.Now().Before(deadline) && !split {
+			split = a.proc.Stats().Partitions > 0 && b.proc.Stats().Partitions > 0
+			time.Sleep(20 * time.Millisecond)
+		}
+		// b leaves while the rest of the feed arrives.
+		go func() {
+			time.Sleep(700 * time.Millisecond)
+			b.stop()
+			bStopped <- <-b.done
+		}()
+	})
+	if !split {
+		t.Fatalf("the two members never both owned partitions; stats a=%+v b=%+v", a.proc.Stats(), b.proc.Stats())
+	}
+	if err := <-bStopped; err != nil {
+		t.Errorf("member b: %v", err)
+	}
+	t.Logf("member b applied %d windows before it left; a applied %d", b.proc.Stats().Windows, a.proc.Stats().Windows)
+	a.proc.SetStopAt(final)
+	a.wait(t, 3*time.Minute)
+	verify(t, f, wh, sinkURL, final, true)
+}
