@@ -15,6 +15,7 @@ import (
 
 	_ "github.com/duckdb/duckdb-go/v2"
 	_ "github.com/jackc/pgx/v5/stdlib"
+	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
@@ -344,4 +345,57 @@ func TestTwoMembersShareTheFeed(t *testing.T) {
 	a.proc.SetStopAt(final)
 	a.wait(t, 3*time.Minute)
 	verify(t, f, wh, sinkURL, final, true)
+}
+
+// TestPoisonRecordStopsWithItsLocation produces a record that is not a
+// Confluent Avro frame into a feed topic after some good windows: the member
+// must stop with an error naming topic, partition and offset, and the
+// warehouse must keep exactly what was applied before it.
+func TestPoisonRecordStopsWithItsLocation(t *testing.T) {
+	wh := duckWarehouse()
+	f := newFeed(t, simulator.Options{Partitions: 1, Seed: 5}, feedTables()[0])
+	ctx := context.Background()
+	if err := f.sim.Run(ctx, simulator.Workload{Txns: 50, KeysPerTable: 20, RowsPerTxn: 2, ResolveEvery: 10}); err != nil {
+		t.Fatal(err)
+	}
+	good, err := f.sim.Resolve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	sinkURL := wh.url(t)
+	m := startMember(t, f, wh, memberConfig{group: "g-poison", sinkURL: sinkURL})
+	for deadline := time.Now().Add(time.Minute); m.proc.Stats().Frontier.Less(good); {
+		if time.Now().After(deadline) {
+			t.Fatalf("the good windows were not applied: %+v", m.proc.Stats())
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	cl, err := kgo.NewClient(kgo.SeedBrokers(f.stack.Brokers()...))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cl.Close()
+	topic := f.sim.Topics()[0]
+	res := cl.ProduceSync(ctx, &kgo.Record{Topic: topic, Partition: 0, Key: []byte("not avro"), Value: []byte{1, 2, 3}})
+	if err := res.FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	poison, _ := res.First()
+	if err := f.sim.Run(ctx, simulator.Workload{Txns: 10, KeysPerTable: 20, RowsPerTxn: 2, ResolveEvery: 5}); err != nil {
+		t.Fatal(err)
+	}
+	var runErr error
+	select {
+	case runErr = <-m.done:
+	case <-time.After(time.Minute):
+		m.stop()
+		t.Fatal("the member did not stop on the poison record")
+	}
+	want := fmt.Sprintf("%s[0]@%d", topic, poison.Offset)
+	if runErr == nil || !strings.Contains(runErr.Error(), want) {
+		t.Fatalf("error = %v, want it to name %s", runErr, want)
+	}
+	// The windows before the poison record stay applied, nothing after it
+	// is: the warehouse is the source as of the last good window.
+	verify(t, f, wh, sinkURL, good, false)
 }

@@ -63,7 +63,7 @@ func NewRegistry(src Source) *prometheus.Registry {
 		gauge("highwater_last_flush_seconds", "Duration of the last window's flush.",
 			func(s processor.Stats) float64 { return s.LastFlush.Seconds() }),
 		gauge("highwater_resolved_to_visible_seconds", "Time from the resolved message that closed the last window to its commit.",
-			func(s processor.Stats) float64 { return s.LastVisibleP.Seconds() }),
+			func(s processor.Stats) float64 { return s.LastVisible.Seconds() }),
 	)
 	return reg
 }

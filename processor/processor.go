@@ -113,18 +113,18 @@ func (c *Config) setDefaults() error {
 
 // Stats are the processor's running totals, safe to read while it runs.
 type Stats struct {
-	Consumed     int64       // row and resolved records read from Kafka
-	Duplicates   int64       // rows dropped as older than their partition's applied frontier
-	Buffered     int64       // events in the buffer now
-	BufferBytes  int64       // buffer size on disk
-	RowsApplied  int64       // changes written to the warehouse
-	Windows      int64       // windows committed
-	Frontier     schemas.HLC // last applied frontier (min over owned partitions)
-	Resolved     schemas.HLC // min latest resolved over owned partitions
-	Partitions   int         // partitions owned
-	Paused       bool        // fetching paused by the buffer's disk budget
-	LastFlush    time.Duration
-	LastVisibleP time.Duration // resolved-to-visible latency of the last window
+	Consumed    int64       // row and resolved records read from Kafka
+	Duplicates  int64       // rows dropped as older than their partition's applied frontier
+	Buffered    int64       // events in the buffer now
+	BufferBytes int64       // buffer size on disk
+	RowsApplied int64       // changes written to the warehouse
+	Windows     int64       // windows committed
+	Frontier    schemas.HLC // last applied frontier (min over owned partitions)
+	Resolved    schemas.HLC // min latest resolved over owned partitions
+	Partitions  int         // partitions owned
+	Paused      bool        // fetching paused by the buffer's disk budget
+	LastFlush   time.Duration
+	LastVisible time.Duration // resolved-to-visible latency of the last window
 }
 
 // partState is what the member knows about one owned partition.
@@ -194,16 +194,16 @@ func (p *Processor) SetStopAt(h schemas.HLC) { p.stopAt.Store(&h) }
 func (p *Processor) Stats() Stats {
 	u := p.cfg.Buffer.Usage()
 	s := Stats{
-		Consumed:     p.stats.consumed.Load(),
-		Duplicates:   p.stats.duplicates.Load(),
-		Buffered:     u.Events,
-		BufferBytes:  u.Bytes,
-		RowsApplied:  p.stats.rowsApplied.Load(),
-		Windows:      p.stats.windows.Load(),
-		Partitions:   int(p.stats.partitions.Load()),
-		Paused:       p.stats.paused.Load(),
-		LastFlush:    time.Duration(p.stats.lastFlush.Load()),
-		LastVisibleP: time.Duration(p.stats.lastVisible.Load()),
+		Consumed:    p.stats.consumed.Load(),
+		Duplicates:  p.stats.duplicates.Load(),
+		Buffered:    u.Events,
+		BufferBytes: u.Bytes,
+		RowsApplied: p.stats.rowsApplied.Load(),
+		Windows:     p.stats.windows.Load(),
+		Partitions:  int(p.stats.partitions.Load()),
+		Paused:      p.stats.paused.Load(),
+		LastFlush:   time.Duration(p.stats.lastFlush.Load()),
+		LastVisible: time.Duration(p.stats.lastVisible.Load()),
 	}
 	if f := p.stats.frontier.Load(); f != nil {
 		s.Frontier = *f
@@ -219,8 +219,8 @@ func (p *Processor) Stats() Stats {
 // commit of that window), oldest first.
 func (p *Processor) Latencies() []time.Duration { return p.latency.snapshot() }
 
-// ErrStopped is returned by Run when --stop-at was reached; callers treat it
-// as success.
+// errStopReached ends the poll loop once StopAt is reached; Run turns it
+// into a nil error.
 var errStopReached = errors.New("stop-at reached")
 
 // Run consumes and applies until ctx is canceled (returning nil), StopAt is
