@@ -113,18 +113,19 @@ func (c *Config) setDefaults() error {
 
 // Stats are the processor's running totals, safe to read while it runs.
 type Stats struct {
-	Consumed    int64       // row and resolved records read from Kafka
-	Duplicates  int64       // rows dropped as older than their partition's applied frontier
-	Buffered    int64       // events in the buffer now
-	BufferBytes int64       // buffer size on disk
-	RowsApplied int64       // changes written to the warehouse
-	Windows     int64       // windows committed
-	Frontier    schemas.HLC // last applied frontier (min over owned partitions)
-	Resolved    schemas.HLC // min latest resolved over owned partitions
-	Partitions  int         // partitions owned
-	Paused      bool        // fetching paused by the buffer's disk budget
-	LastFlush   time.Duration
-	LastVisible time.Duration // resolved-to-visible latency of the last window
+	Consumed     int64       // row and resolved records read from Kafka
+	ResolvedMsgs int64       // resolved-timestamp records among them
+	Duplicates   int64       // rows dropped as older than their partition's applied frontier
+	Buffered     int64       // events in the buffer now
+	BufferBytes  int64       // buffer size on disk
+	RowsApplied  int64       // changes written to the warehouse
+	Windows      int64       // windows committed
+	Frontier     schemas.HLC // last applied frontier (min over owned partitions)
+	Resolved     schemas.HLC // min latest resolved over owned partitions
+	Partitions   int         // partitions owned
+	Paused       bool        // fetching paused by the buffer's disk budget
+	LastFlush    time.Duration
+	LastVisible  time.Duration // resolved-to-visible latency of the last window
 }
 
 // partState is what the member knows about one owned partition.
@@ -161,11 +162,11 @@ type Processor struct {
 	flushErr error
 
 	stats struct {
-		consumed, duplicates, rowsApplied, windows atomic.Int64
-		frontier, resolved                         atomic.Pointer[schemas.HLC]
-		partitions                                 atomic.Int64
-		paused                                     atomic.Bool
-		lastFlush, lastVisible                     atomic.Int64
+		consumed, resolvedMsgs, duplicates, rowsApplied, windows atomic.Int64
+		frontier, resolved                                       atomic.Pointer[schemas.HLC]
+		partitions                                               atomic.Int64
+		paused                                                   atomic.Bool
+		lastFlush, lastVisible                                   atomic.Int64
 	}
 	latency *latencies
 	stopAt  atomic.Pointer[schemas.HLC]
@@ -194,16 +195,17 @@ func (p *Processor) SetStopAt(h schemas.HLC) { p.stopAt.Store(&h) }
 func (p *Processor) Stats() Stats {
 	u := p.cfg.Buffer.Usage()
 	s := Stats{
-		Consumed:    p.stats.consumed.Load(),
-		Duplicates:  p.stats.duplicates.Load(),
-		Buffered:    u.Events,
-		BufferBytes: u.Bytes,
-		RowsApplied: p.stats.rowsApplied.Load(),
-		Windows:     p.stats.windows.Load(),
-		Partitions:  int(p.stats.partitions.Load()),
-		Paused:      p.stats.paused.Load(),
-		LastFlush:   time.Duration(p.stats.lastFlush.Load()),
-		LastVisible: time.Duration(p.stats.lastVisible.Load()),
+		Consumed:     p.stats.consumed.Load(),
+		ResolvedMsgs: p.stats.resolvedMsgs.Load(),
+		Duplicates:   p.stats.duplicates.Load(),
+		Buffered:     u.Events,
+		BufferBytes:  u.Bytes,
+		RowsApplied:  p.stats.rowsApplied.Load(),
+		Windows:      p.stats.windows.Load(),
+		Partitions:   int(p.stats.partitions.Load()),
+		Paused:       p.stats.paused.Load(),
+		LastFlush:    time.Duration(p.stats.lastFlush.Load()),
+		LastVisible:  time.Duration(p.stats.lastVisible.Load()),
 	}
 	if f := p.stats.frontier.Load(); f != nil {
 		s.Frontier = *f
@@ -419,6 +421,7 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 			return
 		}
 		if rec.Resolved {
+			p.stats.resolvedMsgs.Add(1)
 			if st.resolved.Less(rec.Updated) {
 				st.resolved = rec.Updated
 				st.resolvedAt = now
