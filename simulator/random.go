@@ -357,21 +357,8 @@ func (s *Sim) Run(ctx context.Context, w Workload) error {
 		if err != nil {
 			return err
 		}
-		if w.ResolveEvery > 0 && (i+1)%w.ResolveEvery == 0 {
-			ts, err := s.Resolve(ctx)
-			if err != nil {
-				return err
-			}
-			resolved = append(resolved, ts)
-		}
-		if w.RestartEvery > 0 && (i+1)%w.RestartEvery == 0 {
-			var from schemas.HLC
-			if n := len(resolved); n >= 2 {
-				from = resolved[n-2]
-			}
-			if err := s.Restart(ctx, from, w.GapProb); err != nil {
-				return err
-			}
+		if err := s.afterTxn(ctx, i, &w, &resolved); err != nil {
+			return err
 		}
 	}
 	_, err := s.Resolve(ctx)
@@ -406,4 +393,25 @@ func (tx *Txn) randomWrite(t *table, w *Workload) error {
 		vals[i] = randomFor(s.rng, c.typ)
 	}
 	return tx.add(t, key, vals)
+}
+
+// afterTxn follows a workload's i-th transaction with its resolved and
+// restart cadence; resolved collects the resolved timestamps sent, since a
+// restart re-emits from the second-to-last one.
+func (s *Sim) afterTxn(ctx context.Context, i int, w *Workload, resolved *[]schemas.HLC) error {
+	if w.ResolveEvery > 0 && (i+1)%w.ResolveEvery == 0 {
+		ts, err := s.Resolve(ctx)
+		if err != nil {
+			return err
+		}
+		*resolved = append(*resolved, ts)
+	}
+	if w.RestartEvery > 0 && (i+1)%w.RestartEvery == 0 {
+		var from schemas.HLC
+		if n := len(*resolved); n >= 2 {
+			from = (*resolved)[n-2]
+		}
+		return s.Restart(ctx, from, w.GapProb)
+	}
+	return nil
 }

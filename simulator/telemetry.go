@@ -139,21 +139,8 @@ func (s *Sim) RunTelemetry(ctx context.Context, w Workload) error {
 		if err != nil {
 			return err
 		}
-		if w.ResolveEvery > 0 && (i+1)%w.ResolveEvery == 0 {
-			ts, err := s.Resolve(ctx)
-			if err != nil {
-				return err
-			}
-			resolved = append(resolved, ts)
-		}
-		if w.RestartEvery > 0 && (i+1)%w.RestartEvery == 0 {
-			var from schemas.HLC
-			if n := len(resolved); n >= 2 {
-				from = resolved[n-2]
-			}
-			if err := s.Restart(ctx, from, w.GapProb); err != nil {
-				return err
-			}
+		if err := s.afterTxn(ctx, i, &w, &resolved); err != nil {
+			return err
 		}
 	}
 	_, err := s.Resolve(ctx)
