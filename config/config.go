@@ -12,7 +12,6 @@ import (
 	"io"
 	"net/url"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -353,15 +352,4 @@ func redactURL(raw string) string {
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
-}
-
-// EnvNames lists every HIGHWATER_* variable Load reads, sorted.
-func EnvNames() []string {
-	var c Config
-	out := []string{"HIGHWATER_CONFIG"}
-	for _, f := range c.fields() {
-		out = append(out, EnvName(f.flag))
-	}
-	sort.Strings(out)
-	return out
 }

@@ -156,6 +156,24 @@ func (d *Decoder) keyPlan(ctx context.Context, id int) (*keyPlan, error) {
 	return p, nil
 }
 
+// rowTables returns the key plan of kid and the column models of p's rows
+// written with that key schema, cached on p so that every row of one
+// (value, key) schema pair shares one *Table.
+func (d *Decoder) rowTables(ctx context.Context, p *valuePlan, kid int) (*keyPlan, *rowTables, error) {
+	kp, err := d.keyPlan(ctx, kid)
+	if err != nil {
+		return nil, nil, err
+	}
+	if kp.err != nil {
+		return nil, nil, fmt.Errorf("key schema: %w", kp.err)
+	}
+	tables, ok := p.rows.Load(kid)
+	if !ok {
+		tables, _ = p.rows.LoadOrStore(kid, &rowTables{table: withKey(p.table, kp), before: withKey(p.before, kp)})
+	}
+	return kp, tables, nil
+}
+
 // Extract decodes the little that ingest needs from a Kafka record: the
 // table, the key body, `updated`, and whether it is a delete or a resolved
 // message. It skips over row data without materialising it. Errors are
@@ -346,16 +364,9 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 	if err != nil {
 		return fail(-1, fmt.Errorf("key: %w", err))
 	}
-	kp, err := d.keyPlan(ctx, kid)
+	kp, tables, err := d.rowTables(ctx, p, kid)
 	if err != nil {
 		return fail(kid, err)
-	}
-	if kp.err != nil {
-		return fail(kid, fmt.Errorf("key schema: %w", kp.err))
-	}
-	tables, ok := p.rows.Load(kid)
-	if !ok {
-		tables, _ = p.rows.LoadOrStore(kid, &rowTables{table: withKey(p.table, kp), before: withKey(p.before, kp)})
 	}
 	row := Row{Table: tables.table, Diff: p.hasBefore, BeforeTable: tables.before}
 	// One allocation for the key values and the after image.

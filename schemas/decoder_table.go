@@ -19,16 +19,9 @@ func (d *Decoder) Table(ctx context.Context, keySchemaID, valueSchemaID int) (*T
 	if p.resolved {
 		return nil, &DecodeError{SchemaID: valueSchemaID, Err: errors.New("a resolved-message schema has no table")}
 	}
-	kp, err := d.keyPlan(ctx, keySchemaID)
+	_, tables, err := d.rowTables(ctx, p, keySchemaID)
 	if err != nil {
 		return nil, &DecodeError{SchemaID: keySchemaID, Err: err}
-	}
-	if kp.err != nil {
-		return nil, &DecodeError{SchemaID: keySchemaID, Err: kp.err}
-	}
-	tables, ok := p.rows.Load(keySchemaID)
-	if !ok {
-		tables, _ = p.rows.LoadOrStore(keySchemaID, &rowTables{table: withKey(p.table, kp), before: withKey(p.before, kp)})
 	}
 	return tables.table, nil
 }
