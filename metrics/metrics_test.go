@@ -17,7 +17,9 @@ import (
 )
 
 // statsSource serves whatever Stats it holds, as a running processor would.
-type statsSource struct{ s atomic.Pointer[processor.Stats] }
+type statsSource struct {
+	s atomic.Pointer[processor.Stats]
+}
 
 func (f *statsSource) Stats() processor.Stats { return *f.s.Load() }
 

@@ -403,39 +403,47 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 	}
 	batch := p.cfg.Buffer.NewBatch()
 	var firstErr error
+	var consumed, resolved, duplicates int64
 	now := time.Now()
-	fetches.EachRecord(func(r *kgo.Record) {
-		if firstErr != nil {
-			return
-		}
-		bp := buffer.Partition{Topic: r.Topic, Partition: r.Partition}
+	// Per partition, so that the partition's state is looked up once per
+	// fetch rather than once per record.
+	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
+		bp := buffer.Partition{Topic: fp.Topic, Partition: fp.Partition}
 		st := p.parts[bp]
-		if st == nil || !st.ready {
-			// Revoked while the fetch was in flight: the new owner reads it.
+		if firstErr != nil || len(fp.Records) == 0 || st == nil || !st.ready {
+			// A partition revoked while its fetch was in flight is read
+			// by its new owner.
 			return
 		}
-		p.stats.consumed.Add(1)
-		rec, err := p.cfg.Decoder.Extract(ctx, r.Topic, r.Partition, r.Offset, r.Key, r.Value)
-		if err != nil {
-			firstErr = err
-			return
-		}
-		if rec.Resolved {
-			p.stats.resolvedMsgs.Add(1)
-			if st.resolved.Less(rec.Updated) {
-				st.resolved = rec.Updated
-				st.resolvedAt = now
-				batch.SetResolved(bp, rec.Updated)
+		for _, r := range fp.Records {
+			consumed++
+			rec, err := p.cfg.Decoder.Extract(ctx, r.Topic, r.Partition, r.Offset, r.Key, r.Value)
+			if err != nil {
+				firstErr = err
+				break
 			}
-		} else if rec.Updated.Less(st.applied) {
-			// Older than what the warehouse already holds for this
-			// partition: by CockroachDB's resolved guarantee, a duplicate.
-			p.stats.duplicates.Add(1)
-		} else {
-			batch.Add(bp, buffer.Event{Updated: rec.Updated, Table: rec.Table, Key: r.Key, Offset: r.Offset, Value: r.Value})
+			switch {
+			case rec.Resolved:
+				resolved++
+				if st.resolved.Less(rec.Updated) {
+					st.resolved = rec.Updated
+					st.resolvedAt = now
+					batch.SetResolved(bp, rec.Updated)
+				}
+			case rec.Updated.Less(st.applied):
+				// Older than what the warehouse already holds for this
+				// partition: by CockroachDB's resolved guarantee, a
+				// duplicate.
+				duplicates++
+			default:
+				batch.Add(bp, buffer.Event{Updated: rec.Updated, Table: rec.Table, Key: r.Key, Offset: r.Offset, Value: r.Value})
+			}
+			batch.SetConsumed(bp, r.Offset+1)
 		}
-		batch.SetConsumed(bp, r.Offset+1)
 	})
+	p.stats.consumed.Add(consumed)
+	p.stats.resolvedMsgs.Add(resolved)
+	p.stats.duplicates.Add(duplicates)
 	if firstErr != nil {
 		return fmt.Errorf("ingest: %w", firstErr)
 	}
