@@ -330,19 +330,27 @@ func (c Config) Redacted() string {
 	if c.RegistryPassword != "" {
 		c.RegistryPassword = "REDACTED"
 	}
-	c.Registry = redactURL(c.Registry)
-	c.Sink = redactURL(c.Sink)
+	c.Registry = RedactURL(c.Registry)
+	c.Sink = RedactURL(c.Sink)
 	out, _ := yaml.Marshal(c)
 	return string(out)
 }
 
-func redactURL(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil || u.User == nil {
-		return raw
+// RedactURL returns raw with its password, and query parameters that look
+// like secrets, replaced by REDACTED: safe for logs and error messages.
+func RedactURL(raw string) string {
+	if raw == "" {
+		return ""
 	}
-	if _, has := u.User.Password(); has {
-		u.User = url.UserPassword(u.User.Username(), "REDACTED")
+	u, err := url.Parse(raw)
+	if err != nil {
+		// It may still hold a password: show none of it.
+		return "<unparsable URL>"
+	}
+	if u.User != nil {
+		if _, has := u.User.Password(); has {
+			u.User = url.UserPassword(u.User.Username(), "REDACTED")
+		}
 	}
 	q := u.Query()
 	for k := range q {

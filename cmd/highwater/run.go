@@ -97,7 +97,7 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		}()
 	}
 	log.Info("highwater running", zap.Strings("topics", cfg.Topics), zap.String("group", cfg.Group),
-		zap.String("sink", redact(cfg.Sink)), zap.Bool("changelog", cfg.Changelog))
+		zap.String("sink", config.RedactURL(cfg.Sink)), zap.Bool("changelog", cfg.Changelog))
 	start := time.Now()
 	err = proc.Run(ctx)
 	logSummary(log, proc, time.Since(start))

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/config"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/duckdb"
 	"github.com/highwater-dev/highwater/sinks/postgres"
@@ -44,19 +45,11 @@ func openWriter(ctx context.Context, rawURL string, opts sinks.Options, log *zap
 			schemes = append(schemes, s+"://")
 		}
 		sort.Strings(schemes)
-		return nil, fmt.Errorf("sink %q: unknown scheme %q (supported: %s)", redact(rawURL), u.Scheme, strings.Join(schemes, ", "))
+		return nil, fmt.Errorf("sink %q: unknown scheme %q (supported: %s)", config.RedactURL(rawURL), u.Scheme, strings.Join(schemes, ", "))
 	}
 	w, err := open(ctx, rawURL, opts, log)
 	if err != nil {
-		return nil, fmt.Errorf("open sink %s: %w", redact(rawURL), err)
+		return nil, fmt.Errorf("open sink %s: %w", config.RedactURL(rawURL), err)
 	}
 	return w, nil
-}
-
-func redact(raw string) string {
-	u, err := url.Parse(raw)
-	if err != nil {
-		return "<unparsable URL>"
-	}
-	return u.Redacted()
 }
