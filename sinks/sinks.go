@@ -5,6 +5,7 @@ package sinks
 
 import (
 	"context"
+	"time"
 
 	"github.com/highwater-dev/highwater/schemas"
 )
@@ -109,3 +110,30 @@ const (
 	// OpColumn holds a changelog row's operation (Op.String).
 	OpColumn = "_hw_op"
 )
+
+// DeadLetter is a changefeed record highwater could not decode or apply,
+// kept with --on-error=dlq in the warehouse's DeadLetterTable (and in a
+// dead-letter topic), so that nothing is lost and the operator can see what
+// was set aside and why.
+type DeadLetter struct {
+	Group     string
+	Topic     string
+	Partition int32
+	Offset    int64
+	// Timestamp is the Kafka record's timestamp.
+	Timestamp time.Time
+	Key       []byte
+	Value     []byte
+	// SchemaID is the value's (or, for a bad key, the key's) Confluent
+	// schema id, or -1 when the frame is unreadable.
+	SchemaID int32
+	// Stage is where the record failed: "ingest" (framing, schema lookup,
+	// envelope) or "apply" (typed decode at window time).
+	Stage string
+	// Error is the decoder's message.
+	Error string
+}
+
+// DeadLetterTable holds one row per dead letter, unique on (group, topic,
+// partition, offset).
+const DeadLetterTable = "highwater_dlq"
