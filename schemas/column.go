@@ -154,6 +154,31 @@ func (d Decimal) String() string {
 	return s
 }
 
+// Rescale returns d's unscaled value at scale (d * 10^scale), exactly: it
+// fails when d has more fractional digits than scale keeps or is a special
+// value. Checking the precision is the caller's (it knows its bound). The
+// result may alias d.Unscaled when the scales match: do not modify it.
+func (d Decimal) Rescale(scale int) (*big.Int, error) {
+	if d.Special != "" {
+		return nil, fmt.Errorf("decimal %s has no finite value", d.Special)
+	}
+	v := d.Unscaled
+	if v == nil {
+		v = new(big.Int)
+	}
+	switch {
+	case d.Scale < scale:
+		return new(big.Int).Mul(v, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(scale-d.Scale)), nil)), nil
+	case d.Scale > scale:
+		q, r := new(big.Int).QuoRem(v, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(d.Scale-scale)), nil), new(big.Int))
+		if r.Sign() != 0 {
+			return nil, fmt.Errorf("decimal %s has more than %d fractional digits", d, scale)
+		}
+		return q, nil
+	}
+	return v, nil
+}
+
 // Interval is a decoded INTERVAL, split as CockroachDB and most warehouses
 // store it: months, days and microseconds are independent.
 type Interval struct {

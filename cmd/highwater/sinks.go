@@ -12,6 +12,7 @@ import (
 	"github.com/highwater-dev/highwater/config"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/duckdb"
+	"github.com/highwater-dev/highwater/sinks/files"
 	"github.com/highwater-dev/highwater/sinks/postgres"
 )
 
@@ -23,6 +24,7 @@ var writers = map[string]opener{
 	"duckdb":     openDuckDB,
 	"postgres":   openPostgres,
 	"postgresql": openPostgres,
+	"file":       files.OpenSink, "s3": files.OpenSink,
 }
 
 func openDuckDB(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error) {
@@ -31,6 +33,20 @@ func openDuckDB(ctx context.Context, rawURL string, opts sinks.Options, log *zap
 
 func openPostgres(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error) {
 	return postgres.Open(ctx, rawURL, opts, log)
+}
+
+// writesChangeFiles reports whether the sink at rawURL writes change files
+// (every version of every key) rather than mirror tables.
+func writesChangeFiles(rawURL string) bool {
+	u, err := url.Parse(rawURL)
+	if err != nil {
+		return false
+	}
+	switch strings.ToLower(u.Scheme) {
+	case "file", "s3":
+		return true
+	}
+	return false
 }
 
 func openWriter(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error) {

@@ -221,16 +221,9 @@ func (c *converter) decimal(d schemas.Decimal) (driver.Value, int, error) {
 		// DuckDB's DECIMAL has no NaN or Infinity.
 		return nil, 1, nil
 	}
-	v := d.Unscaled
-	switch {
-	case d.Scale < c.t.Scale:
-		v = new(big.Int).Mul(v, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(c.t.Scale-d.Scale)), nil))
-	case d.Scale > c.t.Scale:
-		q, r := new(big.Int).QuoRem(v, new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(d.Scale-c.t.Scale)), nil), new(big.Int))
-		if r.Sign() != 0 {
-			return nil, 0, fmt.Errorf("decimal %s has more than %d fractional digits", d, c.t.Scale)
-		}
-		v = q
+	v, err := d.Rescale(c.t.Scale)
+	if err != nil {
+		return nil, 0, err
 	}
 	if new(big.Int).Abs(v).Cmp(c.bound) >= 0 {
 		return nil, 0, fmt.Errorf("decimal %s does not fit %s", d, c.t)

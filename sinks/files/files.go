@@ -1,0 +1,675 @@
+// Package files is highwater's files and object-storage writer: it writes
+// each resolved window's changes as clean, deduplicated, HLC-ordered change
+// files (Parquet or NDJSON) to a local directory or an S3-compatible bucket,
+// for Snowflake (Snowpipe), Databricks, BigQuery, DuckDB or Spark to ingest.
+//
+// A window's Write calls spill its changes, already converted, to local
+// sort runs (memory stays bounded however large the window). Commit merges
+// the runs per table in (HLC, key) order, keeps one row per (key, HLC), and
+// writes the data files under deterministic names, rolling to a new part at
+// a size limit; then the dead letters; then the window's manifest, which
+// lists the files and the checkpoints; last a small per-partition-set
+// checkpoint object that points at the manifest. A window is complete once
+// its manifest exists. Before its data files, Commit records the names it is
+// about to write in that checkpoint object, so that a window cut short by a
+// crash is found and its files deleted before it is written again: a
+// re-written window replaces, never adds.
+//
+// The layout is described in docs/SINK_FILES.md.
+package files
+
+import (
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/url"
+	"os"
+	"path"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/parquet-go/parquet-go"
+	"go.uber.org/zap"
+
+	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
+)
+
+// Names of highwater's own objects beside the tables' directories.
+const (
+	// internalDir holds manifests, checkpoint objects and the table
+	// catalog; readers of the data skip it.
+	internalDir = "_highwater"
+	// DeadLetterDir holds dead letters as NDJSON, per group.
+	DeadLetterDir = "_dlq"
+)
+
+// Format is the data files' format.
+type Format string
+
+// Data file formats.
+const (
+	Parquet Format = "parquet"
+	NDJSON  Format = "ndjson"
+)
+
+// Config configures a Writer. The zero value of each field but Root means
+// its default.
+type Config struct {
+	// Root is where files go: a local directory path, or an
+	// s3://bucket/prefix URL.
+	Root string
+	// S3Region, S3Endpoint and S3PathStyle configure an s3:// Root. The
+	// endpoint overrides AWS's (MinIO, Cloudflare R2, GCS interoperability);
+	// credentials come from the standard AWS chain (environment, shared
+	// files, instance role).
+	S3Region, S3Endpoint string
+	S3PathStyle          bool
+	// Format of the data files; default Parquet.
+	Format Format
+	// Compression: for Parquet snappy (default), zstd, gzip, lz4 or none;
+	// for NDJSON none (default), gzip or zstd.
+	Compression string
+	// MaxFileSize is the size at which a data file is closed and the next
+	// part begun; default 128 MiB. Sizes are approximate (Parquet's are
+	// estimated before the last row group is compressed).
+	MaxFileSize int64
+	// MemoryLimit bounds the window's changes held in memory before they
+	// are spilled to sort runs on disk; default 64 MiB.
+	MemoryLimit int64
+	// TempDir holds sort runs and files being written; default the
+	// directory's _highwater/tmp, or the system's temp directory for S3.
+	TempDir string
+}
+
+// Default sizes.
+const (
+	DefaultMaxFileSize = 128 << 20
+	DefaultMemoryLimit = 64 << 20
+)
+
+// Writer writes windows of changes as files. It implements sinks.Writer.
+// A Writer runs one window transaction at a time.
+type Writer struct {
+	cfg    Config
+	st     store
+	tmp    string
+	ownTmp bool
+	logger *zap.Logger
+	codec  compressor
+
+	mu sync.Mutex
+	// applied is the newest checkpoint known per partition of a group:
+	// from the checkpoint objects read by Checkpoints and the windows
+	// committed since. Rows at or below its Resolved were in an earlier
+	// window, and so were dead letters below its NextOffset.
+	applied map[partKey]sinks.Checkpoint
+	// stale are checkpoint objects of partition sets with a window left
+	// half-written by a crash, found by Checkpoints; Commit of a window
+	// that took over their partitions deletes their files.
+	stale map[string]*stateObject
+	// others are the complete checkpoint objects of the group's other
+	// partition sets, as Checkpoints last read them; Commit deletes those
+	// its window supersedes, so that they do not pile up over rebalances.
+	others map[string]*stateObject
+	// catalog is the table catalog entry last written per table.
+	catalog map[string]string
+}
+
+type partKey struct {
+	group, topic string
+	partition    int32
+}
+
+var _ sinks.Writer = (*Writer)(nil)
+
+// OpenURL opens the writer named by a sink URL:
+//
+//	file:///abs/dir?format=parquet&compression=zstd
+//	file://rel/dir                                  relative to the working directory
+//	s3://bucket/prefix?region=eu-west-1
+//	s3://bucket/prefix?endpoint=http://127.0.0.1:9000&region=us-east-1   MinIO, R2, GCS
+//
+// Query parameters: format (parquet, ndjson), compression, max_file_size
+// (bytes, or with KB/MB/GB/KiB/MiB/GiB), memory (sort buffer size),
+// tmpdir; for s3 also region, endpoint and path_style (default true when
+// an endpoint is given). sinks.Options.Changelog has no effect: files
+// always hold every version.
+func OpenURL(ctx context.Context, rawURL string, _ sinks.Options, logger *zap.Logger) (*Writer, error) {
+	cfg, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return Open(ctx, cfg, logger)
+}
+
+// OpenSink is OpenURL as a sinks.Writer, for the command line's table of
+// sink URL schemes (file and s3).
+func OpenSink(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Logger) (sinks.Writer, error) {
+	w, err := OpenURL(ctx, rawURL, opts, logger)
+	if err != nil {
+		return nil, err
+	}
+	return w, nil
+}
+
+// ParseURL turns a file:// or s3:// sink URL into a Config.
+func ParseURL(rawURL string) (Config, error) {
+	var cfg Config
+	scheme, rest, ok := strings.Cut(rawURL, "://")
+	if !ok {
+		return cfg, fmt.Errorf("files sink URL %q: want file:///dir or s3://bucket/prefix", rawURL)
+	}
+	p, query, _ := strings.Cut(rest, "?")
+	q, err := url.ParseQuery(query)
+	if err != nil {
+		return cfg, fmt.Errorf("files sink URL %q: options: %w", rawURL, err)
+	}
+	if p, err = url.PathUnescape(p); err != nil {
+		return cfg, fmt.Errorf("files sink URL %q: path: %w", rawURL, err)
+	}
+	switch strings.ToLower(scheme) {
+	case "file":
+		if p == "" {
+			return cfg, fmt.Errorf("files sink URL %q: no directory (want file:///abs/dir)", rawURL)
+		}
+		cfg.Root = p
+	case "s3":
+		bucket, _, _ := strings.Cut(p, "/")
+		if bucket == "" {
+			return cfg, fmt.Errorf("files sink URL %q: no bucket (want s3://bucket/prefix)", rawURL)
+		}
+		cfg.Root = "s3://" + p
+	default:
+		return cfg, fmt.Errorf("files sink URL %q: scheme must be file or s3", rawURL)
+	}
+	for k, vs := range q {
+		v := vs[len(vs)-1]
+		switch k {
+		case "format":
+			cfg.Format = Format(strings.ToLower(v))
+		case "compression":
+			cfg.Compression = strings.ToLower(v)
+		case "max_file_size":
+			if cfg.MaxFileSize, err = parseSize(v); err != nil {
+				return cfg, fmt.Errorf("files sink URL %q: max_file_size: %w", rawURL, err)
+			}
+		case "memory":
+			if cfg.MemoryLimit, err = parseSize(v); err != nil {
+				return cfg, fmt.Errorf("files sink URL %q: memory: %w", rawURL, err)
+			}
+		case "tmpdir":
+			cfg.TempDir = v
+		case "region":
+			cfg.S3Region = v
+		case "endpoint":
+			cfg.S3Endpoint = v
+			if _, set := q["path_style"]; !set {
+				cfg.S3PathStyle = true
+			}
+		case "path_style":
+			if cfg.S3PathStyle, err = strconv.ParseBool(v); err != nil {
+				return cfg, fmt.Errorf("files sink URL %q: path_style: %w", rawURL, err)
+			}
+		default:
+			return cfg, fmt.Errorf("files sink URL %q: unknown option %q (known: format, compression, max_file_size, memory, tmpdir, region, endpoint, path_style)", rawURL, k)
+		}
+	}
+	return cfg, nil
+}
+
+// parseSize parses "1048576", "64MB", "64MiB", "1GB".
+func parseSize(s string) (int64, error) {
+	s = strings.TrimSpace(s)
+	units := []struct {
+		suffix string
+		mult   int64
+	}{{"KIB", 1 << 10}, {"MIB", 1 << 20}, {"GIB", 1 << 30}, {"KB", 1000}, {"MB", 1000 * 1000}, {"GB", 1000 * 1000 * 1000}, {"B", 1}}
+	mult := int64(1)
+	upper := strings.ToUpper(s)
+	for _, u := range units {
+		if strings.HasSuffix(upper, u.suffix) {
+			mult, s = u.mult, strings.TrimSpace(s[:len(s)-len(u.suffix)])
+			break
+		}
+	}
+	n, err := strconv.ParseInt(s, 10, 64)
+	if err != nil || n <= 0 {
+		return 0, fmt.Errorf("invalid size %q", s)
+	}
+	return n * mult, nil
+}
+
+// Open opens a writer on cfg.Root, creating the directory if needed.
+func Open(ctx context.Context, cfg Config, logger *zap.Logger) (*Writer, error) {
+	if logger == nil {
+		logger = zap.NewNop()
+	}
+	if cfg.Format == "" {
+		cfg.Format = Parquet
+	}
+	if cfg.MaxFileSize <= 0 {
+		cfg.MaxFileSize = DefaultMaxFileSize
+	}
+	if cfg.MemoryLimit <= 0 {
+		cfg.MemoryLimit = DefaultMemoryLimit
+	}
+	codec, err := newCompressor(cfg.Format, cfg.Compression)
+	if err != nil {
+		return nil, err
+	}
+	w := &Writer{cfg: cfg, logger: logger, codec: codec, applied: map[partKey]sinks.Checkpoint{}, stale: map[string]*stateObject{}, others: map[string]*stateObject{}, catalog: map[string]string{}}
+	if rest, ok := strings.CutPrefix(cfg.Root, "s3://"); ok {
+		bucket, prefix, _ := strings.Cut(rest, "/")
+		if w.st, err = newS3Store(ctx, s3Config{bucket: bucket, prefix: prefix, region: cfg.S3Region, endpoint: cfg.S3Endpoint, pathStyle: cfg.S3PathStyle}); err != nil {
+			return nil, fmt.Errorf("open files sink %s: %w", cfg.Root, err)
+		}
+		w.tmp = cfg.TempDir
+	} else {
+		ds, err := newDirStore(cfg.Root)
+		if err != nil {
+			return nil, fmt.Errorf("open files sink: %w", err)
+		}
+		w.st = ds
+		w.tmp = cmp.Or(cfg.TempDir, ds.tmp)
+	}
+	// A private directory per Writer: a crashed process's leftovers are
+	// never mistaken for this one's, and Close removes it whole.
+	if w.tmp, err = os.MkdirTemp(w.tmp, "hw-"); err != nil {
+		return nil, fmt.Errorf("open files sink %s: temp directory: %w", cfg.Root, err)
+	}
+	w.ownTmp = true
+	w.cleanTemp()
+	logger.Info("files sink open", zap.String("root", cfg.Root), zap.String("format", string(cfg.Format)),
+		zap.String("compression", codec.name), zap.Int64("max_file_size", cfg.MaxFileSize))
+	return w, nil
+}
+
+// cleanTemp removes temp directories of earlier processes in a directory
+// sink's own temp area (they died with kill -9).
+func (w *Writer) cleanTemp() {
+	ds, ok := w.st.(*dirStore)
+	if !ok || w.cfg.TempDir != "" {
+		return
+	}
+	entries, err := os.ReadDir(ds.tmp)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		p := ds.tmp + string(os.PathSeparator) + e.Name()
+		if p == w.tmp {
+			continue
+		}
+		// Another live Writer on the same directory would own a
+		// younger one; only remove what is clearly abandoned.
+		if info, err := e.Info(); err == nil && time.Since(info.ModTime()) > time.Hour {
+			_ = os.RemoveAll(p)
+		}
+	}
+}
+
+// Close releases the writer's temporary files. An open Tx is abandoned.
+func (w *Writer) Close() error {
+	if w.ownTmp {
+		if err := os.RemoveAll(w.tmp); err != nil {
+			return fmt.Errorf("close files sink: %w", err)
+		}
+	}
+	return nil
+}
+
+// Location returns where the object at key (relative to the root) is: a
+// local path or an s3:// URL. Location("") is the root.
+func (w *Writer) Location(key string) string { return w.st.location(key) }
+
+// Begin starts a window.
+func (w *Writer) Begin(ctx context.Context) (sinks.Tx, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("begin window: %w", err)
+	}
+	// The temp directory may have been removed under a long-idle writer
+	// (another process cleans abandoned ones).
+	if err := os.MkdirAll(w.tmp, 0o755); err != nil {
+		return nil, fmt.Errorf("begin window: %w", err)
+	}
+	return &Tx{w: w, tables: map[string]*tableWindow{}, cps: map[partKey]sinks.Checkpoint{}}, nil
+}
+
+// Object layout. Every name is derived from the window (its resolved HLC and
+// the set of partitions it checkpoints), so that a window written again
+// produces the same names.
+
+// escape makes a table or group name one safe path segment, as CockroachDB
+// makes a table name a Kafka topic name.
+func escape(name string) string {
+	if name == "" {
+		return "_"
+	}
+	return schemas.SQLNameToKafkaName(name)
+}
+
+// hlcName renders an HLC fixed-width, so that names sort by HLC.
+func hlcName(h schemas.HLC) string {
+	return fmt.Sprintf("%019d.%010d", h.WallTime, h.Logical)
+}
+
+// datePath is the Hive-style partition of a window by its resolved time.
+func datePath(h schemas.HLC) string {
+	return h.Time().Format("date=2006-01-02/hour=15")
+}
+
+func stateKey(group, partset string) string {
+	return internalDir + "/checkpoints/" + escape(group) + "/" + partset + ".json"
+}
+
+func manifestKey(group, partset string, resolved schemas.HLC) string {
+	return internalDir + "/manifests/" + escape(group) + "/" + partset + "/" + hlcName(resolved) + ".json"
+}
+
+func catalogKey(table string) string {
+	return internalDir + "/tables/" + escape(table) + ".json"
+}
+
+// partsetID names the set of partitions a window checkpoints.
+func partsetID(cps []sinks.Checkpoint) string {
+	h := sha256.New()
+	for _, cp := range cps {
+		fmt.Fprintf(h, "%s\x00%d\x00", cp.Topic, cp.Partition)
+	}
+	return "p" + hex.EncodeToString(h.Sum(nil)[:8])
+}
+
+// Manifest is the record of one complete window, written after its data
+// files: readers that need exactly the complete windows read these.
+type Manifest struct {
+	FormatVersion int               `json:"format_version"`
+	Group         string            `json:"group"`
+	PartitionSet  string            `json:"partition_set"`
+	Resolved      string            `json:"resolved"`
+	Checkpoints   []CheckpointEntry `json:"checkpoints"`
+	Files         []FileEntry       `json:"files"`
+	DeadLetters   []string          `json:"dead_letters,omitempty"`
+	WrittenAt     time.Time         `json:"written_at"`
+}
+
+// CheckpointEntry is one partition's checkpoint in a manifest.
+type CheckpointEntry struct {
+	Topic      string `json:"topic"`
+	Partition  int32  `json:"partition"`
+	Resolved   string `json:"resolved"`
+	NextOffset int64  `json:"next_offset"`
+}
+
+// FileEntry is one data file of a window.
+type FileEntry struct {
+	// Path is relative to the root.
+	Path       string `json:"path"`
+	Table      string `json:"table"`
+	Rows       int64  `json:"rows"`
+	Bytes      int64  `json:"bytes"`
+	MinUpdated string `json:"min_updated"`
+	MaxUpdated string `json:"max_updated"`
+}
+
+// stateObject is the checkpoint object of one partition set of a group.
+type stateObject struct {
+	Group        string            `json:"group"`
+	PartitionSet string            `json:"partition_set"`
+	Partitions   []CheckpointEntry `json:"partitions"`
+	// Manifest and Checkpoints are the last complete window.
+	Manifest    string            `json:"manifest,omitempty"`
+	Checkpoints []CheckpointEntry `json:"checkpoints,omitempty"`
+	// Pending is the window being written, until its manifest is.
+	Pending *pendingWindow `json:"pending,omitempty"`
+
+	key string
+}
+
+// pendingWindow names what a window in progress writes: every object under
+// the prefixes, then the manifest.
+type pendingWindow struct {
+	Manifest string   `json:"manifest"`
+	Prefixes []string `json:"prefixes"`
+}
+
+func toEntries(cps []sinks.Checkpoint) []CheckpointEntry {
+	out := make([]CheckpointEntry, len(cps))
+	for i, cp := range cps {
+		out[i] = CheckpointEntry{Topic: cp.Topic, Partition: cp.Partition, Resolved: cp.Resolved.String(), NextOffset: cp.NextOffset}
+	}
+	return out
+}
+
+func (w *Writer) readJSON(ctx context.Context, key string, v any) error {
+	b, err := w.st.get(ctx, key)
+	if err != nil {
+		return err
+	}
+	if err := json.Unmarshal(b, v); err != nil {
+		return fmt.Errorf("read %s: %w", w.st.location(key), err)
+	}
+	return nil
+}
+
+func (w *Writer) writeJSON(ctx context.Context, key string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode %s: %w", key, err)
+	}
+	return w.st.put(ctx, key, append(b, '\n'))
+}
+
+// Checkpoints returns, per partition of group, the checkpoint of the newest
+// complete window. It lists only the group's checkpoint objects (one per
+// partition set the group's members ever had), not the data.
+func (w *Writer) Checkpoints(ctx context.Context, group string) ([]sinks.Checkpoint, error) {
+	prefix := internalDir + "/checkpoints/" + escape(group) + "/"
+	keys, err := w.st.list(ctx, prefix)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
+	}
+	best := map[partKey]sinks.Checkpoint{}
+	stale := map[string]*stateObject{}
+	others := map[string]*stateObject{}
+	for _, key := range keys {
+		if !strings.HasSuffix(key, ".json") {
+			continue
+		}
+		st := &stateObject{key: key}
+		if err := w.readJSON(ctx, key, st); err != nil {
+			if errors.Is(err, errNotFound) {
+				continue
+			}
+			return nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
+		}
+		if st.Group != group {
+			continue
+		}
+		entries := st.Checkpoints
+		if st.Pending == nil {
+			others[key] = st
+		} else {
+			var m Manifest
+			switch err := w.readJSON(ctx, st.Pending.Manifest, &m); {
+			case err == nil:
+				// The crash came after the manifest: the window is
+				// complete.
+				entries = m.Checkpoints
+			case errors.Is(err, errNotFound):
+				stale[key] = st
+			default:
+				return nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
+			}
+		}
+		for _, e := range entries {
+			h, err := schemas.ParseHLC(e.Resolved)
+			if err != nil {
+				return nil, fmt.Errorf("read checkpoints of group %q: %s: topic %q partition %d: %w", group, w.st.location(key), e.Topic, e.Partition, err)
+			}
+			k := partKey{group, e.Topic, e.Partition}
+			cp := sinks.Checkpoint{Group: group, Topic: e.Topic, Partition: e.Partition, Resolved: h, NextOffset: e.NextOffset}
+			if old, ok := best[k]; !ok || old.Resolved.Less(h) || (old.Resolved == h && old.NextOffset < cp.NextOffset) {
+				best[k] = cp
+			}
+		}
+	}
+	out := make([]sinks.Checkpoint, 0, len(best))
+	w.mu.Lock()
+	for _, cp := range best {
+		out = append(out, cp)
+		w.learn(cp)
+	}
+	for k, st := range others {
+		w.others[k] = st
+	}
+	for k, st := range stale {
+		w.stale[k] = st
+	}
+	w.mu.Unlock()
+	slices.SortFunc(out, func(a, b sinks.Checkpoint) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	return out, nil
+}
+
+// learn records cp as stored, unless a newer checkpoint of its partition
+// is known. The caller holds w.mu.
+func (w *Writer) learn(cp sinks.Checkpoint) {
+	k := partKey{cp.Group, cp.Topic, cp.Partition}
+	if old, ok := w.applied[k]; !ok || old.Resolved.Less(cp.Resolved) {
+		w.applied[k] = cp
+	}
+}
+
+// TableInfo is a table's entry in the catalog the writer keeps under
+// _highwater/tables: the newest version's columns, as the files hold them.
+type TableInfo struct {
+	Name string `json:"name"`
+	// Dir is the table's directory under the root.
+	Dir        string       `json:"dir"`
+	PrimaryKey []string     `json:"primary_key"`
+	Columns    []ColumnInfo `json:"columns"`
+	Format     Format       `json:"format"`
+	// Updated is the resolved HLC of the window that wrote this version.
+	Updated string `json:"updated"`
+}
+
+// ColumnInfo is one column of a TableInfo.
+type ColumnInfo struct {
+	Name string `json:"name"`
+	// Type is the source (CockroachDB) type, e.g. DECIMAL(12,2), STRING[],
+	// as the changefeed schema's __crdb__ hint names it when it does.
+	Type string `json:"type"`
+	// Parquet is the files' type, e.g. DECIMAL(12,2), TIMESTAMP(MICROS,UTC),
+	// LIST<STRING>.
+	Parquet    string `json:"parquet"`
+	PrimaryKey bool   `json:"primary_key,omitempty"`
+}
+
+// Tables returns the catalog entries of the tables written so far, sorted
+// by name.
+func (w *Writer) Tables(ctx context.Context) ([]TableInfo, error) {
+	keys, err := w.st.list(ctx, internalDir+"/tables/")
+	if err != nil {
+		return nil, fmt.Errorf("read table catalog: %w", err)
+	}
+	var out []TableInfo
+	for _, k := range keys {
+		if path.Ext(k) != ".json" {
+			continue
+		}
+		var ti TableInfo
+		if err := w.readJSON(ctx, k, &ti); err != nil {
+			return nil, fmt.Errorf("read table catalog: %w", err)
+		}
+		out = append(out, ti)
+	}
+	slices.SortFunc(out, func(a, b TableInfo) int { return cmp.Compare(a.Name, b.Name) })
+	return out, nil
+}
+
+// Manifests returns the complete windows' manifests of group, oldest
+// first. It reads every manifest: for tests and tools, not the hot path.
+func (w *Writer) Manifests(ctx context.Context, group string) ([]Manifest, error) {
+	keys, err := w.st.list(ctx, internalDir+"/manifests/"+escape(group)+"/")
+	if err != nil {
+		return nil, fmt.Errorf("read manifests of group %q: %w", group, err)
+	}
+	var out []Manifest
+	for _, k := range keys {
+		var m Manifest
+		if err := w.readJSON(ctx, k, &m); err != nil {
+			return nil, fmt.Errorf("read manifests of group %q: %w", group, err)
+		}
+		out = append(out, m)
+	}
+	slices.SortStableFunc(out, func(a, b Manifest) int {
+		ha, _ := schemas.ParseHLC(a.Resolved)
+		hb, _ := schemas.ParseHLC(b.Resolved)
+		return ha.Compare(hb)
+	})
+	return out, nil
+}
+
+// tableInfo builds the catalog entry of a table version.
+func tableInfo(v *version, format Format, updated schemas.HLC) TableInfo {
+	ti := TableInfo{Name: v.table.Name, Dir: escape(v.table.Name), Format: format, Updated: updated.String()}
+	for _, k := range v.table.Key {
+		ti.PrimaryKey = append(ti.PrimaryKey, v.table.Columns[k].Name)
+	}
+	for i, c := range v.cols {
+		typ := v.table.Columns[i].SQLType
+		if typ == "" {
+			typ = v.table.Columns[i].Type.String()
+		}
+		ti.Columns = append(ti.Columns, ColumnInfo{Name: c.name, Type: typ, Parquet: c.parquetType(), PrimaryKey: c.key})
+	}
+	return ti
+}
+
+// parquetSchema is the Parquet schema of a table version: its columns in
+// table order, then _hw_updated and _hw_op.
+func parquetSchema(v *version) *parquet.Schema {
+	g := parquet.Group{}
+	order := make([]string, 0, len(v.cols)+2)
+	for _, c := range v.cols {
+		n := c.node()
+		if !c.key {
+			n = parquet.Optional(n)
+		}
+		g[c.name] = n
+		order = append(order, c.name)
+	}
+	g[sinks.UpdatedColumn] = parquet.Decimal(10, 38, parquet.FixedLenByteArrayType(16))
+	g[sinks.OpColumn] = parquet.String()
+	order = append(order, sinks.UpdatedColumn, sinks.OpColumn)
+	return parquet.NewSchema(escape(v.table.Name), orderedGroup{Group: g, order: order})
+}
+
+// orderedGroup is a parquet.Group whose fields keep the table's column
+// order (parquet.Group sorts them by name), so that readers show the
+// columns as the source table has them.
+type orderedGroup struct {
+	parquet.Group
+	order []string
+}
+
+// Fields returns the group's fields in column order.
+func (g orderedGroup) Fields() []parquet.Field {
+	fields := g.Group.Fields()
+	rank := make(map[string]int, len(g.order))
+	for i, n := range g.order {
+		rank[n] = i
+	}
+	out := slices.Clone(fields)
+	slices.SortFunc(out, func(a, b parquet.Field) int { return cmp.Compare(rank[a.Name()], rank[b.Name()]) })
+	return out
+}

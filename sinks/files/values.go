@@ -1,0 +1,667 @@
+package files
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/big"
+	"strconv"
+	"strings"
+	"time"
+	"unicode/utf8"
+
+	"github.com/parquet-go/parquet-go"
+
+	"github.com/highwater-dev/highwater/schemas"
+)
+
+// Values are converted once, in Tx.Write, into a compact binary form that
+// the window's spill files hold; Commit decodes them into Parquet values or
+// JSON. The form is private to one process and one window.
+//
+//	null:           0x00
+//	non-null:       0x01, then by the column's codec:
+//	  int64         varint (INT, DATE days, TIME micros, TIMESTAMP micros, DECIMAL p<=18 unscaled)
+//	  double        8 bytes little endian
+//	  bool          1 byte
+//	  bytes         uvarint length, bytes (STRING, BYTES, UUID, JSON, INTERVAL text, wide DECIMAL text)
+//	  decimal128    16 bytes, big-endian two's complement unscaled (DECIMAL p 19..38)
+//	  list          uvarint count, each element as above
+
+// codec is how a column's values are encoded.
+type codec uint8
+
+const (
+	codecInt64 codec = iota
+	codecDouble
+	codecBool
+	codecBytes
+	codecDecimal128
+	codecList
+)
+
+// maxDecimalPrecision is the widest DECIMAL that Parquet readers
+// (Snowflake, BigQuery, DuckDB, Spark) take as a number; wider CockroachDB
+// decimals, and decimals without a declared precision, are stored as text.
+const maxDecimalPrecision = 38
+
+// column is one column of a table version as the files hold it.
+type column struct {
+	name  string
+	t     schemas.Type
+	codec codec
+	// decText marks a DECIMAL stored as its text.
+	decText bool
+	// bound is 10^precision for a numeric DECIMAL.
+	bound *big.Int
+	elem  *column
+	key   bool
+}
+
+func newColumn(name string, t schemas.Type, key bool) (*column, error) {
+	c := &column{name: name, t: t, key: key}
+	switch t.Kind {
+	case schemas.KindInt, schemas.KindDate, schemas.KindTime, schemas.KindTimestamp, schemas.KindTimestampTZ:
+		c.codec = codecInt64
+	case schemas.KindFloat:
+		c.codec = codecDouble
+	case schemas.KindBool:
+		c.codec = codecBool
+	case schemas.KindString, schemas.KindBytes, schemas.KindUUID, schemas.KindJSON, schemas.KindInterval:
+		c.codec = codecBytes
+	case schemas.KindDecimal:
+		switch {
+		case decimalAsText(t):
+			c.codec, c.decText = codecBytes, true
+		case t.Precision <= 18:
+			c.codec = codecInt64
+		default:
+			c.codec = codecDecimal128
+		}
+		if !c.decText {
+			c.bound = new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(t.Precision)), nil)
+		}
+	case schemas.KindArray:
+		if t.Elem == nil {
+			return nil, fmt.Errorf("column %q: array type without element type", name)
+		}
+		if t.Elem.Kind == schemas.KindArray {
+			return nil, fmt.Errorf("column %q: nested array type %s is not supported", name, t)
+		}
+		e, err := newColumn(name, *t.Elem, false)
+		if err != nil {
+			return nil, err
+		}
+		c.codec, c.elem = codecList, e
+	default:
+		return nil, fmt.Errorf("column %q: unsupported type %s", name, t)
+	}
+	return c, nil
+}
+
+func decimalAsText(t schemas.Type) bool {
+	return t.Precision < 1 || t.Precision > maxDecimalPrecision || t.Scale < 0 || t.Scale > t.Precision
+}
+
+// node returns the column's Parquet schema node (without its repetition).
+func (c *column) node() parquet.Node {
+	switch c.t.Kind {
+	case schemas.KindInt:
+		return parquet.Int(64)
+	case schemas.KindFloat:
+		return parquet.Leaf(parquet.DoubleType)
+	case schemas.KindBool:
+		return parquet.Leaf(parquet.BooleanType)
+	case schemas.KindBytes:
+		return parquet.Leaf(parquet.ByteArrayType)
+	case schemas.KindJSON:
+		return parquet.JSON()
+	case schemas.KindDecimal:
+		switch {
+		case c.decText:
+			return parquet.String()
+		case c.t.Precision <= 9:
+			return parquet.Decimal(c.t.Scale, c.t.Precision, parquet.Int32Type)
+		case c.t.Precision <= 18:
+			return parquet.Decimal(c.t.Scale, c.t.Precision, parquet.Int64Type)
+		}
+		return parquet.Decimal(c.t.Scale, c.t.Precision, parquet.FixedLenByteArrayType(16))
+	case schemas.KindDate:
+		return parquet.Date()
+	case schemas.KindTime:
+		return parquet.TimeAdjusted(parquet.Microsecond, false)
+	case schemas.KindTimestamp:
+		return parquet.TimestampAdjusted(parquet.Microsecond, false)
+	case schemas.KindTimestampTZ:
+		return parquet.TimestampAdjusted(parquet.Microsecond, true)
+	case schemas.KindArray:
+		return parquet.List(parquet.Optional(c.elem.node()))
+	}
+	// STRING, UUID (as canonical text: not every reader knows Parquet's
+	// UUID type), INTERVAL (as PostgreSQL-style text).
+	return parquet.String()
+}
+
+// parquetType names the column's Parquet type for docs and the table
+// catalog, e.g. "DECIMAL(12,2)", "TIMESTAMP(MICROS,UTC)", "LIST<STRING>".
+func (c *column) parquetType() string {
+	switch c.t.Kind {
+	case schemas.KindInt:
+		return "INT64"
+	case schemas.KindFloat:
+		return "DOUBLE"
+	case schemas.KindBool:
+		return "BOOLEAN"
+	case schemas.KindBytes:
+		return "BINARY"
+	case schemas.KindJSON:
+		return "JSON"
+	case schemas.KindDecimal:
+		if c.decText {
+			return "STRING"
+		}
+		return fmt.Sprintf("DECIMAL(%d,%d)", c.t.Precision, c.t.Scale)
+	case schemas.KindDate:
+		return "DATE"
+	case schemas.KindTime:
+		return "TIME(MICROS)"
+	case schemas.KindTimestamp:
+		return "TIMESTAMP(MICROS)"
+	case schemas.KindTimestampTZ:
+		return "TIMESTAMP(MICROS,UTC)"
+	case schemas.KindArray:
+		return "LIST<" + c.elem.parquetType() + ">"
+	}
+	return "STRING"
+}
+
+// appendValue encodes v (a Go value as documented on schemas.Kind) and
+// returns how many NaN/Infinity decimals it stored as NULL.
+func (c *column) appendValue(b []byte, v any) ([]byte, int, error) {
+	if v == nil {
+		return append(b, 0), 0, nil
+	}
+	bad := func() ([]byte, int, error) {
+		return b, 0, fmt.Errorf("%s column: unexpected Go value of type %T", c.t, v)
+	}
+	switch c.t.Kind {
+	case schemas.KindInt:
+		switch x := v.(type) {
+		case int64:
+			return binary.AppendVarint(append(b, 1), x), 0, nil
+		case int:
+			return binary.AppendVarint(append(b, 1), int64(x)), 0, nil
+		case int32:
+			return binary.AppendVarint(append(b, 1), int64(x)), 0, nil
+		}
+	case schemas.KindFloat:
+		var f float64
+		switch x := v.(type) {
+		case float64:
+			f = x
+		case float32:
+			f = float64(x)
+		default:
+			return bad()
+		}
+		return binary.LittleEndian.AppendUint64(append(b, 1), math.Float64bits(f)), 0, nil
+	case schemas.KindBool:
+		if x, ok := v.(bool); ok {
+			if x {
+				return append(b, 1, 1), 0, nil
+			}
+			return append(b, 1, 0), 0, nil
+		}
+	case schemas.KindString, schemas.KindJSON, schemas.KindBytes:
+		switch x := v.(type) {
+		case string:
+			return appendBytes(append(b, 1), x), 0, nil
+		case []byte:
+			return appendBytes(append(b, 1), x), 0, nil
+		}
+	case schemas.KindUUID:
+		var s string
+		switch x := v.(type) {
+		case string:
+			s = x
+		case []byte:
+			if len(x) != 16 {
+				return b, 0, fmt.Errorf("invalid UUID of %d bytes", len(x))
+			}
+			s = formatUUID(x)
+		default:
+			return bad()
+		}
+		u, err := canonicalUUID(s)
+		if err != nil {
+			return b, 0, err
+		}
+		return appendBytes(append(b, 1), u), 0, nil
+	case schemas.KindInterval:
+		if x, ok := v.(schemas.Interval); ok {
+			return appendBytes(append(b, 1), formatInterval(x)), 0, nil
+		}
+	case schemas.KindDecimal:
+		d, ok := v.(schemas.Decimal)
+		if !ok {
+			if p, isPtr := v.(*schemas.Decimal); isPtr && p != nil {
+				d, ok = *p, true
+			}
+		}
+		if !ok {
+			return bad()
+		}
+		return c.appendDecimal(b, d)
+	case schemas.KindDate:
+		if x, ok := v.(time.Time); ok {
+			sec := x.Unix()
+			days := sec / 86400
+			if sec%86400 < 0 {
+				days--
+			}
+			return binary.AppendVarint(append(b, 1), days), 0, nil
+		}
+	case schemas.KindTime:
+		if x, ok := v.(time.Duration); ok {
+			if x < 0 || x > 24*time.Hour {
+				return b, 0, fmt.Errorf("TIME value %s out of range", x)
+			}
+			return binary.AppendVarint(append(b, 1), x.Microseconds()), 0, nil
+		}
+	case schemas.KindTimestamp, schemas.KindTimestampTZ:
+		if x, ok := v.(time.Time); ok {
+			return binary.AppendVarint(append(b, 1), x.UnixMicro()), 0, nil
+		}
+	case schemas.KindArray:
+		x, ok := v.([]any)
+		if !ok {
+			return bad()
+		}
+		b = binary.AppendUvarint(append(b, 1), uint64(len(x)))
+		nf := 0
+		for i, e := range x {
+			var n int
+			var err error
+			if b, n, err = c.elem.appendValue(b, e); err != nil {
+				return b, 0, fmt.Errorf("element %d: %w", i, err)
+			}
+			nf += n
+		}
+		return b, nf, nil
+	}
+	return bad()
+}
+
+func (c *column) appendDecimal(b []byte, d schemas.Decimal) ([]byte, int, error) {
+	if c.decText {
+		return appendBytes(append(b, 1), d.String()), 0, nil
+	}
+	if d.Special != "" || d.Unscaled == nil {
+		// Parquet's DECIMAL has no NaN or Infinity.
+		return append(b, 0), 1, nil
+	}
+	v, err := d.Rescale(c.t.Scale)
+	if err != nil {
+		return b, 0, err
+	}
+	if new(big.Int).Abs(v).Cmp(c.bound) >= 0 {
+		return b, 0, fmt.Errorf("decimal %s does not fit %s", d, c.t)
+	}
+	if c.codec == codecInt64 {
+		return binary.AppendVarint(append(b, 1), v.Int64()), 0, nil
+	}
+	return appendInt128(append(b, 1), v), 0, nil
+}
+
+var two128 = new(big.Int).Lsh(big.NewInt(1), 128)
+
+// appendInt128 appends v (|v| < 2^127) as 16 bytes of big-endian two's
+// complement, Parquet's DECIMAL on FIXED_LEN_BYTE_ARRAY(16).
+func appendInt128(b []byte, v *big.Int) []byte {
+	var buf [16]byte
+	if v.Sign() < 0 {
+		new(big.Int).Add(two128, v).FillBytes(buf[:])
+	} else {
+		v.FillBytes(buf[:])
+	}
+	return append(b, buf[:]...)
+}
+
+func int128ToBig(b []byte) *big.Int {
+	v := new(big.Int).SetBytes(b)
+	if b[0]&0x80 != 0 {
+		v.Sub(v, two128)
+	}
+	return v
+}
+
+func appendBytes[T string | []byte](b []byte, s T) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
+}
+
+// reader decodes the encoded values of one row.
+type reader struct {
+	b   []byte
+	err error
+}
+
+var errCorrupt = errors.New("corrupt spill record")
+
+func (r *reader) byte() byte {
+	if len(r.b) == 0 {
+		r.err = errCorrupt
+		return 0
+	}
+	c := r.b[0]
+	r.b = r.b[1:]
+	return c
+}
+
+func (r *reader) varint() int64 {
+	v, n := binary.Varint(r.b)
+	if n <= 0 {
+		r.err = errCorrupt
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) uvarint() uint64 {
+	v, n := binary.Uvarint(r.b)
+	if n <= 0 {
+		r.err = errCorrupt
+		return 0
+	}
+	r.b = r.b[n:]
+	return v
+}
+
+func (r *reader) bytes(n int) []byte {
+	if n < 0 || n > len(r.b) {
+		r.err = errCorrupt
+		return nil
+	}
+	s := r.b[:n:n]
+	r.b = r.b[n:]
+	return s
+}
+
+// appendParquet appends the Parquet values of one encoded column value to
+// row, as leaf column col with definition levels for a top-level optional
+// (or, for key columns, required) column.
+func (c *column) appendParquet(row parquet.Row, r *reader, col int) parquet.Row {
+	top := 1 // definition level of a present top-level value
+	if c.key {
+		top = 0
+	}
+	if r.byte() == 0 {
+		return append(row, parquet.NullValue().Level(0, 0, col))
+	}
+	if c.codec != codecList {
+		return append(row, c.leafValue(r).Level(0, top, col))
+	}
+	n := int(r.uvarint())
+	if n == 0 {
+		return append(row, parquet.NullValue().Level(0, top, col))
+	}
+	if n > len(r.b) {
+		r.err = errCorrupt
+		return row
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		rep := 1
+		if i == 0 {
+			rep = 0
+		}
+		if r.byte() == 0 {
+			row = append(row, parquet.NullValue().Level(rep, top+1, col))
+			continue
+		}
+		row = append(row, c.elem.leafValue(r).Level(rep, top+2, col))
+	}
+	return row
+}
+
+func (c *column) leafValue(r *reader) parquet.Value {
+	switch c.codec {
+	case codecInt64:
+		v := r.varint()
+		switch c.t.Kind {
+		case schemas.KindDate:
+			return parquet.Int32Value(int32(v))
+		case schemas.KindDecimal:
+			if c.t.Precision <= 9 {
+				return parquet.Int32Value(int32(v))
+			}
+		}
+		return parquet.Int64Value(v)
+	case codecDouble:
+		b := r.bytes(8)
+		if r.err != nil {
+			return parquet.Value{}
+		}
+		return parquet.DoubleValue(math.Float64frombits(binary.LittleEndian.Uint64(b)))
+	case codecBool:
+		return parquet.BooleanValue(r.byte() == 1)
+	case codecDecimal128:
+		return parquet.FixedLenByteArrayValue(r.bytes(16))
+	}
+	return parquet.ByteArrayValue(r.bytes(int(r.uvarint())))
+}
+
+// appendJSON appends the JSON rendering of one encoded column value.
+func (c *column) appendJSON(b []byte, r *reader) []byte {
+	if r.byte() == 0 {
+		return append(b, "null"...)
+	}
+	if c.codec != codecList {
+		return c.leafJSON(b, r)
+	}
+	n := int(r.uvarint())
+	if n > len(r.b) {
+		r.err = errCorrupt
+		return b
+	}
+	b = append(b, '[')
+	for i := 0; i < n && r.err == nil; i++ {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		if r.byte() == 0 {
+			b = append(b, "null"...)
+			continue
+		}
+		b = c.elem.leafJSON(b, r)
+	}
+	return append(b, ']')
+}
+
+func (c *column) leafJSON(b []byte, r *reader) []byte {
+	switch c.t.Kind {
+	case schemas.KindInt:
+		return strconv.AppendInt(b, r.varint(), 10)
+	case schemas.KindFloat:
+		f := math.Float64frombits(binary.LittleEndian.Uint64(r.bytes(8)))
+		switch {
+		case math.IsNaN(f):
+			return append(b, `"NaN"`...)
+		case math.IsInf(f, 1):
+			return append(b, `"Infinity"`...)
+		case math.IsInf(f, -1):
+			return append(b, `"-Infinity"`...)
+		}
+		return strconv.AppendFloat(b, f, 'g', -1, 64)
+	case schemas.KindBool:
+		return strconv.AppendBool(b, r.byte() == 1)
+	case schemas.KindBytes:
+		v := r.bytes(int(r.uvarint()))
+		b = append(b, '"')
+		b = base64.StdEncoding.AppendEncode(b, v)
+		return append(b, '"')
+	case schemas.KindJSON:
+		v := r.bytes(int(r.uvarint()))
+		if json.Valid(v) {
+			return append(b, v...)
+		}
+		return appendJSONString(b, string(v))
+	case schemas.KindDecimal:
+		if c.decText {
+			return appendJSONString(b, string(r.bytes(int(r.uvarint()))))
+		}
+		var u *big.Int
+		if c.codec == codecInt64 {
+			u = big.NewInt(r.varint())
+		} else {
+			u = int128ToBig(r.bytes(16))
+		}
+		// Text, so that no JSON reader rounds it through a double.
+		return appendJSONString(b, schemas.Decimal{Unscaled: u, Scale: c.t.Scale}.String())
+	case schemas.KindDate:
+		return time.Unix(r.varint()*86400, 0).UTC().AppendFormat(append(b, '"'), "2006-01-02\"")
+	case schemas.KindTime:
+		return appendJSONString(b, formatTime(time.Duration(r.varint())*time.Microsecond))
+	case schemas.KindTimestamp:
+		return time.UnixMicro(r.varint()).UTC().AppendFormat(append(b, '"'), "2006-01-02T15:04:05.999999\"")
+	case schemas.KindTimestampTZ:
+		return time.UnixMicro(r.varint()).UTC().AppendFormat(append(b, '"'), "2006-01-02T15:04:05.999999Z07:00\"")
+	}
+	return appendJSONString(b, string(r.bytes(int(r.uvarint()))))
+}
+
+// skip advances r past one encoded column value.
+func (c *column) skip(r *reader) {
+	if r.byte() == 0 {
+		return
+	}
+	if c.codec == codecList {
+		n := int(r.uvarint())
+		for i := 0; i < n && r.err == nil; i++ {
+			if r.byte() != 0 {
+				c.elem.skipLeaf(r)
+			}
+		}
+		return
+	}
+	c.skipLeaf(r)
+}
+
+func (c *column) skipLeaf(r *reader) {
+	switch c.codec {
+	case codecInt64:
+		r.varint()
+	case codecDouble:
+		r.bytes(8)
+	case codecBool:
+		r.byte()
+	case codecDecimal128:
+		r.bytes(16)
+	default:
+		r.bytes(int(r.uvarint()))
+	}
+}
+
+// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
+// U+FFFD, as encoding/json does.
+func appendJSONString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	for i := 0; i < len(s); {
+		c := s[i]
+		if c < utf8.RuneSelf {
+			switch {
+			case c == '"' || c == '\\':
+				b = append(b, '\\', c)
+			case c == '\n':
+				b = append(b, '\\', 'n')
+			case c == '\r':
+				b = append(b, '\\', 'r')
+			case c == '\t':
+				b = append(b, '\\', 't')
+			case c < 0x20:
+				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+			default:
+				b = append(b, c)
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRuneInString(s[i:])
+		if r == utf8.RuneError && size == 1 {
+			b = append(b, `\ufffd`...)
+		} else {
+			b = append(b, s[i:i+size]...)
+		}
+		i += size
+	}
+	return append(b, '"')
+}
+
+// formatTime renders a time of day as HH:MM:SS[.ffffff].
+func formatTime(d time.Duration) string {
+	us := d.Microseconds()
+	s := fmt.Sprintf("%02d:%02d:%02d", us/3_600_000_000, us/60_000_000%60, us/1_000_000%60)
+	if f := us % 1_000_000; f != 0 {
+		s += strings.TrimRight(fmt.Sprintf(".%06d", f), "0")
+	}
+	return s
+}
+
+// formatInterval renders an interval as CockroachDB and PostgreSQL print it
+// by default ("1 year 2 mons 3 days 04:05:06.789"), which DuckDB,
+// PostgreSQL and CockroachDB cast back to INTERVAL.
+func formatInterval(iv schemas.Interval) string {
+	var parts []string
+	unit := func(n int64, one, many string) {
+		if n == 0 {
+			return
+		}
+		name := many
+		if n == 1 {
+			name = one
+		}
+		parts = append(parts, fmt.Sprintf("%d %s", n, name))
+	}
+	unit(int64(iv.Months/12), "year", "years")
+	unit(int64(iv.Months%12), "mon", "mons")
+	unit(int64(iv.Days), "day", "days")
+	if iv.Micros != 0 || len(parts) == 0 {
+		us := iv.Micros
+		sign := ""
+		if us < 0 {
+			sign, us = "-", -us
+		}
+		parts = append(parts, sign+formatTime(time.Duration(us)*time.Microsecond))
+	}
+	return strings.Join(parts, " ")
+}
+
+// canonicalUUID returns s in the canonical lowercase hyphenated form. It
+// accepts any case, and the 32-digit form without hyphens or in braces.
+func canonicalUUID(s string) (string, error) {
+	h := make([]byte, 0, 32)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '-', '{', '}':
+		default:
+			h = append(h, c)
+		}
+	}
+	var u [16]byte
+	if len(h) != 32 {
+		return "", fmt.Errorf("invalid UUID %q", s)
+	}
+	if _, err := hex.Decode(u[:], h); err != nil {
+		return "", fmt.Errorf("invalid UUID %q", s)
+	}
+	return formatUUID(u[:]), nil
+}
+
+func formatUUID(u []byte) string {
+	h := hex.EncodeToString(u)
+	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
+}
