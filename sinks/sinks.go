@@ -86,8 +86,17 @@ type Tx interface {
 	// changelog keeps each (key, Updated) once.
 	// The changes slice and its values are only valid during the call.
 	Write(ctx context.Context, table *schemas.Table, changes []Change) error
-	// Checkpoint records partitions' progress in this transaction.
+	// Checkpoint records partitions' progress in this transaction. A
+	// checkpoint with a Resolved older than the stored one for the same
+	// partition leaves the stored one unchanged.
 	Checkpoint(ctx context.Context, cps []Checkpoint) error
+	// DeadLetters records records set aside by --on-error=dlq in
+	// DeadLetterTable, in this transaction: with the checkpoint that moves
+	// their partition past them, so that none is lost or written twice. A
+	// dead letter whose (Group, Topic, Partition, Offset) is already stored
+	// is left as it is (a replay is a no-op). The slices are only valid
+	// during the call.
+	DeadLetters(ctx context.Context, dls []DeadLetter) error
 	Commit(ctx context.Context) error
 	// Rollback abandons the transaction; it is a no-op after Commit.
 	Rollback(ctx context.Context) error
@@ -98,9 +107,14 @@ type Tx interface {
 // layout in each warehouse.
 const (
 	// CheckpointsTable holds one row per (consumer group, topic, partition).
+	// A checkpoint never moves back (Tx.Checkpoint keeps a further one).
+	// Every member registers each partition of the feed's topics, from the
+	// topic metadata, with a zero Resolved at startup, so that partitions
+	// nobody has applied yet hold the watermark back.
 	CheckpointsTable = "highwater_checkpoints"
 	// WatermarkView gives min(resolved) per group and topic, and per group:
-	// how far the feed is complete.
+	// how far the feed is complete. It is zero until every partition of the
+	// feed has been applied once.
 	WatermarkView = "highwater_watermark"
 	// ChangesSuffix is appended to a table's name to name its changelog.
 	ChangesSuffix = "_changes"
@@ -135,5 +149,8 @@ type DeadLetter struct {
 }
 
 // DeadLetterTable holds one row per dead letter, unique on (group, topic,
-// partition, offset).
+// partition, offset). Its columns, in every SQL warehouse: consumer_group,
+// topic, "partition", "offset", kafka_timestamp (NULL when unknown), key,
+// value (the raw Kafka bytes, NULL for a null key or value), schema_id,
+// stage, error, recorded_at (when the warehouse stored it).
 const DeadLetterTable = "highwater_dlq"

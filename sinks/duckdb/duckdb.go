@@ -142,6 +142,7 @@ func (w *Writer) init(ctx context.Context) error {
 SELECT consumer_group, topic, min(resolved) AS resolved, count(*) AS partitions, max(applied_at) AS applied_at
 FROM ` + w.qualify(sinks.CheckpointsTable) + `
 GROUP BY GROUPING SETS ((consumer_group, topic), (consumer_group))`,
+		w.deadLetterDDL(),
 	}
 	for _, q := range ddl {
 		if _, err := w.db.ExecContext(ctx, q); err != nil {

@@ -733,10 +733,14 @@ func (tx *Tx) writeCheckpoints(ctx context.Context) error {
 			ph[i] = `(?, ?, ?, CAST(? AS DECIMAL(38,10)), ?, ?)`
 			args = append(args, cp.Group, cp.Topic, cp.Partition, cp.Resolved.String(), cp.NextOffset, now)
 		}
-		q := `INSERT INTO ` + tx.w.qualify(sinks.CheckpointsTable) + ` (consumer_group, topic, "partition", resolved, next_offset, applied_at)
+		// A checkpoint never moves back: a window a former owner of the
+		// partition commits late, or the zero checkpoint a member
+		// registers at startup, leaves a further one in place.
+		q := `INSERT INTO ` + tx.w.qualify(sinks.CheckpointsTable) + ` AS c (consumer_group, topic, "partition", resolved, next_offset, applied_at)
 VALUES ` + strings.Join(ph, ", ") + `
 ON CONFLICT (consumer_group, topic, "partition") DO UPDATE SET
-	resolved = excluded.resolved, next_offset = excluded.next_offset, applied_at = excluded.applied_at`
+	resolved = excluded.resolved, next_offset = excluded.next_offset, applied_at = excluded.applied_at
+WHERE excluded.resolved >= c.resolved`
 		if _, err := tx.conn.ExecContext(ctx, q, args...); err != nil {
 			return fmt.Errorf("write checkpoints: %w", err)
 		}

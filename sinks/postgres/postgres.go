@@ -238,7 +238,7 @@ func (w *Writer) ensureCatalog(ctx context.Context) error {
 				return fmt.Errorf("creating %s: %w", w.qualified(sinks.WatermarkView), err)
 			}
 		}
-		return nil
+		return w.ensureDeadLetterTable(ctx, tx)
 	})
 	w.release(conn)
 	if err != nil {

@@ -281,12 +281,16 @@ func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 		groups, topics, parts = append(groups, cp.Group), append(topics, cp.Topic), append(parts, cp.Partition)
 		resolved, offsets = append(resolved, cp.Resolved.String()), append(offsets, cp.NextOffset)
 	}
-	_, err := x.tx.Exec(ctx, `INSERT INTO `+x.w.qualified(sinks.CheckpointsTable)+`
+	// A checkpoint never moves back: a member that lost a partition in a
+	// rebalance may still commit a window the new owner already passed, and
+	// a member registers the feed's partitions at zero at startup.
+	_, err := x.tx.Exec(ctx, `INSERT INTO `+x.w.qualified(sinks.CheckpointsTable)+` AS c
 		(consumer_group, topic, "partition", resolved, next_offset, applied_at)
 		SELECT g, t, p, r::numeric, o, now()
 		FROM unnest($1::text[], $2::text[], $3::int4[], $4::text[], $5::int8[]) AS u(g, t, p, r, o)
 		ON CONFLICT (consumer_group, topic, "partition") DO UPDATE
-		SET resolved = EXCLUDED.resolved, next_offset = EXCLUDED.next_offset, applied_at = EXCLUDED.applied_at`,
+		SET resolved = EXCLUDED.resolved, next_offset = EXCLUDED.next_offset, applied_at = EXCLUDED.applied_at
+		WHERE EXCLUDED.resolved >= c.resolved`,
 		groups, topics, parts, resolved, offsets)
 	if err != nil {
 		return x.fail(fmt.Errorf("postgres: writing %d checkpoints to %s: %w", len(groups), x.w.qualified(sinks.CheckpointsTable), err))

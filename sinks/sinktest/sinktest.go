@@ -27,6 +27,7 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
@@ -121,6 +122,9 @@ func Run(t *testing.T, h Harness) {
 		{"RollbackLeavesNothing", s.testRollback},
 		{"FailedWriteLeavesWarehouseUnchanged", s.testFailedWrite},
 		{"WatermarkIsMinResolved", s.testWatermark},
+		{"CheckpointNeverMovesBack", s.testCheckpointNeverMovesBack},
+		{"DeadLettersStoredOncePerOffset", s.testDeadLetters},
+		{"DeadLettersRollBackWithTheWindow", s.testDeadLettersRollback},
 		{"SchemaEvolutionAddColumn", s.testAddColumn},
 		{"SchemaEvolutionAddColumnInOneWindow", s.testAddColumnSameWindow},
 		{"SchemaEvolutionDroppedColumnBecomesNull", s.testDropColumn},
@@ -710,6 +714,41 @@ func (s *suite) testWatermark(t *testing.T) {
 	})
 }
 
+// testCheckpointNeverMovesBack: a late window of a partition's former
+// owner, or the zero checkpoint a member registers for every partition at
+// startup, must leave a further checkpoint in place; a zero checkpoint of a
+// partition nobody applied yet holds the watermark at zero.
+func (s *suite) testCheckpointNeverMovesBack(t *testing.T) {
+	w := s.open(t, sinks.Options{})
+	defer closeW(t, w)
+	applied := sinks.Checkpoint{Group: "g", Topic: "t", Partition: 0, Resolved: ts(5), NextOffset: 50}
+	apply(t, w, []sinks.Checkpoint{applied})
+	// Registration at startup: partition 0 is applied, 1 and 2 are not.
+	zero := []sinks.Checkpoint{{Group: "g", Topic: "t", Partition: 0}, {Group: "g", Topic: "t", Partition: 1}, {Group: "g", Topic: "t", Partition: 2}}
+	apply(t, w, zero)
+	expectCps(t, "after registration", checkpoints(t, w, "g"), []sinks.Checkpoint{applied, zero[1], zero[2]})
+	q := `SELECT COALESCE(topic, '*'), CAST(resolved AS VARCHAR), CAST(partitions AS VARCHAR) FROM highwater_watermark WHERE consumer_group = 'g' ORDER BY topic NULLS FIRST`
+	expect(t, "watermark held back by unapplied partitions", s.h.Query(t, q), [][]string{
+		{"*", S(schemas.HLC{}), "3"},
+		{"t", S(schemas.HLC{}), "3"},
+	})
+	// A late window of an older resolved timestamp does not move partition
+	// 0 back; the same resolved timestamp may rewrite it.
+	apply(t, w, []sinks.Checkpoint{{Group: "g", Topic: "t", Partition: 0, Resolved: ts(4), NextOffset: 40}})
+	expectCps(t, "after a late window", checkpoints(t, w, "g"), []sinks.Checkpoint{applied, zero[1], zero[2]})
+	more := []sinks.Checkpoint{
+		{Group: "g", Topic: "t", Partition: 0, Resolved: ts(5), NextOffset: 51},
+		{Group: "g", Topic: "t", Partition: 1, Resolved: ts(6), NextOffset: 60},
+		{Group: "g", Topic: "t", Partition: 2, Resolved: ts(7), NextOffset: 70},
+	}
+	apply(t, w, more)
+	expectCps(t, "every partition applied", checkpoints(t, w, "g"), more)
+	expect(t, "watermark once every partition is applied", s.h.Query(t, q), [][]string{
+		{"*", S(ts(5)), "3"},
+		{"t", S(ts(5)), "3"},
+	})
+}
+
 func evolved(name string, extra ...schemas.Column) *schemas.Table {
 	return Table(name, []int{0}, append([]schemas.Column{Col("id", schemas.KindInt), Col("a", schemas.KindString)}, extra...)...)
 }
@@ -844,4 +883,117 @@ func (s *suite) testLargeBatch(t *testing.T) {
 	if n := s.changelogCount(t, "big"); n != "70000" {
 		t.Fatalf("changelog rows: got %s, want 70000", n)
 	}
+}
+
+// deadLetterRows reads highwater_dlq in a portable way: raw bytes as their
+// length (NULL when SQL NULL), the Kafka timestamp as Unix seconds.
+func (s *suite) deadLetterRows(t *testing.T) [][]string {
+	t.Helper()
+	return s.h.Query(t, `SELECT consumer_group, topic, CAST("partition" AS VARCHAR), CAST("offset" AS VARCHAR),
+	CAST(CAST(extract(epoch FROM kafka_timestamp) AS BIGINT) AS VARCHAR),
+	CAST(octet_length("key") AS VARCHAR), CAST(octet_length("value") AS VARCHAR),
+	CAST(schema_id AS VARCHAR), stage, error, CAST(recorded_at IS NOT NULL AS VARCHAR)
+FROM highwater_dlq ORDER BY consumer_group, topic, "partition", "offset"`)
+}
+
+// testDeadLetters: dead letters land in highwater_dlq with the window,
+// one row per (group, topic, partition, offset); a replay of the same
+// offset (a restart re-reading the record) is a no-op, raw bytes and
+// names with quotes are data.
+func (s *suite) testDeadLetters(t *testing.T) {
+	w := s.open(t, sinks.Options{})
+	defer closeW(t, w)
+	ctx := context.Background()
+	expect(t, "empty dead-letter table", s.deadLetterRows(t), nil)
+	stamp := time.Unix(1700000000, 0)
+	hostile := `x"; DROP TABLE highwater_checkpoints; --`
+	dls := []sinks.DeadLetter{
+		{Group: "g", Topic: "t", Partition: 0, Offset: 7, Timestamp: stamp, Key: []byte("key"), Value: []byte{0, 0, 0, 0, 99, 1, 2}, SchemaID: 99, Stage: "ingest", Error: "unknown schema id"},
+		{Group: "g", Topic: hostile, Partition: 2, Offset: 0, Key: nil, Value: []byte{}, SchemaID: -1, Stage: "apply", Error: hostile},
+		// The same offset twice in one call: stored once.
+		{Group: "g", Topic: "t", Partition: 0, Offset: 7, Timestamp: stamp, Key: []byte("key"), Value: []byte{1}, SchemaID: 99, Stage: "ingest", Error: "unknown schema id"},
+	}
+	cp := []sinks.Checkpoint{{Group: "g", Topic: "t", Partition: 0, Resolved: ts(1), NextOffset: 8}}
+	tx, err := w.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.DeadLetters(ctx, dls); err != nil {
+		_ = tx.Rollback(ctx)
+		t.Fatalf("DeadLetters: %v", err)
+	}
+	if err := tx.Checkpoint(ctx, cp); err != nil {
+		_ = tx.Rollback(ctx)
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	want := [][]string{
+		{"g", "t", "0", "7", "1700000000", "3", "7", "99", "ingest", "unknown schema id", "true"},
+		{"g", hostile, "2", "0", Null, Null, "0", "-1", "apply", hostile, "true"},
+	}
+	expect(t, "dead letters", s.deadLetterRows(t), want)
+
+	// A replay (same offsets, another error text) and a new one.
+	tx, err = w.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	replay := append([]sinks.DeadLetter{}, dls[:2]...)
+	replay[0].Error = "replayed"
+	replay = append(replay, sinks.DeadLetter{Group: "g2", Topic: "t", Partition: 0, Offset: 7, SchemaID: 1, Stage: "ingest", Error: "other group"})
+	if err := tx.DeadLetters(ctx, replay); err != nil {
+		_ = tx.Rollback(ctx)
+		t.Fatalf("DeadLetters replay: %v", err)
+	}
+	if err := tx.DeadLetters(ctx, nil); err != nil {
+		_ = tx.Rollback(ctx)
+		t.Fatalf("DeadLetters(nil): %v", err)
+	}
+	if err := tx.Commit(ctx); err != nil {
+		t.Fatalf("Commit: %v", err)
+	}
+	want = append(want, []string{"g2", "t", "0", "7", Null, Null, Null, "1", "ingest", "other group", "true"})
+	expect(t, "dead letters after a replay", s.deadLetterRows(t), want)
+	got := s.h.Query(t, `SELECT CAST(count(*) AS VARCHAR) FROM highwater_checkpoints`)
+	expect(t, "checkpoints untouched by hostile text", got, [][]string{{"1"}})
+
+	closeW(t, w)
+	w = s.h.Reopen(t, sinks.Options{})
+	expect(t, "dead letters after reopen", s.deadLetterRows(t), want)
+}
+
+// testDeadLettersRollback: dead letters of a window that rolls back, or
+// whose commit fails, are not stored.
+func (s *suite) testDeadLettersRollback(t *testing.T) {
+	w := s.open(t, sinks.Options{})
+	defer closeW(t, w)
+	ctx := context.Background()
+	tx, err := w.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.DeadLetters(ctx, []sinks.DeadLetter{{Group: "g", Topic: "t", Offset: 1, SchemaID: -1, Stage: "ingest", Error: "bad"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Rollback(ctx); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, "after rollback", s.deadLetterRows(t), nil)
+	// An invalid dead letter fails the transaction: nothing of it lands.
+	tx, err = w.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.DeadLetters(ctx, []sinks.DeadLetter{{Group: "g", Topic: "t", Offset: 2, Stage: "ingest"}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.DeadLetters(ctx, []sinks.DeadLetter{{Group: "", Topic: "t", Offset: 3, Stage: "ingest"}}); err == nil {
+		t.Fatal("DeadLetters with an empty group: no error")
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatal("Commit after a failed DeadLetters: no error")
+	}
+	expect(t, "after a failed window", s.deadLetterRows(t), nil)
 }
