@@ -6,7 +6,7 @@ LDFLAGS   := -X main.version=$(VERSION)
 # Each fuzz target runs this long in `make test` (CI); run `make fuzz FUZZTIME=10m` for more.
 FUZZTIME  ?= 10s
 
-.PHONY: build test unit fuzz demo bench vet fmt clean
+.PHONY: build test unit fuzz demo bench vet fmt clean check-deploy
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/highwater
@@ -26,6 +26,17 @@ fuzz:
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || (echo "gofmt needed:"; gofmt -l $$(git ls-files '*.go'); exit 1)
 	$(GO) vet ./...
+
+## check-deploy: validate docker-compose.yml (Debian's docker-compose; no Docker
+## engine needed) and every examples/*.yaml with `highwater config check` (with
+## no HIGHWATER_* env, so that each file is checked alone).
+DOCKER_COMPOSE ?= docker-compose
+check-deploy: build
+	$(DOCKER_COMPOSE) -f docker-compose.yml config -q
+	@for f in examples/*.yaml; do \
+	  echo "highwater config check --config $$f"; \
+	  env -i PATH="$$PATH" $(BIN) config check --config $$f >/dev/null || exit 1; \
+	done
 
 ## demo: the whole pipeline on an embedded broker, registry and DuckDB file.
 demo:

@@ -25,12 +25,44 @@ import (
 type Config struct {
 	// Brokers are the Kafka seed brokers (host:port).
 	Brokers []string `yaml:"brokers"`
+	// KafkaTLS connects to the brokers with TLS. Setting any kafka_tls_*
+	// field turns it on too.
+	KafkaTLS bool `yaml:"kafka_tls"`
+	// KafkaTLSCA is a PEM file of the CA certificates that sign the
+	// brokers' certificates (default: the system's roots).
+	KafkaTLSCA string `yaml:"kafka_tls_ca"`
+	// KafkaTLSCert and KafkaTLSKey are PEM files of the client certificate
+	// and its key, for brokers that require mutual TLS.
+	KafkaTLSCert string `yaml:"kafka_tls_cert"`
+	KafkaTLSKey  string `yaml:"kafka_tls_key"`
+	// KafkaTLSInsecureSkipVerify accepts any broker certificate: for tests
+	// only.
+	KafkaTLSInsecureSkipVerify bool `yaml:"kafka_tls_insecure_skip_verify"`
+	// KafkaSASLMechanism is PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512; empty
+	// means no SASL.
+	KafkaSASLMechanism string `yaml:"kafka_sasl_mechanism"`
+	// KafkaSASLUser and KafkaSASLPassword are the SASL credentials.
+	KafkaSASLUser     string `yaml:"kafka_sasl_user"`
+	KafkaSASLPassword string `yaml:"kafka_sasl_password"`
+	// KafkaSASLPasswordFile is a file holding the SASL password (a mounted
+	// secret); it is read at load, trailing newlines dropped.
+	KafkaSASLPasswordFile string `yaml:"kafka_sasl_password_file"`
 	// Registry is the Schema Registry URL the changefeed registers with.
 	Registry string `yaml:"registry"`
 	// RegistryUser and RegistryPassword are the registry's basic-auth
 	// credentials, if it wants them.
 	RegistryUser     string `yaml:"registry_user"`
 	RegistryPassword string `yaml:"registry_password"`
+	// RegistryPasswordFile is a file holding the registry password; it is
+	// read at load, trailing newlines dropped.
+	RegistryPasswordFile string `yaml:"registry_password_file"`
+	// RegistryTLSCA is a PEM file of the CA certificates that sign the
+	// registry's certificate (default: the system's roots); RegistryTLSCert
+	// and RegistryTLSKey are a client certificate and key for mutual TLS.
+	// They need an https:// registry URL.
+	RegistryTLSCA   string `yaml:"registry_tls_ca"`
+	RegistryTLSCert string `yaml:"registry_tls_cert"`
+	RegistryTLSKey  string `yaml:"registry_tls_key"`
 	// Topics are the changefeed's topics; together they are one feed with
 	// one frontier.
 	Topics []string `yaml:"topics"`
@@ -57,12 +89,22 @@ type Config struct {
 	RebalanceTimeout time.Duration `yaml:"rebalance_timeout"`
 	// StartupTimeout bounds the wait for brokers and topics at start. Default 30s.
 	StartupTimeout time.Duration `yaml:"startup_timeout"`
+	// OnError is what happens to a poison record (one that can never be
+	// decoded or applied): fail (stop with an error naming topic,
+	// partition, offset, schema id and cause), dlq (set it aside in the
+	// dead-letter topic and the highwater_dlq table, go on) or skip (count,
+	// log, go on). Default fail.
+	OnError string `yaml:"on_error"`
+	// DLQTopic is the dead-letter topic of --on-error=dlq, created if
+	// missing. Default "<group>.dlq".
+	DLQTopic string `yaml:"dlq_topic"`
 	// MetricsAddr serves Prometheus /metrics, /healthz and /readyz when set
 	// (e.g. ":9464").
 	MetricsAddr string `yaml:"metrics_addr"`
 	// LogLevel is debug, info, warn or error. Default info.
 	LogLevel string `yaml:"log_level"`
-	// LogFormat is json or console; default console on a terminal, json otherwise.
+	// LogFormat is auto, json or console; auto (the default) is console on
+	// a terminal, json otherwise.
 	LogFormat string `yaml:"log_format"`
 }
 
@@ -75,12 +117,25 @@ type field struct {
 func (c *Config) fields() []field {
 	return []field{
 		{"brokers", "Kafka seed brokers, comma separated", &c.Brokers},
-		{"registry", "Schema Registry URL", &c.Registry},
+		{"kafka-tls", "connect to the brokers with TLS (implied by any kafka-tls-* setting)", &c.KafkaTLS},
+		{"kafka-tls-ca", "PEM file of the CA certificates that sign the brokers' certificates (default: system roots)", &c.KafkaTLSCA},
+		{"kafka-tls-cert", "PEM file of the client certificate, for brokers that require mutual TLS", &c.KafkaTLSCert},
+		{"kafka-tls-key", "PEM file of the client certificate's private key", &c.KafkaTLSKey},
+		{"kafka-tls-insecure-skip-verify", "accept any broker certificate (tests only)", &c.KafkaTLSInsecureSkipVerify},
+		{"kafka-sasl-mechanism", "Kafka SASL mechanism: PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512 (empty: no SASL)", &c.KafkaSASLMechanism},
+		{"kafka-sasl-user", "Kafka SASL user", &c.KafkaSASLUser},
+		{"kafka-sasl-password", "Kafka SASL password (secret; prefer the env var or kafka-sasl-password-file)", &c.KafkaSASLPassword},
+		{"kafka-sasl-password-file", "file holding the Kafka SASL password, read at start", &c.KafkaSASLPasswordFile},
+		{"registry", "Schema Registry URL (http:// or https://)", &c.Registry},
 		{"registry-user", "Schema Registry basic-auth user", &c.RegistryUser},
-		{"registry-password", "Schema Registry basic-auth password", &c.RegistryPassword},
+		{"registry-password", "Schema Registry basic-auth password (secret; prefer the env var or registry-password-file)", &c.RegistryPassword},
+		{"registry-password-file", "file holding the Schema Registry password, read at start", &c.RegistryPasswordFile},
+		{"registry-tls-ca", "PEM file of the CA certificates that sign the registry's certificate (default: system roots)", &c.RegistryTLSCA},
+		{"registry-tls-cert", "PEM file of a client certificate for the registry (mutual TLS)", &c.RegistryTLSCert},
+		{"registry-tls-key", "PEM file of the registry client certificate's private key", &c.RegistryTLSKey},
 		{"topics", "changefeed topics (one feed), comma separated", &c.Topics},
 		{"group", "Kafka consumer group; also names the warehouse checkpoints", &c.Group},
-		{"sink", "warehouse URL: duckdb:///abs/path.duckdb | postgres://user:pass@host/db", &c.Sink},
+		{"sink", "warehouse URL: duckdb:///abs/path.duckdb | postgres://user:pass@host/db | file:///dir?format=parquet | s3://bucket/prefix?region=...", &c.Sink},
 		{"buffer-dir", "directory of the Badger event buffer", &c.BufferDir},
 		{"buffer-budget", "buffer disk budget (e.g. 8GiB); fetching pauses when reached; 0 = unlimited", &c.BufferBudget},
 		{"changelog", "also write <table>_changes with every version", &c.Changelog},
@@ -88,9 +143,11 @@ func (c *Config) fields() []field {
 		{"session-timeout", "consumer-group session timeout (how fast a dead member's partitions move)", &c.SessionTimeout},
 		{"rebalance-timeout", "consumer-group rebalance timeout (must exceed the longest flush)", &c.RebalanceTimeout},
 		{"startup-timeout", "how long to wait for brokers and topics at start", &c.StartupTimeout},
+		{"on-error", "poison records: fail (stop, naming the record), dlq (dead-letter topic + highwater_dlq table, go on) or skip (count, log, go on)", &c.OnError},
+		{"dlq-topic", "dead-letter topic of --on-error=dlq, created if missing (default <group>.dlq)", &c.DLQTopic},
 		{"metrics-addr", "serve Prometheus /metrics, /healthz, /readyz on this address (e.g. :9464)", &c.MetricsAddr},
 		{"log-level", "debug, info, warn or error", &c.LogLevel},
-		{"log-format", "json or console (default: console on a terminal)", &c.LogFormat},
+		{"log-format", "auto, json or console (auto: console on a terminal, else json)", &c.LogFormat},
 	}
 }
 
@@ -103,7 +160,9 @@ func Defaults() Config {
 		SessionTimeout:   10 * time.Second,
 		RebalanceTimeout: 30 * time.Second,
 		StartupTimeout:   30 * time.Second,
+		OnError:          "fail",
 		LogLevel:         "info",
+		LogFormat:        "auto",
 	}
 }
 
@@ -114,46 +173,90 @@ func EnvName(flagName string) string {
 }
 
 // Load parses args (flags of `highwater run`, including --config FILE) on
-// top of the YAML file and env, and validates the result. getenv is usually
-// os.Getenv.
+// top of the YAML file and env, reads the password files, and validates the
+// result. getenv is usually os.Getenv. A configuration that parses but does
+// not validate is returned with an error listing every problem.
 func Load(args []string, getenv func(string) string) (Config, error) {
-	c := Defaults()
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.SetOutput(new(strings.Builder))
-	configFile := fs.String("config", getenv("HIGHWATER_CONFIG"), "YAML configuration file (env HIGHWATER_CONFIG)")
-	// Flags are parsed into a scratch Config so that only flags actually
-	// given override the file and env.
-	var fromFlags Config
-	for _, f := range fromFlags.fields() {
-		f.register(fs)
-	}
-	if err := fs.Parse(args); err != nil {
+	l := NewLoader("run", getenv)
+	if err := l.FlagSet().Parse(args); err != nil {
 		return Config{}, err
 	}
-	if fs.NArg() > 0 {
-		return Config{}, fmt.Errorf("unexpected arguments %q", fs.Args())
+	if l.FlagSet().NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments %q", l.FlagSet().Args())
 	}
-	if *configFile != "" {
-		if err := c.loadFile(*configFile); err != nil {
+	return l.Load()
+}
+
+// Loader builds a Config from defaults, a YAML file, env and flags for a
+// command that has flags of its own: register them on FlagSet, parse, then
+// call Load (validated) or Merge (not validated).
+type Loader struct {
+	fs         *flag.FlagSet
+	getenv     func(string) string
+	configFile *string
+	// fromFlags receives the flags, so that only flags actually given
+	// override the file and env.
+	fromFlags Config
+}
+
+// NewLoader returns a Loader whose FlagSet, named name, holds --config and
+// one flag per configuration field. getenv is usually os.Getenv.
+func NewLoader(name string, getenv func(string) string) *Loader {
+	l := &Loader{fs: flag.NewFlagSet(name, flag.ContinueOnError), getenv: getenv}
+	l.fs.SetOutput(io.Discard)
+	l.configFile = l.fs.String("config", getenv("HIGHWATER_CONFIG"), "YAML configuration file (env HIGHWATER_CONFIG)")
+	for _, f := range l.fromFlags.fields() {
+		f.register(l.fs)
+	}
+	return l
+}
+
+// FlagSet is the loader's flag set; parse it before Load or Merge.
+func (l *Loader) FlagSet() *flag.FlagSet { return l.fs }
+
+// Merge returns defaults < YAML file < env < flags given, with the password
+// files read, without validating the result.
+func (l *Loader) Merge() (Config, error) {
+	c, err := l.merge()
+	if err != nil {
+		return Config{}, err
+	}
+	return c, c.readSecretFiles()
+}
+
+// Load is Merge followed by Validate; every problem found is in the error.
+func (l *Loader) Load() (Config, error) {
+	c, err := l.merge()
+	if err != nil {
+		return Config{}, err
+	}
+	return c, errors.Join(c.readSecretFiles(), c.Validate())
+}
+
+func (l *Loader) merge() (Config, error) {
+	c := Defaults()
+	if *l.configFile != "" {
+		if err := c.loadFile(*l.configFile); err != nil {
 			return Config{}, err
 		}
 	}
 	for _, f := range c.fields() {
-		if v := getenv(EnvName(f.flag)); v != "" {
+		if v := l.getenv(EnvName(f.flag)); v != "" {
 			if err := f.set(v); err != nil {
-				return Config{}, fmt.Errorf("env %s: %w", EnvName(f.flag), err)
+				// The value is not quoted: it may be a secret.
+				return Config{}, fmt.Errorf("env %s: invalid value for --%s: want %s", EnvName(f.flag), f.flag, f.kind())
 			}
 		}
 	}
 	given := map[string]bool{}
-	fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
-	mine, theirs := c.fields(), fromFlags.fields()
+	l.fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	mine, theirs := c.fields(), l.fromFlags.fields()
 	for i := range mine {
 		if given[mine[i].flag] {
 			copyValue(mine[i].ptr, theirs[i].ptr)
 		}
 	}
-	return c, c.Validate()
+	return c, nil
 }
 
 // Usage returns the flag reference of `highwater run`.
@@ -219,6 +322,19 @@ func (f field) set(v string) error {
 	return nil
 }
 
+// kind says what a value of the field looks like, for error messages.
+func (f field) kind() string {
+	switch f.ptr.(type) {
+	case *bool:
+		return "true or false"
+	case *time.Duration:
+		return "a duration such as 10s or 2m"
+	case *[]string:
+		return "a comma-separated list"
+	}
+	return "a string"
+}
+
 func copyValue(dst, src any) {
 	switch d := dst.(type) {
 	case *string:
@@ -252,7 +368,7 @@ func (c *Config) Validate() error {
 	if c.Registry == "" {
 		errs = append(errs, errors.New("no Schema Registry: set --registry (env HIGHWATER_REGISTRY)"))
 	} else if u, err := url.Parse(c.Registry); err != nil || (u.Scheme != "http" && u.Scheme != "https") {
-		errs = append(errs, fmt.Errorf("registry %q: want an http:// or https:// URL", c.Registry))
+		errs = append(errs, fmt.Errorf("registry %q: want an http:// or https:// URL", RedactURL(c.Registry)))
 	}
 	if len(c.Topics) == 0 {
 		errs = append(errs, errors.New("no topics: set --topics to the changefeed's topics (env HIGHWATER_TOPICS)"))
@@ -263,7 +379,8 @@ func (c *Config) Validate() error {
 	if c.Sink == "" {
 		errs = append(errs, errors.New("no warehouse: set --sink, e.g. duckdb:///var/lib/highwater/warehouse.duckdb"))
 	} else if _, err := url.Parse(c.Sink); err != nil {
-		errs = append(errs, fmt.Errorf("sink: %w", err))
+		// url.Error quotes the whole URL, password included.
+		errs = append(errs, fmt.Errorf("sink %s: not a valid URL", RedactURL(c.Sink)))
 	}
 	if _, err := c.Budget(); err != nil {
 		errs = append(errs, err)
@@ -271,16 +388,22 @@ func (c *Config) Validate() error {
 	if _, err := c.StopAtHLC(); err != nil {
 		errs = append(errs, err)
 	}
+	switch c.OnError {
+	case "", "fail", "dlq", "skip":
+	default:
+		errs = append(errs, fmt.Errorf("on-error %q: want fail, dlq or skip", c.OnError))
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
 		errs = append(errs, fmt.Errorf("log level %q: want debug, info, warn or error", c.LogLevel))
 	}
 	switch c.LogFormat {
-	case "", "json", "console":
+	case "", "auto", "json", "console":
 	default:
-		errs = append(errs, fmt.Errorf("log format %q: want json or console", c.LogFormat))
+		errs = append(errs, fmt.Errorf("log format %q: want auto, json or console", c.LogFormat))
 	}
+	errs = append(errs, c.validateSecurity()...)
 	return errors.Join(errs...)
 }
 
@@ -327,8 +450,10 @@ func ParseBytes(s string) (int64, error) {
 // Redacted returns c as YAML with secrets replaced, for logs and
 // `config check`.
 func (c Config) Redacted() string {
-	if c.RegistryPassword != "" {
-		c.RegistryPassword = "REDACTED"
+	for _, f := range c.fields() {
+		if p, ok := f.ptr.(*string); ok && isSecret(f.flag) && *p != "" {
+			*p = "REDACTED"
+		}
 	}
 	c.Registry = RedactURL(c.Registry)
 	c.Sink = RedactURL(c.Sink)
@@ -354,10 +479,22 @@ func RedactURL(raw string) string {
 	}
 	q := u.Query()
 	for k := range q {
-		if strings.Contains(strings.ToLower(k), "password") || strings.Contains(strings.ToLower(k), "secret") {
+		if secretParam(k) {
 			q.Set(k, "REDACTED")
 		}
 	}
 	u.RawQuery = q.Encode()
 	return u.String()
+}
+
+// secretParam reports whether a URL query parameter's name says it holds
+// a secret (password=, sslpassword=, secret_key=, session_token=, ...).
+func secretParam(name string) bool {
+	name = strings.ToLower(name)
+	for _, word := range []string{"password", "passwd", "pwd", "secret", "token", "credential"} {
+		if strings.Contains(name, word) {
+			return true
+		}
+	}
+	return false
 }

@@ -101,7 +101,8 @@ func TestRedactedHidesSecrets(t *testing.T) {
 	if !strings.Contains(out, "db:5432") {
 		t.Errorf("redaction removed too much:\n%s", out)
 	}
-	for _, raw := range []string{"postgres://db/wh?password=qwerty", "postgres://u:qwerty@[::1", "s3://b/p?secret_key=qwerty"} {
+	for _, raw := range []string{"postgres://db/wh?password=qwerty", "postgres://u:qwerty@[::1", "s3://b/p?secret_key=qwerty",
+		"s3://b/p?region=x&session_token=qwerty", "postgres://db/wh?sslpassword=qwerty", "https://r?access_credential=qwerty"} {
 		if got := RedactURL(raw); strings.Contains(got, "qwerty") {
 			t.Errorf("RedactURL(%q) = %q still holds the secret", raw, got)
 		}

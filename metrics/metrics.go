@@ -18,15 +18,28 @@ import (
 	"github.com/highwater-dev/highwater/processor"
 )
 
-// Source is what the metrics read: processor.Processor satisfies it.
+// Source is what the metrics read: processor.Processor satisfies it. A
+// Source that is also a PartitionSource gets the per-partition gauges.
 type Source interface {
 	Stats() processor.Stats
 }
 
 // NewRegistry returns a Prometheus registry with the process and Go
 // collectors and highwater's own figures read from src at scrape time.
-func NewRegistry(src Source) *prometheus.Registry {
+// Every highwater metric is registered, even those that have no sample yet
+// (per-partition and per-table series appear with their first partition or
+// row); docs/METRICS.md lists them.
+func NewRegistry(src Source, opts ...Option) *prometheus.Registry {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if o.obs == nil {
+		o.obs = NewObserver()
+	}
 	reg := prometheus.NewRegistry()
+	reg.MustRegister(o.obs.collectors()...)
+	reg.MustRegister(newPartitionCollector(src))
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	counter := func(name, help string, f func(processor.Stats) float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(src.Stats()) })
@@ -39,10 +52,16 @@ func NewRegistry(src Source) *prometheus.Registry {
 			func(s processor.Stats) float64 { return float64(s.Consumed) }),
 		counter("highwater_duplicates_dropped_total", "Rows dropped as older than their partition's applied frontier.",
 			func(s processor.Stats) float64 { return float64(s.Duplicates) }),
-		counter("highwater_rows_written_total", "Row changes written to the warehouse.",
-			func(s processor.Stats) float64 { return float64(s.RowsApplied) }),
+		counter("highwater_decode_errors_total", "Poison records met (undecodable, unknown schema, key/value mismatch), dead-lettered or skipped; with --on-error=fail the first one stops the feed.",
+			func(s processor.Stats) float64 { return float64(s.DeadLettersIngest + s.DeadLettersApply + s.Skipped) }),
+		counter("highwater_rebalances_total", "Consumer-group rebalances that assigned, revoked or lost partitions of this member.",
+			func(s processor.Stats) float64 { return float64(s.Rebalances) }),
 		counter("highwater_windows_applied_total", "Resolved windows committed to the warehouse.",
 			func(s processor.Stats) float64 { return float64(s.Windows) }),
+		deadLetters(src, processor.StageIngest, func(s processor.Stats) int64 { return s.DeadLettersIngest }),
+		deadLetters(src, processor.StageApply, func(s processor.Stats) int64 { return s.DeadLettersApply }),
+		counter("highwater_records_skipped_total", "Poison records skipped by --on-error=skip.",
+			func(s processor.Stats) float64 { return float64(s.Skipped) }),
 		gauge("highwater_buffer_events", "Unresolved events held in the buffer.",
 			func(s processor.Stats) float64 { return float64(s.Buffered) }),
 		gauge("highwater_buffer_bytes", "Disk used by the buffer.",
@@ -68,6 +87,16 @@ func NewRegistry(src Source) *prometheus.Registry {
 	return reg
 }
 
+// deadLetters is highwater_dead_letters_total for one stage: poison records
+// set aside by --on-error=dlq, at ingest or when their window was applied.
+func deadLetters(src Source, stage string, f func(processor.Stats) int64) prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name:        "highwater_dead_letters_total",
+		Help:        "Poison records set aside in the dead-letter topic and table (--on-error=dlq), by the stage where they failed.",
+		ConstLabels: prometheus.Labels{"stage": stage},
+	}, func() float64 { return float64(f(src.Stats())) })
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1
@@ -84,9 +113,9 @@ func lag(s processor.Stats) float64 {
 
 // Serve serves /metrics, /healthz and /readyz on addr until ctx ends.
 // Ready means the member owns partitions and has applied a first window.
-func Serve(ctx context.Context, addr string, src Source, log *zap.Logger) error {
+func Serve(ctx context.Context, addr string, src Source, log *zap.Logger, opts ...Option) error {
 	mux := http.NewServeMux()
-	mux.Handle("/metrics", promhttp.HandlerFor(NewRegistry(src), promhttp.HandlerOpts{}))
+	mux.Handle("/metrics", promhttp.HandlerFor(NewRegistry(src, opts...), promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
 		s := src.Stats()

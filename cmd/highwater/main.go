@@ -26,9 +26,13 @@ const usage = `highwater: CockroachDB changefeeds -> a clean, transactionally co
 
 Usage:
   highwater run [flags]        consume a changefeed and apply it to a warehouse (run -h for flags)
+  highwater status [flags]     print the warehouse checkpoints and watermark of a group (--sink, --group, --json)
+  highwater config check [flags]  validate a configuration and print it, secrets redacted
   highwater demo [flags]       the whole pipeline on an embedded broker, registry and DuckDB
   highwater simulate [flags]   play a CockroachDB-like changefeed into any Kafka + Schema Registry
   highwater bench [flags]      measure the pipeline end to end (make bench)
+  highwater snowflake-sql      print the Snowflake stage, pipe and MERGE task SQL for a files sink
+  highwater probe [URL]        exit 0 if URL (default: this host's /healthz) answers 2xx; the container health check
   highwater version            print the version
 `
 
@@ -73,8 +77,16 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return demoCmd(ctx, args[1:], stdout, stderr)
 	case "bench":
 		return benchCmd(ctx, args[1:], stdout, stderr)
+	case "probe":
+		return probeCmd(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "status":
+		return statusCmd(ctx, args[1:], os.Getenv, stdout, stderr)
+	case "config":
+		return configCmd(ctx, args[1:], os.Getenv, stdout, stderr)
 	case "simulate":
 		return simulateCmd(ctx, args[1:], stdout, stderr)
+	case "snowflake-sql":
+		return snowflakeCmd(ctx, args[1:], stdout, stderr)
 	case "version", "--version", "-v":
 		fmt.Fprintln(stdout, "highwater", version)
 		return nil

@@ -36,7 +36,7 @@ func TestRunRejectsBadConfigurationClearly(t *testing.T) {
 		args []string
 		want string
 	}{
-		{"unknown sink scheme", base("mysql://x/y"), `unknown scheme "mysql" (supported: duckdb://, postgres://, postgresql://)`},
+		{"unknown sink scheme", base("mysql://x/y"), `unknown scheme "mysql" (supported: duckdb://, file://, postgres://, postgresql://, s3://)`},
 		{"missing topics", base("duckdb://"+filepath.Join(dir, "a.duckdb"), "--startup-timeout", "1s"), "topics [orders] do not exist"},
 		{"unreachable broker", []string{"run", "--brokers", "127.0.0.1:1", "--registry", "http://127.0.0.1:1", "--topics", "orders",
 			"--sink", "duckdb://" + filepath.Join(dir, "b.duckdb"), "--buffer-dir", filepath.Join(dir, "buf2"), "--startup-timeout", "2s", "--log-level", "error"},

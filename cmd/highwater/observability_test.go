@@ -1,0 +1,141 @@
+package main
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/highwater-dev/highwater/internal/devstack"
+	"github.com/highwater-dev/highwater/simulator"
+)
+
+// TestRunServesMetrics runs `highwater run --metrics-addr` over a simulated
+// feed and scrapes it until the feed is applied: the per-table row
+// counters, the flush histogram, the per-partition gauges and /readyz must
+// all come from the live pipeline.
+func TestRunServesMetrics(t *testing.T) {
+	stack, err := devstack.Start(devstack.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stack.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	sim, err := simulator.New(ctx, simulator.Options{Brokers: stack.Brokers(), RegistryURL: stack.RegistryURL(), Partitions: 2, Diff: true, Seed: 5},
+		simulator.TelemetryTables()...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sim.Close()
+	if err := sim.RunTelemetry(ctx, simulator.Workload{Txns: 300, KeysPerTable: 30, RowsPerTxn: 2, DeleteProb: 0.1, ResolveEvery: 50}); err != nil {
+		t.Fatal(err)
+	}
+	final, err := sim.Resolve(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close()
+
+	dir := t.TempDir()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	done := make(chan error, 1)
+	out := newSyncBuffer()
+	go func() {
+		done <- run(runCtx, []string{"run", "--brokers", stack.Brokers()[0], "--registry", stack.RegistryURL(),
+			"--topics", strings.Join(sim.Topics(), ","), "--group", "observed", "--sink", "duckdb://" + filepath.Join(dir, "wh.duckdb"),
+			"--buffer-dir", filepath.Join(dir, "buffer"), "--metrics-addr", addr, "--log-level", "warn"}, out, out)
+	}()
+	get := func(path string) (int, string) {
+		resp, err := http.Get("http://" + addr + path)
+		if err != nil {
+			return 0, ""
+		}
+		defer resp.Body.Close()
+		body, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(body)
+	}
+	// Scrape until the frontier is the feed's final resolved timestamp;
+	// the minute-long context bounds a broken run.
+	frontierWall := regexp.MustCompile(`(?m)^highwater_frontier_timestamp_seconds (\S+)$`)
+	want := float64(final.WallTime) / 1e9
+	var body string
+	for caughtUp := false; !caughtUp; {
+		select {
+		case err := <-done:
+			t.Fatalf("run ended: %v\n%s", err, out)
+		case <-time.After(50 * time.Millisecond):
+		}
+		_, body = get("/metrics")
+		if m := frontierWall.FindStringSubmatch(body); m != nil {
+			v, err := strconv.ParseFloat(m[1], 64)
+			caughtUp = err == nil && v >= want
+		}
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`(?m)^highwater_rows_written_total\{op="(insert|update)",table="features"\} [1-9]`),
+		regexp.MustCompile(`(?m)^highwater_rows_written_total\{op="delete",table="(features|nodes)"\} [1-9]`),
+		regexp.MustCompile(`(?m)^highwater_flush_duration_seconds_count [1-9]`),
+		regexp.MustCompile(`(?m)^highwater_partition_applied_lag_seconds\{partition="1",topic="` + regexp.QuoteMeta(sim.Topics()[0]) + `"\} `),
+		regexp.MustCompile(`(?m)^highwater_partition_resolved_lag_seconds\{partition="0",topic="` + regexp.QuoteMeta(sim.Topics()[0]) + `"\} `),
+		regexp.MustCompile(`(?m)^highwater_consumer_lag_records\{partition="0",topic="` + regexp.QuoteMeta(sim.Topics()[0]) + `"\} 0$`),
+		regexp.MustCompile(`(?m)^highwater_rebalances_total [1-9]`),
+		regexp.MustCompile(`(?m)^highwater_partitions_owned 4$`),
+	} {
+		if !want.MatchString(body) {
+			t.Errorf("/metrics lacks %s", want)
+		}
+	}
+	if code, _ := get("/readyz"); code != http.StatusOK {
+		t.Errorf("/readyz = %d after the feed was applied", code)
+	}
+	stop()
+	if err := <-done; err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+}
+
+func TestLogFormatsAndLevels(t *testing.T) {
+	for _, tc := range []struct {
+		level, format string
+		json          bool
+		debugShown    bool
+	}{
+		{"info", "auto", true, false}, // a buffer is not a terminal
+		{"debug", "json", true, true},
+		{"warn", "console", false, false},
+	} {
+		var buf strings.Builder
+		log, err := newLogger(tc.level, tc.format, &buf)
+		if err != nil {
+			t.Fatal(err)
+		}
+		log.Debug("debug line")
+		log.Warn("warn line")
+		out := buf.String()
+		if got := strings.HasPrefix(out, "{"); got != tc.json {
+			t.Errorf("%s/%s: JSON = %v, want %v:\n%s", tc.level, tc.format, got, tc.json, out)
+		}
+		if got := strings.Contains(out, "debug line"); got != tc.debugShown {
+			t.Errorf("%s/%s: debug shown = %v, want %v", tc.level, tc.format, got, tc.debugShown)
+		}
+		if !strings.Contains(out, "warn line") {
+			t.Errorf("%s/%s: warn line missing", tc.level, tc.format)
+		}
+	}
+	if _, err := newLogger("loud", "json", io.Discard); err == nil {
+		t.Error("log level loud accepted")
+	}
+}

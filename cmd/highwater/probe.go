@@ -1,0 +1,81 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/highwater-dev/highwater/config"
+)
+
+// probeCmd is the container health check: `highwater probe [URL]` exits 0
+// when URL answers 2xx. Without a URL it asks /healthz of the metrics server
+// this container's environment configures (HIGHWATER_METRICS_ADDR), so that
+// a slim runtime image needs neither curl nor wget.
+func probeCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "Usage: highwater probe [--timeout 3s] [URL]\n\n"+
+			"Exits 0 when URL answers 2xx. The default URL is /healthz on %s's port of this host.\n\n", config.EnvName("metrics-addr"))
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	var target string
+	switch fs.NArg() {
+	case 0:
+		u, err := probeURL(getenv(config.EnvName("metrics-addr")))
+		if err != nil {
+			return err
+		}
+		target = u
+	case 1:
+		target = fs.Arg(0)
+	default:
+		return fmt.Errorf("probe takes at most one URL, got %q: %w", fs.Args(), errUsage)
+	}
+	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return fmt.Errorf("probe %s: %w", target, err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return fmt.Errorf("probe: %w", err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
+	if resp.StatusCode < 200 || resp.StatusCode > 299 {
+		return fmt.Errorf("probe %s: %s: %s", target, resp.Status, strings.TrimSpace(string(body)))
+	}
+	fmt.Fprintf(stdout, "%s: %s", target, body)
+	return nil
+}
+
+// probeURL is the /healthz URL of a metrics server listening on addr
+// (":9090", "0.0.0.0:9090", "[::]:9090", "host:9090"), as seen from the
+// same host.
+func probeURL(addr string) (string, error) {
+	if addr == "" {
+		return "", errors.New("probe: no URL given and " + config.EnvName("metrics-addr") + " is not set")
+	}
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", fmt.Errorf("probe: metrics address %q: %w", addr, err)
+	}
+	// A wildcard listen address is reachable on loopback.
+	if host == "" || host == "0.0.0.0" || host == "::" {
+		host = "127.0.0.1"
+	}
+	return "http://" + net.JoinHostPort(host, port) + "/healthz", nil
+}

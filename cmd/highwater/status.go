@@ -1,0 +1,178 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"sort"
+	"text/tabwriter"
+	"time"
+
+	"github.com/highwater-dev/highwater/config"
+	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
+)
+
+const statusUsage = `Usage: highwater status [--sink URL] [--group G] [--json] [--config FILE]
+
+Reads the warehouse checkpoints of a consumer group and prints, per topic and
+partition, the applied resolved HLC, its wall time, its age and the next
+offset, then the watermark ("complete through") per topic and for the feed.
+--sink and --group come from flags, HIGHWATER_* env or the --config file, as
+for run; the other run settings are accepted and ignored.
+`
+
+func statusCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	l := config.NewLoader("status", getenv)
+	jsonOut := l.FlagSet().Bool("json", false, "print JSON instead of tables")
+	if err := l.FlagSet().Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			fmt.Fprint(stderr, statusUsage)
+			return err
+		}
+		return fmt.Errorf("status: %w", err)
+	}
+	if l.FlagSet().NArg() > 0 {
+		return fmt.Errorf("status: unexpected arguments %q", l.FlagSet().Args())
+	}
+	cfg, err := l.Merge()
+	if err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
+	if cfg.Sink == "" {
+		return errors.New("status: no warehouse: set --sink (env HIGHWATER_SINK)")
+	}
+	if cfg.Group == "" {
+		return errors.New("status: empty --group")
+	}
+	// The writer logs routine work at info; status prints its own result.
+	log, err := newLogger("warn", cfg.LogFormat, stderr)
+	if err != nil {
+		return err
+	}
+	w, err := openWriter(ctx, cfg.Sink, sinks.Options{}, log)
+	if err != nil {
+		return err
+	}
+	defer w.Close()
+	cps, err := w.Checkpoints(ctx, cfg.Group)
+	if err != nil {
+		return fmt.Errorf("read checkpoints of group %q from %s: %w", cfg.Group, config.RedactURL(cfg.Sink), err)
+	}
+	if len(cps) == 0 {
+		return fmt.Errorf("no checkpoints for group %q in %s: has `highwater run --group %s` started against this warehouse?",
+			cfg.Group, config.RedactURL(cfg.Sink), cfg.Group)
+	}
+	st := newStatus(cfg.Group, cps, time.Now())
+	if *jsonOut {
+		enc := json.NewEncoder(stdout)
+		enc.SetIndent("", "  ")
+		return enc.Encode(st)
+	}
+	return st.writeTables(stdout)
+}
+
+// status is what `highwater status` reports; its JSON form is --json's.
+type status struct {
+	Group      string            `json:"group"`
+	Now        time.Time         `json:"now"`
+	Partitions []partitionStatus `json:"partitions"`
+	Topics     []watermark       `json:"topics"`
+	// Feed is the min over every partition: the warehouse is complete
+	// through it.
+	Feed watermark `json:"feed"`
+}
+
+type partitionStatus struct {
+	Topic      string `json:"topic"`
+	Partition  int32  `json:"partition"`
+	NextOffset int64  `json:"next_offset"`
+	point
+}
+
+type watermark struct {
+	Topic string `json:"topic,omitempty"`
+	point
+}
+
+// point is a resolved HLC with its wall time and age; the zero HLC (a
+// partition registered but never applied) has neither.
+type point struct {
+	Resolved   string     `json:"resolved"`
+	WallTime   *time.Time `json:"wall_time"`
+	AgeSeconds *float64   `json:"age_seconds"`
+	hlc        schemas.HLC
+}
+
+func newPoint(h schemas.HLC, now time.Time) point {
+	p := point{Resolved: h.String(), hlc: h}
+	if !h.IsZero() {
+		wall := h.Time().UTC()
+		age := now.Sub(wall).Seconds()
+		p.WallTime, p.AgeSeconds = &wall, &age
+	}
+	return p
+}
+
+func newStatus(group string, cps []sinks.Checkpoint, now time.Time) status {
+	cps = append([]sinks.Checkpoint(nil), cps...)
+	sort.Slice(cps, func(i, j int) bool {
+		if cps[i].Topic != cps[j].Topic {
+			return cps[i].Topic < cps[j].Topic
+		}
+		return cps[i].Partition < cps[j].Partition
+	})
+	st := status{Group: group, Now: now.UTC()}
+	var feed schemas.HLC
+	for i, cp := range cps {
+		st.Partitions = append(st.Partitions, partitionStatus{Topic: cp.Topic, Partition: cp.Partition, NextOffset: cp.NextOffset, point: newPoint(cp.Resolved, now)})
+		if i == 0 || cp.Resolved.Less(feed) {
+			feed = cp.Resolved
+		}
+		if n := len(st.Topics); n == 0 || st.Topics[n-1].Topic != cp.Topic {
+			st.Topics = append(st.Topics, watermark{Topic: cp.Topic, point: point{hlc: cp.Resolved}})
+		} else if cp.Resolved.Less(st.Topics[n-1].hlc) {
+			st.Topics[n-1].hlc = cp.Resolved
+		}
+	}
+	for i := range st.Topics {
+		st.Topics[i].point = newPoint(st.Topics[i].hlc, now)
+	}
+	st.Feed = watermark{point: newPoint(feed, now)}
+	return st
+}
+
+func (p point) cells() (wall, age string) {
+	if p.WallTime == nil {
+		return "-", "-"
+	}
+	d := time.Duration(*p.AgeSeconds * float64(time.Second))
+	if d > time.Second || d < -time.Second {
+		d = d.Round(time.Second)
+	} else {
+		d = d.Round(time.Millisecond)
+	}
+	return p.WallTime.Format(time.RFC3339Nano), d.String()
+}
+
+func (st status) writeTables(out io.Writer) error {
+	tw := tabwriter.NewWriter(out, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "group %s\n\n", st.Group)
+	fmt.Fprintln(tw, "TOPIC\tPARTITION\tAPPLIED RESOLVED HLC\tWALL TIME (UTC)\tAGE\tNEXT OFFSET")
+	for _, p := range st.Partitions {
+		wall, age := p.cells()
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%s\t%d\n", p.Topic, p.Partition, p.Resolved, wall, age, p.NextOffset)
+	}
+	fmt.Fprintln(tw)
+	fmt.Fprintln(tw, "WATERMARK\tTOPIC\tHLC\tWALL TIME (UTC)\tAGE")
+	for _, t := range st.Topics {
+		wall, age := t.cells()
+		fmt.Fprintf(tw, "topic\t%s\t%s\t%s\t%s\n", t.Topic, t.Resolved, wall, age)
+	}
+	wall, age := st.Feed.cells()
+	fmt.Fprintf(tw, "feed\t\t%s\t%s\t%s\n", st.Feed.Resolved, wall, age)
+	return tw.Flush()
+}
