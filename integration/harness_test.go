@@ -17,6 +17,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
@@ -178,19 +179,30 @@ type memberConfig struct {
 	changelog bool
 	stopAt    schemas.HLC
 	bufferDir string
+	// registryURL, when set, replaces the stack's registry URL (a proxy
+	// in front of it, for outages).
+	registryURL string
+	// kafkaOpts are added to the member's Kafka client options (a dialer
+	// through a proxy, for outages).
+	kafkaOpts []kgo.Opt
+	// diskBudget is the buffer's disk budget (0: unlimited).
+	diskBudget int64
 }
 
 func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
-	reg, err := schemas.NewRegistry(f.stack.RegistryURL())
+	if mc.registryURL == "" {
+		mc.registryURL = f.stack.RegistryURL()
+	}
+	reg, err := schemas.NewRegistry(mc.registryURL)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if mc.bufferDir == "" {
 		mc.bufferDir = t.TempDir()
 	}
-	buf, err := buffer.Open(buffer.Options{Dir: mc.bufferDir, Logger: log})
+	buf, err := buffer.Open(buffer.Options{Dir: mc.bufferDir, DiskBudget: mc.diskBudget, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,6 +216,7 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 		Writer:           w,
 		Changelog:        mc.changelog,
 		StopAt:           mc.stopAt,
+		KafkaOptions:     mc.kafkaOpts,
 		SessionTimeout:   2 * time.Second,
 		RebalanceTimeout: 5 * time.Second,
 		Logger:           log,

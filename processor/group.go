@@ -28,6 +28,8 @@ func (p *Processor) onAssigned(ctx context.Context, _ *kgo.Client, assigned map[
 		}
 	}
 	p.stats.partitions.Store(int64(len(p.parts)))
+	p.rebalanced(assigned)
+	p.publishPartitions()
 	p.log.Info("partitions assigned", zap.Any("partitions", assigned))
 }
 
@@ -53,6 +55,9 @@ func (p *Processor) adjustOffsets(ctx context.Context, offsets map[string]map[in
 				p.parts[bp] = st
 			}
 			cp, hasCP := cps[bp]
+			// A zero checkpoint only registers the partition for the
+			// watermark (registerPartitions): nothing is applied yet.
+			hasCP = hasCP && !cp.Resolved.IsZero()
 			st.applied, st.resolved = cp.Resolved, cp.Resolved
 			resume := kgo.NewOffset().AtStart()
 			if hasCP {
@@ -85,6 +90,7 @@ func (p *Processor) adjustOffsets(ctx context.Context, offsets map[string]map[in
 		}
 	}
 	p.stats.partitions.Store(int64(len(p.parts)))
+	p.publishPartitions()
 	return offsets, nil
 }
 
@@ -109,6 +115,59 @@ func (p *Processor) checkpoints(ctx context.Context) (map[buffer.Partition]sinks
 		}
 		backoff = min(backoff*2, 5*time.Second)
 	}
+}
+
+// registerPartitions writes a zero checkpoint for every partition of the
+// feed's topics that has none yet, so that the warehouse watermark (min
+// resolved over the checkpoints) stays back until every partition, owned
+// by a running member or not, has been applied once. The writers never move
+// a checkpoint back, so a member applying a partition meanwhile is safe.
+func (p *Processor) registerPartitions(ctx context.Context) error {
+	backoff := 100 * time.Millisecond
+	for {
+		err := p.registerMissing(ctx)
+		if err == nil {
+			return nil
+		}
+		p.log.Warn("registering the feed's partitions in the warehouse failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("register the feed's partitions in the warehouse: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
+}
+
+func (p *Processor) registerMissing(ctx context.Context) error {
+	cps, err := p.checkpoints(ctx)
+	if err != nil {
+		return err
+	}
+	var missing []sinks.Checkpoint
+	for t, n := range p.numPartitions {
+		for i := int32(0); i < n; i++ {
+			if _, ok := cps[buffer.Partition{Topic: t, Partition: i}]; !ok {
+				missing = append(missing, sinks.Checkpoint{Group: p.cfg.Group, Topic: t, Partition: i})
+			}
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	tx, err := p.cfg.Writer.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := tx.Checkpoint(ctx, missing); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return err
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return err
+	}
+	p.log.Info("registered the feed's partitions in the warehouse", zap.Int("partitions", len(missing)))
+	return nil
 }
 
 // onRevoked forgets partitions that moved to another member. Their buffered
@@ -140,6 +199,8 @@ func (p *Processor) forget(ctx context.Context, parts map[string][]int32, why st
 		}
 	}
 	p.stats.partitions.Store(int64(len(p.parts)))
+	p.rebalanced(parts)
+	p.publishPartitions()
 	if len(parts) > 0 {
 		p.log.Info("partitions "+why, zap.Any("partitions", parts))
 	}
