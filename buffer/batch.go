@@ -26,6 +26,8 @@ type Batch struct {
 	parts []bpart
 	index map[Partition]int
 	err   error
+	// dead are the dead letters (deadletter.go).
+	dead []bdead
 }
 
 // bent locates one event in the arena.
@@ -194,6 +196,9 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 		if err := wb.Set(key, val); err != nil {
 			return fail(err)
 		}
+		if e.ts.Less(pt.trimFrom) {
+			pt.trimFrom = e.ts // the next trim must see it
+		}
 		offs[e.part] = append(offs[e.part], offHLC{e.off, e.ts})
 		deltaN[e.part]++
 		deltaB[e.part] += size
@@ -220,6 +225,9 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 				return fail(err)
 			}
 		}
+	}
+	if err := b.writeDeadLetters(wb, pts); err != nil {
+		return fail(err)
 	}
 	if err := wb.Flush(); err != nil {
 		return fail(err)

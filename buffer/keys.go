@@ -19,6 +19,7 @@ import (
 //	'e' | id (4) | HLC (12) | table | 0 | key -> offset (8) | value      the events
 //	'o' | id (4) | first offset (8) | seq (8) -> max HLC (12) | n x (uvarint offset-first, HLC (12))
 //	                                     offset index runs for LowOffset, up to runEntries per run
+//	'd' | id (4) | offset (8)            -> dead letter set aside at ingest (deadletter.go)
 //
 // The id is a small number allocated once per (topic, partition) and per
 // Reset, so event keys carry 4 bytes instead of the topic name, and a Reset

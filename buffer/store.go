@@ -106,6 +106,22 @@ const (
 	// numMemtables: one being written plus one being flushed. More only
 	// helps bursts that outrun L0 flushing, and each costs ~20 MB.
 	numMemtables = 2
+	// numLevelZeroTables: L0 is compacted into L1 once it holds 12 tables
+	// (~190 MB; Badger's default is 5, this store used 4). Buffered events
+	// are short-lived: an event is trimmed (a tombstone written) within a
+	// window or two. With a deep L0 most events meet their tombstone while
+	// both are still in L0, and the L0->L1 compaction drops the pair
+	// instead of first rewriting the event into L1 and L2 and the
+	// tombstone after it. Measured end to end (1M events, loaded machine):
+	// 11.5-16.6 µs of CPU per event against 14.5-19.3 with 4, compaction
+	// down from ~21% of the CPU to ~10%. Reads merge more L0 tables, which
+	// the window scan and the duplicate lookup (bloom filters) barely
+	// notice.
+	numLevelZeroTables = 12
+	// numLevelZeroTablesStall: writers stall at 30 L0 tables (~480 MB),
+	// far above numLevelZeroTables, so that compaction falling behind slows
+	// ingest only in a long burst.
+	numLevelZeroTablesStall = 30
 	// valueThreshold: values up to 1 KB, the bulk of changefeed rows, live
 	// in the LSM tree next to their key: one write, no value-log GC needed
 	// when they are trimmed (compaction drops them). Larger rows go to the
@@ -118,9 +134,10 @@ const (
 	// and mmaps whole files, and GC reclaims space one file at a time, so
 	// small files keep the footprint close to the live data.
 	valueLogFileSize = 64 << 20
-	// blockCacheSize: data is not compressed (below), so blocks are read
-	// straight from the mmapped tables and a cache would duplicate the page
-	// cache; a small one keeps hot index blocks of recent tables warm.
+	// blockCacheSize: compressed blocks (below) are decompressed into the
+	// block cache when read. The window scan reads each block once, in
+	// order, and the duplicate lookup touches only the newest tables, so a
+	// small cache suffices.
 	blockCacheSize = 8 << 20
 	// indexCacheSize bounds the memory of table indexes and bloom filters,
 	// which Badger otherwise keeps in memory for every table (unbounded with
@@ -174,6 +191,16 @@ type part struct {
 	// maxHLC bounds every event HLC of id in the store: an event above it
 	// cannot be a duplicate, so Write skips the duplicate lookup for it.
 	maxHLC schemas.HLC
+	// trimFrom is where the next trim starts its walk: no event of id below
+	// it is stored (a complete trim deleted them, and Write lowers it for
+	// an event written below it). Without it every trim would walk from the
+	// front of the range over the tombstones of the earlier trims that
+	// compaction has not dropped yet. Zero (walk everything) after Open.
+	// Guarded by Store.mu.
+	trimFrom schemas.HLC
+	// deadFrom is where dead-letter walks start: those below it were
+	// trimmed (deadletter.go). Zero after Open.
+	deadFrom atomic.Int64
 }
 
 // Open opens (or creates) the buffer store. If the previous process did not
@@ -194,16 +221,18 @@ func Open(opts Options) (*Store, error) {
 		WithInMemory(opts.InMemory).
 		WithMemTableSize(memTableSize).
 		WithNumMemtables(numMemtables).
-		// Start compacting L0 at 4 tables, stall writers only at 12 (about
-		// 200 MB of L0): bursts are absorbed, compaction catches up.
-		WithNumLevelZeroTables(4).
-		WithNumLevelZeroTablesStall(12).
+		WithNumLevelZeroTables(numLevelZeroTables).
+		WithNumLevelZeroTablesStall(numLevelZeroTablesStall).
 		WithValueThreshold(valueThreshold).
 		WithValueLogFileSize(valueLogFileSize).
-		// Changefeed payloads are Avro (already compact) and live for
-		// seconds to minutes: compression would cost CPU on the hot path
-		// for little disk saving.
-		WithCompression(options.None).
+		// Snappy block compression: Badger writes its tables through
+		// mmap, so every table page counts in the process's RSS until the
+		// kernel reclaims it; compressed tables halve that and the disk
+		// (2M buffered events: 410-450 -> 200-275 MiB file-backed RSS,
+		// 500-570 -> 345-390 MiB on disk). Keys (table name, HLC prefix)
+		// and Avro rows of one table compress well, and Snappy's CPU cost
+		// was below the noise of the end-to-end benchmark.
+		WithCompression(options.Snappy).
 		WithBlockCacheSize(blockCacheSize).
 		WithIndexCacheSize(indexCacheSize).
 		WithNumCompactors(numCompactors).
@@ -404,9 +433,9 @@ func (s *Store) reap() error {
 	if len(s.garbage) == 0 {
 		return nil
 	}
-	prefixes := make([][]byte, 0, 2*len(s.garbage))
+	prefixes := make([][]byte, 0, 3*len(s.garbage))
 	for _, id := range s.garbage {
-		prefixes = append(prefixes, idPrefix(prefixEvent, id), idPrefix(prefixOffset, id))
+		prefixes = append(prefixes, idPrefix(prefixEvent, id), idPrefix(prefixOffset, id), idPrefix(prefixDead, id))
 	}
 	if err := s.db.DropPrefix(prefixes...); err != nil {
 		return fmt.Errorf("drop retired partition data: %w", err)

@@ -1,9 +1,15 @@
 package buffer
 
 import (
+	"cmp"
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -96,14 +102,65 @@ func (s *Store) Trim(ctx context.Context, parts []Partition, through schemas.HLC
 		return err
 	}
 	defer s.kickBackground()
-	for _, p := range parts {
-		if err := s.trim(ctx, p, through); err != nil {
-			return fmt.Errorf("buffer: trim %s[%d] through %s: %w", p.Topic, p.Partition, through, err)
+	parts = slices.Clone(parts)
+	slices.SortFunc(parts, func(a, b Partition) int {
+		return cmp.Or(strings.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	parts = slices.Compact(parts) // a partition is trimmed by one worker only
+	// Partitions are independent key ranges: trimWorkers goroutines trim
+	// them side by side. A window's trim is mostly its key walk and the
+	// preparation of a tombstone per event, which Badger's single write
+	// goroutine then applies; with one worker a large window's trim ran on
+	// one core for seconds after its commit, the tail of a backlog.
+	errs := make([]error, len(parts))
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	for range min(trimWorkers, len(parts)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := int(next.Add(1) - 1); i < len(parts); i = int(next.Add(1) - 1) {
+				errs[i] = s.trim(ctx, parts[i], through)
+			}
+		}()
+	}
+	wg.Wait()
+	var first error
+	for i, err := range errs {
+		if err == nil {
+			continue
+		}
+		var f writeFailure
+		if errors.As(err, &f) && s.failed == nil {
+			// The deletions or the counters may be half-written: the
+			// counters no longer match the data until a reopen recounts.
+			s.failed = f.err
+		}
+		if first == nil {
+			p := parts[i]
+			first = fmt.Errorf("buffer: trim %s[%d] through %s: %w", p.Topic, p.Partition, through, err)
 		}
 	}
-	return nil
+	return first
 }
 
+// trimWorkers is how many partitions Trim trims at once: the machines this
+// runs on have two cores, and Badger applies the tombstones on a goroutine
+// of its own.
+const trimWorkers = 2
+
+// writeFailure marks an error of trim after which the store's counters may
+// no longer match its data (Trim then refuses further writes, see
+// Store.failed). trim runs on several goroutines, so it reports instead of
+// setting Store.failed itself.
+type writeFailure struct{ err error }
+
+func (f writeFailure) Error() string { return f.err.Error() }
+func (f writeFailure) Unwrap() error { return f.err }
+
+// trim trims one partition. It may run concurrently for different
+// partitions (Trim holds mu for all of them); failures that leave the
+// counters behind the data come back as writeFailure.
 func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) error {
 	pt := s.lookup(p)
 	if pt == nil {
@@ -133,10 +190,15 @@ func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) erro
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
 
-	// Events: a key-only walk from the front of p's range up to through.
+	// Events: a key-only walk up to through, from where the last complete
+	// trim ended (nothing is stored below trimFrom) or the front.
 	prefix := idPrefix(prefixEvent, pt.id)
+	start := prefix
+	if !pt.trimFrom.IsZero() {
+		start = pt.trimFrom.AppendBinary(prefix[:len(prefix):len(prefix)])
+	}
 	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+	for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
 		item := it.Item()
 		if through.Less(eventHLC(item.Key())) {
 			break
@@ -151,8 +213,7 @@ func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) erro
 		keys = append(keys, item.Key()...)
 		if err := wb.Delete(keys[start:len(keys):len(keys)]); err != nil {
 			it.Close()
-			s.failed = err
-			return err
+			return writeFailure{err}
 		}
 		n++
 		size += item.KeySize() + item.ValueSize()
@@ -182,15 +243,16 @@ func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) erro
 			}
 			if err := wb.Delete(item.KeyCopy(nil)); err != nil {
 				it.Close()
-				s.failed = err
-				return err
+				return writeFailure{err}
 			}
 		}
 		it.Close()
 	}
 	if err := wb.Flush(); err != nil {
-		s.failed = err
-		return err
+		return writeFailure{err}
+	}
+	if complete && pt.trimFrom.Less(through) {
+		pt.trimFrom = through
 	}
 	// The counters after the deletions: a crash in between is repaired by
 	// the recount on Open.
@@ -208,8 +270,7 @@ func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) erro
 	if err := s.db.Update(func(txn *badger.Txn) error {
 		return txn.Set(idPrefix(prefixMeta, pt.id), m.encode())
 	}); err != nil {
-		s.failed = err
-		return err
+		return writeFailure{err}
 	}
 	s.smu.Lock()
 	s.events.Add(m.events - pt.m.events)

@@ -31,6 +31,7 @@ type flushJob struct {
 
 type flushResult struct {
 	cps     []sinks.Checkpoint
+	poison  windowPoison // set aside at apply time (deadletter.go)
 	rows    int
 	took    time.Duration
 	visible time.Time
@@ -90,9 +91,10 @@ func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
 	}
 	p.inflight = nil
 	if res.err != nil {
-		var de *schemas.DecodeError
 		p.attempt++
-		if errors.As(res.err, &de) || ctx.Err() != nil || p.attempt >= flushAttempts {
+		// A poison record fails every attempt alike: stop at once (with
+		// OnErrorFail; other policies set it aside inside the window).
+		if isPoison(res.err) || ctx.Err() != nil || p.attempt >= flushAttempts {
 			return res.err
 		}
 		backoff := min(time.Second<<(p.attempt-1), 10*time.Second)
@@ -117,13 +119,16 @@ func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
 		p.latency.add(res.visible.Sub(closedAt))
 	}
 	if commit {
-		p.commitOffsets(ctx, res.cps)
+		p.toCommit = append(p.toCommit, res.cps...)
 	}
 	f := job.f
 	p.stats.rowsApplied.Add(int64(res.rows))
+	p.stats.deadApply.Add(int64(len(res.poison.dead)))
+	p.stats.skipped.Add(res.poison.skipped)
 	p.stats.windows.Add(1)
 	p.stats.frontier.Store(&f)
 	p.stats.lastFlush.Store(int64(res.took))
+	p.observeWindow(f, res.took, res.rows)
 	if lat := p.latency.last(); lat > 0 {
 		p.stats.lastVisible.Store(int64(lat))
 	}
@@ -155,7 +160,8 @@ func (p *Processor) flush(ctx context.Context, parts []buffer.Partition, advance
 	if err != nil {
 		return fail(fmt.Errorf("begin window through %s: %w", f, err))
 	}
-	rows, err := p.writeWindow(ctx, tx, parts, f)
+	var poison windowPoison
+	rows, err := p.writeWindow(ctx, tx, parts, f, &poison)
 	if err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return fail(err)
@@ -175,6 +181,16 @@ func (p *Processor) flush(ctx context.Context, parts []buffer.Partition, advance
 		}
 		cps = append(cps, sinks.Checkpoint{Group: p.cfg.Group, Topic: bp.Topic, Partition: bp.Partition, Resolved: f, NextOffset: next})
 	}
+	// Dead letters set aside at ingest below the new resume offsets, and
+	// those of this window's apply, land with the checkpoints.
+	dead, err := p.bufferedDeadLetters(cps)
+	if err == nil && len(dead)+len(poison.dead) > 0 {
+		err = tx.DeadLetters(ctx, append(dead, poison.dead...))
+	}
+	if err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return fail(fmt.Errorf("dead letters of the window through %s: %w", f, err))
+	}
 	if err := tx.Checkpoint(ctx, cps); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return fail(fmt.Errorf("checkpoint window through %s: %w", f, err))
@@ -190,41 +206,53 @@ func (p *Processor) flush(ctx context.Context, parts []buffer.Partition, advance
 		// idempotently by the next window.
 		p.log.Warn("trimming the buffer after a window failed", zap.Stringer("through", f), zap.Error(err))
 	}
-	return flushResult{cps: cps, rows: rows, took: time.Since(start), visible: visible}
+	if len(dead) > 0 {
+		p.trimDeadLetters(cps)
+	}
+	return flushResult{cps: cps, poison: poison, rows: rows, took: time.Since(start), visible: visible}
 }
 
-// writeWindow streams the window from the buffer into tx. Without a
-// changelog only each key's newest version matters: a first pass over the
-// window finds it, and older versions are skipped before they are decoded.
-// Both passes read forward: Badger's reverse iteration would walk every
-// tombstone the earlier windows' trims left below the window.
-func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer.Partition, f schemas.HLC) (int, error) {
+// writeWindow streams the window from the buffer into tx in one forward
+// pass. With a changelog every version is decoded and written. Without one
+// only each key's newest version matters: the pass keeps the latest version
+// of every key (newestVersions) and decodes only those at the end, so older
+// versions are never decoded. The pass reads forward: Badger's reverse
+// iteration would walk every tombstone the earlier windows' trims left below
+// the window.
+// Poison events are handled by Config.OnError (poisonApply) into poison.
+func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer.Partition, f schemas.HLC, poison *windowPoison) (int, error) {
 	w := &windowWriter{ctx: ctx, tx: tx, batch: p.cfg.FlushBatch, pending: make(map[string]*pendingTable)}
-	var newest map[string]schemas.HLC
-	var keyBuf []byte
-	identity := func(ev buffer.Event) []byte {
-		keyBuf = append(append(append(keyBuf[:0], ev.Table...), 0), ev.Key...)
-		return keyBuf
-	}
-	if !p.cfg.Changelog {
-		newest = make(map[string]schemas.HLC)
-		if err := p.cfg.Buffer.Scan(ctx, parts, f, buffer.ScanOptions{}, func(_ buffer.Partition, ev buffer.Event) error {
-			newest[string(identity(ev))] = ev.Updated // ascending: the last one wins
-			return nil
-		}); err != nil {
-			return 0, fmt.Errorf("index window through %s: %w", f, err)
-		}
-	}
-	err := p.cfg.Buffer.Scan(ctx, parts, f, buffer.ScanOptions{}, func(bp buffer.Partition, ev buffer.Event) error {
-		if newest != nil && newest[string(identity(ev))] != ev.Updated {
-			return nil
-		}
+	apply := func(bp buffer.Partition, ev buffer.Event) error {
 		row, err := p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)
+		if err == nil {
+			if err = checkRowKey(row); err != nil {
+				id, _, _ := schemas.ParseFrame(ev.Value)
+				err = &schemas.DecodeError{SchemaID: id, Err: err}
+			}
+		}
 		if err != nil {
-			return locate(err, bp, ev.Offset)
+			return p.poisonApply(ctx, poison, bp, ev, locate(err, bp, ev.Offset))
 		}
 		return w.add(row)
-	})
+	}
+	var err error
+	if p.cfg.Changelog {
+		err = p.cfg.Buffer.Scan(ctx, parts, f, buffer.ScanOptions{}, apply)
+	} else {
+		nv := newNewestVersions(newestVersionsBytes)
+		err = p.cfg.Buffer.Scan(ctx, parts, f, buffer.ScanOptions{}, func(bp buffer.Partition, ev buffer.Event) error {
+			if nv.keep(bp, ev) {
+				// Bounded memory: write what is kept so far. A key seen
+				// again later is written again, newer; the writer keeps
+				// the newest version (sinks.Tx.Write).
+				return nv.drain(apply)
+			}
+			return nil
+		})
+		if err == nil {
+			err = nv.drain(apply)
+		}
+	}
 	if err == nil {
 		err = w.flushAll()
 	}
@@ -232,6 +260,81 @@ func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer
 		return 0, fmt.Errorf("write window through %s: %w", f, err)
 	}
 	return w.rows, nil
+}
+
+// newestVersionsBytes bounds the memory newestVersions holds: with 100k
+// keys of ~200 bytes a window needs ~20 MB; a window with more distinct
+// keys is written in several rounds (older versions may then be written
+// too, which the writer resolves).
+const newestVersionsBytes = 32 << 20
+
+// newestVersions keeps the newest version of each (table, key) of a window
+// read in ascending (Updated, Table, Key) order: a later version of a key
+// replaces the earlier one in place. Keys and values are copied into one
+// arena, so a window costs one map entry and no allocation per key beyond
+// the map's.
+type newestVersions struct {
+	limit int            // arena bytes at which keep asks for a drain
+	index map[string]int // table NUL key -> slot
+	slots []versionSlot
+	arena []byte
+	ident []byte
+}
+
+type versionSlot struct {
+	part    buffer.Partition
+	table   string
+	updated schemas.HLC
+	offset  int64
+	k0, k1  int // key: arena[k0:k1]
+	v0, v1  int // value: arena[v0:v1]
+	vcap    int // room for the value at v0 (a longer one is appended)
+}
+
+func newNewestVersions(limit int) *newestVersions {
+	return &newestVersions{limit: limit, index: make(map[string]int)}
+}
+
+// keep records ev as its key's newest version so far and reports whether
+// the memory bound is reached.
+func (nv *newestVersions) keep(bp buffer.Partition, ev buffer.Event) bool {
+	nv.ident = append(append(append(nv.ident[:0], ev.Table...), 0), ev.Key...)
+	if i, ok := nv.index[string(nv.ident)]; ok {
+		sl := &nv.slots[i]
+		sl.part, sl.updated, sl.offset = bp, ev.Updated, ev.Offset
+		if len(ev.Value) <= sl.vcap {
+			sl.v1 = sl.v0 + copy(nv.arena[sl.v0:sl.v0+sl.vcap], ev.Value)
+		} else {
+			sl.v0 = len(nv.arena)
+			nv.arena = append(nv.arena, ev.Value...)
+			sl.v1, sl.vcap = len(nv.arena), len(ev.Value)
+		}
+		return len(nv.arena) >= nv.limit
+	}
+	sl := versionSlot{part: bp, table: ev.Table, updated: ev.Updated, offset: ev.Offset, k0: len(nv.arena)}
+	nv.arena = append(nv.arena, ev.Key...)
+	sl.k1, sl.v0 = len(nv.arena), len(nv.arena)
+	nv.arena = append(nv.arena, ev.Value...)
+	sl.v1, sl.vcap = len(nv.arena), len(ev.Value)
+	nv.index[string(nv.ident)] = len(nv.slots)
+	nv.slots = append(nv.slots, sl)
+	return len(nv.arena) >= nv.limit
+}
+
+// drain passes every kept version to fn and forgets them.
+func (nv *newestVersions) drain(fn func(buffer.Partition, buffer.Event) error) error {
+	for i := range nv.slots {
+		sl := &nv.slots[i]
+		ev := buffer.Event{Updated: sl.updated, Table: sl.table, Key: nv.arena[sl.k0:sl.k1:sl.k1],
+			Offset: sl.offset, Value: nv.arena[sl.v0:sl.v1:sl.v1]}
+		if err := fn(sl.part, ev); err != nil {
+			return err
+		}
+	}
+	clear(nv.index)
+	nv.slots = nv.slots[:0]
+	nv.arena = nv.arena[:0]
+	return nil
 }
 
 // locate returns err as a *schemas.DecodeError that names the record.
@@ -333,7 +436,11 @@ func (p *Processor) commitOffsets(ctx context.Context, cps []sinks.Checkpoint) {
 		}
 		offsets[cp.Topic][cp.Partition] = kgo.EpochOffset{Epoch: -1, Offset: cp.NextOffset}
 	}
-	p.cl.CommitOffsets(ctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+	// Bounded: while the broker is unreachable a commit would wait for the
+	// group to rejoin, and these offsets are only advisory.
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	p.cl.CommitOffsets(cctx, offsets, func(_ *kgo.Client, _ *kmsg.OffsetCommitRequest, _ *kmsg.OffsetCommitResponse, err error) {
+		defer cancel()
 		if err != nil && ctx.Err() == nil {
 			p.log.Debug("committing advisory Kafka offsets failed", zap.Error(err))
 		}

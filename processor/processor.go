@@ -76,7 +76,18 @@ type Config struct {
 	// PollRecords is the most records ingested per buffer write. Default 10000.
 	PollRecords int
 
+	// OnError is what happens to a poison record, one that can never be
+	// decoded or applied (see ErrorPolicy). Default OnErrorFail. Decoder
+	// should fetch its schemas through SchemaSource, so that a failing
+	// registry is retried rather than taken for poison.
+	OnError ErrorPolicy
+	// DeadLetterTopic receives poison records with OnErrorDLQ; it is
+	// created if missing. Default "<Group>.dlq".
+	DeadLetterTopic string
+
 	Logger *zap.Logger
+	// Observer, if set, is told about each applied window (for metrics).
+	Observer Observer
 }
 
 func (c *Config) setDefaults() error {
@@ -105,6 +116,14 @@ func (c *Config) setDefaults() error {
 	if c.PollRecords <= 0 {
 		c.PollRecords = 10000
 	}
+	policy, err := ParseErrorPolicy(string(c.OnError))
+	if err != nil {
+		return fmt.Errorf("processor: %w", err)
+	}
+	c.OnError = policy
+	if c.DeadLetterTopic == "" {
+		c.DeadLetterTopic = c.Group + ".dlq"
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -126,6 +145,13 @@ type Stats struct {
 	Paused       bool        // fetching paused by the buffer's disk budget
 	LastFlush    time.Duration
 	LastVisible  time.Duration // resolved-to-visible latency of the last window
+	Rebalances   int64         // partition assignments, revocations and losses
+
+	// Poison records (see Config.OnError): set aside in the dead-letter
+	// topic and table, at ingest and at apply, and skipped.
+	DeadLettersIngest int64
+	DeadLettersApply  int64
+	Skipped           int64
 }
 
 // partState is what the member knows about one owned partition.
@@ -137,6 +163,9 @@ type partState struct {
 	// resolved-to-visible latency.
 	resolvedAt time.Time
 	ready      bool // offsets adjusted: records may be ingested
+	// nextOffset and highWatermark are from the last fetch with records,
+	// for the consumer lag (PartitionStats).
+	nextOffset, highWatermark int64
 }
 
 // Processor is one member of a feed's consumer group.
@@ -160,6 +189,9 @@ type Processor struct {
 	attempt  int
 	retryAt  time.Time
 	flushErr error
+	// toCommit are the checkpoints of applied windows whose advisory Kafka
+	// offsets the poll loop commits once it has released mu.
+	toCommit []sinks.Checkpoint
 
 	stats struct {
 		consumed, resolvedMsgs, duplicates, rowsApplied, windows atomic.Int64
@@ -167,9 +199,13 @@ type Processor struct {
 		partitions                                               atomic.Int64
 		paused                                                   atomic.Bool
 		lastFlush, lastVisible                                   atomic.Int64
+		deadIngest, deadApply, skipped                           atomic.Int64
 	}
 	latency *latencies
 	stopAt  atomic.Pointer[schemas.HLC]
+	obs     observed
+	// dlq produces to the dead-letter topic (OnErrorDLQ only).
+	dlq *deadLetterProducer
 }
 
 // New validates cfg and returns a Processor; Run starts it.
@@ -206,6 +242,11 @@ func (p *Processor) Stats() Stats {
 		Paused:       p.stats.paused.Load(),
 		LastFlush:    time.Duration(p.stats.lastFlush.Load()),
 		LastVisible:  time.Duration(p.stats.lastVisible.Load()),
+		Rebalances:   p.obs.rebalances.Load(),
+
+		DeadLettersIngest: p.stats.deadIngest.Load(),
+		DeadLettersApply:  p.stats.deadApply.Load(),
+		Skipped:           p.stats.skipped.Load(),
 	}
 	if f := p.stats.frontier.Load(); f != nil {
 		s.Frontier = *f
@@ -232,6 +273,17 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err := p.checkTopics(ctx); err != nil {
 		return err
 	}
+	if err := p.registerPartitions(ctx); err != nil {
+		return err
+	}
+	if p.cfg.OnError == OnErrorDLQ {
+		dlq, err := newDeadLetterProducer(ctx, &p.cfg, p.log)
+		if err != nil {
+			return err
+		}
+		p.dlq = dlq
+		defer dlq.close()
+	}
 	opts := []kgo.Opt{
 		kgo.SeedBrokers(p.cfg.Brokers...),
 		kgo.ConsumerGroup(p.cfg.Group),
@@ -244,7 +296,14 @@ func (p *Processor) Run(ctx context.Context) error {
 		kgo.HeartbeatInterval(p.cfg.SessionTimeout / 5),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()),
 		kgo.FetchMaxBytes(32 << 20),
-		kgo.FetchMaxPartitionBytes(8 << 20),
+		// 1 MB per partition (~5k changefeed rows), not 8: the frontier is
+		// the minimum over the partitions, and with 8 MB fetches the poll
+		// loop got ~40k records of a few partitions at a time, so on a
+		// backlog the first window waited ~5 s for the slowest partition
+		// and most of the backlog fell into 1-2 huge windows applied after
+		// ingest. Small fetches keep the partitions in step: windows start
+		// within a second and stay small (docs/BENCHMARKS.md).
+		kgo.FetchMaxPartitionBytes(1 << 20),
 		kgo.FetchMaxWait(250 * time.Millisecond),
 		kgo.OnPartitionsAssigned(p.onAssigned),
 		kgo.AdjustFetchOffsetsFn(p.adjustOffsets),
@@ -371,8 +430,14 @@ func (p *Processor) loop(ctx context.Context) error {
 		if err == nil {
 			p.applyBackpressure(buf)
 		}
+		p.publishPartitions()
+		commits := p.toCommit
+		p.toCommit = nil
 		p.mu.Unlock()
 		p.cl.AllowRebalance()
+		// Outside mu: a commit waits for a rebalance in progress, and the
+		// rebalance callbacks take mu.
+		p.commitOffsets(ctx, commits)
 		if err != nil {
 			return err
 		}
@@ -415,12 +480,19 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 			// by its new owner.
 			return
 		}
+		st.nextOffset, st.highWatermark = fp.Records[len(fp.Records)-1].Offset+1, fp.HighWatermark
 		for _, r := range fp.Records {
 			consumed++
-			rec, err := p.cfg.Decoder.Extract(ctx, r.Topic, r.Partition, r.Offset, r.Key, r.Value)
+			rec, err := p.extract(ctx, r)
 			if err != nil {
-				firstErr = err
-				break
+				// A poison record the policy lets go is handled: the
+				// partition's consumed offset moves past it.
+				if err := p.poisonIngest(ctx, batch, bp, r, err); err != nil {
+					firstErr = err
+					break
+				}
+				batch.SetConsumed(bp, r.Offset+1)
+				continue
 			}
 			switch {
 			case rec.Resolved:
@@ -454,20 +526,45 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 }
 
 // applyBackpressure pauses fetching while the buffer is over its disk budget
-// and resumes once a flush freed space.
+// and resumes once a flush freed space. Only the partitions ahead of the
+// frontier pause: those holding it back (latest resolved == the frontier,
+// or none yet) keep fetching until their next resolved timestamp arrives.
+// Pausing them too would stall the feed for good whenever the budget is
+// reached inside a window: no window could close and free space. So the
+// buffer stays within the budget plus about one window per partition.
 func (p *Processor) applyBackpressure(buf *buffer.Store) {
-	over := buf.OverBudget()
-	if over == p.paused {
+	if !buf.OverBudget() {
+		if p.paused {
+			p.paused = false
+			p.stats.paused.Store(false)
+			p.log.Info("buffer below its disk budget: resuming fetches")
+			if paused := p.cl.PauseFetchPartitions(nil); len(paused) > 0 {
+				p.cl.ResumeFetchPartitions(paused)
+			}
+		}
 		return
 	}
-	p.paused = over
-	p.stats.paused.Store(over)
-	if over {
-		p.log.Warn("buffer disk budget reached: pausing fetches until a resolved window is flushed", zap.Int64("bytes", buf.Usage().Bytes))
-		p.cl.PauseFetchTopics(p.cfg.Topics...)
-	} else {
-		p.log.Info("buffer below its disk budget: resuming fetches")
-		p.cl.ResumeFetchTopics(p.cfg.Topics...)
+	owned := p.owned()
+	f, _, _ := frontier(owned)
+	ahead, behind := map[string][]int32{}, map[string][]int32{}
+	for _, st := range owned {
+		if f.Less(st.resolved) {
+			ahead[st.p.Topic] = append(ahead[st.p.Topic], st.p.Partition)
+		} else {
+			behind[st.p.Topic] = append(behind[st.p.Topic], st.p.Partition)
+		}
+	}
+	if !p.paused {
+		p.paused = true
+		p.stats.paused.Store(true)
+		p.log.Warn("buffer disk budget reached: pausing fetches of the partitions ahead of the frontier until a resolved window is flushed",
+			zap.Int64("bytes", buf.Usage().Bytes), zap.Stringer("frontier", f))
+	}
+	if len(ahead) > 0 {
+		p.cl.PauseFetchPartitions(ahead)
+	}
+	if len(behind) > 0 {
+		p.cl.ResumeFetchPartitions(behind)
 	}
 }
 

@@ -45,7 +45,8 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	window := fs.Int("window", 50_000, "events between resolved timestamps")
 	partitions := fs.Int("partitions", 8, "partitions per topic")
 	unresolved := fs.Int("unresolved", 2_000_000, "events of the memory feed, buffered without a resolved timestamp (0 skips)")
-	dir := fs.String("dir", "", "working directory (default: a temporary one)")
+	dir := fs.String("dir", "", "working directory (default: a temporary one); the runs' logs are kept in it as throughput.log and memory.log")
+	logLevel := fs.String("log-level", "info", "log level of the measured `highwater run` processes (debug logs every window)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -95,7 +96,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "  raw DuckDB append          %9.0f rows/s\n", appendRate)
 
 	// 4. The pipeline, as its own process.
-	res, err := runBenchProcess(ctx, self, stack, topics, work, "throughput", final)
+	res, err := runBenchProcess(ctx, self, stack, topics, work, "throughput", *logLevel, final)
 	if err != nil {
 		return err
 	}
@@ -103,7 +104,7 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fmt.Fprintf(stdout, "  highwater end to end       %9.0f events/s  (%d records in %s; %.2fx raw consume, %.2fx raw DuckDB append)\n",
 		rate, res.consumed, res.wall.Round(time.Millisecond), rate/rawRate, rate/appendRate)
 	fmt.Fprintf(stdout, "    CPU per event            %9.2f µs  (user+sys %s)\n", float64(res.cpu.Microseconds())/float64(max(res.consumed, 1)), res.cpu.Round(time.Millisecond))
-	fmt.Fprintf(stdout, "    peak RSS                 %9.1f MiB\n", float64(res.maxRSS)/(1<<20))
+	fmt.Fprintf(stdout, "    peak RSS                 %9.1f MiB  (at the sampled peak: %s)\n", float64(res.maxRSS)/(1<<20), res.peakMem)
 	fmt.Fprintf(stdout, "    peak buffer disk         %9.1f MiB\n", float64(res.peakDisk)/(1<<20))
 	fmt.Fprintf(stdout, "    resolved-to-visible      p50 %s  p99 %s  (%d windows)\n", res.p50, res.p99, res.windows)
 
@@ -119,12 +120,13 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 			return err
 		}
 		fmt.Fprintf(stdout, "  memory feed: %d unresolved events produced in %s (%d records in Kafka)\n", *unresolved, time.Since(t0).Round(time.Millisecond), inKafka)
-		mem, err := runBenchProcess(ctx, self, stack, topics, work, "memory", schemas.HLC{}, inKafka)
+		mem, err := runBenchProcess(ctx, self, stack, topics, work, "memory", *logLevel, schemas.HLC{}, inKafka)
 		if err != nil {
 			return err
 		}
 		fmt.Fprintf(stdout, "    peak RSS while %d events are buffered: %.1f MiB (buffer on disk %.1f MiB, ingest %.0f events/s)\n",
 			mem.buffered, float64(mem.maxRSS)/(1<<20), float64(mem.peakDisk)/(1<<20), float64(mem.buffered)/mem.wall.Seconds())
+		fmt.Fprintf(stdout, "      at the sampled peak: %s\n", mem.peakMem)
 	}
 	return nil
 }
@@ -259,12 +261,16 @@ type benchResult struct {
 	consumed, windows, buffered int64
 	wall, cpu, p50, p99         time.Duration
 	maxRSS, peakDisk            int64
+	// peakMem splits the largest sampled RSS into its anonymous part (Go
+	// heap, Badger's memtables and builders) and its file-backed part
+	// (Badger's memory-mapped tables and logs: page cache).
+	peakMem memSample
 }
 
 // runBenchProcess runs `highwater run` on topics as a child process. With a
 // stopAt it waits for the process to finish; with holdEvents it waits until
 // that many events are buffered, samples, and stops the process.
-func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, topics []string, work, name string, stopAt schemas.HLC, holdEvents ...int64) (benchResult, error) {
+func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, topics []string, work, name, logLevel string, stopAt schemas.HLC, holdEvents ...int64) (benchResult, error) {
 	var res benchResult
 	addr, err := freeAddr()
 	if err != nil {
@@ -273,13 +279,15 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, to
 	bufDir := filepath.Join(work, name+"-buffer")
 	args := []string{"run", "--brokers", strings.Join(stack.Brokers(), ","), "--registry", stack.RegistryURL(),
 		"--topics", strings.Join(topics, ","), "--group", "bench-" + name, "--sink", "duckdb://" + filepath.Join(work, name+".duckdb"),
-		"--buffer-dir", bufDir, "--buffer-budget", "0", "--metrics-addr", addr, "--log-format", "json", "--log-level", "info"}
+		"--buffer-dir", bufDir, "--buffer-budget", "0", "--metrics-addr", addr, "--log-format", "json", "--log-level", logLevel}
 	if !stopAt.IsZero() {
 		args = append(args, "--stop-at", stopAt.String())
 	}
 	cmd := exec.CommandContext(ctx, self, args...)
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
+	// Kept for a look at the windows (with --dir, after the run too).
+	defer func() { _ = os.WriteFile(filepath.Join(work, name+".log"), logs.Bytes(), 0o644) }()
 	start := time.Now()
 	if err := cmd.Start(); err != nil {
 		return res, err
@@ -296,16 +304,17 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, to
 			}
 			running = false
 		case <-tick.C:
-			if rss := procRSS(cmd.Process.Pid); rss > res.maxRSS {
-				res.maxRSS = rss
-			}
+			res.sample(cmd.Process.Pid)
 			if d := dirSize(bufDir); d > res.peakDisk {
 				res.peakDisk = d
 			}
 			if len(holdEvents) > 0 {
 				if c := scrapeMetric(addr, "highwater_records_consumed_total"); int64(c) >= holdEvents[0] {
-					if rss := procRSS(cmd.Process.Pid); rss > res.maxRSS {
-						res.maxRSS = rss
+					res.sample(cmd.Process.Pid)
+					// The kernel's high-water mark also covers peaks
+					// between two samples.
+					if hwm := procMem(cmd.Process.Pid).hwm; hwm > res.maxRSS {
+						res.maxRSS = hwm
 					}
 					res.buffered = int64(scrapeMetric(addr, "highwater_buffer_events"))
 					res.wall = time.Since(start)
@@ -360,22 +369,46 @@ func freeAddr() (string, error) {
 	return ln.Addr().String(), nil
 }
 
-// procRSS reads a process's resident set size from /proc (Linux).
-func procRSS(pid int) int64 {
+// memSample is a process's resident memory from /proc/PID/status.
+type memSample struct{ rss, anon, file, hwm int64 }
+
+func (m memSample) String() string {
+	return fmt.Sprintf("anon %.1f MiB + file-backed %.1f MiB", float64(m.anon)/(1<<20), float64(m.file)/(1<<20))
+}
+
+// sample records the process's memory if it is the largest so far.
+func (r *benchResult) sample(pid int) {
+	if m := procMem(pid); m.rss > r.maxRSS {
+		r.maxRSS, r.peakMem = m.rss, m
+	}
+}
+
+// procMem reads a process's resident set size and its anonymous and
+// file-backed parts from /proc (Linux).
+func procMem(pid int) memSample {
+	var m memSample
 	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
-		return 0
+		return m
 	}
 	for _, line := range strings.Split(string(data), "\n") {
-		if strings.HasPrefix(line, "VmRSS:") {
-			f := strings.Fields(line)
-			if len(f) >= 2 {
-				kb, _ := strconv.ParseInt(f[1], 10, 64)
-				return kb * 1024
-			}
+		f := strings.Fields(line)
+		if len(f) < 2 {
+			continue
+		}
+		kb, _ := strconv.ParseInt(f[1], 10, 64)
+		switch f[0] {
+		case "VmRSS:":
+			m.rss = kb * 1024
+		case "VmHWM:":
+			m.hwm = kb * 1024
+		case "RssAnon:":
+			m.anon = kb * 1024
+		case "RssFile:", "RssShmem:":
+			m.file += kb * 1024
 		}
 	}
-	return 0
+	return m
 }
 
 func dirSize(dir string) int64 {

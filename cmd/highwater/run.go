@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -38,7 +39,31 @@ func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer log.Sync() //nolint:errcheck // nothing useful to do on a failed sync at exit
+	setDefaultMemoryLimit(log)
+	log.Debug("effective configuration (secrets redacted)", zap.String("yaml", cfg.Redacted()))
 	return runPipeline(ctx, cfg, log, nil)
+}
+
+// defaultMemoryLimit is the Go soft memory limit of `highwater run` unless
+// GOMEMLIMIT is set. Without a limit the Go heap grows to twice its live
+// size (GOGC=100) before collecting; with millions of events buffered the
+// live heap is ~200-300 MB (mostly Badger's memtables and pooled table
+// builders), so the heap alone would reach 600 MB. The limit makes the GC
+// collect earlier instead. It is soft: a live heap above it still grows
+// (the GC then works harder, never fails). Measured with 2M buffered
+// events: no limit 800-1035 MiB RSS; 384 MiB 527-561; 320 MiB 493-519;
+// 300 MiB 453-471; 256 MiB 483-532 but ingest 3-5x slower, the GC running
+// constantly (see docs/BENCHMARKS.md).
+const defaultMemoryLimit = 300 << 20
+
+// setDefaultMemoryLimit applies defaultMemoryLimit unless the operator set
+// GOMEMLIMIT (any value; "off" for no limit).
+func setDefaultMemoryLimit(log *zap.Logger) {
+	if os.Getenv("GOMEMLIMIT") != "" {
+		return
+	}
+	debug.SetMemoryLimit(defaultMemoryLimit)
+	log.Debug("Go soft memory limit set (GOMEMLIMIT overrides it)", zap.Int64("bytes", defaultMemoryLimit))
 }
 
 // runPipeline wires registry, decoder, buffer, writer and processor for cfg
@@ -48,10 +73,20 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 	stopAt, _ := cfg.StopAtHLC()
 	budget, _ := cfg.Budget()
 
-	regOpts := []schemas.RegistryOption{schemas.WithLogger(log)}
-	if cfg.RegistryUser != "" {
-		regOpts = append(regOpts, schemas.WithBasicAuth(cfg.RegistryUser, cfg.RegistryPassword))
+	secOpts, err := cfg.RegistryOptions()
+	if err != nil {
+		return fmt.Errorf("schema registry: %w", err)
 	}
+	kafkaOpts, err := cfg.KafkaOptions()
+	if err != nil {
+		return err
+	}
+	// A wrong password or certificate fails here with what to fix, not
+	// as a retry loop inside the consumer.
+	if err := cfg.CheckKafka(ctx); err != nil {
+		return err
+	}
+	regOpts := append([]schemas.RegistryOption{schemas.WithLogger(log)}, secOpts...)
 	reg, err := schemas.NewRegistry(cfg.Registry, regOpts...)
 	if err != nil {
 		return fmt.Errorf("schema registry: %w", err)
@@ -61,24 +96,32 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		return fmt.Errorf("open buffer %s: %w", cfg.BufferDir, err)
 	}
 	defer buf.Close()
-	w, err := openWriter(ctx, cfg.Sink, sinks.Options{Changelog: cfg.Changelog}, log)
+	// Change files are a changelog by nature: every version goes in them,
+	// whether or not --changelog was given.
+	changelog := cfg.Changelog || writesChangeFiles(cfg.Sink)
+	w, err := openWriter(ctx, cfg.Sink, sinks.Options{Changelog: changelog}, log)
 	if err != nil {
 		return err
 	}
 	defer w.Close()
+	obs := metrics.NewObserver()
 
 	proc, err := processor.New(processor.Config{
 		Brokers:          cfg.Brokers,
 		Topics:           cfg.Topics,
 		Group:            cfg.Group,
-		Decoder:          schemas.NewDecoder(reg),
+		Decoder:          schemas.NewDecoder(processor.SchemaSource(reg)),
 		Buffer:           buf,
-		Writer:           w,
-		Changelog:        cfg.Changelog,
+		Writer:           obs.Writer(w),
+		KafkaOptions:     kafkaOpts,
+		Observer:         obs,
+		Changelog:        changelog,
 		StopAt:           stopAt,
 		SessionTimeout:   cfg.SessionTimeout,
 		RebalanceTimeout: cfg.RebalanceTimeout,
 		StartupTimeout:   cfg.StartupTimeout,
+		OnError:          processor.ErrorPolicy(cfg.OnError),
+		DeadLetterTopic:  cfg.DLQTopic,
 		Logger:           log,
 	})
 	if err != nil {
@@ -91,13 +134,16 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		metricsCtx, stopMetrics := context.WithCancel(ctx)
 		defer stopMetrics()
 		go func() {
-			if err := metrics.Serve(metricsCtx, cfg.MetricsAddr, proc, log); err != nil {
+			if err := metrics.Serve(metricsCtx, cfg.MetricsAddr, proc, log, metrics.WithObserver(obs)); err != nil {
 				log.Error("metrics server stopped", zap.String("addr", cfg.MetricsAddr), zap.Error(err))
 			}
 		}()
 	}
 	log.Info("highwater running", zap.Strings("topics", cfg.Topics), zap.String("group", cfg.Group),
-		zap.String("sink", config.RedactURL(cfg.Sink)), zap.Bool("changelog", cfg.Changelog))
+		zap.String("sink", config.RedactURL(cfg.Sink)), zap.Bool("changelog", changelog),
+		zap.Strings("brokers", cfg.Brokers), zap.String("registry", config.RedactURL(cfg.Registry)),
+		zap.Bool("kafka_tls", cfg.KafkaTLSEnabled()),
+		zap.String("kafka_sasl", strings.ToUpper(cfg.KafkaSASLMechanism)))
 	start := time.Now()
 	err = proc.Run(ctx)
 	logSummary(log, proc, time.Since(start))
@@ -124,6 +170,8 @@ func logSummary(log *zap.Logger, proc *processor.Processor, took time.Duration) 
 		zap.Int64("duplicates", s.Duplicates),
 		zap.Int64("rows_applied", s.RowsApplied),
 		zap.Int64("windows", s.Windows),
+		zap.Int64("dead_letters", s.DeadLettersIngest+s.DeadLettersApply),
+		zap.Int64("skipped", s.Skipped),
 		zap.Stringer("frontier", s.Frontier),
 		zap.Duration("visible_p50", pct(0.50)),
 		zap.Duration("visible_p99", pct(0.99)),
@@ -137,7 +185,7 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 	if err != nil {
 		return nil, fmt.Errorf("log level: %w", err)
 	}
-	if format == "" {
+	if format == "" || format == "auto" {
 		format = "json"
 		if f, ok := w.(*os.File); ok {
 			if fi, err := f.Stat(); err == nil && fi.Mode()&os.ModeCharDevice != 0 {
