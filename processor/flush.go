@@ -105,14 +105,14 @@ func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
 	}
 	p.attempt = 0
 	// The window became closable when the last of its partitions' resolved
-	// messages arrived.
+	// timestamps reached its frontier.
 	var closedAt time.Time
 	for _, st := range job.owned {
 		if st.applied.Less(job.f) {
 			st.applied = job.f
 		}
-		if st.resolvedAt.After(closedAt) {
-			closedAt = st.resolvedAt
+		if at := st.closedAt(job.f); at.After(closedAt) {
+			closedAt = at
 		}
 	}
 	if !closedAt.IsZero() {

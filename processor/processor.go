@@ -159,13 +159,51 @@ type partState struct {
 	p        buffer.Partition
 	applied  schemas.HLC // warehouse checkpoint
 	resolved schemas.HLC // latest resolved seen
-	// resolvedAt is when the latest resolved message was ingested, for the
-	// resolved-to-visible latency.
-	resolvedAt time.Time
-	ready      bool // offsets adjusted: records may be ingested
+	// marks are the resolved timestamps seen above applied, with when each
+	// was ingested: a window through F became closable on this partition
+	// when the first resolved >= F arrived, which on a backlog is long
+	// before the latest one (the resolved-to-visible latency).
+	marks []resolvedMark
+	ready bool // offsets adjusted: records may be ingested
 	// nextOffset and highWatermark are from the last fetch with records,
 	// for the consumer lag (PartitionStats).
 	nextOffset, highWatermark int64
+}
+
+// resolvedMark is a resolved timestamp and when it was ingested.
+type resolvedMark struct {
+	h  schemas.HLC
+	at time.Time
+}
+
+// maxMarks bounds a partition's marks while no window is applied (say, the
+// warehouse is down for hours): the oldest half goes, which only makes the
+// latency of the first window after the outage read shorter.
+const maxMarks = 1024
+
+// mark records that the partition's resolved timestamp reached h at at.
+func (st *partState) mark(h schemas.HLC, at time.Time) {
+	if len(st.marks) >= maxMarks {
+		st.marks = append(st.marks[:0], st.marks[maxMarks/2:]...)
+	}
+	st.marks = append(st.marks, resolvedMark{h, at})
+}
+
+// closedAt returns when the partition's resolved timestamp first reached f
+// (zero if unknown) and forgets the marks at or below f.
+func (st *partState) closedAt(f schemas.HLC) time.Time {
+	var at time.Time
+	i := 0
+	for ; i < len(st.marks) && !f.Less(st.marks[i].h); i++ {
+		if at.IsZero() && !st.marks[i].h.Less(f) {
+			at = st.marks[i].at
+		}
+	}
+	if at.IsZero() && i < len(st.marks) {
+		at = st.marks[i].at // the first resolved above f closed it
+	}
+	st.marks = append(st.marks[:0], st.marks[i:]...)
+	return at
 }
 
 // Processor is one member of a feed's consumer group.
@@ -499,7 +537,7 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 				resolved++
 				if st.resolved.Less(rec.Updated) {
 					st.resolved = rec.Updated
-					st.resolvedAt = now
+					st.mark(rec.Updated, now)
 					batch.SetResolved(bp, rec.Updated)
 				}
 			case rec.Updated.Less(st.applied):
