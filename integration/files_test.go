@@ -158,12 +158,7 @@ func TestFilesSinkLatestPerKeyEqualsSource(t *testing.T) {
 			sinkURL := wh.url(t)
 			start := time.Now()
 			m := startMember(t, f, wh, memberConfig{group: "g-files", sinkURL: sinkURL, changelog: true})
-			final := playScenario(t, f, 2, func(checkpoint schemas.HLC) {
-				deadline := time.Now().Add(time.Minute)
-				for m.proc.Stats().Frontier.Less(checkpoint) && time.Now().Before(deadline) {
-					time.Sleep(20 * time.Millisecond)
-				}
-			})
+			final := playScenario(t, f, 2, m.awaitFrontier)
 			m.proc.SetStopAt(final)
 			m.wait(t, 2*time.Minute)
 			logFigures(t, kind, start, m.proc.Stats())
@@ -297,17 +292,7 @@ func TestFilesSinkKillNine(t *testing.T) {
 	start := time.Now()
 	cmd, stderr = startRun("--stop-at", final.String(), "--log-level", "info")
 	current.Store(nil)
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
-	select {
-	case err := <-done:
-		if err != nil {
-			t.Fatalf("highwater run --stop-at: %v\n%s", err, stderr.String())
-		}
-	case <-time.After(3 * time.Minute):
-		_ = cmd.Process.Kill()
-		t.Fatalf("highwater did not reach --stop-at within 3m\n%s", stderr.String())
-	}
+	waitStopAt(t, cmd, stderr)
 	recovered += strings.Count(stderr.String(), "a crash cut short")
 	t.Logf("%d kill -9 while the feed played (%d between a window's data files), %d restarts found a window cut short and deleted its files; the last run finished in %s",
 		kills, aimedKills, recovered, time.Since(start).Round(time.Millisecond))

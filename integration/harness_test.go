@@ -6,6 +6,7 @@
 package integration
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
 	"fmt"
@@ -428,4 +429,31 @@ func compareChangelog(t *testing.T, db *sql.DB, prefix string, f *feed, tbl *sch
 func logFigures(t *testing.T, what string, start time.Time, s processor.Stats) {
 	t.Logf("%s: %s, consumed %d, duplicates dropped %d, rows applied %d in %d windows",
 		what, time.Since(start).Round(time.Millisecond), s.Consumed, s.Duplicates, s.RowsApplied, s.Windows)
+}
+
+// awaitFrontier waits (up to a minute) until m has applied through h: the
+// scenarios let the member apply past the restart's checkpoint before the
+// changefeed restart re-emits older versions.
+func (m *member) awaitFrontier(h schemas.HLC) {
+	deadline := time.Now().Add(time.Minute)
+	for m.proc.Stats().Frontier.Less(h) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitStopAt waits for a started `highwater run --stop-at` and fails the
+// test unless it exits 0 within 3 minutes; stderr is its captured output.
+func waitStopAt(t *testing.T, cmd *exec.Cmd, stderr *bytes.Buffer) {
+	t.Helper()
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("highwater run --stop-at: %v\n%s", err, stderr.String())
+		}
+	case <-time.After(3 * time.Minute):
+		_ = cmd.Process.Kill()
+		t.Fatalf("highwater did not reach --stop-at within 3m\n%s", stderr.String())
+	}
 }

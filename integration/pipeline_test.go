@@ -100,12 +100,7 @@ func TestMirrorEqualsSourceAsOfFrontier(t *testing.T) {
 			m := startMember(t, f, wh, memberConfig{group: "g1", sinkURL: sinkURL, changelog: true})
 			// Let the member apply past the restart's checkpoint first, so
 			// that the re-emitted versions arrive as old duplicates.
-			final := playScenario(t, f, 2, func(checkpoint schemas.HLC) {
-				deadline := time.Now().Add(time.Minute)
-				for m.proc.Stats().Frontier.Less(checkpoint) && time.Now().Before(deadline) {
-					time.Sleep(20 * time.Millisecond)
-				}
-			})
+			final := playScenario(t, f, 2, m.awaitFrontier)
 			m.proc.SetStopAt(final)
 			m.wait(t, 2*time.Minute)
 			logFigures(t, wh.name, start, m.proc.Stats())
@@ -196,20 +191,10 @@ func TestKillNineAndSIGTERMRestarts(t *testing.T) {
 			cmd := exec.Command(binary, args("--stop-at", final.String())...)
 			var stderr bytes.Buffer
 			cmd.Stderr = &stderr
-			done := make(chan error, 1)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("highwater run --stop-at: %v\n%s", err, stderr.String())
-				}
-			case <-time.After(3 * time.Minute):
-				_ = cmd.Process.Kill()
-				t.Fatalf("highwater did not reach --stop-at within 3m\n%s", stderr.String())
-			}
+			waitStopAt(t, cmd, &stderr)
 			t.Logf("%s: %d stops (%d kill -9, %d SIGTERM) while the feed played; the last run finished in %s",
 				wh.name, kills, kills-terms, terms, time.Since(start).Round(time.Millisecond))
 			if kills < 6 {
@@ -287,10 +272,7 @@ func TestPostgresDownMidFeed(t *testing.T) {
 	final := playScenario(t, f, 3, func(checkpoint schemas.HLC) {
 		// The member has windows behind it; take the warehouse away while
 		// the rest of the feed (restart, schema changes) arrives.
-		deadline := time.Now().Add(time.Minute)
-		for m.proc.Stats().Frontier.Less(checkpoint) && time.Now().Before(deadline) {
-			time.Sleep(20 * time.Millisecond)
-		}
+		m.awaitFrontier(checkpoint)
 		if err := pg.Stop(); err != nil {
 			t.Fatal(err)
 		}

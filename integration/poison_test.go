@@ -704,20 +704,10 @@ func TestDeadLettersSurviveKillNine(t *testing.T) {
 			cmd = exec.Command(binary, args("--stop-at", final.String())...)
 			stderr.Reset()
 			cmd.Stderr = &stderr
-			done := make(chan error, 1)
 			if err := cmd.Start(); err != nil {
 				t.Fatal(err)
 			}
-			go func() { done <- cmd.Wait() }()
-			select {
-			case err := <-done:
-				if err != nil {
-					t.Fatalf("highwater run --stop-at: %v\n%s", err, stderr.String())
-				}
-			case <-time.After(3 * time.Minute):
-				_ = cmd.Process.Kill()
-				t.Fatalf("highwater did not reach --stop-at within 3m\n%s", stderr.String())
-			}
+			waitStopAt(t, cmd, &stderr)
 			inj := k.all()
 			t.Logf("%s: %d kill -9 right after %d poison records were dead-lettered; the last run finished in %s",
 				wh.name, kills, len(inj), time.Since(runStart).Round(time.Millisecond))

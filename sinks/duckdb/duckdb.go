@@ -57,6 +57,15 @@ type Writer struct {
 
 var _ sinks.Writer = (*Writer)(nil)
 
+// withoutQuery is rawURL for error messages: DuckDB options may carry
+// tokens (MotherDuck, S3 secrets), so the query never reaches a log.
+func withoutQuery(rawURL string) string {
+	if i := strings.IndexByte(rawURL, '?'); i >= 0 {
+		return rawURL[:i] + "?…"
+	}
+	return rawURL
+}
+
 // OpenURL opens the warehouse named by a sink URL:
 //
 //	duckdb:///abs/path/warehouse.duckdb   absolute path
@@ -69,20 +78,20 @@ var _ sinks.Writer = (*Writer)(nil)
 func OpenURL(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
 	const scheme = "duckdb:"
 	if len(rawURL) < len(scheme) || !strings.EqualFold(rawURL[:len(scheme)], scheme) {
-		return nil, fmt.Errorf("duckdb sink URL %q: scheme must be duckdb", rawURL)
+		return nil, fmt.Errorf("duckdb sink URL %q: scheme must be duckdb", withoutQuery(rawURL))
 	}
 	rest := strings.TrimPrefix(rawURL[len(scheme):], "//")
 	path, query, _ := strings.Cut(rest, "?")
 	path, err := url.PathUnescape(path)
 	if err != nil {
-		return nil, fmt.Errorf("duckdb sink URL %q: path: %w", rawURL, err)
+		return nil, fmt.Errorf("duckdb sink URL %q: path: %w", withoutQuery(rawURL), err)
 	}
 	if path == "" {
-		return nil, fmt.Errorf("duckdb sink URL %q: no database path (want duckdb:///abs/path.duckdb)", rawURL)
+		return nil, fmt.Errorf("duckdb sink URL %q: no database path (want duckdb:///abs/path.duckdb)", withoutQuery(rawURL))
 	}
 	if query != "" {
 		if _, err := url.ParseQuery(query); err != nil {
-			return nil, fmt.Errorf("duckdb sink URL %q: options: %w", rawURL, err)
+			return nil, fmt.Errorf("duckdb sink URL %q: options: %w", withoutQuery(rawURL), err)
 		}
 		path += "?" + query
 	}

@@ -96,6 +96,9 @@ func TestOpenURL(t *testing.T) {
 		{url: "duckdb://", wantErr: "no database path"},
 		{url: "duckdb://" + filepath.Join(dir, "missing", "dir.duckdb"), wantErr: "open duckdb"},
 		{url: "duckdb://" + filepath.Join(dir, "bad.duckdb") + "?no_such_option=1", wantErr: "no_such_option"},
+		// Options may hold tokens: an error names the path, never the query.
+		{url: "duckdb://?motherduck_token=s3cr3t-token", wantErr: "no database path"},
+		{url: "duckdb://" + filepath.Join(dir, "tok.duckdb") + "?motherduck_token=s3cr3t-token&x=%zz", wantErr: "options"},
 	}
 	for _, c := range cases {
 		t.Run(c.url, func(t *testing.T) {
@@ -103,6 +106,9 @@ func TestOpenURL(t *testing.T) {
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("got error %v, want one containing %q", err, c.wantErr)
+				}
+				if strings.Contains(err.Error(), "s3cr3t") {
+					t.Fatalf("error %q shows a secret from the URL's query", err)
 				}
 				return
 			}
