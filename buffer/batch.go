@@ -199,6 +199,9 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 		if e.ts.Less(pt.trimFrom) {
 			pt.trimFrom = e.ts // the next trim must see it
 		}
+		if pt.trimming && (!pt.wroteLow || e.ts.Less(pt.lowWrite)) {
+			pt.wroteLow, pt.lowWrite = true, e.ts
+		}
 		offs[e.part] = append(offs[e.part], offHLC{e.off, e.ts})
 		deltaN[e.part]++
 		deltaB[e.part] += size

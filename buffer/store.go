@@ -154,17 +154,26 @@ const (
 )
 
 // Store is the buffer. It is safe for concurrent use: writes (Write, Trim,
-// Reset, Drop) are serialised, reads (Scan, State, LowOffset, Usage) run
-// concurrently with them on consistent snapshots.
+// Reset, Drop) are serialised, except that the bulk of a Trim (its walk and
+// deletions) runs beside Write, so ingest is not held up by a window's
+// trim; reads (Scan, State, LowOffset, Usage) run concurrently with them on
+// consistent snapshots.
 type Store struct {
 	db       *badger.DB
 	log      *zap.Logger
 	budget   int64
 	inMemory bool
 
-	// mu serialises everything that writes. Badger's DropPrefix rejects
-	// concurrent writes, and the in-memory counters stay exact because a
-	// write's read-check-count sequence is never interleaved with another's.
+	// tmu is held by Trim for its whole run, and by what must not run
+	// beside the part of a trim that walks and deletes without mu: Reset
+	// and Drop (they retire the id under it), the reaping of retired ids
+	// (Badger's DropPrefix fails concurrent writes) and Close. Taken
+	// before mu.
+	tmu sync.Mutex
+	// mu serialises everything that writes, except a trim's walk and
+	// deletions, so that ingest goes on while a window's trim runs. The
+	// in-memory counters stay consistent because a write's
+	// read-check-count sequence is never interleaved with another's.
 	mu      sync.Mutex
 	nextID  uint32
 	runSeq  uint64   // distinguishes offset index runs; starts at the open time
@@ -198,6 +207,12 @@ type part struct {
 	// compaction has not dropped yet. Zero (walk everything) after Open.
 	// Guarded by Store.mu.
 	trimFrom schemas.HLC
+	// While a trim of id walks without mu, trimming is set and Write keeps
+	// in lowWrite the lowest HLC it wrote (wroteLow says it did), so that
+	// the trim does not move trimFrom above an event it did not see.
+	// Guarded by Store.mu.
+	trimming, wroteLow bool
+	lowWrite           schemas.HLC
 	// deadFrom is where dead-letter walks start: those below it were
 	// trimmed (deadletter.go). Zero after Open.
 	deadFrom atomic.Int64
@@ -427,8 +442,8 @@ func (s *Store) count(id uint32, maxOnly bool) (n, size int64, maxHLC schemas.HL
 	return n, size, maxHLC, err
 }
 
-// reap deletes the data of ids that Reset or Drop retired. Callers hold mu
-// (or are Open): DropPrefix blocks all writes while it runs.
+// reap deletes the data of ids that Reset or Drop retired. Callers hold tmu
+// and mu (or are Open): DropPrefix blocks all writes while it runs.
 func (s *Store) reap() error {
 	if len(s.garbage) == 0 {
 		return nil
@@ -468,6 +483,7 @@ func (s *Store) background() {
 			return
 		case <-s.kick:
 		}
+		s.tmu.Lock()
 		s.mu.Lock()
 		if s.failed == nil {
 			if err := s.reap(); err != nil {
@@ -475,6 +491,7 @@ func (s *Store) background() {
 			}
 		}
 		s.mu.Unlock()
+		s.tmu.Unlock()
 		if !s.inMemory {
 			// Value-log GC runs concurrently with writes. Each call
 			// rewrites at most one file; loop while files qualify.
@@ -510,6 +527,8 @@ func (s *Store) Close() error {
 	}
 	close(s.done)
 	s.bg.Wait()
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error

@@ -96,9 +96,12 @@ func (s *Store) LowOffset(p Partition, through schemas.HLC) (int64, error) {
 // delivered by Scan (except those equal to Base) and the next Trim deletes
 // them.
 func (s *Store) Trim(ctx context.Context, parts []Partition, through schemas.HLC) error {
+	s.tmu.Lock()
+	defer s.tmu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.checkWritable(); err != nil {
+	err := s.checkWritable()
+	s.mu.Unlock()
+	if err != nil {
 		return err
 	}
 	defer s.kickBackground()
@@ -131,10 +134,14 @@ func (s *Store) Trim(ctx context.Context, parts []Partition, through schemas.HLC
 			continue
 		}
 		var f writeFailure
-		if errors.As(err, &f) && s.failed == nil {
+		if errors.As(err, &f) {
 			// The deletions or the counters may be half-written: the
 			// counters no longer match the data until a reopen recounts.
-			s.failed = f.err
+			s.mu.Lock()
+			if s.failed == nil {
+				s.failed = f.err
+			}
+			s.mu.Unlock()
 		}
 		if first == nil {
 			p := parts[i]
@@ -159,100 +166,42 @@ func (f writeFailure) Error() string { return f.err.Error() }
 func (f writeFailure) Unwrap() error { return f.err }
 
 // trim trims one partition. It may run concurrently for different
-// partitions (Trim holds mu for all of them); failures that leave the
-// counters behind the data come back as writeFailure.
+// partitions (Trim holds tmu for all of them) and with Write: it holds mu
+// only to move Base and trimFrom and to update the counters, not for the
+// walk and the deletions, which work on a snapshot. Events Write adds
+// meanwhile at or below through are history (Scan never delivers them) and
+// are left to the next trim, which starts low enough to see them (see
+// part.lowWrite). Failures that leave the counters behind the data come
+// back as writeFailure.
 func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) error {
+	s.mu.Lock()
 	pt := s.lookup(p)
 	if pt == nil {
+		s.mu.Unlock()
 		return nil
 	}
-	// Base moves first: once the window is applied, events at or below it
-	// are history, and Scan never delivers events below Base. A crash or
-	// cancellation half-way then leaves only invisible leftovers, which the
-	// next Trim (or the Open after a crash) deletes.
-	if pt.m.base.Less(through) {
-		m := pt.m
-		m.base = through
-		if err := s.db.Update(func(txn *badger.Txn) error {
-			return txn.Set(idPrefix(prefixMeta, pt.id), m.encode())
-		}); err != nil {
-			return err
-		}
-		s.smu.Lock()
-		pt.m = m
-		s.smu.Unlock()
+	if err := s.trimBase(pt, through); err != nil {
+		s.mu.Unlock()
+		return err
 	}
-	var n, size int64
-	var keys []byte
-	complete := true
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	txn := s.db.NewTransaction(false)
-	defer txn.Discard()
-
-	// Events: a key-only walk up to through, from where the last complete
-	// trim ended (nothing is stored below trimFrom) or the front.
-	prefix := idPrefix(prefixEvent, pt.id)
-	start := prefix
-	if !pt.trimFrom.IsZero() {
-		start = pt.trimFrom.AppendBinary(prefix[:len(prefix):len(prefix)])
+	from := pt.trimFrom
+	pt.trimming, pt.wroteLow = true, false
+	s.mu.Unlock()
+	n, size, complete, err := s.trimWalk(ctx, pt, from, through)
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pt.trimming = false
+	if err != nil {
+		return err
 	}
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
-		item := it.Item()
-		if through.Less(eventHLC(item.Key())) {
-			break
-		}
-		if n&1023 == 1023 && ctx.Err() != nil {
-			complete = false
-			break
-		}
-		// Badger keeps the key until Flush: keys only ever grows, and a
-		// reallocation leaves earlier slices intact.
-		start := len(keys)
-		keys = append(keys, item.Key()...)
-		if err := wb.Delete(keys[start:len(keys):len(keys)]); err != nil {
-			it.Close()
-			return writeFailure{err}
-		}
-		n++
-		size += item.KeySize() + item.ValueSize()
-	}
-	it.Close()
-
-	// Offset index: drop runs entirely at or below through from the front,
-	// up to the first run that reaches above it. Runs behind it linger
-	// (LowOffset skips them after reading 12 bytes) until a later Trim
-	// reaches them.
 	if complete {
-		prefix := idPrefix(prefixOffset, pt.id)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
-			item := it.Item()
-			var maxTS schemas.HLC
-			if err := item.Value(func(v []byte) error {
-				var err error
-				maxTS, err = runMax(v)
-				return err
-			}); err != nil {
-				it.Close()
-				return err
-			}
-			if through.Less(maxTS) {
-				break
-			}
-			if err := wb.Delete(item.KeyCopy(nil)); err != nil {
-				it.Close()
-				return writeFailure{err}
-			}
+		next := through
+		if pt.wroteLow && pt.lowWrite.Less(next) {
+			next = pt.lowWrite
 		}
-		it.Close()
-	}
-	if err := wb.Flush(); err != nil {
-		return writeFailure{err}
-	}
-	if complete && pt.trimFrom.Less(through) {
-		pt.trimFrom = through
+		if pt.trimFrom.Less(next) {
+			pt.trimFrom = next
+		}
 	}
 	// The counters after the deletions: a crash in between is repaired by
 	// the recount on Open.
@@ -283,6 +232,103 @@ func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) erro
 	return nil
 }
 
+// trimBase moves pt's Base up to through. Callers hold mu.
+func (s *Store) trimBase(pt *part, through schemas.HLC) error {
+	// Base moves first: once the window is applied, events at or below it
+	// are history, and Scan never delivers events below Base. A crash or
+	// cancellation half-way then leaves only invisible leftovers, which the
+	// next Trim (or the Open after a crash) deletes.
+	if pt.m.base.Less(through) {
+		m := pt.m
+		m.base = through
+		if err := s.db.Update(func(txn *badger.Txn) error {
+			return txn.Set(idPrefix(prefixMeta, pt.id), m.encode())
+		}); err != nil {
+			return err
+		}
+		s.smu.Lock()
+		pt.m = m
+		s.smu.Unlock()
+	}
+	return nil
+}
+
+// trimWalk deletes pt's events from from through through, and the offset
+// index runs at or below through, from a snapshot, without mu. It returns
+// the number and size of the events deleted and whether it got through
+// (false if ctx ended first).
+func (s *Store) trimWalk(ctx context.Context, pt *part, from, through schemas.HLC) (n, size int64, complete bool, err error) {
+	var keys []byte
+	complete = true
+	wb := s.db.NewWriteBatch()
+	defer wb.Cancel()
+	txn := s.db.NewTransaction(false)
+	defer txn.Discard()
+
+	// Events: a key-only walk up to through, from where the last complete
+	// trim ended (nothing is stored below trimFrom) or the front.
+	prefix := idPrefix(prefixEvent, pt.id)
+	start := prefix
+	if !from.IsZero() {
+		start = from.AppendBinary(prefix[:len(prefix):len(prefix)])
+	}
+	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+	for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
+		item := it.Item()
+		if through.Less(eventHLC(item.Key())) {
+			break
+		}
+		if n&1023 == 1023 && ctx.Err() != nil {
+			complete = false
+			break
+		}
+		// Badger keeps the key until Flush: keys only ever grows, and a
+		// reallocation leaves earlier slices intact.
+		start := len(keys)
+		keys = append(keys, item.Key()...)
+		if err := wb.Delete(keys[start:len(keys):len(keys)]); err != nil {
+			it.Close()
+			return 0, 0, false, writeFailure{err}
+		}
+		n++
+		size += item.KeySize() + item.ValueSize()
+	}
+	it.Close()
+
+	// Offset index: drop runs entirely at or below through from the front,
+	// up to the first run that reaches above it. Runs behind it linger
+	// (LowOffset skips them after reading 12 bytes) until a later Trim
+	// reaches them.
+	if complete {
+		prefix := idPrefix(prefixOffset, pt.id)
+		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
+		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
+			item := it.Item()
+			var maxTS schemas.HLC
+			if err := item.Value(func(v []byte) error {
+				var err error
+				maxTS, err = runMax(v)
+				return err
+			}); err != nil {
+				it.Close()
+				return 0, 0, false, err
+			}
+			if through.Less(maxTS) {
+				break
+			}
+			if err := wb.Delete(item.KeyCopy(nil)); err != nil {
+				it.Close()
+				return 0, 0, false, writeFailure{err}
+			}
+		}
+		it.Close()
+	}
+	if err := wb.Flush(); err != nil {
+		return 0, 0, false, writeFailure{err}
+	}
+	return n, size, complete, nil
+}
+
 // Reset drops everything buffered for p and starts it fresh with Base =
 // base (and Resolved = base) and Consumed = next. p need not be known. The
 // switch is atomic: p moves to a new, empty key range in one transaction and
@@ -300,6 +346,8 @@ func (s *Store) Drop(p Partition) error {
 // retire moves p's current id to the garbage and, if m is set, gives p a
 // new id with metadata m.
 func (s *Store) retire(p Partition, m *meta) error {
+	s.tmu.Lock() // not under a trim's walk of the id it retires
+	defer s.tmu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	what := "drop"
