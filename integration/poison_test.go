@@ -282,7 +282,7 @@ func startPolicyMember(t *testing.T, f *feed, wh warehouse, group, sinkURL strin
 	w := wh.open(t, sinkURL, sinks.Options{})
 	proc, err := processor.New(processor.Config{
 		Brokers: f.stack.Brokers(), Topics: f.sim.Topics(), Group: group,
-		Decoder: schemas.NewDecoder(processor.SchemaSource(reg)), Buffer: buf, Writer: w,
+		Decoder: schemas.NewDecoder(reg), Buffer: buf, Writer: w,
 		OnError: policy, SessionTimeout: 2 * time.Second, RebalanceTimeout: 5 * time.Second, Logger: log,
 	})
 	if err != nil {

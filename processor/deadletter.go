@@ -81,35 +81,9 @@ const (
 	HeaderGroup     = "highwater.group"
 )
 
-// SchemaSource wraps the schema source of the processor's decoder (usually
-// a *schemas.Registry) so that the processor can tell a registry failure
-// from a poison record: an error of src other than schemas.ErrUnknownSchema
-// (refused credentials, an untrusted certificate, a registry down past the
-// caller's patience) is marked transient, so the record is retried and never
-// dead-lettered or skipped. Without it, every error the decoder returns
-// counts as the record's fault.
-func SchemaSource(src schemas.SchemaSource) schemas.SchemaSource { return markedSource{src} }
-
-type markedSource struct{ src schemas.SchemaSource }
-
-func (m markedSource) Schema(ctx context.Context, id int) (string, error) {
-	s, err := m.src.Schema(ctx, id)
-	if err != nil && !errors.Is(err, schemas.ErrUnknownSchema) {
-		return "", &registryError{err}
-	}
-	return s, err
-}
-
-// registryError marks a schema the registry could not give for a reason
-// other than not knowing its id.
-type registryError struct{ err error }
-
-func (e *registryError) Error() string { return e.err.Error() }
-func (e *registryError) Unwrap() error { return e.err }
-
 // isPoison reports whether err condemns the record rather than the
 // surroundings: a *schemas.DecodeError that is neither a canceled context
-// nor a registry failure (see SchemaSource). An id the registry answers 404
+// nor a registry failure (schemas.ErrSchemaUnavailable). An id the registry answers 404
 // for is poison: registry ids are never reused, so retrying cannot help.
 func isPoison(err error) bool {
 	if err == nil || errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
@@ -118,8 +92,7 @@ func isPoison(err error) bool {
 	if errors.Is(err, schemas.ErrUnknownSchema) {
 		return true
 	}
-	var re *registryError
-	if errors.As(err, &re) {
+	if errors.Is(err, schemas.ErrSchemaUnavailable) {
 		return false
 	}
 	var de *schemas.DecodeError
@@ -136,8 +109,7 @@ func (p *Processor) extract(ctx context.Context, r *kgo.Record) (schemas.Record,
 	backoff := 200 * time.Millisecond
 	for attempt := 1; ; attempt++ {
 		rec, err := p.cfg.Decoder.Extract(ctx, r.Topic, r.Partition, r.Offset, r.Key, r.Value)
-		var re *registryError
-		if err == nil || !errors.As(err, &re) || ctx.Err() != nil || attempt == ingestAttempts {
+		if err == nil || !errors.Is(err, schemas.ErrSchemaUnavailable) || ctx.Err() != nil || attempt == ingestAttempts {
 			return rec, err
 		}
 		p.log.Warn("schema registry failed for a record (not a poison record); retrying",

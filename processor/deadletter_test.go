@@ -126,7 +126,7 @@ func newRig(t *testing.T, policy ErrorPolicy) *rig {
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
 	p, err := New(Config{
 		Brokers: kafka.ListenAddrs(), Topics: []string{"t"}, Group: "g",
-		Decoder: schemas.NewDecoder(SchemaSource(reg)), Buffer: buf, Writer: w,
+		Decoder: schemas.NewDecoder(reg), Buffer: buf, Writer: w,
 		OnError: policy, StartupTimeout: 10 * time.Second, Logger: log,
 	})
 	if err != nil {
@@ -409,8 +409,8 @@ func TestPoisonOrTransient(t *testing.T) {
 	}{
 		{"bad frame", located(schemas.ErrBadFrame), true},
 		{"truncated", located(errors.New("truncated value")), true},
-		{"unknown schema id, even marked", located(&registryError{fmt.Errorf("id 3: %w", schemas.ErrUnknownSchema)}), true},
-		{"registry failure", located(&registryError{errors.New("HTTP 401")}), false},
+		{"unknown schema id", located(fmt.Errorf("id 3: %w", schemas.ErrUnknownSchema)), true},
+		{"registry failure", located(fmt.Errorf("%w: %w", schemas.ErrSchemaUnavailable, errors.New("HTTP 401"))), false},
 		{"canceled", located(fmt.Errorf("fetch: %w", context.Canceled)), false},
 		{"deadline", located(context.DeadlineExceeded), false},
 		{"warehouse error", errors.New("connection refused"), false},
@@ -422,10 +422,10 @@ func TestPoisonOrTransient(t *testing.T) {
 	}
 }
 
-// TestSchemaSourceMarksRegistryFailuresButNotUnknownIDs runs a real
+// TestRegistryFailuresAreNotPoisonButUnknownIDsAre runs a real
 // Registry against an HTTP server that knows no ids (404) and refuses
 // credentials for others (401).
-func TestSchemaSourceMarksRegistryFailuresButNotUnknownIDs(t *testing.T) {
+func TestRegistryFailuresAreNotPoisonButUnknownIDsAre(t *testing.T) {
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/7") {
 			http.Error(w, `{"error_code":40403,"message":"Schema not found"}`, http.StatusNotFound)
@@ -438,20 +438,15 @@ func TestSchemaSourceMarksRegistryFailuresButNotUnknownIDs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	dec := schemas.NewDecoder(SchemaSource(reg))
+	dec := schemas.NewDecoder(reg)
 	ctx := context.Background()
 	_, err = dec.Extract(ctx, "t", 0, 5, keyOfT(1), framed(7, []byte{0}))
 	if !isPoison(err) || !errors.Is(err, schemas.ErrUnknownSchema) {
 		t.Errorf("404: %v is not poison", err)
 	}
 	_, err = dec.Extract(ctx, "t", 0, 6, keyOfT(1), framed(8, []byte{0}))
-	if err == nil || isPoison(err) {
+	if err == nil || isPoison(err) || !errors.Is(err, schemas.ErrSchemaUnavailable) {
 		t.Errorf("401: %v taken for poison", err)
-	}
-	// Without the wrapper the same failure would be the record's fault.
-	_, err = schemas.NewDecoder(reg).Extract(ctx, "t", 0, 6, keyOfT(1), framed(8, []byte{0}))
-	if !isPoison(err) {
-		t.Errorf("unwrapped 401: %v", err)
 	}
 }
 
@@ -527,7 +522,7 @@ func TestRegistryFailureIsRetriedNeverDeadLettered(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r.p.cfg.Decoder = schemas.NewDecoder(SchemaSource(reg))
+	r.p.cfg.Decoder = schemas.NewDecoder(reg)
 
 	// 503 twice, then the schema: the record is ingested.
 	if err := r.ingest(t, &kgo.Record{Key: keyOfT(1), Value: valueOfT(1, "a", t1)}); err != nil {

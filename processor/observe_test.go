@@ -74,7 +74,7 @@ func TestPartitionStatsAndObserver(t *testing.T) {
 	}
 	defer w.Close()
 	obs := &recordingObserver{}
-	p, err := New(Config{Brokers: stack.Brokers(), Topics: sim.Topics(), Group: "observe", Decoder: schemas.NewDecoder(SchemaSource(reg)),
+	p, err := New(Config{Brokers: stack.Brokers(), Topics: sim.Topics(), Group: "observe", Decoder: schemas.NewDecoder(reg),
 		Buffer: buf, Writer: w, Observer: obs, SessionTimeout: 2 * time.Second})
 	if err != nil {
 		t.Fatal(err)

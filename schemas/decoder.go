@@ -129,13 +129,22 @@ func (r Row) Values() []any {
 	return out
 }
 
+// schemaError marks a schema source failure other than an unknown id as
+// ErrSchemaUnavailable: the source's fault, not the record's.
+func schemaError(err error) error {
+	if errors.Is(err, ErrUnknownSchema) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", ErrSchemaUnavailable, err)
+}
+
 func (d *Decoder) valuePlan(ctx context.Context, id int) (*valuePlan, error) {
 	if p, ok := d.values.Load(id); ok {
 		return p, nil
 	}
 	text, err := d.src.Schema(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, schemaError(err)
 	}
 	p, loaded := d.values.LoadOrStore(id, compileValue(id, text, d.maxDepth))
 	if !loaded && p.err != nil {
@@ -150,7 +159,7 @@ func (d *Decoder) keyPlan(ctx context.Context, id int) (*keyPlan, error) {
 	}
 	text, err := d.src.Schema(ctx, id)
 	if err != nil {
-		return nil, err
+		return nil, schemaError(err)
 	}
 	p, _ := d.keys.LoadOrStore(id, compileKey(id, text, d.maxDepth))
 	return p, nil

@@ -10,6 +10,13 @@ import (
 // does not know (HTTP 404). It is permanent: ids are never reused.
 var ErrUnknownSchema = errors.New("unknown schema id")
 
+// ErrSchemaUnavailable is wrapped by decode errors when the schema source
+// could not give a schema for a reason other than not knowing its id (the
+// registry refused the credentials, is down past the caller's deadline, ...).
+// The record is not at fault: it may decode once the registry answers, so
+// such an error must never condemn the record (dead-letter or skip it).
+var ErrSchemaUnavailable = errors.New("schema unavailable")
+
 // ErrNoUpdated is wrapped by errors for changefeeds whose messages carry no
 // `updated` timestamp (no `updated` option, or envelope=key_only). Without it
 // rows cannot be ordered, so highwater refuses such feeds.

@@ -110,7 +110,7 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		Brokers:          cfg.Brokers,
 		Topics:           cfg.Topics,
 		Group:            cfg.Group,
-		Decoder:          schemas.NewDecoder(processor.SchemaSource(reg)),
+		Decoder:          schemas.NewDecoder(reg),
 		Buffer:           buf,
 		Writer:           obs.Writer(w),
 		KafkaOptions:     kafkaOpts,
