@@ -154,11 +154,6 @@ func (c *converter) convert(v any) (driver.Value, int, error) {
 	case schemas.KindDecimal:
 		d, ok := v.(schemas.Decimal)
 		if !ok {
-			if p, isPtr := v.(*schemas.Decimal); isPtr && p != nil {
-				d, ok = *p, true
-			}
-		}
-		if !ok {
 			return bad()
 		}
 		return c.decimal(d)

@@ -248,11 +248,6 @@ func (c *column) appendValue(b []byte, v any) ([]byte, int, error) {
 	case schemas.KindDecimal:
 		d, ok := v.(schemas.Decimal)
 		if !ok {
-			if p, isPtr := v.(*schemas.Decimal); isPtr && p != nil {
-				d, ok = *p, true
-			}
-		}
-		if !ok {
 			return bad()
 		}
 		return c.appendDecimal(b, d)
