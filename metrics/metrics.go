@@ -68,6 +68,8 @@ func NewRegistry(src Source, opts ...Option) *prometheus.Registry {
 			func(s processor.Stats) float64 { return float64(s.BufferBytes) }),
 		gauge("highwater_partitions_owned", "Kafka partitions this member owns.",
 			func(s processor.Stats) float64 { return float64(s.Partitions) }),
+		gauge("highwater_ready", "1 while the member is ready (owns partitions and has applied a first window), as /readyz answers; 0 otherwise.",
+			func(s processor.Stats) float64 { ok, _ := ready(s); return b2f(ok) }),
 		gauge("highwater_fetch_paused", "1 while fetching is paused by the buffer's disk budget.",
 			func(s processor.Stats) float64 { return b2f(s.Paused) }),
 		gauge("highwater_frontier_lag_seconds", "Now minus the wall time of the last applied frontier.",
@@ -97,6 +99,15 @@ func deadLetters(src Source, stage string, f func(processor.Stats) int64) promet
 	}, func() float64 { return float64(f(src.Stats())) })
 }
 
+// ready is the member's readiness, shared by /readyz and highwater_ready so
+// that an alert on the metric means what the probe means.
+func ready(s processor.Stats) (bool, string) {
+	if s.Partitions == 0 || s.Frontier.IsZero() {
+		return false, "waiting for partitions and a first resolved window"
+	}
+	return true, ""
+}
+
 func b2f(b bool) float64 {
 	if b {
 		return 1
@@ -118,9 +129,8 @@ func Serve(ctx context.Context, addr string, src Source, log *zap.Logger, opts .
 	mux.Handle("/metrics", promhttp.HandlerFor(NewRegistry(src, opts...), promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {
-		s := src.Stats()
-		if s.Partitions == 0 || s.Frontier.IsZero() {
-			http.Error(w, "not ready: waiting for partitions and a first resolved window", http.StatusServiceUnavailable)
+		if ok, why := ready(src.Stats()); !ok {
+			http.Error(w, "not ready: "+why, http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ready\n"))

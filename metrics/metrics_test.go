@@ -89,16 +89,27 @@ func TestMetricsAndReadiness(t *testing.T) {
 			t.Errorf("/metrics lacks %q", want)
 		}
 	}
-	if code, _ := get("/readyz"); code != http.StatusServiceUnavailable {
-		t.Errorf("/readyz = %d before any window, want 503", code)
-	}
-	src.s.Store(&processor.Stats{Partitions: 2})
-	if code, _ := get("/readyz"); code != http.StatusServiceUnavailable {
-		t.Errorf("/readyz = %d with partitions but no frontier, want 503", code)
-	}
-	src.s.Store(&processor.Stats{Partitions: 2, Frontier: schemas.HLC{WallTime: time.Now().UnixNano()}})
-	if code, _ := get("/readyz"); code != http.StatusOK {
-		t.Errorf("/readyz = %d after a window, want 200", code)
+	// /readyz and highwater_ready (what the NoMemberReady alert reads)
+	// agree in every state.
+	for _, c := range []struct {
+		what  string
+		stats processor.Stats
+		code  int
+	}{
+		{"before any window", processor.Stats{}, http.StatusServiceUnavailable},
+		{"with partitions but no frontier", processor.Stats{Partitions: 2}, http.StatusServiceUnavailable},
+		{"with a frontier but no partitions", processor.Stats{Frontier: schemas.HLC{WallTime: time.Now().UnixNano()}}, http.StatusServiceUnavailable},
+		{"after a window", processor.Stats{Partitions: 2, Frontier: schemas.HLC{WallTime: time.Now().UnixNano()}}, http.StatusOK},
+	} {
+		src.s.Store(&c.stats)
+		if code, _ := get("/readyz"); code != c.code {
+			t.Errorf("/readyz = %d %s, want %d", code, c.what, c.code)
+		}
+		_, body := get("/metrics")
+		v, ok := sample(t, body, "highwater_ready", "")
+		if want := b2f(c.code == http.StatusOK); !ok || v != want {
+			t.Errorf("highwater_ready = %v (present %v) %s, want %v", v, ok, c.what, want)
+		}
 	}
 	if code, _ := get("/healthz"); code != http.StatusOK {
 		t.Errorf("/healthz = %d", code)
