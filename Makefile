@@ -39,8 +39,11 @@ check-deploy: build
 	done
 
 ## demo: the whole pipeline on an embedded broker, registry and DuckDB file.
+## The first build compiles DuckDB's C++ through cgo: say so before it starts.
 demo:
-	$(GO) run ./cmd/highwater demo
+	@echo "Building $(BIN). The first build compiles DuckDB (C++, cgo) and takes about 4 minutes on 2 cores; later builds take seconds."
+	@$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/highwater
+	$(BIN) demo
 
 ## bench: end-to-end and component benchmarks; figures go to docs/BENCHMARKS.md.
 bench: build

@@ -7,7 +7,6 @@ package config
 import (
 	"bytes"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net/url"
@@ -16,6 +15,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
 	"github.com/highwater-dev/highwater/schemas"
@@ -188,10 +188,10 @@ func Load(args []string, getenv func(string) string) (Config, error) {
 }
 
 // Loader builds a Config from defaults, a YAML file, env and flags for a
-// command that has flags of its own: register them on FlagSet, parse, then
-// call Load (validated) or Merge (not validated).
+// command that has flags of its own: add FlagSet to the command's flags (or
+// parse it), then call Load (validated) or Merge (not validated).
 type Loader struct {
-	fs         *flag.FlagSet
+	fs         *pflag.FlagSet
 	getenv     func(string) string
 	configFile *string
 	// fromFlags receives the flags, so that only flags actually given
@@ -200,10 +200,12 @@ type Loader struct {
 }
 
 // NewLoader returns a Loader whose FlagSet, named name, holds --config and
-// one flag per configuration field. getenv is usually os.Getenv.
+// one flag per configuration field, each showing its default and its
+// environment variable in the help. getenv is usually os.Getenv.
 func NewLoader(name string, getenv func(string) string) *Loader {
-	l := &Loader{fs: flag.NewFlagSet(name, flag.ContinueOnError), getenv: getenv}
+	l := &Loader{fs: pflag.NewFlagSet(name, pflag.ContinueOnError), getenv: getenv, fromFlags: Defaults()}
 	l.fs.SetOutput(io.Discard)
+	l.fs.SortFlags = false
 	l.configFile = l.fs.String("config", getenv("HIGHWATER_CONFIG"), "YAML configuration file (env HIGHWATER_CONFIG)")
 	for _, f := range l.fromFlags.fields() {
 		f.register(l.fs)
@@ -211,8 +213,9 @@ func NewLoader(name string, getenv func(string) string) *Loader {
 	return l
 }
 
-// FlagSet is the loader's flag set; parse it before Load or Merge.
-func (l *Loader) FlagSet() *flag.FlagSet { return l.fs }
+// FlagSet is the loader's flag set. Parse it, or add it to a command's flag
+// set (pflag.FlagSet.AddFlagSet) that is parsed, before Load or Merge.
+func (l *Loader) FlagSet() *pflag.FlagSet { return l.fs }
 
 // Merge returns defaults < YAML file < env < flags given, with the password
 // files read, without validating the result.
@@ -248,8 +251,10 @@ func (l *Loader) merge() (Config, error) {
 			}
 		}
 	}
+	// Changed, not Visit: when the flags were added to a command's own flag
+	// set, that set parsed them and only the flags themselves know.
 	given := map[string]bool{}
-	l.fs.Visit(func(fl *flag.Flag) { given[fl.Name] = true })
+	l.fs.VisitAll(func(fl *pflag.Flag) { given[fl.Name] = fl.Changed })
 	mine, theirs := c.fields(), l.fromFlags.fields()
 	for i := range mine {
 		if given[mine[i].flag] {
@@ -259,18 +264,10 @@ func (l *Loader) merge() (Config, error) {
 	return c, nil
 }
 
-// Usage returns the flag reference of `highwater run`.
+// Usage returns the flag reference of `highwater run`: each flag with its
+// default and environment variable.
 func Usage() string {
-	var c Config
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	fs.String("config", "", "YAML configuration file (env HIGHWATER_CONFIG)")
-	for _, f := range c.fields() {
-		f.register(fs)
-	}
-	var b strings.Builder
-	fs.SetOutput(&b)
-	fs.PrintDefaults()
-	return b.String()
+	return NewLoader("run", func(string) string { return "" }).FlagSet().FlagUsages()
 }
 
 func (c *Config) loadFile(path string) error {
@@ -287,18 +284,27 @@ func (c *Config) loadFile(path string) error {
 	return nil
 }
 
-func (f field) register(fs *flag.FlagSet) {
+func (f field) register(fs *pflag.FlagSet) {
+	usage := f.usage + " (env " + EnvName(f.flag) + ")"
 	switch p := f.ptr.(type) {
 	case *string:
-		fs.StringVar(p, f.flag, *p, f.usage)
+		fs.StringVar(p, f.flag, *p, usage)
 	case *bool:
-		fs.BoolVar(p, f.flag, *p, f.usage)
+		fs.BoolVar(p, f.flag, *p, usage)
 	case *time.Duration:
-		fs.DurationVar(p, f.flag, *p, f.usage)
+		fs.DurationVar(p, f.flag, *p, usage)
 	case *[]string:
-		fs.Func(f.flag, f.usage, func(s string) error { *p = splitList(s); return nil })
+		fs.Var((*listValue)(p), f.flag, usage)
 	}
 }
+
+// listValue is a comma-separated list flag: each use replaces the list, as
+// the env var and YAML field do.
+type listValue []string
+
+func (l *listValue) String() string     { return strings.Join(*l, ",") }
+func (l *listValue) Set(s string) error { *l = splitList(s); return nil }
+func (l *listValue) Type() string       { return "list" }
 
 func (f field) set(v string) error {
 	switch p := f.ptr.(type) {

@@ -62,7 +62,7 @@ func TestConfigErrorsSayWhatToFix(t *testing.T) {
 		{[]string{"--brokers", "b:1", "--registry", "http://r", "--topics", "t"}, "no warehouse"},
 		{[]string{"--brokers", "b:1", "--registry", "http://r", "--topics", "t", "--sink", "duckdb:///x", "--stop-at", "yesterday"}, "stop-at"},
 		{[]string{"--brokers", "b:1", "--registry", "http://r", "--topics", "t", "--sink", "duckdb:///x", "--buffer-budget", "lots"}, "size \"lots\""},
-		{[]string{"--nope"}, "flag provided but not defined"},
+		{[]string{"--nope"}, "unknown flag: --nope"},
 	} {
 		_, err := Load(tc.args, env(nil))
 		if err == nil || !strings.Contains(err.Error(), tc.want) {

@@ -211,12 +211,14 @@ func (c *Config) RegistryOptions() ([]schemas.RegistryOption, error) {
 	return opts, nil
 }
 
-// CheckKafka connects to the brokers once with the configured TLS and SASL
-// settings, so that a wrong password, certificate or mechanism stops the
-// start with an error that says what to fix, rather than as an endless
-// retry. Brokers that cannot be reached at all are not reported here: the
-// processor waits for them up to its startup timeout.
-func (c *Config) CheckKafka(ctx context.Context) error {
+// WaitForKafka waits up to StartupTimeout for the brokers to answer, with
+// the configured TLS and SASL settings. waiting, if not nil, is called once
+// when the first attempt finds them unreachable, with how long it will
+// wait, so that the caller can say so once instead of a warning a retry.
+// A wrong password, certificate or mechanism fails at once with what to
+// fix, rather than as an endless retry inside the consumer; brokers still unreachable at the deadline fail with
+// an error naming them and the timeout.
+func (c *Config) WaitForKafka(ctx context.Context, waiting func(time.Duration)) error {
 	opts, err := c.KafkaOptions()
 	if err != nil {
 		return err
@@ -226,21 +228,42 @@ func (c *Config) CheckKafka(ctx context.Context) error {
 		return fmt.Errorf("kafka client: %w", err)
 	}
 	defer cl.Close()
-	timeout := 10 * time.Second
-	if c.StartupTimeout > 0 && c.StartupTimeout < timeout {
-		timeout = c.StartupTimeout
+	timeout := c.StartupTimeout
+	if timeout <= 0 {
+		timeout = 30 * time.Second
 	}
-	pingCtx, cancel := context.WithTimeout(ctx, timeout)
-	defer cancel()
-	err = cl.Ping(pingCtx)
-	if err == nil || ctx.Err() != nil {
-		return nil
+	deadline := time.Now().Add(timeout)
+	var last error // the last answer before the deadline cut one short
+	for attempt := 0; ; attempt++ {
+		pingCtx, cancel := context.WithDeadline(ctx, deadline)
+		err = cl.Ping(pingCtx)
+		cancel()
+		if err == nil || ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if explained := c.explainKafkaError(err); explained != nil {
+			return explained
+		}
+		if !time.Now().Before(deadline) {
+			if last == nil {
+				last = err
+			}
+			return fmt.Errorf("cannot reach Kafka brokers %v within %s: %w", c.Brokers, timeout, last)
+		}
+		last = err
+		if attempt == 0 && waiting != nil {
+			waiting(time.Until(deadline).Round(time.Second))
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(500*time.Millisecond, time.Until(deadline))):
+		}
 	}
-	return c.explainKafkaError(err)
 }
 
-// explainKafkaError turns a failed first connection into an error naming
-// the settings to check, or nil when the brokers were merely unreachable.
+// explainKafkaError turns a failed connection into an error naming the
+// settings to check, or nil when the brokers were merely unreachable.
 func (c *Config) explainKafkaError(err error) error {
 	sasl := ""
 	if m := c.saslMechanism(); m != "" {

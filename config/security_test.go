@@ -185,13 +185,13 @@ func TestKafkaTLSAndSASLAgainstKfake(t *testing.T) {
 			// The same cluster without the security settings must refuse
 			// us, or the test proves nothing.
 			bare := Config{Brokers: c.ListenAddrs()}
-			if err := bare.CheckKafka(ctx); err == nil {
+			if err := bare.WaitForKafka(ctx, nil); err == nil {
 				t.Fatal("a client without TLS/SASL settings got through")
 			}
 			if tc.cfg.KafkaTLSCert != "" {
 				noCert := tc.cfg
 				noCert.Brokers, noCert.KafkaTLSCert, noCert.KafkaTLSKey = c.ListenAddrs(), "", ""
-				if err := noCert.CheckKafka(ctx); err == nil || !strings.Contains(err.Error(), "check kafka_tls_cert and kafka_tls_key") {
+				if err := noCert.WaitForKafka(ctx, nil); err == nil || !strings.Contains(err.Error(), "check kafka_tls_cert and kafka_tls_key") {
 					t.Fatalf("without the client certificate: %v, want a hint at kafka_tls_cert", err)
 				}
 			}
@@ -210,8 +210,8 @@ func TestKafkaWrongCredentialsGiveAClearError(t *testing.T) {
 	defer c.Close()
 	other := newPKI(t) // a CA that did not sign the broker's certificate
 	good := Config{Brokers: c.ListenAddrs(), KafkaTLSCA: p.caFile, KafkaSASLMechanism: "SCRAM-SHA-256", KafkaSASLUser: "hw", KafkaSASLPassword: "right-password"}
-	if err := good.CheckKafka(context.Background()); err != nil {
-		t.Fatalf("CheckKafka with the right settings: %v", err)
+	if err := good.WaitForKafka(context.Background(), nil); err != nil {
+		t.Fatalf("WaitForKafka with the right settings: %v", err)
 	}
 	for _, tc := range []struct {
 		name string
@@ -229,7 +229,7 @@ func TestKafkaWrongCredentialsGiveAClearError(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := good
 			tc.edit(&cfg)
-			err := cfg.CheckKafka(context.Background())
+			err := cfg.WaitForKafka(context.Background(), nil)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want it to mention %q", err, tc.want)
 			}
@@ -238,10 +238,16 @@ func TestKafkaWrongCredentialsGiveAClearError(t *testing.T) {
 			}
 		})
 	}
-	// Unreachable brokers are left to the processor's startup wait.
-	down := Config{Brokers: []string{"127.0.0.1:1"}}
-	if err := down.CheckKafka(context.Background()); err != nil {
-		t.Fatalf("CheckKafka on a closed port = %v, want nil", err)
+	// Unreachable brokers are waited for up to the startup timeout, said
+	// once, then named in the error.
+	down := Config{Brokers: []string{"127.0.0.1:1"}, StartupTimeout: 1500 * time.Millisecond}
+	var said []time.Duration
+	err = down.WaitForKafka(context.Background(), func(d time.Duration) { said = append(said, d) })
+	if err == nil || !strings.Contains(err.Error(), "cannot reach Kafka brokers [127.0.0.1:1] within 1.5s") {
+		t.Fatalf("WaitForKafka on a closed port = %v, want it to name the brokers and the timeout", err)
+	}
+	if len(said) != 1 || said[0] <= 0 || said[0] > 1500*time.Millisecond {
+		t.Fatalf("waiting was told %v, want once with the time left", said)
 	}
 }
 

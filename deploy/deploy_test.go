@@ -108,7 +108,7 @@ func loadCompose(t *testing.T) composeFile {
 func knownEnv(t *testing.T) map[string]bool {
 	t.Helper()
 	known := map[string]bool{"HIGHWATER_CONFIG": true, "HIGHWATER_CPUPROFILE": true}
-	flags := regexp.MustCompile(`(?m)^  -([a-z0-9-]+)`).FindAllStringSubmatch(config.Usage(), -1)
+	flags := regexp.MustCompile(`(?m)^\s+--([a-z0-9-]+)`).FindAllStringSubmatch(config.Usage(), -1)
 	for _, f := range flags {
 		known[config.EnvName(f[1])] = true
 	}

@@ -6,7 +6,6 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -22,6 +21,7 @@ import (
 	"time"
 
 	"github.com/duckdb/duckdb-go/v2"
+	"github.com/spf13/cobra"
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
@@ -31,15 +31,19 @@ import (
 	"github.com/highwater-dev/highwater/simulator"
 )
 
-// benchCmd measures the whole pipeline the way an operator would meet it:
+// newBenchCmd measures the whole pipeline the way an operator would meet it:
 // the simulator fills an in-process broker, then `highwater run` runs as a
 // separate process (so its CPU time and RSS are its own) until --stop-at.
 // In the same run it measures the raw consume rate of the same topics and
 // the raw DuckDB append rate, and a second feed holds millions of events
 // unresolved to measure memory while they are buffered.
-func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "bench",
+		Short: "Measure the pipeline end to end (make bench)",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	events := fs.Int("events", 1_000_000, "row events of the throughput feed")
 	keys := fs.Int("keys", 100_000, "distinct keys of the throughput feed")
 	window := fs.Int("window", 50_000, "events between resolved timestamps")
@@ -47,88 +51,89 @@ func benchCmd(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	unresolved := fs.Int("unresolved", 2_000_000, "events of the memory feed, buffered without a resolved timestamp (0 skips)")
 	dir := fs.String("dir", "", "working directory (default: a temporary one); the runs' logs are kept in it as throughput.log and memory.log")
 	logLevel := fs.String("log-level", "info", "log level of the measured `highwater run` processes (debug logs every window)")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	work := *dir
-	if work == "" {
-		var err error
-		if work, err = os.MkdirTemp("", "highwater-bench-"); err != nil {
-			return err
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		work := *dir
+		if work == "" {
+			var err error
+			if work, err = os.MkdirTemp("", "highwater-bench-"); err != nil {
+				return err
+			}
+			defer os.RemoveAll(work)
 		}
-		defer os.RemoveAll(work)
-	}
-	self, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	stack, err := devstack.Start(devstack.Options{})
-	if err != nil {
-		return err
-	}
-	defer stack.Close()
-
-	fmt.Fprintf(stdout, "highwater bench: %d events over %d keys, %d partitions, resolved every %d events (%d cores)\n",
-		*events, *keys, *partitions, *window, runtime.NumCPU())
-
-	// 1. Produce the throughput feed.
-	t0 := time.Now()
-	topics, final, err := benchFeed(ctx, stack, "tp_", *partitions, *events, *keys, *window, true)
-	if err != nil {
-		return err
-	}
-	produce := time.Since(t0)
-	fmt.Fprintf(stdout, "  simulator produced         %9.0f events/s  (%s)\n", float64(*events)/produce.Seconds(), produce.Round(time.Millisecond))
-
-	// 2. Raw consume rate of the same topics.
-	n, took, err := rawConsume(ctx, stack.Brokers(), topics)
-	if err != nil {
-		return err
-	}
-	rawRate := float64(n) / took.Seconds()
-	fmt.Fprintf(stdout, "  raw Kafka consume          %9.0f records/s (%d records)\n", rawRate, n)
-
-	// 3. Raw DuckDB append rate for rows of the same shape.
-	appendRate, err := rawDuckDBAppend(ctx, filepath.Join(work, "raw.duckdb"), *events)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stdout, "  raw DuckDB append          %9.0f rows/s\n", appendRate)
-
-	// 4. The pipeline, as its own process.
-	res, err := runBenchProcess(ctx, self, stack, topics, work, "throughput", *logLevel, final)
-	if err != nil {
-		return err
-	}
-	rate := float64(res.consumed) / res.wall.Seconds()
-	fmt.Fprintf(stdout, "  highwater end to end       %9.0f events/s  (%d records in %s; %.2fx raw consume, %.2fx raw DuckDB append)\n",
-		rate, res.consumed, res.wall.Round(time.Millisecond), rate/rawRate, rate/appendRate)
-	fmt.Fprintf(stdout, "    CPU per event            %9.2f µs  (user+sys %s)\n", float64(res.cpu.Microseconds())/float64(max(res.consumed, 1)), res.cpu.Round(time.Millisecond))
-	fmt.Fprintf(stdout, "    peak RSS                 %9.1f MiB  (at the sampled peak: %s)\n", float64(res.maxRSS)/(1<<20), res.peakMem)
-	fmt.Fprintf(stdout, "    peak buffer disk         %9.1f MiB\n", float64(res.peakDisk)/(1<<20))
-	fmt.Fprintf(stdout, "    resolved-to-visible      p50 %s  p99 %s  (%d windows)\n", res.p50, res.p99, res.windows)
-
-	if *unresolved > 0 {
-		// 5. Memory with millions of unresolved events buffered.
-		t0 = time.Now()
-		topics, _, err = benchFeed(ctx, stack, "mem_", *partitions, *unresolved, *unresolved/2, 0, false)
+		self, err := os.Executable()
 		if err != nil {
 			return err
 		}
-		inKafka, _, err := rawConsume(ctx, stack.Brokers(), topics)
+		stack, err := devstack.Start(devstack.Options{})
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "  memory feed: %d unresolved events produced in %s (%d records in Kafka)\n", *unresolved, time.Since(t0).Round(time.Millisecond), inKafka)
-		mem, err := runBenchProcess(ctx, self, stack, topics, work, "memory", *logLevel, schemas.HLC{}, inKafka)
+		defer stack.Close()
+
+		fmt.Fprintf(stdout, "highwater bench: %d events over %d keys, %d partitions, resolved every %d events (%d cores)\n",
+			*events, *keys, *partitions, *window, runtime.NumCPU())
+
+		// 1. Produce the throughput feed.
+		t0 := time.Now()
+		topics, final, err := benchFeed(ctx, stack, "tp_", *partitions, *events, *keys, *window, true)
 		if err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "    peak RSS while %d events are buffered: %.1f MiB (buffer on disk %.1f MiB, ingest %.0f events/s)\n",
-			mem.buffered, float64(mem.maxRSS)/(1<<20), float64(mem.peakDisk)/(1<<20), float64(mem.buffered)/mem.wall.Seconds())
-		fmt.Fprintf(stdout, "      at the sampled peak: %s\n", mem.peakMem)
+		produce := time.Since(t0)
+		fmt.Fprintf(stdout, "  simulator produced         %9.0f events/s  (%s)\n", float64(*events)/produce.Seconds(), produce.Round(time.Millisecond))
+
+		// 2. Raw consume rate of the same topics.
+		n, took, err := rawConsume(ctx, stack.Brokers(), topics)
+		if err != nil {
+			return err
+		}
+		rawRate := float64(n) / took.Seconds()
+		fmt.Fprintf(stdout, "  raw Kafka consume          %9.0f records/s (%d records)\n", rawRate, n)
+
+		// 3. Raw DuckDB append rate for rows of the same shape.
+		appendRate, err := rawDuckDBAppend(ctx, filepath.Join(work, "raw.duckdb"), *events)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, "  raw DuckDB append          %9.0f rows/s\n", appendRate)
+
+		// 4. The pipeline, as its own process.
+		res, err := runBenchProcess(ctx, self, stack, topics, work, "throughput", *logLevel, final)
+		if err != nil {
+			return err
+		}
+		rate := float64(res.consumed) / res.wall.Seconds()
+		fmt.Fprintf(stdout, "  highwater end to end       %9.0f events/s  (%d records in %s; %.2fx raw consume, %.2fx raw DuckDB append)\n",
+			rate, res.consumed, res.wall.Round(time.Millisecond), rate/rawRate, rate/appendRate)
+		fmt.Fprintf(stdout, "    CPU per event            %9.2f µs  (user+sys %s)\n", float64(res.cpu.Microseconds())/float64(max(res.consumed, 1)), res.cpu.Round(time.Millisecond))
+		fmt.Fprintf(stdout, "    peak RSS                 %9.1f MiB  (at the sampled peak: %s)\n", float64(res.maxRSS)/(1<<20), res.peakMem)
+		fmt.Fprintf(stdout, "    peak buffer disk         %9.1f MiB\n", float64(res.peakDisk)/(1<<20))
+		fmt.Fprintf(stdout, "    resolved-to-visible      p50 %s  p99 %s  (%d windows)\n", res.p50, res.p99, res.windows)
+
+		if *unresolved > 0 {
+			// 5. Memory with millions of unresolved events buffered.
+			t0 = time.Now()
+			topics, _, err = benchFeed(ctx, stack, "mem_", *partitions, *unresolved, *unresolved/2, 0, false)
+			if err != nil {
+				return err
+			}
+			inKafka, _, err := rawConsume(ctx, stack.Brokers(), topics)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "  memory feed: %d unresolved events produced in %s (%d records in Kafka)\n", *unresolved, time.Since(t0).Round(time.Millisecond), inKafka)
+			mem, err := runBenchProcess(ctx, self, stack, topics, work, "memory", *logLevel, schemas.HLC{}, inKafka)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "    peak RSS while %d events are buffered: %.1f MiB (buffer on disk %.1f MiB, ingest %.0f events/s)\n",
+				mem.buffered, float64(mem.maxRSS)/(1<<20), float64(mem.peakDisk)/(1<<20), float64(mem.buffered)/mem.wall.Seconds())
+			fmt.Fprintf(stdout, "      at the sampled peak: %s\n", mem.peakMem)
+		}
+		return nil
 	}
-	return nil
+	return cmd
 }
 
 // benchTable is a features-like row of eight columns.

@@ -1,42 +1,48 @@
 package main
 
 import (
-	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
+
+	"github.com/spf13/cobra"
 
 	"github.com/highwater-dev/highwater/config"
 )
 
-const configUsage = `Usage: highwater config check [--config FILE] [run flags]
-
-Loads the configuration exactly as run does (defaults < --config file <
-HIGHWATER_* env < flags, password files read), validates it, and prints the
-effective configuration as YAML with secrets redacted. An invalid
-configuration exits 1 with every problem listed.
-`
-
-func configCmd(_ context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	if len(args) == 0 || args[0] != "check" {
-		fmt.Fprint(stderr, configUsage)
-		if len(args) > 0 && isHelp(args[0]) {
-			return flag.ErrHelp
-		}
-		return fmt.Errorf("config: want the subcommand check: %w", errUsage)
+func newConfigCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "config",
+		Short: "Check a configuration",
+		Args:  subcommandArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(stderr)
+			_ = cmd.Usage()
+			return usagef(cmd, "config: want the subcommand check")
+		},
 	}
 	l := config.NewLoader("config check", getenv)
-	if err := l.FlagSet().Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stderr, "%s\nFlags (each also a YAML field and a HIGHWATER_* env var):\n%s", configUsage, config.Usage())
-			return err
-		}
-		return fmt.Errorf("config check: %w", err)
+	check := &cobra.Command{
+		Use:   "check",
+		Short: "Validate a configuration as run would, and print it with secrets redacted",
+		Long: `Loads the configuration exactly as run does (defaults < --config file <
+HIGHWATER_* env < flags, password files read), validates it as run does short
+of connecting (the sink URL included), and prints the effective configuration
+as YAML with secrets redacted. An invalid configuration exits 1 with every
+problem listed.`,
+		Example: `  highwater config check --config highwater.yaml`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return configCheck(l, stdout, stderr)
+		},
 	}
-	if l.FlagSet().NArg() > 0 {
-		return fmt.Errorf("config check: unexpected arguments %q", l.FlagSet().Args())
-	}
+	check.Flags().SortFlags = false
+	check.Flags().AddFlagSet(l.FlagSet())
+	cmd.AddCommand(check)
+	return cmd
+}
+
+func configCheck(l *config.Loader, stdout, stderr io.Writer) error {
 	cfg, err := l.Load()
 	if err != nil {
 		problems := flatten(err)
@@ -52,8 +58,6 @@ func configCmd(_ context.Context, args []string, getenv func(string) string, std
 	fmt.Fprintf(stdout, "# highwater effective configuration (secrets redacted)\n%s", cfg.Redacted())
 	return nil
 }
-
-func isHelp(a string) bool { return a == "-h" || a == "--help" || a == "-help" || a == "help" }
 
 // flatten lists the leaves of errors.Join trees, so that each problem is
 // one line.

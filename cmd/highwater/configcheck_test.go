@@ -20,10 +20,10 @@ import (
 	"github.com/highwater-dev/highwater/simulator"
 )
 
-func configCheck(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
+func checkConfig(t *testing.T, env map[string]string, args ...string) (stdout, stderr string, err error) {
 	t.Helper()
 	var out, errOut bytes.Buffer
-	err = configCmd(context.Background(), append([]string{"check"}, args...), func(k string) string { return env[k] }, &out, &errOut)
+	err = execute(context.Background(), append([]string{"config", "check"}, args...), func(k string) string { return env[k] }, &out, &errOut)
 	return out.String(), errOut.String(), err
 }
 
@@ -44,7 +44,7 @@ group: from-file
 sink: postgres://hw:sink-secret-33@db:5432/wh?sslmode=require
 changelog: true
 `), 0o600)
-	out, errOut, err := configCheck(t, map[string]string{"HIGHWATER_REGISTRY_PASSWORD": "env-secret-34"},
+	out, errOut, err := checkConfig(t, map[string]string{"HIGHWATER_REGISTRY_PASSWORD": "env-secret-34"},
 		"--config", file, "--group", "from-flag", "--buffer-budget", "1GiB")
 	if err != nil {
 		t.Fatalf("config check: %v\n%s", err, errOut)
@@ -66,7 +66,7 @@ changelog: true
 }
 
 func TestConfigCheckListsEveryProblem(t *testing.T) {
-	out, errOut, err := configCheck(t, map[string]string{"HIGHWATER_KAFKA_SASL_PASSWORD": "env-secret-35"},
+	out, errOut, err := checkConfig(t, map[string]string{"HIGHWATER_KAFKA_SASL_PASSWORD": "env-secret-35"},
 		"--registry", "ftp://u:url-secret-36@r", "--kafka-sasl-mechanism", "SCRAM-SHA-1", "--log-level", "loud")
 	if err == nil {
 		t.Fatalf("config check accepted an invalid configuration:\n%s", out)
@@ -92,12 +92,13 @@ func TestConfigCheckListsEveryProblem(t *testing.T) {
 			t.Errorf("problems quote the secret %q:\n%s", secret, errOut)
 		}
 	}
-	if _, _, err := configCheck(t, nil, "--nope"); err == nil || !strings.Contains(err.Error(), "flag provided but not defined") {
-		t.Errorf("unknown flag: %v", err)
+	if _, _, err := checkConfig(t, nil, "--nope"); err == nil || !strings.Contains(err.Error(), "unknown flag: --nope") || exitCode(err) != 2 {
+		t.Errorf("unknown flag: %v, want a usage error", err)
 	}
 	var out2, errOut2 bytes.Buffer
-	if err := configCmd(context.Background(), []string{"lint"}, os.Getenv, &out2, &errOut2); err == nil || exitCode(err) != 2 {
-		t.Errorf("config lint: %v, want a usage error", err)
+	if err := execute(context.Background(), []string{"config", "lint"}, os.Getenv, &out2, &errOut2); err == nil || exitCode(err) != 2 ||
+		!strings.Contains(err.Error(), `unknown command "lint"`) {
+		t.Errorf("config lint: %v, want a usage error naming the command", err)
 	}
 }
 

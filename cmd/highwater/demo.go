@@ -4,7 +4,6 @@ import (
 	"context"
 	"database/sql"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	_ "github.com/duckdb/duckdb-go/v2" // database/sql driver "duckdb" for the summary queries
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/config"
@@ -23,146 +23,171 @@ import (
 	"github.com/highwater-dev/highwater/simulator"
 )
 
-// demoCmd runs the whole pipeline with no setup: an in-process Kafka broker
+// newDemoCmd runs the whole pipeline with no setup: an in-process Kafka broker
 // and Schema Registry, the changefeed simulator playing a product-telemetry
 // feed with updates, deletes and duplicates, and highwater applying it to a
 // DuckDB file.
-func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("demo", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newDemoCmd(stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "demo",
+		Short: "Run the whole pipeline on an embedded broker, registry and DuckDB file",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	dir := fs.String("dir", "highwater-demo", "working directory (recreated on every run)")
 	txns := fs.Int("txns", 20000, "source transactions to simulate")
 	keys := fs.Int("keys", 2000, "distinct rows per table")
 	partitions := fs.Int("partitions", 4, "partitions per changefeed topic")
 	dupProb := fs.Float64("duplicates", 0.05, "probability that the changefeed re-sends a row message")
 	verbose := fs.Bool("v", false, "log highwater's own messages to stderr")
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
 
-	abs, err := filepath.Abs(*dir)
-	if err != nil {
-		return err
-	}
-	if err := os.RemoveAll(abs); err != nil {
-		return fmt.Errorf("clean %s: %w", abs, err)
-	}
-	if err := os.MkdirAll(abs, 0o755); err != nil {
-		return err
-	}
-	dbPath := filepath.Join(abs, "demo.duckdb")
-
-	log := zap.NewNop()
-	if *verbose {
-		if log, err = newLogger("info", "console", stderr); err != nil {
+		abs, err := filepath.Abs(*dir)
+		if err != nil {
 			return err
 		}
-	}
+		if err := os.RemoveAll(abs); err != nil {
+			return fmt.Errorf("clean %s: %w", abs, err)
+		}
+		if err := os.MkdirAll(abs, 0o755); err != nil {
+			return err
+		}
+		dbPath := filepath.Join(abs, "demo.duckdb")
 
-	fmt.Fprintf(stdout, "highwater demo: CockroachDB-style changefeed -> Kafka -> highwater -> DuckDB (%s)\n", dbPath)
-	stack, err := devstack.Start(devstack.Options{DataDir: filepath.Join(abs, "kafka")})
-	if err != nil {
-		return err
-	}
-	defer stack.Close()
-
-	sim, err := simulator.New(ctx, simulator.Options{
-		Brokers:       stack.Brokers(),
-		RegistryURL:   stack.RegistryURL(),
-		Partitions:    *partitions,
-		Diff:          true,
-		DuplicateProb: *dupProb,
-		Reorder:       true,
-		Seed:          time.Now().UnixNano(),
-		Start:         time.Now(),
-		Logger:        log,
-	}, simulator.TelemetryTables()...)
-	if err != nil {
-		return fmt.Errorf("simulator: %w", err)
-	}
-	defer sim.Close()
-	fmt.Fprintf(stdout, "  broker %s, registry %s, topics %s\n", stack.Brokers()[0], stack.RegistryURL(), strings.Join(sim.Topics(), ", "))
-
-	cfg := config.Defaults()
-	cfg.Brokers = stack.Brokers()
-	cfg.Registry = stack.RegistryURL()
-	cfg.Topics = sim.Topics()
-	cfg.Group = "highwater-demo"
-	cfg.Sink = "duckdb://" + dbPath
-	cfg.BufferDir = filepath.Join(abs, "buffer")
-	cfg.Changelog = true
-
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	procCh := make(chan *processor.Processor, 1)
-	pipeErr := make(chan error, 1)
-	start := time.Now()
-	go func() { pipeErr <- runPipeline(ctx, cfg, log, func(p *processor.Processor) { procCh <- p }) }()
-
-	simErr := make(chan error, 1)
-	finalCh := make(chan schemas.HLC, 1)
-	go func() {
-		err := sim.RunTelemetry(ctx, simulator.Workload{Txns: *txns, KeysPerTable: *keys, RowsPerTxn: 4, DeleteProb: 0.05, ResolveEvery: 500, RestartEvery: 5000, GapProb: 0.3})
-		if err == nil {
-			var final schemas.HLC
-			if final, err = sim.Resolve(ctx); err == nil {
-				finalCh <- final
+		log := zap.NewNop()
+		if *verbose {
+			if log, err = newLogger("info", "console", stderr); err != nil {
+				return err
 			}
 		}
-		simErr <- err
-	}()
 
-	var proc *processor.Processor
-	select {
-	case proc = <-procCh:
-	case err := <-pipeErr:
-		return fmt.Errorf("pipeline: %w", err)
-	}
-	tty := isTerminal(stdout)
-	tick := time.NewTicker(250 * time.Millisecond)
-	defer tick.Stop()
-	var final schemas.HLC
-	for done := false; !done; {
+		fmt.Fprintf(stdout, "highwater demo: CockroachDB-style changefeed -> Kafka -> highwater -> DuckDB (%s)\n", dbPath)
+		stack, err := devstack.Start(devstack.Options{DataDir: filepath.Join(abs, "kafka")})
+		if err != nil {
+			return err
+		}
+		defer stack.Close()
+
+		sim, err := simulator.New(ctx, simulator.Options{
+			Brokers:       stack.Brokers(),
+			RegistryURL:   stack.RegistryURL(),
+			Partitions:    *partitions,
+			Diff:          true,
+			DuplicateProb: *dupProb,
+			Reorder:       true,
+			Seed:          time.Now().UnixNano(),
+			Start:         time.Now(),
+			Logger:        log,
+		}, simulator.TelemetryTables()...)
+		if err != nil {
+			return fmt.Errorf("simulator: %w", err)
+		}
+		defer sim.Close()
+		fmt.Fprintf(stdout, "  broker %s, registry %s, topics %s\n", stack.Brokers()[0], stack.RegistryURL(), strings.Join(sim.Topics(), ", "))
+
+		cfg := config.Defaults()
+		cfg.Brokers = stack.Brokers()
+		cfg.Registry = stack.RegistryURL()
+		cfg.Topics = sim.Topics()
+		cfg.Group = "highwater-demo"
+		cfg.Sink = "duckdb://" + dbPath
+		cfg.BufferDir = filepath.Join(abs, "buffer")
+		cfg.Changelog = true
+
+		ctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		procCh := make(chan *processor.Processor, 1)
+		pipeErr := make(chan error, 1)
+		start := time.Now()
+		go func() { pipeErr <- runPipeline(ctx, cfg, log, func(p *processor.Processor) { procCh <- p }) }()
+
+		simErr := make(chan error, 1)
+		finalCh := make(chan schemas.HLC, 1)
+		go func() {
+			err := sim.RunTelemetry(ctx, simulator.Workload{Txns: *txns, KeysPerTable: *keys, RowsPerTxn: 4, DeleteProb: 0.05, ResolveEvery: 500, RestartEvery: 5000, GapProb: 0.3})
+			if err == nil {
+				var final schemas.HLC
+				if final, err = sim.Resolve(ctx); err == nil {
+					finalCh <- final
+				}
+			}
+			simErr <- err
+		}()
+
+		var proc *processor.Processor
 		select {
-		case err := <-simErr:
-			if err != nil {
-				cancel()
-				return fmt.Errorf("simulator: %w", err)
-			}
-		case final = <-finalCh:
-			proc.SetStopAt(final)
+		case proc = <-procCh:
 		case err := <-pipeErr:
-			if err != nil {
-				return fmt.Errorf("pipeline: %w", err)
-			}
-			done = true
-		case <-tick.C:
-			if tty {
-				fmt.Fprintf(stdout, "\r  %s", progress(proc.Stats()))
-			}
-		case <-ctx.Done():
-			return ctx.Err()
+			return fmt.Errorf("pipeline: %w", err)
 		}
-	}
-	took := time.Since(start)
-	st := proc.Stats()
-	if tty {
-		fmt.Fprintf(stdout, "\r  %s\n", progress(st))
-	}
-	fmt.Fprintf(stdout, "\ndone in %s: %d records consumed (%.0f/s): %d row messages and %d resolved timestamps; %d changes applied in %d windows\n",
-		took.Round(time.Millisecond), st.Consumed, float64(st.Consumed)/took.Seconds(), st.Consumed-st.ResolvedMsgs, st.ResolvedMsgs, st.RowsApplied, st.Windows)
-	fmt.Fprintf(stdout, "complete through HLC %s (%s)\n\n", final, final.Time().Format(time.RFC3339Nano))
+		tty := isTerminal(stdout)
+		tick := time.NewTicker(250 * time.Millisecond)
+		defer tick.Stop()
+		var final schemas.HLC
+		for done := false; !done; {
+			select {
+			case err := <-simErr:
+				if err != nil {
+					cancel()
+					return fmt.Errorf("simulator: %w", err)
+				}
+			case final = <-finalCh:
+				proc.SetStopAt(final)
+			case err := <-pipeErr:
+				if err != nil {
+					return fmt.Errorf("pipeline: %w", err)
+				}
+				done = true
+			case <-tick.C:
+				if tty {
+					fmt.Fprintf(stdout, "\r  %s", progress(proc.Stats()))
+				}
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
+		took := time.Since(start)
+		st := proc.Stats()
+		if tty {
+			fmt.Fprintf(stdout, "\r  %s\n", progress(st))
+		}
+		fmt.Fprintf(stdout, "\ndone in %s: %d records consumed (%.0f/s): %d row messages and %d resolved timestamps; %d changes applied in %d windows\n",
+			took.Round(time.Millisecond), st.Consumed, float64(st.Consumed)/took.Seconds(), st.Consumed-st.ResolvedMsgs, st.ResolvedMsgs, st.RowsApplied, st.Windows)
+		fmt.Fprintf(stdout, "complete through HLC %s (%s)\n\n", final, final.Time().Format(time.RFC3339Nano))
 
-	if err := demoSummary(ctx, stdout, dbPath, sim.Oracle(), final, st.Consumed-st.ResolvedMsgs); err != nil {
-		return err
+		if err := demoSummary(ctx, stdout, dbPath, sim.Oracle(), final, st.Consumed-st.ResolvedMsgs); err != nil {
+			return err
+		}
+		fmt.Fprintf(stdout, `
+Query it further (the file is free again now that the demo has stopped):
+  %[1]s sql --sink %[2]s "SELECT * FROM features ORDER BY uses DESC LIMIT 10"
+  %[1]s sql --sink %[2]s "SELECT * FROM highwater_watermark"
+  %[1]s sql --sink %[2]s "SELECT * FROM features_changes ORDER BY _hw_updated DESC LIMIT 5"
+  %[1]s status --sink %[2]s --group %[3]s
+`, selfCommand(), shellQuote("duckdb://"+dbPath), cfg.Group)
+		return nil
 	}
-	fmt.Fprintf(stdout, `
-Query it further:
-  duckdb %[1]s "SELECT * FROM features ORDER BY uses DESC LIMIT 10"
-  duckdb %[1]s "SELECT * FROM highwater_watermark"
-  python3 -c "import duckdb; print(duckdb.connect('%[1]s').sql('SELECT * FROM features_changes LIMIT 5'))"
-`, dbPath)
-	return nil
+	return cmd
+}
+
+// selfCommand is how the user can run this binary again: its path as
+// invoked, or `go run ./cmd/highwater` when `go run` built it into a
+// temporary directory that is gone once it exits.
+func selfCommand() string {
+	exe := os.Args[0]
+	if abs, err := filepath.Abs(exe); err == nil && strings.HasPrefix(abs, filepath.Clean(os.TempDir())+string(filepath.Separator)) {
+		return "go run ./cmd/highwater"
+	}
+	return shellQuote(exe)
+}
+
+// shellQuote quotes s for a POSIX shell when it needs it.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_./:=") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func progress(s processor.Stats) string {

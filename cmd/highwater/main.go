@@ -5,36 +5,27 @@
 //	highwater demo
 //	highwater simulate --brokers ... --registry ...
 //	highwater version
+//
+// Exit codes: 0 success (and --help everywhere), 1 a runtime error, 2 a
+// usage error (an unknown command or flag, a missing or extra argument).
 package main
 
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/signal"
 	"runtime/pprof"
 	"syscall"
+
+	"github.com/spf13/cobra"
 )
 
-// version is set at build time with -ldflags "-X main.version=...".
-var version = "dev"
-
-const usage = `highwater: CockroachDB changefeeds -> a clean, transactionally consistent warehouse copy
-
-Usage:
-  highwater run [flags]        consume a changefeed and apply it to a warehouse (run -h for flags)
-  highwater status [flags]     print the warehouse checkpoints and watermark of a group (--sink, --group, --json)
-  highwater config check [flags]  validate a configuration and print it, secrets redacted
-  highwater demo [flags]       the whole pipeline on an embedded broker, registry and DuckDB
-  highwater simulate [flags]   play a CockroachDB-like changefeed into any Kafka + Schema Registry
-  highwater bench [flags]      measure the pipeline end to end (make bench)
-  highwater snowflake-sql      print the Snowflake stage, pipe and MERGE task SQL for a files sink
-  highwater probe [URL]        exit 0 if URL (default: this host's /healthz) answers 2xx; the container health check
-  highwater version            print the version
-`
+// version is set at build time with -ldflags "-X main.version=..."; without
+// it, `highwater version` reads the module's build information.
+var version = ""
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -49,51 +40,110 @@ func main() {
 	pprof.StopCPUProfile()
 	stop()
 	if err != nil {
-		if !errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintln(os.Stderr, "highwater:", err)
+		fmt.Fprintln(os.Stderr, "highwater:", err)
+		var ue *usageError
+		if errors.As(err, &ue) && ue.cmd != "" {
+			fmt.Fprintf(os.Stderr, "Run '%s --help' for usage.\n", ue.cmd)
 		}
 		os.Exit(exitCode(err))
 	}
 }
 
+// exitCode is 2 for usage errors and 1 for every other error.
 func exitCode(err error) int {
-	if errors.Is(err, flag.ErrHelp) || errors.Is(err, errUsage) {
+	var ue *usageError
+	if errors.As(err, &ue) {
 		return 2
 	}
 	return 1
 }
 
-var errUsage = errors.New("usage")
+// usageError is a command line that cannot be run as given: an unknown
+// command or flag, a missing or extra argument. It exits 2.
+type usageError struct {
+	err error
+	cmd string // the command whose --help explains it, e.g. "highwater run"
+}
 
+func (e *usageError) Error() string { return e.err.Error() }
+func (e *usageError) Unwrap() error { return e.err }
+
+// usagef returns a usage error of cmd.
+func usagef(cmd *cobra.Command, format string, args ...any) error {
+	return &usageError{err: fmt.Errorf(format, args...), cmd: cmd.CommandPath()}
+}
+
+// run executes the command line args (without the program name).
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		fmt.Fprint(stderr, usage)
-		return errUsage
+	return execute(ctx, args, os.Getenv, stdout, stderr)
+}
+
+// execute is run with the environment given by getenv, for tests.
+func execute(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
+	root := newRootCmd(getenv, stdout, stderr)
+	root.SetArgs(args)
+	return root.ExecuteContext(ctx)
+}
+
+func newRootCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "highwater",
+		Short: "CockroachDB changefeeds -> a clean, transactionally consistent warehouse copy",
+		Long: `highwater consumes CockroachDB changefeeds (Avro, Schema Registry) from Kafka,
+buffers each row change until resolved timestamps close a window, and applies
+the window deduplicated and in commit order to DuckDB, PostgreSQL or change
+files on disk or S3, with its checkpoint in the same transaction.
+
+Every setting of run, status and config check is also a YAML field of the
+--config file and a HIGHWATER_* environment variable (--buffer-dir, buffer_dir,
+HIGHWATER_BUFFER_DIR). Precedence: flags, then environment, then the file,
+then defaults.`,
+		// The command line is parsed before anything runs; a runtime error
+		// is not a reason to print the usage.
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          subcommandArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cmd.SetOut(stderr)
+			_ = cmd.Usage()
+			return usagef(cmd, "a command is required")
+		},
 	}
-	switch args[0] {
-	case "run":
-		return runCmd(ctx, args[1:], stderr)
-	case "demo":
-		return demoCmd(ctx, args[1:], stdout, stderr)
-	case "bench":
-		return benchCmd(ctx, args[1:], stdout, stderr)
-	case "probe":
-		return probeCmd(ctx, args[1:], os.Getenv, stdout, stderr)
-	case "status":
-		return statusCmd(ctx, args[1:], os.Getenv, stdout, stderr)
-	case "config":
-		return configCmd(ctx, args[1:], os.Getenv, stdout, stderr)
-	case "simulate":
-		return simulateCmd(ctx, args[1:], stdout, stderr)
-	case "snowflake-sql":
-		return snowflakeCmd(ctx, args[1:], stdout, stderr)
-	case "version", "--version", "-v":
-		fmt.Fprintln(stdout, "highwater", version)
-		return nil
-	case "help", "-h", "--help":
-		fmt.Fprint(stdout, usage)
-		return nil
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	root.SetFlagErrorFunc(func(cmd *cobra.Command, err error) error {
+		return &usageError{err: err, cmd: cmd.CommandPath()}
+	})
+	root.AddCommand(
+		newRunCmd(getenv, stderr),
+		newStatusCmd(getenv, stdout, stderr),
+		newConfigCmd(getenv, stdout, stderr),
+		newSQLCmd(getenv, stdout, stderr),
+		newDemoCmd(stdout, stderr),
+		newSimulateCmd(stdout, stderr),
+		newBenchCmd(stdout, stderr),
+		newSnowflakeCmd(stdout, stderr),
+		newProbeCmd(getenv, stdout, stderr),
+		newVersionCmd(stdout),
+	)
+	root.Version = versionString()
+	root.SetVersionTemplate("highwater {{.Version}}\n")
+	return root
+}
+
+// subcommandArgs rejects what is left of the command line of a command that
+// only groups subcommands: it can only be a command that does not exist.
+func subcommandArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef(cmd, "unknown command %q for %q", args[0], cmd.CommandPath())
 	}
-	fmt.Fprint(stderr, usage)
-	return fmt.Errorf("unknown command %q: %w", args[0], errUsage)
+	return nil
+}
+
+// noArgs is cobra.NoArgs as a usage error.
+func noArgs(cmd *cobra.Command, args []string) error {
+	if len(args) > 0 {
+		return usagef(cmd, "%s takes no arguments, got %q", cmd.CommandPath(), args)
+	}
+	return nil
 }

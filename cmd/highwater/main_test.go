@@ -81,5 +81,66 @@ func TestDemoRunsTwiceAndMatchesTheSource(t *testing.T) {
 				t.Fatalf("demo output lacks %q:\n%s", want, out)
 			}
 		}
+		if i == 0 {
+			continue
+		}
+		// The commands the demo suggests work as printed (the test binary
+		// is `go run`'s kind: a temporary build).
+		var ran int
+		for _, line := range strings.Split(out, "\n") {
+			cmdline, ok := strings.CutPrefix(strings.TrimSpace(line), "go run ./cmd/highwater ")
+			if !ok {
+				continue
+			}
+			args := shellWords(t, cmdline)
+			got, err := runArgs(t, args...)
+			if err != nil {
+				t.Fatalf("the demo's suggestion %q fails: %v\n%s", line, err, got)
+			}
+			// A header and rows (CSV: the output is not a terminal).
+			want := map[string]string{"sql": "_hw_updated", "status": "highwater-demo"}[args[0]]
+			if strings.Contains(args[len(args)-1], "highwater_watermark") {
+				want = "resolved"
+			}
+			if !strings.Contains(got, want) || len(strings.Split(strings.TrimSpace(got), "\n")) < 3 {
+				t.Errorf("the demo's suggestion %q printed too little:\n%s", line, got)
+			}
+			ran++
+		}
+		if ran < 4 {
+			t.Errorf("the demo suggested %d highwater commands, want the sql and status ones:\n%s", ran, out)
+		}
 	}
+}
+
+// shellWords splits a command line as a POSIX shell would, for the quoting
+// the demo prints: words separated by spaces, "..." and '...' quotes.
+func shellWords(t *testing.T, s string) []string {
+	t.Helper()
+	var words []string
+	var cur strings.Builder
+	inWord := false
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case ' ':
+			if inWord {
+				words, inWord = append(words, cur.String()), false
+				cur.Reset()
+			}
+		case '"', '\'':
+			j := strings.IndexByte(s[i+1:], c)
+			if j < 0 {
+				t.Fatalf("unbalanced quote in %q", s)
+			}
+			cur.WriteString(s[i+1 : i+1+j])
+			i, inWord = i+1+j, true
+		default:
+			cur.WriteByte(c)
+			inWord = true
+		}
+	}
+	if inWord {
+		words = append(words, cur.String())
+	}
+	return words
 }

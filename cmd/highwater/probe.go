@@ -3,13 +3,14 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/spf13/cobra"
 
 	"github.com/highwater-dev/highwater/config"
 )
@@ -18,32 +19,40 @@ import (
 // when URL answers 2xx. Without a URL it asks /healthz of the metrics server
 // this container's environment configures (HIGHWATER_METRICS_ADDR), so that
 // a slim runtime image needs neither curl nor wget.
-func probeCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("probe", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	timeout := fs.Duration("timeout", 3*time.Second, "give up after this long")
-	fs.Usage = func() {
-		fmt.Fprintf(stderr, "Usage: highwater probe [--timeout 3s] [URL]\n\n"+
-			"Exits 0 when URL answers 2xx. The default URL is /healthz on %s's port of this host.\n\n", config.EnvName("metrics-addr"))
-		fs.PrintDefaults()
+func newProbeCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	var timeout time.Duration
+	cmd := &cobra.Command{
+		Use:   "probe [URL]",
+		Short: "Exit 0 if URL answers 2xx (the container health check)",
+		Long: fmt.Sprintf(`Exits 0 when URL answers 2xx. The default URL is /healthz on %s's port
+of this host, so that a slim runtime image needs neither curl nor wget.`, config.EnvName("metrics-addr")),
+		Args: func(cmd *cobra.Command, args []string) error {
+			if len(args) > 1 {
+				return usagef(cmd, "probe takes at most one URL, got %q", args)
+			}
+			return nil
+		},
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return probe(cmd.Context(), args, timeout, getenv, stdout)
+		},
 	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
+	cmd.Flags().DurationVar(&timeout, "timeout", 3*time.Second, "give up after this long")
+	return cmd
+}
+
+func probe(ctx context.Context, args []string, timeout time.Duration, getenv func(string) string, stdout io.Writer) error {
 	var target string
-	switch fs.NArg() {
+	switch len(args) {
 	case 0:
 		u, err := probeURL(getenv(config.EnvName("metrics-addr")))
 		if err != nil {
 			return err
 		}
 		target = u
-	case 1:
-		target = fs.Arg(0)
 	default:
-		return fmt.Errorf("probe takes at most one URL, got %q: %w", fs.Args(), errUsage)
+		target = args[0]
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {

@@ -45,7 +45,7 @@ func TestProbeSucceedsOnlyOn2xx(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out, errOut bytes.Buffer
-			err := probeCmd(context.Background(), tc.args, func(k string) string { return tc.env[k] }, &out, &errOut)
+			err := execute(context.Background(), append([]string{"probe"}, tc.args...), func(k string) string { return tc.env[k] }, &out, &errOut)
 			if tc.wantErr == "" {
 				if err != nil {
 					t.Fatalf("probe failed: %v", err)

@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -12,6 +11,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
 
@@ -23,25 +23,40 @@ import (
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-func runCmd(ctx context.Context, args []string, stderr io.Writer) error {
-	for _, a := range args {
-		if a == "-h" || a == "--help" || a == "-help" {
-			fmt.Fprintf(stderr, "Usage: highwater run [flags]\n\nEvery flag is also a YAML field (--buffer-dir -> buffer_dir) and an env var (HIGHWATER_BUFFER_DIR).\nPrecedence: flags > env > --config file > defaults.\n\n%s", config.Usage())
-			return flag.ErrHelp
-		}
+func newRunCmd(getenv func(string) string, stderr io.Writer) *cobra.Command {
+	l := config.NewLoader("run", getenv)
+	cmd := &cobra.Command{
+		Use:   "run",
+		Short: "Consume a changefeed and apply it to a warehouse",
+		Long: `Consumes the changefeed's topics as a member of a Kafka consumer group, buffers
+row changes until resolved timestamps close a window, and applies each window to
+the warehouse in one transaction with the partitions' checkpoints.
+
+Every flag is also a YAML field of the --config file (--buffer-dir: buffer_dir)
+and an environment variable (HIGHWATER_BUFFER_DIR). Precedence: flags, then
+environment, then the file, then defaults.`,
+		Example: `  highwater run --brokers kafka:9092 --registry http://registry:8081 \
+    --topics features,nodes --sink duckdb:///var/lib/highwater/warehouse.duckdb --changelog
+  highwater run --config highwater.yaml`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, err := l.Load()
+			if err != nil {
+				return fmt.Errorf("configuration: %w", err)
+			}
+			log, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
+			if err != nil {
+				return err
+			}
+			defer log.Sync() //nolint:errcheck // nothing useful to do on a failed sync at exit
+			setDefaultMemoryLimit(log)
+			log.Debug("effective configuration (secrets redacted)", zap.String("yaml", cfg.Redacted()))
+			return runPipeline(cmd.Context(), cfg, log, nil)
+		},
 	}
-	cfg, err := config.Load(args, os.Getenv)
-	if err != nil {
-		return fmt.Errorf("configuration: %w", err)
-	}
-	log, err := newLogger(cfg.LogLevel, cfg.LogFormat, stderr)
-	if err != nil {
-		return err
-	}
-	defer log.Sync() //nolint:errcheck // nothing useful to do on a failed sync at exit
-	setDefaultMemoryLimit(log)
-	log.Debug("effective configuration (secrets redacted)", zap.String("yaml", cfg.Redacted()))
-	return runPipeline(ctx, cfg, log, nil)
+	cmd.Flags().SortFlags = false
+	cmd.Flags().AddFlagSet(l.FlagSet())
+	return cmd
 }
 
 // defaultMemoryLimit is the Go soft memory limit of `highwater run` unless
@@ -81,9 +96,13 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 	if err != nil {
 		return err
 	}
-	// A wrong password or certificate fails here with what to fix, not
-	// as a retry loop inside the consumer.
-	if err := cfg.CheckKafka(ctx); err != nil {
+	// Nothing is created (buffer directory, warehouse file) until the
+	// brokers answer. A wrong password or certificate fails here with what
+	// to fix, not as a retry loop inside the consumer; unreachable brokers
+	// are said once, with how long highwater waits for them.
+	if err := cfg.WaitForKafka(ctx, func(wait time.Duration) {
+		log.Warn("waiting for the Kafka brokers to answer", zap.Strings("brokers", cfg.Brokers), zap.String("up_to", wait.String()))
+	}); err != nil {
 		return err
 	}
 	regOpts := append([]schemas.RegistryOption{schemas.WithLogger(log)}, secOpts...)

@@ -1,21 +1,25 @@
 package main
 
 import (
-	"context"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/highwater-dev/highwater/simulator"
 )
 
-// simulateCmd plays a CockroachDB-like changefeed into any Kafka and Schema
+// newSimulateCmd plays a CockroachDB-like changefeed into any Kafka and Schema
 // Registry, and prints the final resolved timestamp (for run --stop-at).
-func simulateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("simulate", flag.ContinueOnError)
-	fs.SetOutput(stderr)
+func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "simulate",
+		Short: "Play a CockroachDB-like changefeed into any Kafka and Schema Registry",
+		Args:  noArgs,
+	}
+	fs := cmd.Flags()
 	brokers := fs.String("brokers", "127.0.0.1:9092", "Kafka seed brokers, comma separated")
 	registry := fs.String("registry", "http://127.0.0.1:8081", "Schema Registry URL")
 	partitions := fs.Int("partitions", 4, "partitions per topic (created if missing)")
@@ -29,35 +33,36 @@ func simulateCmd(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	diff := fs.Bool("diff", true, "include the before image (WITH diff)")
 	prefix := fs.String("topic-prefix", "", "topic name prefix")
 	seed := fs.Int64("seed", 1, "random seed (0: time-based)")
-	if err := fs.Parse(args); err != nil {
-		return err
+	cmd.RunE = func(cmd *cobra.Command, args []string) error {
+		ctx := cmd.Context()
+		if *seed == 0 {
+			*seed = time.Now().UnixNano()
+		}
+		sim, err := simulator.New(ctx, simulator.Options{
+			Brokers:       strings.Split(*brokers, ","),
+			RegistryURL:   *registry,
+			Partitions:    *partitions,
+			Diff:          *diff,
+			TopicPrefix:   *prefix,
+			Seed:          *seed,
+			DuplicateProb: *dupProb,
+			Reorder:       *reorder,
+		}, simulator.TelemetryTables()...)
+		if err != nil {
+			return err
+		}
+		defer sim.Close()
+		start := time.Now()
+		if err := sim.RunTelemetry(ctx, simulator.Workload{Txns: *txns, KeysPerTable: *keys, RowsPerTxn: *rowsPerTxn, DeleteProb: *deleteProb, ResolveEvery: *resolveEvery}); err != nil {
+			return err
+		}
+		final, err := sim.Resolve(ctx)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(stderr, "simulated %d transactions on topics %s in %s\n", *txns, strings.Join(sim.Topics(), ","), time.Since(start).Round(time.Millisecond))
+		fmt.Fprintln(stdout, final)
+		return nil
 	}
-	if *seed == 0 {
-		*seed = time.Now().UnixNano()
-	}
-	sim, err := simulator.New(ctx, simulator.Options{
-		Brokers:       strings.Split(*brokers, ","),
-		RegistryURL:   *registry,
-		Partitions:    *partitions,
-		Diff:          *diff,
-		TopicPrefix:   *prefix,
-		Seed:          *seed,
-		DuplicateProb: *dupProb,
-		Reorder:       *reorder,
-	}, simulator.TelemetryTables()...)
-	if err != nil {
-		return err
-	}
-	defer sim.Close()
-	start := time.Now()
-	if err := sim.RunTelemetry(ctx, simulator.Workload{Txns: *txns, KeysPerTable: *keys, RowsPerTxn: *rowsPerTxn, DeleteProb: *deleteProb, ResolveEvery: *resolveEvery}); err != nil {
-		return err
-	}
-	final, err := sim.Resolve(ctx)
-	if err != nil {
-		return err
-	}
-	fmt.Fprintf(stderr, "simulated %d transactions on topics %s in %s\n", *txns, strings.Join(sim.Topics(), ","), time.Since(start).Round(time.Millisecond))
-	fmt.Fprintln(stdout, final)
-	return nil
+	return cmd
 }

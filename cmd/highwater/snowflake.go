@@ -3,12 +3,12 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"regexp"
 	"strings"
 
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/sinks"
@@ -33,45 +33,53 @@ type snowflakeOptions struct {
 	format files.Format
 }
 
-func snowflakeCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	fs := flag.NewFlagSet("snowflake-sql", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	sinkURL := fs.String("sink", "", "the files sink (s3://bucket/prefix?... or file:///dir) whose table catalog gives the columns")
-	stageURL := fs.String("stage-url", "", "URL of the Snowflake stage (default: the s3:// sink's bucket and prefix)")
-	tableList := fs.String("tables", "", "comma-separated source tables (default: every table the sink has written)")
-	integration := fs.String("storage-integration", "", "Snowflake storage integration for the stage")
-	sns := fs.String("aws-sns-topic", "", "ARN of the SNS topic the bucket sends its object-created events to, if any")
-	warehouse := fs.String("warehouse", "", "warehouse for the merge tasks (default: serverless tasks)")
-	schedule := fs.String("schedule", "1 MINUTE", "how often the merge tasks look at their stream")
-	prefix := fs.String("prefix", "highwater", "name prefix of the stage and file format")
-	fs.Usage = func() {
-		fmt.Fprint(stderr, `Usage: highwater snowflake-sql --sink s3://bucket/prefix [flags]
-
-Prints the Snowflake SQL that loads the files sink's change files into
+func newSnowflakeCmd(stdout, stderr io.Writer) *cobra.Command {
+	var f snowflakeFlags
+	cmd := &cobra.Command{
+		Use:   "snowflake-sql --sink URL",
+		Short: "Print the Snowflake stage, pipe and MERGE task SQL for a files sink",
+		Long: `Prints the Snowflake SQL that loads the files sink's change files into
 deduplicated tables: a file format and stage, and per table a landing
 table <t>_changes fed by a Snowpipe with AUTO_INGEST, the mirror table <t>,
 a stream on the landing table, and a task whose MERGE keeps the newest
-_hw_updated per primary key (deletes delete, older versions never win).
+_hw_updated per primary key (deletes delete, older versions never win).`,
+		Example: `  highwater snowflake-sql --sink s3://bucket/highwater?region=us-east-1 --storage-integration s3_int`,
+		Args:    noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if f.sinkURL == "" {
+				return usagef(cmd, "snowflake-sql: --sink is required")
+			}
+			return snowflakeSQL(cmd.Context(), f, stdout)
+		},
+	}
+	fs := cmd.Flags()
+	fs.SortFlags = false
+	fs.StringVar(&f.sinkURL, "sink", "", "the files sink (s3://bucket/prefix?... or file:///dir) whose table catalog gives the columns")
+	fs.StringVar(&f.stageURL, "stage-url", "", "URL of the Snowflake stage (default: the s3:// sink's bucket and prefix)")
+	fs.StringVar(&f.tableList, "tables", "", "comma-separated source tables (default: every table the sink has written)")
+	fs.StringVar(&f.integration, "storage-integration", "", "Snowflake storage integration for the stage")
+	fs.StringVar(&f.sns, "aws-sns-topic", "", "ARN of the SNS topic the bucket sends its object-created events to, if any")
+	fs.StringVar(&f.warehouse, "warehouse", "", "warehouse for the merge tasks (default: serverless tasks)")
+	fs.StringVar(&f.schedule, "schedule", "1 MINUTE", "how often the merge tasks look at their stream")
+	fs.StringVar(&f.prefix, "prefix", "highwater", "name prefix of the stage and file format")
+	return cmd
+}
 
-`)
-		fs.PrintDefaults()
-	}
-	if err := fs.Parse(args); err != nil {
-		return err
-	}
-	if *sinkURL == "" {
-		fs.Usage()
-		return fmt.Errorf("snowflake-sql: --sink is required: %w", errUsage)
-	}
-	cfg, err := files.ParseURL(*sinkURL)
+// snowflakeFlags are snowflake-sql's flags.
+type snowflakeFlags struct {
+	sinkURL, stageURL, tableList, integration, sns, warehouse, schedule, prefix string
+}
+
+func snowflakeSQL(ctx context.Context, f snowflakeFlags, stdout io.Writer) error {
+	cfg, err := files.ParseURL(f.sinkURL)
 	if err != nil {
 		return fmt.Errorf("snowflake-sql: %w", err)
 	}
-	opts := snowflakeOptions{stageURL: *stageURL, integration: *integration, snsTopic: *sns, warehouse: *warehouse,
-		schedule: *schedule, prefix: *prefix}
+	opts := snowflakeOptions{stageURL: f.stageURL, integration: f.integration, snsTopic: f.sns, warehouse: f.warehouse,
+		schedule: f.schedule, prefix: f.prefix}
 	if opts.stageURL == "" {
 		if !strings.HasPrefix(cfg.Root, "s3://") {
-			return fmt.Errorf("snowflake-sql: a file:// sink needs --stage-url (where the files are uploaded for Snowflake): %w", errUsage)
+			return &usageError{err: errors.New("snowflake-sql: a file:// sink needs --stage-url (where the files are uploaded for Snowflake)"), cmd: "highwater snowflake-sql"}
 		}
 		opts.stageURL = cfg.Root
 	}
@@ -85,9 +93,9 @@ _hw_updated per primary key (deletes delete, older versions never win).
 		return fmt.Errorf("snowflake-sql: %w", err)
 	}
 	tables := all
-	if *tableList != "" {
+	if f.tableList != "" {
 		tables = nil
-		for _, name := range strings.Split(*tableList, ",") {
+		for _, name := range strings.Split(f.tableList, ",") {
 			name = strings.TrimSpace(name)
 			found := false
 			for _, t := range all {

@@ -4,40 +4,44 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"sort"
 	"text/tabwriter"
 	"time"
 
+	"github.com/spf13/cobra"
+
 	"github.com/highwater-dev/highwater/config"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-const statusUsage = `Usage: highwater status [--sink URL] [--group G] [--json] [--config FILE]
-
-Reads the warehouse checkpoints of a consumer group and prints, per topic and
+func newStatusCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.Command {
+	l := config.NewLoader("status", getenv)
+	var jsonOut bool
+	cmd := &cobra.Command{
+		Use:   "status",
+		Short: "Print the warehouse checkpoints and watermark of a consumer group",
+		Long: `Reads the warehouse checkpoints of a consumer group and prints, per topic and
 partition, the applied resolved HLC, its wall time, its age and the next
 offset, then the watermark ("complete through") per topic and for the feed.
 --sink and --group come from flags, HIGHWATER_* env or the --config file, as
-for run; the other run settings are accepted and ignored.
-`
+for run; the other run settings are accepted and ignored.`,
+		Example: `  highwater status --sink duckdb:///var/lib/highwater/warehouse.duckdb --group highwater
+  highwater status --config highwater.yaml --json`,
+		Args: noArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return statusRun(cmd.Context(), l, jsonOut, stdout, stderr)
+		},
+	}
+	cmd.Flags().SortFlags = false
+	cmd.Flags().BoolVar(&jsonOut, "json", false, "print JSON instead of tables")
+	cmd.Flags().AddFlagSet(l.FlagSet())
+	return cmd
+}
 
-func statusCmd(ctx context.Context, args []string, getenv func(string) string, stdout, stderr io.Writer) error {
-	l := config.NewLoader("status", getenv)
-	jsonOut := l.FlagSet().Bool("json", false, "print JSON instead of tables")
-	if err := l.FlagSet().Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprint(stderr, statusUsage)
-			return err
-		}
-		return fmt.Errorf("status: %w", err)
-	}
-	if l.FlagSet().NArg() > 0 {
-		return fmt.Errorf("status: unexpected arguments %q", l.FlagSet().Args())
-	}
+func statusRun(ctx context.Context, l *config.Loader, jsonOut bool, stdout, stderr io.Writer) error {
 	cfg, err := l.Merge()
 	if err != nil {
 		return fmt.Errorf("configuration: %w", err)
@@ -67,7 +71,7 @@ func statusCmd(ctx context.Context, args []string, getenv func(string) string, s
 			cfg.Group, config.RedactURL(cfg.Sink), cfg.Group)
 	}
 	st := newStatus(cfg.Group, cps, time.Now())
-	if *jsonOut {
+	if jsonOut {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)

@@ -57,7 +57,7 @@ func TestStatusPrintsCheckpointsAndWatermark(t *testing.T) {
 	})
 	statusOf := func(args ...string) (string, error) {
 		var out, errOut bytes.Buffer
-		err := statusCmd(context.Background(), args, func(string) string { return "" }, &out, &errOut)
+		err := execute(context.Background(), append([]string{"status"}, args...), func(string) string { return "" }, &out, &errOut)
 		return out.String() + errOut.String(), err
 	}
 
@@ -128,7 +128,7 @@ func TestStatusRegisteredPartitionHoldsTheWatermark(t *testing.T) {
 		{Group: "g", Topic: "orders", Partition: 1}, // registered, never applied
 	})
 	var out bytes.Buffer
-	if err := statusCmd(context.Background(), []string{"--sink", sink, "--group", "g"}, func(string) string { return "" }, &out, &out); err != nil {
+	if err := execute(context.Background(), []string{"status", "--sink", sink, "--group", "g"}, func(string) string { return "" }, &out, &out); err != nil {
 		t.Fatal(err)
 	}
 	if !regexp.MustCompile(`(?m)^orders\s+1\s+\S+\s+-\s+-\s+0$`).MatchString(out.String()) ||
@@ -148,12 +148,12 @@ func TestStatusErrors(t *testing.T) {
 		{"no sink", nil, nil, "no warehouse: set --sink"},
 		{"unknown group", []string{"--sink", sink, "--group", "nobody"}, nil, `no checkpoints for group "nobody"`},
 		{"group from env", []string{"--sink", sink}, map[string]string{"HIGHWATER_GROUP": "envgroup"}, `no checkpoints for group "envgroup"`},
-		{"bad flag", []string{"--nope"}, nil, "flag provided but not defined"},
+		{"bad flag", []string{"--nope"}, nil, "unknown flag: --nope"},
 		{"password in a bad sink stays hidden", []string{"--sink", "postgres://hw:pw-in-url-991@127.0.0.1:1/wh?reconnect_timeout=0s"}, nil, "REDACTED"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var out bytes.Buffer
-			err := statusCmd(context.Background(), tc.args, func(k string) string { return tc.env[k] }, &out, &out)
+			err := execute(context.Background(), append([]string{"status"}, tc.args...), func(k string) string { return tc.env[k] }, &out, &out)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("err = %v, want %q", err, tc.want)
 			}
