@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,7 +40,7 @@ func TestRunRejectsBadConfigurationClearly(t *testing.T) {
 		{"unknown sink scheme", base("mysql://x/y"), `unknown scheme "mysql" (supported: duckdb://, file://, postgres://, postgresql://, s3://)`},
 		{"missing topics", base("duckdb://"+filepath.Join(dir, "a.duckdb"), "--startup-timeout", "1s"), "topics [orders] do not exist"},
 		{"unreachable broker", []string{"run", "--brokers", "127.0.0.1:1", "--registry", "http://127.0.0.1:1", "--topics", "orders",
-			"--sink", "duckdb://" + filepath.Join(dir, "b.duckdb"), "--buffer-dir", filepath.Join(dir, "buf2"), "--startup-timeout", "2s", "--log-level", "error"},
+			"--sink", "duckdb://" + filepath.Join(dir, "b.duckdb"), "--buffer-dir", filepath.Join(dir, "buf2"), "--startup-timeout", "2s", "--log-level", "warn"},
 			"cannot reach Kafka brokers [127.0.0.1:1] within 2s"},
 		{"no brokers", []string{"run", "--topics", "x"}, "set --brokers"},
 		{"bad stop-at", base("duckdb:///x", "--stop-at", "soon"), "stop-at"},
@@ -51,6 +52,17 @@ func TestRunRejectsBadConfigurationClearly(t *testing.T) {
 			}
 			if !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("error = %v\nwant it to mention %q", err, tc.want)
+			}
+			if tc.name == "unreachable broker" {
+				// Said once, and nothing created while waiting.
+				if n := strings.Count(out, "waiting for the Kafka brokers"); n != 1 {
+					t.Errorf("the wait for the brokers was logged %d times:\n%s", n, out)
+				}
+				for _, p := range []string{filepath.Join(dir, "b.duckdb"), filepath.Join(dir, "buf2")} {
+					if _, err := os.Stat(p); err == nil {
+						t.Errorf("%s was created although the brokers never answered", p)
+					}
+				}
 			}
 		})
 	}
