@@ -10,8 +10,11 @@ import (
 	"testing"
 
 	duckdb "github.com/duckdb/duckdb-go/v2"
+	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/internal/pgtest"
+	"github.com/highwater-dev/highwater/sinks"
+	"github.com/highwater-dev/highwater/sinks/postgres"
 )
 
 func TestHelpExitsZeroAndUsageErrorsExitTwo(t *testing.T) {
@@ -139,7 +142,7 @@ func TestSQLPrintsTheResultInEachFormat(t *testing.T) {
 	}
 }
 
-func TestSQLOnPostgreSQL(t *testing.T) {
+func TestSQLAndStatusOnPostgreSQL(t *testing.T) {
 	srv := pgtest.Start(t)
 	url := srv.CreateDB(t)
 	var out, errOut bytes.Buffer
@@ -150,6 +153,28 @@ func TestSQLOnPostgreSQL(t *testing.T) {
 	}
 	if want := "[\n  {\"one\": 1, \"s\": \"x\", \"n\": null, \"d\": \"2.50\"}\n]\n"; out.String() != want {
 		t.Errorf("output %q, want %q", out.String(), want)
+	}
+
+	// status names the groups a PostgreSQL warehouse has.
+	ctx := context.Background()
+	w, err := postgres.Open(ctx, url, sinks.Options{}, zap.NewNop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	tx, err := w.Begin(ctx)
+	if err == nil {
+		err = tx.Checkpoint(ctx, []sinks.Checkpoint{{Group: "pg-group", Topic: "t", Partition: 0}, {Group: "a-group", Topic: "t", Partition: 0}})
+	}
+	if err == nil {
+		err = tx.Commit(ctx)
+	}
+	w.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = execute(ctx, []string{"status", "--sink", url, "--group", "nobody"}, func(string) string { return "" }, &out, &errOut)
+	if err == nil || !strings.Contains(err.Error(), `it has checkpoints for "a-group", "pg-group": use --group a-group`) {
+		t.Errorf("status with an unknown group on PostgreSQL: %v", err)
 	}
 }
 

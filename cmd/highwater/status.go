@@ -7,6 +7,8 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -67,8 +69,7 @@ func statusRun(ctx context.Context, l *config.Loader, jsonOut bool, stdout, stde
 		return fmt.Errorf("read checkpoints of group %q from %s: %w", cfg.Group, config.RedactURL(cfg.Sink), err)
 	}
 	if len(cps) == 0 {
-		return fmt.Errorf("no checkpoints for group %q in %s: has `highwater run --group %s` started against this warehouse?",
-			cfg.Group, config.RedactURL(cfg.Sink), cfg.Group)
+		return noCheckpoints(ctx, w, cfg)
 	}
 	st := newStatus(cfg.Group, cps, time.Now())
 	if jsonOut {
@@ -179,4 +180,29 @@ func (st status) writeTables(out io.Writer) error {
 	wall, age := st.Feed.cells()
 	fmt.Fprintf(tw, "feed\t\t%s\t%s\t%s\n", st.Feed.Resolved, wall, age)
 	return tw.Flush()
+}
+
+// groupLister is a writer that can list the consumer groups it holds
+// checkpoints for.
+type groupLister interface {
+	Groups(ctx context.Context) ([]string, error)
+}
+
+// noCheckpoints explains an empty status: the groups that the warehouse
+// does have, or that none has run against it yet.
+func noCheckpoints(ctx context.Context, w sinks.Writer, cfg config.Config) error {
+	where := config.RedactURL(cfg.Sink)
+	if gl, ok := w.(groupLister); ok {
+		groups, err := gl.Groups(ctx)
+		if err == nil && len(groups) > 0 {
+			quoted := make([]string, len(groups))
+			for i, g := range groups {
+				quoted[i] = strconv.Quote(g)
+			}
+			return fmt.Errorf("no checkpoints for group %q in %s; it has checkpoints for %s: use --group %s",
+				cfg.Group, where, strings.Join(quoted, ", "), shellQuote(groups[0]))
+		}
+	}
+	return fmt.Errorf("no checkpoints for group %q in %s: has `highwater run --group %s` run against this warehouse?",
+		cfg.Group, where, shellQuote(cfg.Group))
 }

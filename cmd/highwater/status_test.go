@@ -139,6 +139,8 @@ func TestStatusRegisteredPartitionHoldsTheWatermark(t *testing.T) {
 
 func TestStatusErrors(t *testing.T) {
 	sink := writeCheckpoints(t, nil)
+	others := writeCheckpoints(t, []sinks.Checkpoint{
+		{Group: "highwater-demo", Topic: "features", Partition: 0}, {Group: "other", Topic: "nodes", Partition: 0}})
 	for _, tc := range []struct {
 		name string
 		args []string
@@ -148,6 +150,10 @@ func TestStatusErrors(t *testing.T) {
 		{"no sink", nil, nil, "no warehouse: set --sink"},
 		{"unknown group", []string{"--sink", sink, "--group", "nobody"}, nil, `no checkpoints for group "nobody"`},
 		{"group from env", []string{"--sink", sink}, map[string]string{"HIGHWATER_GROUP": "envgroup"}, `no checkpoints for group "envgroup"`},
+		// The demo's warehouse has group highwater-demo: status without
+		// --group (default highwater) names the groups there are.
+		{"default group, other groups stored", []string{"--sink", others}, nil,
+			`no checkpoints for group "highwater" in ` + others + `; it has checkpoints for "highwater-demo", "other": use --group highwater-demo`},
 		{"bad flag", []string{"--nope"}, nil, "unknown flag: --nope"},
 		{"password in a bad sink stays hidden", []string{"--sink", "postgres://hw:pw-in-url-991@127.0.0.1:1/wh?reconnect_timeout=0s"}, nil, "REDACTED"},
 	} {
