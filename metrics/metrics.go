@@ -122,10 +122,29 @@ func lag(s processor.Stats) float64 {
 	return time.Since(s.Frontier.Time()).Seconds()
 }
 
-// Serve serves /metrics, /healthz and /readyz on addr until ctx ends.
-// Ready means the member owns partitions and has applied a first window.
+// Serve serves /metrics, /healthz, /readyz and the status page (/) on addr
+// until ctx ends. Ready means the member owns partitions and has applied a
+// first window.
 func Serve(ctx context.Context, addr string, src Source, log *zap.Logger, opts ...Option) error {
+	var o options
+	for _, opt := range opts {
+		opt(&o)
+	}
+	hist := &history{}
+	go func() {
+		t := time.NewTicker(sampleEvery)
+		defer t.Stop()
+		for {
+			hist.add(src.Stats(), time.Now())
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+		}
+	}()
 	mux := http.NewServeMux()
+	mux.Handle("/{$}", page(src, o.page, hist))
 	mux.Handle("/metrics", promhttp.HandlerFor(NewRegistry(src, opts...), promhttp.HandlerOpts{}))
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("/readyz", func(w http.ResponseWriter, _ *http.Request) {

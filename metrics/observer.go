@@ -173,7 +173,8 @@ func (c *partitionCollector) Collect(ch chan<- prometheus.Metric) {
 type Option func(*options)
 
 type options struct {
-	obs *Observer
+	obs  *Observer
+	page PageInfo
 }
 
 // WithObserver exports obs's flush histogram and per-table row counters.

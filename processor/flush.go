@@ -99,6 +99,7 @@ func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
 		}
 		backoff := min(time.Second<<(p.attempt-1), 10*time.Second)
 		p.retryAt = time.Now().Add(backoff)
+		p.noteError(res.err)
 		p.log.Warn("applying window failed; retrying", zap.Stringer("through", job.f), zap.Int("attempt", p.attempt),
 			zap.Duration("backoff", backoff), zap.Error(res.err))
 		return nil

@@ -152,6 +152,12 @@ type Stats struct {
 	DeadLettersIngest int64
 	DeadLettersApply  int64
 	Skipped           int64
+
+	// LastError is the last error the member met and went on from (a
+	// window that failed and is retried, a fetch error), and LastErrorAt
+	// when; empty and zero if none.
+	LastError   string
+	LastErrorAt time.Time
 }
 
 // partState is what the member knows about one owned partition.
@@ -244,6 +250,8 @@ type Processor struct {
 	obs     observed
 	// dlq produces to the dead-letter topic (OnErrorDLQ only).
 	dlq *deadLetterProducer
+	// lastErr is Stats.LastError (noteError).
+	lastErr atomic.Pointer[errorNote]
 }
 
 // New validates cfg and returns a Processor; Run starts it.
@@ -291,6 +299,9 @@ func (p *Processor) Stats() Stats {
 	}
 	if r := p.stats.resolved.Load(); r != nil {
 		s.Resolved = *r
+	}
+	if e := p.lastErr.Load(); e != nil {
+		s.LastError, s.LastErrorAt = e.msg, e.at
 	}
 	return s
 }
@@ -448,6 +459,7 @@ func (p *Processor) loop(ctx context.Context) error {
 				return
 			}
 			p.log.Warn("fetch error", zap.String("topic", t), zap.Int32("partition", part), zap.Error(err))
+			p.noteError(fmt.Errorf("fetch %s[%d]: %w", t, part, err))
 			if fetchErr == nil && isFatalFetchError(err) {
 				fetchErr = fmt.Errorf("fetch %s[%d]: %w", t, part, err)
 			}

@@ -5,6 +5,8 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -101,6 +103,7 @@ func TestRunServesMetrics(t *testing.T) {
 	if code, _ := get("/readyz"); code != http.StatusOK {
 		t.Errorf("/readyz = %d after the feed was applied", code)
 	}
+	checkStatusPageInBrowser(t, "http://"+addr+"/", sim.Topics())
 	stop()
 	if err := <-done; err != nil {
 		t.Fatalf("run: %v\n%s", err, out)
@@ -137,5 +140,63 @@ func TestLogFormatsAndLevels(t *testing.T) {
 	}
 	if _, err := newLogger("loud", "json", io.Discard); err == nil {
 		t.Error("log level loud accepted")
+	}
+}
+
+// checkStatusPageInBrowser loads the status page of a running member in a
+// real browser (headless Chromium, Debian's chromium package, which .ci/run
+// installs) and checks the rendered DOM: every owned partition, the
+// watermark, the applied windows, readiness. It saves a screenshot, and
+// with HIGHWATER_UPDATE_SCREENSHOT=1 writes it to docs/status-page.png.
+func checkStatusPageInBrowser(t *testing.T, url string, topics []string) {
+	t.Helper()
+	browser, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatal("chromium not found: install Debian's chromium package (.ci/run does)")
+	}
+	profile := t.TempDir()
+	shot := filepath.Join(t.TempDir(), "status-page.png")
+	chrome := func(extra ...string) []byte {
+		args := append([]string{"--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+			"--disable-background-networking", "--disable-component-update", "--disable-sync",
+			"--user-data-dir=" + profile, "--window-size=1280,1000"}, extra...)
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		out, err := exec.CommandContext(ctx, browser, append(args, url)...).Output()
+		if err != nil {
+			t.Fatalf("chromium %v: %v", extra, err)
+		}
+		return out
+	}
+	dom := string(chrome("--dump-dom"))
+	for _, topic := range topics {
+		for _, part := range []string{"0", "1"} {
+			row := regexp.MustCompile(`<tr class="partition[^"]*" data-topic="` + regexp.QuoteMeta(topic) + `" data-partition="` + part + `"`)
+			if !row.MatchString(dom) {
+				t.Errorf("the rendered status page has no row for %s[%s]", topic, part)
+			}
+		}
+	}
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`id="ready" class="ok">ready<`),
+		regexp.MustCompile(`id="group">observed<`),
+		regexp.MustCompile(`id="watermark">\d{19}\.\d{10}<`),
+		regexp.MustCompile(`id="windows">[1-9]\d*<`),
+		regexp.MustCompile(`id="rows">[1-9]\d*<`),
+		regexp.MustCompile(`id="partitions-owned">4<`),
+	} {
+		if !want.MatchString(dom) {
+			t.Errorf("the rendered status page lacks %s", want)
+		}
+	}
+	chrome("--screenshot=" + shot)
+	png, err := os.ReadFile(shot)
+	if err != nil || len(png) < 10_000 || string(png[1:4]) != "PNG" {
+		t.Fatalf("screenshot %s: %d bytes, %v", shot, len(png), err)
+	}
+	if os.Getenv("HIGHWATER_UPDATE_SCREENSHOT") == "1" {
+		if err := os.WriteFile(filepath.Join("..", "..", "docs", "status-page.png"), png, 0o644); err != nil {
+			t.Fatal(err)
+		}
 	}
 }

@@ -153,7 +153,8 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		metricsCtx, stopMetrics := context.WithCancel(ctx)
 		defer stopMetrics()
 		go func() {
-			if err := metrics.Serve(metricsCtx, cfg.MetricsAddr, proc, log, metrics.WithObserver(obs)); err != nil {
+			if err := metrics.Serve(metricsCtx, cfg.MetricsAddr, proc, log, metrics.WithObserver(obs),
+				metrics.WithPageInfo(metrics.PageInfo{Group: cfg.Group, Topics: cfg.Topics, Sink: config.RedactURL(cfg.Sink), BufferBudget: budget})); err != nil {
 				log.Error("metrics server stopped", zap.String("addr", cfg.MetricsAddr), zap.Error(err))
 			}
 		}()
