@@ -37,7 +37,7 @@ const DefaultMaxClockSkew = 5 * time.Minute
 // ErrClockSkew marks a record whose timestamp is beyond the local clock
 // plus Config.MaxClockSkew. The error that carries it is a
 // *schemas.DecodeError naming the record, so it is a poison record.
-var ErrClockSkew = errors.New("timestamp beyond the local clock plus the max clock skew")
+var ErrClockSkew = errors.New("timestamp from the future")
 
 // clockLimit is the highest HLC wall time (Unix nanoseconds) accepted at
 // now: now plus skew, saturating instead of overflowing for a huge skew.
