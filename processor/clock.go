@@ -27,11 +27,13 @@ import (
 // stay within --max-offset of each other (500ms by default; a node whose
 // clock strays further shuts itself down), and timestamps it writes
 // legitimately ahead of its clock (GLOBAL tables' future-time writes and
-// leading closed timestamps) are under a second ahead. The rest of the
-// margin is for highwater's own host: an NTP-synchronised clock is off by
-// milliseconds, a VM that paused or lost NTP by seconds to minutes. Five
-// minutes is also the skew Kerberos tolerates between hosts by default.
-// A timestamp in the year 2200 is off by centuries.
+// leading closed timestamps) lead it by about --max-offset plus network
+// latency: around a second. The rest of the margin is for highwater's own
+// host: an NTP-synchronised clock is off by milliseconds, a VM that paused
+// or lost NTP by seconds to minutes. Five minutes is also the skew Kerberos
+// tolerates between hosts by default. A timestamp in the year 2200 is off
+// by centuries. Change it only for a host whose clock may lag the
+// cluster's by more (better: fix its clock).
 const DefaultMaxClockSkew = 5 * time.Minute
 
 // ErrClockSkew marks a record whose timestamp is beyond the local clock
