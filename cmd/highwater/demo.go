@@ -74,7 +74,7 @@ func demoCmd(ctx context.Context, args []string, stdout, stderr io.Writer) error
 		DuplicateProb: *dupProb,
 		Reorder:       true,
 		Seed:          time.Now().UnixNano(),
-		Start:         time.Now(),
+		Live:          true, // timestamps never ahead of the local clock (--max-clock-skew)
 		Logger:        log,
 	}, simulator.TelemetryTables()...)
 	if err != nil {
