@@ -98,6 +98,14 @@ type Config struct {
 	// DLQTopic is the dead-letter topic of --on-error=dlq, created if
 	// missing. Default "<group>.dlq".
 	DLQTopic string `yaml:"dlq_topic"`
+	// MaxClockSkew is how far ahead of this host's clock a record's
+	// timestamp (a row's updated, a resolved timestamp) may be; a record
+	// beyond it is a poison record (--on-error), because one timestamp from
+	// the future would move a checkpoint past every later row. Default 5m:
+	// far above CockroachDB's own --max-offset (500ms), well below any
+	// forged or corrupted timestamp. It must be positive; a huge value
+	// (876000h, 100 years) turns the check off.
+	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
 	// MetricsAddr serves Prometheus /metrics, /healthz and /readyz when set
 	// (e.g. ":9464").
 	MetricsAddr string `yaml:"metrics_addr"`
@@ -145,6 +153,7 @@ func (c *Config) fields() []field {
 		{"startup-timeout", "how long to wait for brokers and topics at start", &c.StartupTimeout},
 		{"on-error", "poison records: fail (stop, naming the record), dlq (dead-letter topic + highwater_dlq table, go on) or skip (count, log, go on)", &c.OnError},
 		{"dlq-topic", "dead-letter topic of --on-error=dlq, created if missing (default <group>.dlq)", &c.DLQTopic},
+		{"max-clock-skew", "a record whose timestamp is further ahead of this host's clock is poison (--on-error); > 0, a huge value such as 876000h turns the check off", &c.MaxClockSkew},
 		{"metrics-addr", "serve Prometheus /metrics, /healthz, /readyz on this address (e.g. :9464)", &c.MetricsAddr},
 		{"log-level", "debug, info, warn or error", &c.LogLevel},
 		{"log-format", "auto, json or console (auto: console on a terminal, else json)", &c.LogFormat},
@@ -161,6 +170,7 @@ func Defaults() Config {
 		RebalanceTimeout: 30 * time.Second,
 		StartupTimeout:   30 * time.Second,
 		OnError:          "fail",
+		MaxClockSkew:     5 * time.Minute,
 		LogLevel:         "info",
 		LogFormat:        "auto",
 	}
@@ -398,6 +408,9 @@ func (c *Config) Validate() error {
 	case "", "fail", "dlq", "skip":
 	default:
 		errs = append(errs, fmt.Errorf("on-error %q: want fail, dlq or skip", c.OnError))
+	}
+	if c.MaxClockSkew <= 0 {
+		errs = append(errs, fmt.Errorf("max-clock-skew %s: want a positive duration such as 5m (876000h turns the check off)", c.MaxClockSkew))
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":

@@ -52,7 +52,7 @@ func NewRegistry(src Source, opts ...Option) *prometheus.Registry {
 			func(s processor.Stats) float64 { return float64(s.Consumed) }),
 		counter("highwater_duplicates_dropped_total", "Rows dropped as older than their partition's applied frontier.",
 			func(s processor.Stats) float64 { return float64(s.Duplicates) }),
-		counter("highwater_decode_errors_total", "Poison records met (undecodable, unknown schema, key/value mismatch), dead-lettered or skipped; with --on-error=fail the first one stops the feed.",
+		counter("highwater_decode_errors_total", "Poison records met (undecodable, unknown schema, key/value mismatch, timestamp beyond --max-clock-skew), dead-lettered or skipped; with --on-error=fail the first one stops the feed.",
 			func(s processor.Stats) float64 { return float64(s.DeadLettersIngest + s.DeadLettersApply + s.Skipped) }),
 		counter("highwater_rebalances_total", "Consumer-group rebalances that assigned, revoked or lost partitions of this member.",
 			func(s processor.Stats) float64 { return float64(s.Rebalances) }),

@@ -84,6 +84,14 @@ type Config struct {
 	// DeadLetterTopic receives poison records with OnErrorDLQ; it is
 	// created if missing. Default "<Group>.dlq".
 	DeadLetterTopic string
+	// MaxClockSkew bounds how far ahead of the local clock a record's HLC
+	// (a row's `updated`, a resolved timestamp) may be; a record beyond it
+	// is a poison record (OnError), so that one timestamp from the future
+	// can never move a checkpoint past every later row. Default
+	// DefaultMaxClockSkew (5m); 0 means the default, a negative value is an
+	// error. Raise it only if this host's clock may lag the cluster's by
+	// more; a huge value (say 100 years) turns the check off.
+	MaxClockSkew time.Duration
 
 	Logger *zap.Logger
 	// Observer, if set, is told about each applied window (for metrics).
@@ -123,6 +131,12 @@ func (c *Config) setDefaults() error {
 	c.OnError = policy
 	if c.DeadLetterTopic == "" {
 		c.DeadLetterTopic = c.Group + ".dlq"
+	}
+	switch {
+	case c.MaxClockSkew < 0:
+		return fmt.Errorf("processor: negative max clock skew %s", c.MaxClockSkew)
+	case c.MaxClockSkew == 0:
+		c.MaxClockSkew = DefaultMaxClockSkew
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -520,6 +534,7 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 	var firstErr error
 	var consumed, resolved, duplicates int64
 	now := time.Now()
+	limit := clockLimit(now, p.cfg.MaxClockSkew)
 	// Per partition, so that the partition's state is looked up once per
 	// fetch rather than once per record.
 	fetches.EachPartition(func(fp kgo.FetchTopicPartition) {
@@ -534,6 +549,9 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 		for _, r := range fp.Records {
 			consumed++
 			rec, err := p.extract(ctx, r)
+			if err == nil {
+				err = p.checkClock(r, rec, now, limit)
+			}
 			if err != nil {
 				// A poison record the policy lets go is handled: the
 				// partition's consumed offset moves past it.

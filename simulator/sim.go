@@ -83,6 +83,15 @@ type Options struct {
 	// (default 1ms). About one transaction in four advances only the
 	// logical counter.
 	MaxClockStep time.Duration
+	// Live makes the clock follow the local clock as CockroachDB's HLC
+	// does: each timestamp is the later of the local time and the
+	// previous timestamp's successor, so the feed never runs ahead of real
+	// time (highwater takes a timestamp beyond its clock plus
+	// --max-clock-skew for poison; a Start-based clock stepping up to
+	// MaxClockStep per transaction outruns real time whenever it emits
+	// more than ~2,700 transactions a second). Start and MaxClockStep are
+	// then unused, and timestamps are not reproducible.
+	Live bool
 	// KafkaOpts are extra franz-go options (TLS, SASL, ...), applied last.
 	KafkaOpts []kgo.Opt
 	// Logger receives progress messages; zap.NewNop() by default.
@@ -251,7 +260,10 @@ func New(ctx context.Context, opts Options, tables ...TableDef) (*Sim, error) {
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	if opts.Start.IsZero() {
+	switch {
+	case opts.Live:
+		opts.Start = time.Now()
+	case opts.Start.IsZero():
 		opts.Start = time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	}
 	if opts.MaxClockStep <= 0 {
@@ -573,8 +585,17 @@ func (s *Sim) Oracle() *Oracle { return s.oracle }
 
 // tick advances the clock: every call returns an HLC strictly after the
 // previous one. Usually the wall time moves on by a random step; sometimes
-// only the logical counter does, as on a busy CockroachDB node.
+// only the logical counter does, as on a busy CockroachDB node. A Live
+// clock takes the local time instead.
 func (s *Sim) tick() schemas.HLC {
+	if s.opts.Live {
+		if now := time.Now().UnixNano(); s.clock.WallTime < now {
+			s.clock = schemas.HLC{WallTime: now}
+		} else {
+			s.clock = s.clock.Next()
+		}
+		return s.clock
+	}
 	if s.rng.Intn(4) == 0 {
 		s.clock = s.clock.Next()
 	} else {

@@ -137,6 +137,37 @@ func TestHLCStrictlyIncreasing(t *testing.T) {
 	}
 }
 
+// TestLiveClockNeverRunsAhead: a Live simulator emits thousands of
+// transactions a second, faster than a Start-based clock's steps would
+// allow without outrunning real time; its timestamps still increase
+// strictly and never pass the local clock.
+func TestLiveClockNeverRunsAhead(t *testing.T) {
+	e := newEnv(t)
+	opts := e.opts(1)
+	opts.Live = true
+	opts.MaxClockStep = time.Hour // unused when Live
+	s := newSim(t, opts, fooTable())
+	ctx := context.Background()
+	before := time.Now()
+	var prev schemas.HLC
+	for i := 0; i < 2000; i++ {
+		var ts schemas.HLC
+		var err error
+		if i%100 == 99 {
+			ts, err = s.Resolve(ctx)
+		} else {
+			ts, err = s.Txn(ctx, func(tx *Txn) error { return tx.Upsert("foo", map[string]any{"a": i % 50}) })
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if now := time.Now(); !prev.Less(ts) || ts.Time().After(now) || ts.Time().Before(before) {
+			t.Fatalf("HLC %s (%s): want after %s, between %s and the local clock %s", ts, ts.Time(), prev, before, now)
+		}
+		prev = ts
+	}
+}
+
 func TestSchemaChangeAddDropColumn(t *testing.T) {
 	e := newEnv(t)
 	opts := e.opts(2)

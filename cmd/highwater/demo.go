@@ -77,7 +77,7 @@ func newDemoCmd(stdout, stderr io.Writer) *cobra.Command {
 			DuplicateProb: *dupProb,
 			Reorder:       true,
 			Seed:          time.Now().UnixNano(),
-			Start:         time.Now(),
+			Live:          true, // timestamps never ahead of the local clock (--max-clock-skew)
 			Logger:        log,
 		}, simulator.TelemetryTables()...)
 		if err != nil {

@@ -141,6 +141,7 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		StartupTimeout:   cfg.StartupTimeout,
 		OnError:          processor.ErrorPolicy(cfg.OnError),
 		DeadLetterTopic:  cfg.DLQTopic,
+		MaxClockSkew:     cfg.MaxClockSkew,
 		Logger:           log,
 	})
 	if err != nil {
