@@ -33,6 +33,7 @@ var pageFS embed.FS
 
 var pageTmpl = template.Must(template.New("page.html").Funcs(template.FuncMap{
 	"bytes": humanBytes,
+	"dur":   age,
 }).ParseFS(pageFS, "page.html"))
 
 // History of the windows and rows applied, for the page's charts: one

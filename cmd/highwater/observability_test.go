@@ -30,7 +30,7 @@ func TestRunServesMetrics(t *testing.T) {
 	defer stack.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sim, err := simulator.New(ctx, simulator.Options{Brokers: stack.Brokers(), RegistryURL: stack.RegistryURL(), Partitions: 2, Diff: true, Seed: 5},
+	sim, err := simulator.New(ctx, simulator.Options{Brokers: stack.Brokers(), RegistryURL: stack.RegistryURL(), Partitions: 2, Diff: true, Seed: 5, Live: true},
 		simulator.TelemetryTables()...)
 	if err != nil {
 		t.Fatal(err)
