@@ -154,7 +154,7 @@ func newDemoCmd(stdout, stderr io.Writer) *cobra.Command {
 		}
 		fmt.Fprintf(stdout, "\ndone in %s: %d records consumed (%.0f/s): %d row messages and %d resolved timestamps; %d changes applied in %d windows\n",
 			took.Round(time.Millisecond), st.Consumed, float64(st.Consumed)/took.Seconds(), st.Consumed-st.ResolvedMsgs, st.ResolvedMsgs, st.RowsApplied, st.Windows)
-		fmt.Fprintf(stdout, "complete through HLC %s (%s)\n\n", final, final.Time().Format(time.RFC3339Nano))
+		fmt.Fprintf(stdout, "watermark (complete through) HLC %s (%s)\n\n", final, final.Time().Format(time.RFC3339Nano))
 
 		if err := demoSummary(ctx, stdout, dbPath, sim.Oracle(), final, st.Consumed-st.ResolvedMsgs); err != nil {
 			return err
@@ -195,7 +195,7 @@ func progress(s processor.Stats) string {
 	if !s.Frontier.IsZero() {
 		lag = time.Since(s.Frontier.Time()).Round(10 * time.Millisecond).String()
 	}
-	return fmt.Sprintf("consumed %-9d buffered %-8d frontier lag %-8s applied %-9d windows %-5d", s.Consumed, s.Buffered, lag, s.RowsApplied, s.Windows)
+	return fmt.Sprintf("consumed %-9d buffered %-8d watermark lag %-8s applied %-9d windows %-5d", s.Consumed, s.Buffered, lag, s.RowsApplied, s.Windows)
 }
 
 func isTerminal(w io.Writer) bool {
@@ -216,7 +216,7 @@ func demoSummary(ctx context.Context, w io.Writer, dbPath string, oracle *simula
 	}
 	defer db.Close()
 	tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "table\trows in DuckDB\trows in source AS OF the frontier\tchangelog versions\t")
+	fmt.Fprintln(tw, "table\trows in DuckDB\trows in source AS OF the watermark\tchangelog versions\t")
 	var mismatch []string
 	var allVersions int64
 	for _, t := range oracle.Tables() {
@@ -240,7 +240,7 @@ func demoSummary(ctx context.Context, w io.Writer, dbPath string, oracle *simula
 	if len(mismatch) > 0 {
 		return errors.New("the warehouse does not match the source for " + strings.Join(mismatch, ", "))
 	}
-	fmt.Fprintf(w, "\nThe changefeed sent %d row messages for %d distinct row versions: %d duplicates and restart\nre-emissions were removed, and every table equals the source AS OF the frontier.\n",
+	fmt.Fprintf(w, "\nThe changefeed sent %d row messages for %d distinct row versions: %d duplicates and restart\nre-emissions were removed, and every table equals the source AS OF the watermark.\n",
 		rowMessages, allVersions, rowMessages-allVersions)
 
 	const sample = `SELECT feature, count(*) AS nodes, sum(uses) AS uses, max(version) AS newest_version

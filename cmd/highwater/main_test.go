@@ -88,7 +88,7 @@ func TestDemoRunsTwiceAndMatchesTheSource(t *testing.T) {
 		if err != nil {
 			t.Fatalf("demo run %d: %v\n%s", i+1, err, out)
 		}
-		for _, want := range []string{"complete through HLC", "features", "Query it further"} {
+		for _, want := range []string{"watermark (complete through) HLC", "features", "Query it further"} {
 			if !strings.Contains(out, want) {
 				t.Fatalf("demo output lacks %q:\n%s", want, out)
 			}
