@@ -54,6 +54,7 @@ type Decoder struct {
 	log      *zap.Logger
 	maxArray int
 	maxDepth int
+	maxBits  int
 
 	values syncMap[int, *valuePlan]
 	keys   syncMap[int, *keyPlan]
@@ -61,7 +62,7 @@ type Decoder struct {
 
 // NewDecoder returns a Decoder that fetches writer schemas from src.
 func NewDecoder(src SchemaSource, opts ...DecoderOption) *Decoder {
-	d := &Decoder{src: src, log: zap.NewNop(), maxArray: DefaultMaxArrayItems, maxDepth: defaultMaxSchemaDepth}
+	d := &Decoder{src: src, log: zap.NewNop(), maxArray: DefaultMaxArrayItems, maxDepth: defaultMaxSchemaDepth, maxBits: DefaultMaxBitWidth}
 	for _, o := range opts {
 		o.applyDecoder(d)
 	}
@@ -109,6 +110,11 @@ type Row struct {
 	KeyValues []any
 	// MVCC is the mvcc_timestamp when the envelope has one.
 	MVCC HLC
+	// Size approximates the bytes of memory the decoded values hold: the
+	// value slots, strings, byte slices, array items, BIT strings and
+	// decimals. It is cheap (counted per allocation while decoding) and
+	// meant for bounding queues of rows by bytes.
+	Size int
 }
 
 // Delete reports whether r is a delete (after is null).
@@ -183,6 +189,12 @@ func (d *Decoder) rowTables(ctx context.Context, p *valuePlan, kid int) (*keyPla
 	return kp, tables, nil
 }
 
+// reader returns a reader of one message body (or key body) with its
+// per-message budget.
+func (d *Decoder) reader(b []byte) reader {
+	return reader{b: b, maxArray: d.maxArray, maxBits: d.maxBits, budget: itemBudget(len(b))}
+}
+
 // Extract decodes the little that ingest needs from a Kafka record: the
 // table, the key body, `updated`, and whether it is a delete or a resolved
 // message. It skips over row data without materialising it. Errors are
@@ -213,7 +225,7 @@ func (d *Decoder) Extract(ctx context.Context, topic string, partition int32, of
 	if p.err != nil {
 		return fail(vid, p.err)
 	}
-	r := reader{b: body, maxArray: d.maxArray}
+	r := d.reader(body)
 	if p.resolved {
 		if len(key) != 0 {
 			return fail(vid, errors.New("resolved message with a non-null key"))
@@ -382,7 +394,7 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 	buf := make([]any, len(kp.nodes)+len(p.cols))
 	row.KeyValues = buf[:len(kp.nodes):len(kp.nodes)]
 	afterBuf := buf[len(kp.nodes):]
-	r := reader{b: body, maxArray: d.maxArray}
+	r := d.reader(body)
 	for i := range p.fields {
 		f := &p.fields[i]
 		switch f.role {
@@ -424,7 +436,7 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 	if r.i != len(r.b) {
 		return fail(vid, fmt.Errorf("%d trailing bytes after the envelope", len(r.b)-r.i))
 	}
-	kr := reader{b: kbody, maxArray: d.maxArray}
+	kr := d.reader(kbody)
 	for i, n := range kp.nodes {
 		v, err := kr.value(n)
 		if err != nil {
@@ -435,6 +447,7 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 	if kr.i != len(kr.b) {
 		return fail(kid, fmt.Errorf("%d trailing bytes after the key", len(kr.b)-kr.i))
 	}
+	row.Size = r.out + kr.out + slotSize*(len(buf)+len(row.Before))
 	return row, nil
 }
 
