@@ -21,7 +21,7 @@ const idZeroWidth = 40
 func zeroWidthMessage(tb testing.TB, size int) (key, value []byte) {
 	inner := binary.AppendVarint(nil, 1<<20)
 	inner = append(inner, 0)
-	head := hx(tb, "02 " + rowBar)
+	head := hx(tb, "02 "+rowBar)
 	tail := hx(tb, tsUpdated)
 	n := (size - 5 - len(head) - len(tail) - 4) / len(inner)
 	body := append([]byte(nil), head...)

@@ -43,9 +43,9 @@ type node struct {
 	scale    int           // opDecimal
 	dec      *decimalLimit // opDecimal: the precision; nil when skipping only
 	bits     int           // opBits: the declared BIT(n)/VARBIT(n) width, 0 if none
-	elem     *node   // opArray
-	branches []*node // opUnion
-	fields   []*node // opRecord
+	elem     *node         // opArray
+	branches []*node       // opUnion
+	fields   []*node       // opRecord
 	// minSize is the fewest bytes an encoded value takes; it bounds array
 	// block counts by the remaining input.
 	minSize int
