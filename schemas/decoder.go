@@ -55,6 +55,10 @@ type Decoder struct {
 	maxArray int
 	maxDepth int
 	maxBits  int
+	// observe, when set (by tests), is told after every Extract and
+	// DecodeRow how many array items the message visited and the bytes its
+	// decoded values hold (reader.items, reader.out).
+	observe func(items, out int)
 
 	values syncMap[int, *valuePlan]
 	keys   syncMap[int, *keyPlan]
@@ -195,12 +199,26 @@ func (d *Decoder) reader(b []byte) reader {
 	return reader{b: b, maxArray: d.maxArray, maxBits: d.maxBits, budget: itemBudget(len(b))}
 }
 
+// observed reports a message's readers to d.observe, if set.
+func (d *Decoder) observed(r, kr *reader) {
+	if d.observe == nil {
+		return
+	}
+	items, out := r.items, r.out
+	if kr != nil {
+		items, out = items+kr.items, out+kr.out
+	}
+	d.observe(items, out)
+}
+
 // Extract decodes the little that ingest needs from a Kafka record: the
 // table, the key body, `updated`, and whether it is a delete or a resolved
 // message. It skips over row data without materialising it. Errors are
 // *DecodeError.
 func (d *Decoder) Extract(ctx context.Context, topic string, partition int32, offset int64, key, value []byte) (Record, error) {
+	var r reader
 	fail := func(id int, err error) (Record, error) {
+		d.observed(&r, nil)
 		return Record{}, &DecodeError{Topic: topic, Partition: partition, Offset: offset, SchemaID: id, Err: err}
 	}
 	if value == nil {
@@ -225,7 +243,7 @@ func (d *Decoder) Extract(ctx context.Context, topic string, partition int32, of
 	if p.err != nil {
 		return fail(vid, p.err)
 	}
-	r := d.reader(body)
+	r = d.reader(body)
 	if p.resolved {
 		if len(key) != 0 {
 			return fail(vid, errors.New("resolved message with a non-null key"))
@@ -237,6 +255,7 @@ func (d *Decoder) Extract(ctx context.Context, topic string, partition int32, of
 		if err != nil {
 			return fail(vid, err)
 		}
+		d.observed(&r, nil)
 		return Record{Resolved: true, Updated: ts, KeySchemaID: -1, ValueSchemaID: vid}, nil
 	}
 	if len(key) == 0 {
@@ -282,6 +301,7 @@ func (d *Decoder) Extract(ctx context.Context, topic string, partition int32, of
 	if r.i != len(r.b) {
 		return fail(vid, fmt.Errorf("%d trailing bytes after the envelope", len(r.b)-r.i))
 	}
+	d.observed(&r, nil)
 	return rec, nil
 }
 
@@ -354,7 +374,9 @@ func parseHLCBytes(b []byte) (HLC, bool) {
 // are *DecodeError without topic, partition and offset (the caller knows
 // them).
 func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error) {
+	var r, kr reader
 	fail := func(id int, err error) (Row, error) {
+		d.observed(&r, &kr)
 		return Row{}, &DecodeError{SchemaID: id, Err: err}
 	}
 	if value == nil {
@@ -394,7 +416,7 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 	buf := make([]any, len(kp.nodes)+len(p.cols))
 	row.KeyValues = buf[:len(kp.nodes):len(kp.nodes)]
 	afterBuf := buf[len(kp.nodes):]
-	r := d.reader(body)
+	r = d.reader(body)
 	for i := range p.fields {
 		f := &p.fields[i]
 		switch f.role {
@@ -436,7 +458,7 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 	if r.i != len(r.b) {
 		return fail(vid, fmt.Errorf("%d trailing bytes after the envelope", len(r.b)-r.i))
 	}
-	kr := d.reader(kbody)
+	kr = d.reader(kbody)
 	for i, n := range kp.nodes {
 		v, err := kr.value(n)
 		if err != nil {
@@ -448,6 +470,7 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 		return fail(kid, fmt.Errorf("%d trailing bytes after the key", len(kr.b)-kr.i))
 	}
 	row.Size = r.out + kr.out + slotSize*(len(buf)+len(row.Before))
+	d.observed(&r, &kr)
 	return row, nil
 }
 
