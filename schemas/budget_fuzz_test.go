@@ -42,8 +42,11 @@ const (
 		`{"type":["null",{"type":"array","items":"long"}],"name":"b","default":null,"__crdb__":"b BIT(5) NOT NULL"}]}`
 )
 
-// addBudgetSeeds adds CockroachDB-shaped schemas with honest and hostile
-// bodies (the bodies without their Confluent header).
+// addBudgetSeeds adds CockroachDB-shaped schemas with honest bodies (the
+// bodies without their Confluent header). The hostile seeds are files in
+// testdata/fuzz/FuzzDecodeBudget: nested arrays of zero-width items, BIT
+// values wider than their column or of many zero words, decimals over their
+// precision.
 func addBudgetSeeds(f *testing.F) {
 	body := func(framed []byte) []byte { return framed[FrameHeaderSize:] }
 	fooKey := schemaFile(f, "foo-key.avsc")
@@ -61,28 +64,21 @@ func addBudgetSeeds(f *testing.F) {
 			}
 		}
 	}
-	_, zw := zeroWidthMessage(f, 2048)
-	f.Add(fooKey, zeroWidthValueSchema, key, body(zw))
 	f.Add(fooKey, zeroWidthValueSchema, key, body(zeroWidthMessageSmall(f, 100)))
 	for _, v := range [][]byte{
 		budgetRow(f, 6, avroNullItems(50)),
-		budgetRow(f, 3, avroBits(1, 0, 0)),
 		budgetRow(f, 4, avroBits(64, 0, -1, 0)),
-		budgetRow(f, 1, avroDecimal(decimalOf("10000000000"))),
 		budgetRow(f, 2, avroDecimal(decimalOf("-99999999999999999999999999999999999999"))),
 	} {
 		f.Add(fooKey, budgetValueSchema, key, body(v))
 	}
 	// key (1, 123, B'00000'); row (1, {5.2, NULL}, B'0...0 1...1'), source
-	// [{u: null}, {u: [[100 zero-width records]]}]; then source of 2^20
-	// zero-width records in one inner array.
+	// [{u: null}, {u: [[100 zero-width records]]}].
 	hk := hx(f, "02 02 02 02 7b 02 04 0a 00 00")
 	f.Add(hostileKeySchema, hostileNestedSchema, hk, hx(f, "02 02 02 02 04 02 02 34 00 00 02 06 02 00 01 00 04 00 02 02 c801 00 00 00 "+tsUpdated))
-	f.Add(hostileKeySchema, hostileNestedSchema, hk, hx(f, "00 02 02 02 80808001 00 00 00 "+tsUpdated))
 	// Generated shapes (shapeSchema): a row of (1, NULL) and a source of
 	// nested arrays of zero-width records.
 	for _, prog := range []string{"\x00\x00\x07\x03\x06\x02\x00\x00", "\x01\x03\x05\x02\x04\x06\x03\x00\x00\x00"} {
-		f.Add(fooKey, prog, key, hx(f, "02 02 02 00 02 02 80808001 00 00 "+tsUpdated))
 		f.Add(fooKey, prog, key, hx(f, "02 02 02 00 00 02 04 02 06 00 00 "+tsUpdated))
 	}
 	kt, vt := typesSchemas()
