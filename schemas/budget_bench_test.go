@@ -71,24 +71,29 @@ func budgetRow(t testing.TB, col int, enc []byte) []byte {
 }
 
 // avroDecimal encodes branch 1 of a DECIMAL union: bytes holding the
-// minimal big-endian two's complement of v.
+// unscaled value v (twosComplement).
 func avroDecimal(v *big.Int) []byte {
-	var b []byte
+	b := twosComplement(v)
+	out := binary.AppendVarint([]byte{2}, int64(len(b)))
+	return append(out, b...)
+}
+
+// twosComplement is the minimal big-endian two's complement of v, as goavro
+// writes decimals.
+func twosComplement(v *big.Int) []byte {
 	if v.Sign() >= 0 {
-		b = v.Bytes()
+		b := v.Bytes()
 		if len(b) == 0 || b[0]&0x80 != 0 {
 			b = append([]byte{0}, b...)
 		}
-	} else {
-		n := len(v.Bytes()) + 1
-		m := new(big.Int).Add(new(big.Int).Lsh(big.NewInt(1), uint(8*n)), v).Bytes()
-		for len(m) > 1 && m[0] == 0xff && m[1]&0x80 != 0 {
-			m = m[1:]
-		}
-		b = m
+		return b
 	}
-	out := binary.AppendVarint([]byte{2}, int64(len(b)))
-	return append(out, b...)
+	n := len(v.Bytes()) + 1
+	m := new(big.Int).Add(new(big.Int).Lsh(big.NewInt(1), uint(8*n)), v).Bytes()
+	for len(m) > 1 && m[0] == 0xff && m[1]&0x80 != 0 {
+		m = m[1:]
+	}
+	return m
 }
 
 // avroBits encodes branch 1 of a BIT union: one block of the used-bits

@@ -143,3 +143,36 @@ func TestHostileMessagesStayWithinBudget(t *testing.T) {
 		})
 	}
 }
+
+// TestDecimalLimitBytes checks the byte-length bound of each precision
+// against the longest values of that precision, both signs, and the exact
+// digit check one past them.
+func TestDecimalLimitBytes(t *testing.T) {
+	for _, tc := range []struct {
+		precision int
+		fits      string // the largest unscaled value of that precision
+	}{
+		{1, "9"}, {2, "99"}, {3, "999"}, {18, "999999999999999999"}, {19, "9999999999999999999"},
+		{38, strings.Repeat("9", 38)}, {4096, strings.Repeat("9", 4096)}, {5000, strings.Repeat("9", 5000)},
+	} {
+		l := newDecimalLimit(tc.precision)
+		for _, s := range []string{tc.fits, "-" + tc.fits} {
+			if err := l.checkLen(twosComplement(decimalOf(s))); err != nil {
+				t.Errorf("precision %d: %v", tc.precision, err)
+			}
+			if err := l.check(decimalOf(s)); err != nil {
+				t.Errorf("precision %d: %v", tc.precision, err)
+			}
+		}
+		over := new(big.Int).Add(decimalOf(tc.fits), big.NewInt(1))
+		if err := l.check(over); err == nil && tc.precision <= maxExactPrecision {
+			t.Errorf("precision %d accepts %d digits", tc.precision, len(over.String()))
+		}
+		if err := l.checkLen(make([]byte, l.maxBytes+1)); err == nil {
+			t.Errorf("precision %d accepts %d bytes", tc.precision, l.maxBytes+1)
+		}
+	}
+	if l := newDecimalLimit(1 << 62); l.maxBytes <= 0 {
+		t.Errorf("precision 2^62: maxBytes %d", l.maxBytes)
+	}
+}

@@ -124,7 +124,9 @@ func newDecimalLimit(p int) *decimalLimit {
 	l := &decimalLimit{precision: p}
 	// |v| < 10^p < 2^ceil(p*log2(10)), plus a sign bit, plus one byte of
 	// leeway for a writer that pads with a redundant sign byte.
-	l.maxBytes = int(math.Ceil(float64(p)*math.Log2(10)))/8 + 2
+	// (A precision beyond 2^30, which only a hostile schema has, is taken
+	// as 2^30 here so that the product cannot overflow.)
+	l.maxBytes = int(math.Ceil(float64(min(p, 1<<30))*math.Log2(10)))/8 + 2
 	switch {
 	case p <= 18:
 		l.pow64 = 1

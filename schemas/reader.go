@@ -72,7 +72,7 @@ type reader struct {
 	budget int
 	// items counts the array items visited; out approximates the bytes
 	// the decoded values hold (Row.Size). Both are cheap: they change per
-	// item or per allocation, not per value.
+	// array block or per allocation, not per value.
 	items, out int
 	// str is b as one string, made on the first string value: string
 	// values are substrings of it, one allocation per message instead of
