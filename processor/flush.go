@@ -222,7 +222,7 @@ func (p *Processor) flush(ctx context.Context, parts []buffer.Partition, advance
 // the window.
 // Poison events are handled by Config.OnError (poisonApply) into poison.
 func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer.Partition, f schemas.HLC, poison *windowPoison) (int, error) {
-	w := &windowWriter{ctx: ctx, tx: tx, batch: p.cfg.FlushBatch, pending: make(map[string]*pendingTable)}
+	w := &windowWriter{ctx: ctx, tx: tx, batch: p.cfg.FlushBatch, maxBytes: p.cfg.FlushBytes, pending: make(map[string]*pendingTable)}
 	apply := func(bp buffer.Partition, ev buffer.Event) error {
 		row, err := p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)
 		if err == nil {
@@ -234,7 +234,7 @@ func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer
 		if err != nil {
 			return p.poisonApply(ctx, poison, bp, ev, locate(err, bp, ev.Offset))
 		}
-		return w.add(row)
+		return w.add(row, rowBytes(row, ev))
 	}
 	var err error
 	if p.cfg.Changelog {
@@ -350,20 +350,32 @@ func locate(err error, bp buffer.Partition, offset int64) error {
 }
 
 // windowWriter groups decoded rows per table version into Tx.Write batches.
+// What it queues is bounded by rows per table (batch) and by bytes over all
+// tables (maxBytes): a window of huge rows is written out in smaller
+// batches instead of held in memory.
 type windowWriter struct {
-	ctx     context.Context
-	tx      sinks.Tx
-	batch   int
-	pending map[string]*pendingTable
-	rows    int
+	ctx      context.Context
+	tx       sinks.Tx
+	batch    int
+	maxBytes int
+	bytes    int // queued, over all tables (rowBytes)
+	pending  map[string]*pendingTable
+	rows     int
 }
 
 type pendingTable struct {
 	table   *schemas.Table
 	changes []sinks.Change
+	bytes   int
 }
 
-func (w *windowWriter) add(row schemas.Row) error {
+// rowBytes estimates the memory a queued row holds: the decoder's count
+// (schemas.Row.Size), and never less than the record's Avro length.
+func rowBytes(row schemas.Row, ev buffer.Event) int {
+	return max(row.Size, len(ev.Key)+len(ev.Value))
+}
+
+func (w *windowWriter) add(row schemas.Row, size int) error {
 	pt := w.pending[row.Table.Name]
 	if pt != nil && pt.table != row.Table {
 		// A different schema version of the same table: what is queued
@@ -378,8 +390,13 @@ func (w *windowWriter) add(row schemas.Row) error {
 	}
 	pt.table = row.Table
 	pt.changes = append(pt.changes, sinks.Change{Op: opOf(row), Updated: row.Updated, Values: row.Values()})
+	pt.bytes += size
+	w.bytes += size
 	if len(pt.changes) >= w.batch {
 		return w.flush(pt)
+	}
+	if w.maxBytes > 0 && w.bytes >= w.maxBytes {
+		return w.flushAll()
 	}
 	return nil
 }
@@ -406,6 +423,8 @@ func (w *windowWriter) flush(pt *pendingTable) error {
 	w.rows += len(pt.changes)
 	clear(pt.changes)
 	pt.changes = pt.changes[:0]
+	w.bytes -= pt.bytes
+	pt.bytes = 0
 	return nil
 }
 

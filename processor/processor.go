@@ -73,6 +73,11 @@ type Config struct {
 	// FlushBatch is how many changes of one table go to the writer per
 	// Tx.Write call. Default 20000.
 	FlushBatch int
+	// FlushBytes bounds the decoded changes queued for the writer, over all
+	// tables, by their estimated memory (schemas.Row.Size, at least the
+	// record's Avro length): when the queue reaches it, every table's queue
+	// is written out. Default 64 MiB.
+	FlushBytes int
 	// PollRecords is the most records ingested per buffer write. Default 10000.
 	PollRecords int
 
@@ -120,6 +125,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.FlushBatch <= 0 {
 		c.FlushBatch = 20000
+	}
+	if c.FlushBytes <= 0 {
+		c.FlushBytes = 64 << 20
 	}
 	if c.PollRecords <= 0 {
 		c.PollRecords = 10000

@@ -54,6 +54,11 @@ type Decoder struct {
 	log      *zap.Logger
 	maxArray int
 	maxDepth int
+	maxBits  int
+	// observe, when set (by tests), is told after every Extract and
+	// DecodeRow how many array items the message visited and the bytes its
+	// decoded values hold (reader.items, reader.out).
+	observe func(items, out int)
 
 	values syncMap[int, *valuePlan]
 	keys   syncMap[int, *keyPlan]
@@ -61,7 +66,7 @@ type Decoder struct {
 
 // NewDecoder returns a Decoder that fetches writer schemas from src.
 func NewDecoder(src SchemaSource, opts ...DecoderOption) *Decoder {
-	d := &Decoder{src: src, log: zap.NewNop(), maxArray: DefaultMaxArrayItems, maxDepth: defaultMaxSchemaDepth}
+	d := &Decoder{src: src, log: zap.NewNop(), maxArray: DefaultMaxArrayItems, maxDepth: defaultMaxSchemaDepth, maxBits: DefaultMaxBitWidth}
 	for _, o := range opts {
 		o.applyDecoder(d)
 	}
@@ -109,6 +114,11 @@ type Row struct {
 	KeyValues []any
 	// MVCC is the mvcc_timestamp when the envelope has one.
 	MVCC HLC
+	// Size approximates the bytes of memory the decoded values hold: the
+	// value slots, strings, byte slices, array items, BIT strings and
+	// decimals. It is cheap (counted per allocation while decoding) and
+	// meant for bounding queues of rows by bytes.
+	Size int
 }
 
 // Delete reports whether r is a delete (after is null).
@@ -183,12 +193,32 @@ func (d *Decoder) rowTables(ctx context.Context, p *valuePlan, kid int) (*keyPla
 	return kp, tables, nil
 }
 
+// reader returns a reader of one message body (or key body) with its
+// per-message budget.
+func (d *Decoder) reader(b []byte) reader {
+	return reader{b: b, maxArray: d.maxArray, maxBits: d.maxBits, budget: itemBudget(len(b))}
+}
+
+// observed reports a message's readers to d.observe, if set.
+func (d *Decoder) observed(r, kr *reader) {
+	if d.observe == nil {
+		return
+	}
+	items, out := r.items, r.out
+	if kr != nil {
+		items, out = items+kr.items, out+kr.out
+	}
+	d.observe(items, out)
+}
+
 // Extract decodes the little that ingest needs from a Kafka record: the
 // table, the key body, `updated`, and whether it is a delete or a resolved
 // message. It skips over row data without materialising it. Errors are
 // *DecodeError.
 func (d *Decoder) Extract(ctx context.Context, topic string, partition int32, offset int64, key, value []byte) (Record, error) {
+	var r reader
 	fail := func(id int, err error) (Record, error) {
+		d.observed(&r, nil)
 		return Record{}, &DecodeError{Topic: topic, Partition: partition, Offset: offset, SchemaID: id, Err: err}
 	}
 	if value == nil {
@@ -213,7 +243,7 @@ func (d *Decoder) Extract(ctx context.Context, topic string, partition int32, of
 	if p.err != nil {
 		return fail(vid, p.err)
 	}
-	r := reader{b: body, maxArray: d.maxArray}
+	r = d.reader(body)
 	if p.resolved {
 		if len(key) != 0 {
 			return fail(vid, errors.New("resolved message with a non-null key"))
@@ -225,6 +255,7 @@ func (d *Decoder) Extract(ctx context.Context, topic string, partition int32, of
 		if err != nil {
 			return fail(vid, err)
 		}
+		d.observed(&r, nil)
 		return Record{Resolved: true, Updated: ts, KeySchemaID: -1, ValueSchemaID: vid}, nil
 	}
 	if len(key) == 0 {
@@ -270,6 +301,7 @@ func (d *Decoder) Extract(ctx context.Context, topic string, partition int32, of
 	if r.i != len(r.b) {
 		return fail(vid, fmt.Errorf("%d trailing bytes after the envelope", len(r.b)-r.i))
 	}
+	d.observed(&r, nil)
 	return rec, nil
 }
 
@@ -342,7 +374,9 @@ func parseHLCBytes(b []byte) (HLC, bool) {
 // are *DecodeError without topic, partition and offset (the caller knows
 // them).
 func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error) {
+	var r, kr reader
 	fail := func(id int, err error) (Row, error) {
+		d.observed(&r, &kr)
 		return Row{}, &DecodeError{SchemaID: id, Err: err}
 	}
 	if value == nil {
@@ -382,7 +416,7 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 	buf := make([]any, len(kp.nodes)+len(p.cols))
 	row.KeyValues = buf[:len(kp.nodes):len(kp.nodes)]
 	afterBuf := buf[len(kp.nodes):]
-	r := reader{b: body, maxArray: d.maxArray}
+	r = d.reader(body)
 	for i := range p.fields {
 		f := &p.fields[i]
 		switch f.role {
@@ -424,7 +458,7 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 	if r.i != len(r.b) {
 		return fail(vid, fmt.Errorf("%d trailing bytes after the envelope", len(r.b)-r.i))
 	}
-	kr := reader{b: kbody, maxArray: d.maxArray}
+	kr = d.reader(kbody)
 	for i, n := range kp.nodes {
 		v, err := kr.value(n)
 		if err != nil {
@@ -435,6 +469,8 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 	if kr.i != len(kr.b) {
 		return fail(kid, fmt.Errorf("%d trailing bytes after the key", len(kr.b)-kr.i))
 	}
+	row.Size = r.out + kr.out + slotSize*(len(buf)+len(row.Before))
+	d.observed(&r, &kr)
 	return row, nil
 }
 

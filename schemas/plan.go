@@ -157,7 +157,7 @@ func compileScalar(t *avroType, sqlType string, hinted bool) (Type, *node, error
 	case avroBytes:
 		if t.logical == "decimal" {
 			return Type{Kind: KindDecimal, Precision: t.precision, Scale: t.scale},
-				&node{op: opDecimal, scale: t.scale, minSize: 1}, nil
+				&node{op: opDecimal, scale: t.scale, dec: newDecimalLimit(t.precision), minSize: 1}, nil
 		}
 		return Type{Kind: KindBytes}, &node{op: opBytes, minSize: 1}, nil
 	case avroString:
@@ -175,7 +175,7 @@ func compileScalar(t *avroType, sqlType string, hinted bool) (Type, *node, error
 		// CockroachDB's arrays have nullable items; an array of plain longs
 		// is its BIT/VARBIT encoding.
 		if items.kind == avroLong && items.logical == "" && (!hinted || base == "BIT" || base == "VARBIT") {
-			return Type{Kind: KindString}, &node{op: opBits, elem: &node{op: opLong, minSize: 1}, minSize: 1}, nil
+			return Type{Kind: KindString}, &node{op: opBits, bits: bitWidth(sqlType), elem: &node{op: opLong, minSize: 1}, minSize: 1}, nil
 		}
 		// The element's SQL type is the array's without "[]" (INT8[] ->
 		// INT8), which tells e.g. UUID[] and TIMESTAMPTZ[] elements apart.
@@ -358,6 +358,12 @@ func isString(t *avroType) bool { return t.kind == avroString }
 func compileValue(id int, text string, maxDepth int) *valuePlan {
 	p := &valuePlan{id: id}
 	p.err = p.compile(text, maxDepth)
+	if p.err == nil {
+		for _, f := range p.fields {
+			weigh(f.skip)
+			weigh(f.rec)
+		}
+	}
 	return p
 }
 
@@ -458,6 +464,7 @@ func compileKey(id int, text string, maxDepth int) *keyPlan {
 	}
 	for i := range cols {
 		cols[i].PrimaryKey = true
+		weigh(nodes[i])
 	}
 	k.cols, k.nodes = cols, nodes
 	return k

@@ -40,13 +40,18 @@ const (
 // decode it into the Go value of its Kind.
 type node struct {
 	op       op
-	scale    int     // opDecimal
-	elem     *node   // opArray
-	branches []*node // opUnion
-	fields   []*node // opRecord
+	scale    int           // opDecimal
+	dec      *decimalLimit // opDecimal: the precision; nil when skipping only
+	bits     int           // opBits: the declared BIT(n)/VARBIT(n) width, 0 if none
+	elem     *node         // opArray
+	branches []*node       // opUnion
+	fields   []*node       // opRecord
 	// minSize is the fewest bytes an encoded value takes; it bounds array
 	// block counts by the remaining input.
 	minSize int
+	// weight is how many plan nodes one value visits (see weigh); array
+	// items are charged by it against the message's budget.
+	weight int
 }
 
 var (
@@ -61,6 +66,14 @@ type reader struct {
 	b        []byte
 	i        int
 	maxArray int
+	maxBits  int
+	// budget is what is left of the message's array-item budget
+	// (itemBudget), charged per block by count times item weight.
+	budget int
+	// items counts the array items visited; out approximates the bytes
+	// the decoded values hold (Row.Size). Both are cheap: they change per
+	// array block or per allocation, not per value.
+	items, out int
 	// str is b as one string, made on the first string value: string
 	// values are substrings of it, one allocation per message instead of
 	// one per value.
@@ -75,6 +88,7 @@ func (r *reader) text() (string, error) {
 	}
 	if r.str == "" {
 		r.str = string(r.b)
+		r.out += len(r.b)
 	}
 	s := r.str[r.i : r.i+n]
 	r.i += n
@@ -182,6 +196,9 @@ func (r *reader) blockCount(elem *node) (count int, size int, err error) {
 	} else if c > int64(r.maxArray) {
 		return 0, 0, fmt.Errorf("array block of %d items exceeds the limit of %d", c, r.maxArray)
 	}
+	if err := r.chargeItems(int(c), elem); err != nil {
+		return 0, 0, err
+	}
 	return int(c), size, nil
 }
 
@@ -246,6 +263,7 @@ func (r *reader) skip(n *node) error {
 				r.i += size
 				continue
 			}
+			r.items += c
 			for range c {
 				if err := r.skip(elem); err != nil {
 					return err
@@ -308,13 +326,26 @@ func (r *reader) value(n *node) (any, error) {
 		// Never nil: an empty BYTES value is not NULL.
 		out := make([]byte, len(b))
 		copy(out, b)
+		r.out += len(b) + sliceHeader
 		return out, nil
 	case opDecimal:
 		b, err := r.bytes()
 		if err != nil {
 			return nil, err
 		}
-		return Decimal{Unscaled: signedBytesToInt(b), Scale: n.scale}, nil
+		if n.dec != nil {
+			if err := n.dec.checkLen(b); err != nil {
+				return nil, err
+			}
+		}
+		v := signedBytesToInt(b)
+		if n.dec != nil {
+			if err := n.dec.check(v); err != nil {
+				return nil, err
+			}
+		}
+		r.out += len(b) + decimalSize
+		return Decimal{Unscaled: v, Scale: n.scale}, nil
 	case opDecimalSpecial:
 		b, err := r.bytes()
 		if err != nil {
@@ -397,6 +428,8 @@ func (r *reader) array(n *node) (any, error) {
 			return nil, fmt.Errorf("array exceeds the limit of %d items", r.maxArray)
 		}
 		out = growAny(out, c)
+		r.items += c
+		r.out += c * slotSize
 		for range c {
 			v, err := r.value(n.elem)
 			if err != nil {
@@ -406,6 +439,13 @@ func (r *reader) array(n *node) (any, error) {
 		}
 	}
 }
+
+// Approximate sizes of decoded values, for Row.Size.
+const (
+	slotSize    = 40 // an interface slot and a boxed value (time.Time is 24 bytes)
+	sliceHeader = 24
+	decimalSize = 64 // Decimal and its big.Int
+)
 
 func growAny(s []any, n int) []any {
 	if cap(s)-len(s) >= n {
@@ -423,6 +463,10 @@ func (r *reader) bits(n *node) (any, error) {
 	var words []uint64
 	first := true
 	used := int64(0)
+	limit := r.maxBits
+	if n.bits > 0 && n.bits < limit {
+		limit = n.bits
+	}
 	for {
 		c, _, err := r.blockCount(n.elem)
 		if err != nil {
@@ -431,6 +475,16 @@ func (r *reader) bits(n *node) (any, error) {
 		if c == 0 {
 			break
 		}
+		// Every word but the last holds 64 bits: refuse before the string
+		// is built (or the words gathered) when they cannot fit.
+		nw := len(words) + c
+		if first {
+			nw-- // the length element
+		}
+		if nw > 0 && (nw-1)*64 >= limit {
+			return nil, r.bitsTooWide(n, limit, (nw-1)*64+1)
+		}
+		r.items += c
 		for range c {
 			v, err := r.long()
 			if err != nil {
@@ -452,6 +506,9 @@ func (r *reader) bits(n *node) (any, error) {
 	if len(words) > 0 && used == 0 {
 		used = 64
 	}
+	if width := max(len(words)-1, 0)*64 + int(used); width > limit {
+		return nil, r.bitsTooWide(n, limit, width)
+	}
 	var sb strings.Builder
 	sb.Grow(len(words) * 64)
 	for i, w := range words {
@@ -467,7 +524,16 @@ func (r *reader) bits(n *node) (any, error) {
 			}
 		}
 	}
+	r.out += sb.Len()
 	return sb.String(), nil
+}
+
+// bitsTooWide is the error for a BIT value of at least width bits.
+func (r *reader) bitsTooWide(n *node, limit, width int) error {
+	if limit == n.bits {
+		return fmt.Errorf("bit string of %d bits or more is wider than its column's %d", width, n.bits)
+	}
+	return fmt.Errorf("bit string of %d bits or more exceeds the limit of %d bits: %w", width, limit, ErrDecodeLimit)
 }
 
 // signedBytesToInt decodes a big-endian two's-complement integer, the
