@@ -27,6 +27,10 @@ const MaxEventKey = badgerMaxKey
 // stored, so it is the record's fault, not the buffer's.
 var ErrUnbufferable = errors.New("record cannot be buffered")
 
+// ErrKeyTooLong is wrapped, with ErrUnbufferable, by CheckEvent's error for
+// a Kafka key too long to buffer (the key, not the value, is at fault).
+var ErrKeyTooLong = errors.New("Kafka key too long")
+
 // CheckEvent reports whether the store can hold ev: a table name without a
 // NUL byte (the name's terminator in the event key), an event key within
 // Badger's limit and a value within a value-log file (in memory, within
@@ -47,8 +51,8 @@ func checkEvent(ev Event, maxValue int64) error {
 			ErrUnbufferable, quotePrefix(ev.Table), i)
 	}
 	if n := eventHead + len(ev.Table) + 1 + len(ev.Key); n > MaxEventKey {
-		return fmt.Errorf("%w: Kafka key of %d bytes (key prefix %s) with table name of %d bytes makes a %d-byte buffer key, above the %d-byte limit",
-			ErrUnbufferable, len(ev.Key), HexPrefix(ev.Key), len(ev.Table), n, MaxEventKey)
+		return fmt.Errorf("%w: %w: %d bytes (prefix %s) with a table name of %d bytes make a %d-byte buffer key, above Badger's %d-byte limit",
+			ErrUnbufferable, ErrKeyTooLong, len(ev.Key), HexPrefix(ev.Key), len(ev.Table), n, MaxEventKey)
 	}
 	if n := int64(offsetSize + len(ev.Value)); n > maxValue {
 		return fmt.Errorf("%w: value of %d bytes, above the buffer's %d-byte limit", ErrUnbufferable, len(ev.Value), maxValue-offsetSize)

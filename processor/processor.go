@@ -522,6 +522,9 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 		for _, r := range fp.Records {
 			consumed++
 			rec, err := p.extract(ctx, r)
+			if err == nil {
+				err = p.checkIngest(st, r, rec) // limits.go
+			}
 			if err != nil {
 				// A poison record the policy lets go is handled: the
 				// partition's consumed offset moves past it.
