@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/highwater-dev/highwater/internal/jsontext"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -160,64 +161,19 @@ func checkText(s string) error {
 // checkJSON reports whether PostgreSQL JSONB can hold the JSON text s as
 // CockroachDB sends it: JSONB refuses the escape \u0000 (it cannot be
 // converted to text) and a UTF-16 surrogate escape that is not part of a
-// pair. Escapes are read in order, so an escaped backslash followed by
-// "u0000" (the text \u0000, which JSONB holds) is not taken for one.
+// pair.
 func checkJSON(s string) error {
 	if err := checkText(s); err != nil {
 		return err
 	}
-	for i := 0; i < len(s); i++ {
-		if s[i] != '\\' {
-			continue
-		}
-		if i+1 >= len(s) {
-			break
-		}
-		if s[i+1] != 'u' {
-			i++ // \", \\, \n, ...: skip the escaped character
-			continue
-		}
-		u, ok := hex4(s, i+2)
-		if !ok {
-			i++
-			continue
-		}
-		switch {
-		case u == 0:
-			return fmt.Errorf("JSON %q contains \\u0000, which PostgreSQL JSONB cannot hold", truncate(s))
-		case u >= 0xD800 && u <= 0xDBFF:
-			if lo, ok := hex4(s, i+8); !ok || s[i+6] != '\\' || s[i+7] != 'u' || lo < 0xDC00 || lo > 0xDFFF {
-				return fmt.Errorf("JSON %q contains a high surrogate escape without its low surrogate, which PostgreSQL JSONB refuses", truncate(s))
-			}
-			i += 11
-		case u >= 0xDC00 && u <= 0xDFFF:
-			return fmt.Errorf("JSON %q contains a low surrogate escape without its high surrogate, which PostgreSQL JSONB refuses", truncate(s))
-		default:
-			i += 5
-		}
+	nul, lone := jsontext.Escapes(s)
+	if nul {
+		return fmt.Errorf("JSON %q contains \\u0000, which PostgreSQL JSONB cannot hold", truncate(s))
+	}
+	if lone {
+		return fmt.Errorf("JSON %q contains a UTF-16 surrogate escape outside a pair, which PostgreSQL JSONB refuses", truncate(s))
 	}
 	return nil
-}
-
-// hex4 parses the four hex digits of s at i.
-func hex4(s string, i int) (rune, bool) {
-	if i < 0 || i+4 > len(s) {
-		return 0, false
-	}
-	var r rune
-	for _, c := range []byte(s[i : i+4]) {
-		switch {
-		case c >= '0' && c <= '9':
-			r = r<<4 | rune(c-'0')
-		case c >= 'a' && c <= 'f':
-			r = r<<4 | rune(c-'a'+10)
-		case c >= 'A' && c <= 'F':
-			r = r<<4 | rune(c-'A'+10)
-		default:
-			return 0, false
-		}
-	}
-	return r, true
 }
 
 // checkDecimal reports whether PostgreSQL stores d in a column of type t:
