@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math"
 	"math/big"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -41,19 +42,11 @@ func (w *Writer) CheckChange(table *schemas.Table, ch sinks.Change) error {
 	if len(ch.Values) != len(table.Columns) {
 		return fmt.Errorf("%d values for %d columns", len(ch.Values), len(table.Columns))
 	}
-	isKey := func(i int) bool {
-		for _, k := range table.Key {
-			if k == i {
-				return true
-			}
-		}
-		return false
-	}
 	for i, c := range table.Columns {
 		if strings.IndexByte(c.Name, 0) >= 0 {
 			return fmt.Errorf("column name %q contains a NUL byte, which a PostgreSQL identifier cannot hold", truncate(c.Name))
 		}
-		key := isKey(i)
+		key := slices.Contains(table.Key, i)
 		v := ch.Values[i]
 		if ch.Op == sinks.OpDelete && !key {
 			continue // a delete carries only its key
