@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"slices"
-	"strings"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -60,12 +59,14 @@ func (b *Batch) part(p Partition) int32 {
 	return int32(len(b.parts) - 1)
 }
 
-// Add adds ev to p's events. It copies ev's slices. A table name with a NUL
-// byte (which would make keys ambiguous) fails the Write.
+// Add adds ev to p's events. It copies ev's slices. An event the store
+// cannot hold (Store.CheckEvent: a table name with a NUL byte, which would
+// make keys ambiguous, or a key or value above Badger's limits) fails the
+// Write; callers check events first.
 func (b *Batch) Add(p Partition, ev Event) {
-	if strings.IndexByte(ev.Table, 0) >= 0 {
+	if err := b.s.CheckEvent(ev); err != nil {
 		if b.err == nil {
-			b.err = fmt.Errorf("buffer: %s[%d] offset %d: table name %q contains a NUL byte", p.Topic, p.Partition, ev.Offset, ev.Table)
+			b.err = fmt.Errorf("buffer: %s[%d]@%d: %w", p.Topic, p.Partition, ev.Offset, err)
 		}
 		return
 	}
@@ -178,7 +179,7 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 				var old int64
 				if err := item.Value(func(v []byte) error {
 					if len(v) < offsetSize {
-						return fmt.Errorf("malformed event value of key %x", key)
+						return fmt.Errorf("malformed event value of key %s", HexPrefix(key))
 					}
 					old = decodeOffset(v)
 					return nil

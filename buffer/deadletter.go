@@ -164,7 +164,7 @@ func (s *Store) DeadLetters(p Partition, below int64, fn func(DeadLetter) error)
 			item := it.Item()
 			k := item.Key()
 			if len(k) != deadKeySize {
-				return fmt.Errorf("malformed dead-letter key %x", k)
+				return fmt.Errorf("malformed dead-letter key %s", HexPrefix(k))
 			}
 			off := decodeOffset(k[1+idSize:])
 			if off >= below {

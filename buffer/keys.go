@@ -58,7 +58,7 @@ func partKey(p Partition) []byte {
 
 func decodePartKey(k []byte) (Partition, error) {
 	if len(k) < 5 || k[0] != prefixPart {
-		return Partition{}, fmt.Errorf("malformed partition key %x", k)
+		return Partition{}, fmt.Errorf("malformed partition key %s", HexPrefix(k))
 	}
 	return Partition{Topic: string(k[5:]), Partition: int32(binary.BigEndian.Uint32(k[1:]))}, nil
 }
@@ -77,7 +77,7 @@ func appendEventKey(b []byte, id uint32, ts schemas.HLC, table string, key []byt
 // The returned table and key alias k.
 func decodeEventKey(k []byte) (ts schemas.HLC, table, key []byte, err error) {
 	if len(k) < eventHead+1 || k[0] != prefixEvent {
-		return ts, nil, nil, fmt.Errorf("malformed event key %x", k)
+		return ts, nil, nil, fmt.Errorf("malformed event key %s", HexPrefix(k))
 	}
 	ts, err = schemas.DecodeHLC(k[1+idSize:])
 	if err != nil {
@@ -87,7 +87,7 @@ func decodeEventKey(k []byte) (ts schemas.HLC, table, key []byte, err error) {
 	if i := bytes.IndexByte(rest, 0); i >= 0 {
 		return ts, rest[:i], rest[i+1:], nil
 	}
-	return ts, nil, nil, fmt.Errorf("malformed event key %x: no table terminator", k)
+	return ts, nil, nil, fmt.Errorf("malformed event key %s: no table terminator", HexPrefix(k))
 }
 
 // eventHLC decodes just the HLC of an event key.
@@ -153,7 +153,7 @@ func appendRun(b []byte, run []offHLC) []byte {
 // runFirst returns the first offset of a run key.
 func runFirst(k []byte) (int64, error) {
 	if len(k) != runKeySize || k[0] != prefixOffset {
-		return 0, fmt.Errorf("malformed offset index key %x", k)
+		return 0, fmt.Errorf("malformed offset index key %s", HexPrefix(k))
 	}
 	return decodeOffset(k[1+idSize:]), nil
 }

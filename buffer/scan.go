@@ -105,7 +105,7 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through schemas.HLC
 			return fmt.Errorf("buffer: scan %s[%d]: read value: %w", c.part.Topic, c.part.Partition, err)
 		}
 		if len(val) < offsetSize {
-			return fmt.Errorf("buffer: scan %s[%d]: malformed event value of key %x", c.part.Topic, c.part.Partition, c.key)
+			return fmt.Errorf("buffer: scan %s[%d]: malformed event value of key %s", c.part.Topic, c.part.Partition, HexPrefix(c.key))
 		}
 		ev := Event{Updated: ts, Table: c.table, Key: key, Offset: decodeOffset(val), Value: val[offsetSize:]}
 		if err := fn(c.part, ev); err != nil {

@@ -343,7 +343,7 @@ func (s *Store) load() error {
 					ids[id] = p
 				case prefixMeta:
 					if len(k) != 1+idSize {
-						return fmt.Errorf("malformed meta key %x", k)
+						return fmt.Errorf("malformed meta key %s", HexPrefix(k))
 					}
 					var m meta
 					if err := item.Value(func(v []byte) error {
@@ -356,7 +356,7 @@ func (s *Store) load() error {
 					metas[binary.BigEndian.Uint32(k[1:])] = m
 				case prefixGarb:
 					if len(k) != 1+idSize {
-						return fmt.Errorf("malformed garbage key %x", k)
+						return fmt.Errorf("malformed garbage key %s", HexPrefix(k))
 					}
 					s.garbage = append(s.garbage, binary.BigEndian.Uint32(k[1:]))
 				}

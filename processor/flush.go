@@ -226,7 +226,7 @@ func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer
 	apply := func(bp buffer.Partition, ev buffer.Event) error {
 		row, err := p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)
 		if err == nil {
-			if err = checkRowKey(row); err != nil {
+			if err = p.checkRow(row); err != nil {
 				id, _, _ := schemas.ParseFrame(ev.Value)
 				err = &schemas.DecodeError{SchemaID: id, Err: err}
 			}

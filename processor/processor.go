@@ -560,6 +560,9 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 			if err == nil {
 				err = p.checkClock(r, rec, now, limit)
 			}
+			if err == nil {
+				err = p.checkIngest(st, r, rec) // limits.go
+			}
 			if err != nil {
 				// A poison record the policy lets go is handled: the
 				// partition's consumed offset moves past it.

@@ -31,22 +31,22 @@ func ParseHLC(s string) (HLC, error) {
 	orig := s
 	s = strings.TrimSuffix(s, "?")
 	if s == "" {
-		return HLC{}, fmt.Errorf("parse HLC %q: empty", orig)
+		return HLC{}, fmt.Errorf("parse HLC %s: empty", clip(orig))
 	}
 	intPart, frac, hasFrac := strings.Cut(s, ".")
 	if intPart == "" || !allDigits(intPart) || (hasFrac && !allDigits(frac)) || len(frac) > 10 {
-		return HLC{}, fmt.Errorf("parse HLC %q: want <wallnanos>.<logical, 10 digits>", orig)
+		return HLC{}, fmt.Errorf("parse HLC %s: want <wallnanos>.<logical, 10 digits>", clip(orig))
 	}
 	wall, err := strconv.ParseInt(intPart, 10, 64)
 	if err != nil {
-		return HLC{}, fmt.Errorf("parse HLC %q: wall time: %w", orig, err)
+		return HLC{}, fmt.Errorf("parse HLC %s: wall time: %w", clip(orig), numErr(err))
 	}
 	var logical int64
 	if frac != "" {
 		padded := frac + strings.Repeat("0", 10-len(frac))
 		logical, err = strconv.ParseInt(padded, 10, 64)
 		if err != nil || logical > 1<<31-1 {
-			return HLC{}, fmt.Errorf("parse HLC %q: logical counter out of range", orig)
+			return HLC{}, fmt.Errorf("parse HLC %s: logical counter out of range", clip(orig))
 		}
 	}
 	return HLC{WallTime: wall, Logical: int32(logical)}, nil

@@ -14,7 +14,7 @@ import (
 // into Micros. Digits past microseconds are truncated.
 func ParseInterval(s string) (Interval, error) {
 	bad := func(why string) (Interval, error) {
-		return Interval{}, fmt.Errorf("parse interval %q: %s", s, why)
+		return Interval{}, fmt.Errorf("parse interval %s: %s", clip(s), why)
 	}
 	rest := s
 	neg := false

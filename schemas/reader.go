@@ -355,7 +355,7 @@ func (r *reader) value(n *node) (any, error) {
 		case "NaN", "Infinity", "-Infinity":
 			return Decimal{Special: s, Scale: n.scale}, nil
 		default:
-			return nil, fmt.Errorf("decimal string branch %q is not NaN, Infinity or -Infinity", s)
+			return nil, fmt.Errorf("decimal string branch %s is not NaN, Infinity or -Infinity", clip(s))
 		}
 	case opDate:
 		v, err := r.long()

@@ -4,9 +4,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"math/big"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/jackc/pgx/v5/pgtype"
 
@@ -41,11 +39,8 @@ func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
 		}
 	case schemas.KindString:
 		if x, ok := v.(string); ok {
-			if strings.IndexByte(x, 0) >= 0 {
-				return nil, fmt.Errorf("string %q contains a NUL character, which PostgreSQL TEXT cannot hold", truncate(x))
-			}
-			if !utf8.ValidString(x) {
-				return nil, fmt.Errorf("string %q is not valid UTF-8", truncate(x))
+			if err := checkText(x); err != nil {
+				return nil, err
 			}
 			return x, nil
 		}
@@ -87,8 +82,8 @@ func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
 		}
 	case schemas.KindJSON:
 		if x, ok := v.(string); ok {
-			if strings.Contains(x, `\u0000`) {
-				return nil, fmt.Errorf("JSON %q contains \\u0000, which PostgreSQL JSONB cannot hold", truncate(x))
+			if err := checkJSON(x); err != nil {
+				return nil, err
 			}
 			return x, nil
 		}

@@ -1,0 +1,133 @@
+package duckdb
+
+import (
+	"context"
+	"math/big"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
+	"github.com/highwater-dev/highwater/sinks/sinktest"
+)
+
+// TestCheckChangeRefusesWhatDuckDBRefuses: for one value per case,
+// CheckChange refuses it exactly when DuckDB fails the window that writes
+// it (checked by writing every case, refused or not, without CheckChange),
+// so that a refused row is one that would have stopped the feed, and an
+// accepted borderline value is stored.
+func TestCheckChangeRefusesWhatDuckDBRefuses(t *testing.T) {
+	ctx := context.Background()
+	w, err := Open(ctx, t.TempDir()+"/check.duckdb", sinks.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	str, js, ts := schemas.Type{Kind: schemas.KindString}, schemas.Type{Kind: schemas.KindJSON}, schemas.Type{Kind: schemas.KindTimestamp}
+	dec := func(p, s int) schemas.Type { return schemas.Type{Kind: schemas.KindDecimal, Precision: p, Scale: s} }
+	d := func(u int64, scale int) schemas.Decimal {
+		return schemas.Decimal{Unscaled: big.NewInt(u), Scale: scale}
+	}
+	strs := schemas.Type{Kind: schemas.KindArray, Elem: &str}
+	cases := []struct {
+		name string
+		typ  schemas.Type
+		v    any
+		ok   bool
+		want string
+	}{
+		{"nul_string", str, "a\x00b", true, ""},
+		{"bad_utf8", str, "a\xffb", false, "UTF-8"},
+		{"bad_utf8_element", strs, []any{"a", "\xff"}, false, "element 1"},
+		{"json_nul", js, `{"a":"\u0000"}`, true, ""},
+		{"json_pair", js, `"\ud83d\ude00"`, true, ""},
+		{"json_lone", js, `"\ud800"`, false, "surrogate"},
+		{"json_invalid", js, `{"a":`, false, "not valid JSON"},
+		{"json_bad_utf8", js, "\"\xff\"", false, "UTF-8"},
+		{"decimal_finer_scale", dec(5, 2), d(12345, 3), false, "fractional digits"},
+		{"decimal_coarser_scale", dec(5, 2), d(99, -1), true, ""},
+		{"decimal_coarser_scale_over", dec(5, 2), d(100, -1), false, "does not fit"},
+		{"decimal_over", dec(3, 0), d(1000, 0), false, "does not fit"},
+		{"decimal_at", dec(3, 0), d(-999, 0), true, ""},
+		{"decimal_int64_min", dec(18, 0), schemas.Decimal{Unscaled: big.NewInt(-1 << 63)}, false, "does not fit"},
+		{"decimal_big", dec(38, 0), schemas.Decimal{Unscaled: new(big.Int).Exp(big.NewInt(10), big.NewInt(38), nil)}, false, "does not fit"},
+		{"decimal_wide_as_text", dec(60, 0), schemas.Decimal{Unscaled: new(big.Int).Exp(big.NewInt(10), big.NewInt(59), nil)}, true, ""},
+		{"bad_uuid", schemas.Type{Kind: schemas.KindUUID}, strings.Repeat("z", 1000), false, "invalid UUID"},
+		{"time_over", schemas.Type{Kind: schemas.KindTime}, 25 * time.Hour, false, "out of range"},
+		{"time_24h", schemas.Type{Kind: schemas.KindTime}, 24 * time.Hour, true, ""},
+		{"timestamp_min", ts, time.Date(-290307, 1, 1, 0, 0, 0, 0, time.UTC), true, ""},
+		{"timestamp_before", ts, time.UnixMicro(-1 << 63).UTC(), false, "year"},
+		{"timestamp_max", ts, time.Date(294246, 12, 31, 0, 0, 0, 0, time.UTC), true, ""},
+		{"timestamptz_after", schemas.Type{Kind: schemas.KindTimestampTZ}, time.UnixMicro(1<<63 - 1).UTC(), false, "year"},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			tb := sinktest.Table("chk_"+c.name, []int{0}, sinktest.Col("id", schemas.KindInt), schemas.Column{Name: "v", Type: c.typ, Nullable: true})
+			ch := sinks.Change{Op: sinks.OpInsert, Updated: schemas.HLC{WallTime: int64(i + 1)}, Values: []any{int64(1), c.v}}
+			err := w.CheckChange(tb, ch)
+			if (err == nil) != c.ok || (err != nil && !strings.Contains(err.Error(), c.want)) {
+				t.Errorf("CheckChange = %v, want ok=%v (error with %q)", err, c.ok, c.want)
+			}
+			if err != nil && len(err.Error()) > 300 {
+				t.Errorf("the error quotes too much of the value (%d bytes)", len(err.Error()))
+			}
+			if werr := writeOne(ctx, w, tb, ch); (werr == nil) != c.ok {
+				t.Errorf("writing it: %v, want ok=%v: CheckChange and DuckDB disagree", werr, c.ok)
+			}
+		})
+	}
+	// Keys: NULL, or a decimal DuckDB stores as NULL, is refused; a delete
+	// carries only its key.
+	keyed := sinktest.Table("chk_keys", []int{0}, schemas.Column{Name: "id", Type: dec(5, 2)}, sinktest.Col("v", schemas.KindString))
+	for _, c := range []struct {
+		name string
+		ch   sinks.Change
+		ok   bool
+	}{
+		{"null key", sinks.Change{Op: sinks.OpInsert, Values: []any{nil, "a"}}, false},
+		{"NaN key", sinks.Change{Op: sinks.OpInsert, Values: []any{schemas.Decimal{Special: "NaN"}, "a"}}, false},
+		{"delete ignores the value", sinks.Change{Op: sinks.OpDelete, Values: []any{d(1, 2), "\xff"}}, true},
+	} {
+		c.ch.Updated = schemas.HLC{WallTime: 100}
+		if err := w.CheckChange(keyed, c.ch); (err == nil) != c.ok {
+			t.Errorf("%s: CheckChange = %v, want ok=%v", c.name, err, c.ok)
+		}
+		if werr := writeOne(ctx, w, keyed, c.ch); (werr == nil) != c.ok {
+			t.Errorf("%s: writing it: %v, want ok=%v", c.name, werr, c.ok)
+		}
+	}
+}
+
+// writeOne commits a window of one change.
+func writeOne(ctx context.Context, w *Writer, tb *schemas.Table, ch sinks.Change) error {
+	tx, err := w.Begin(ctx)
+	if err != nil {
+		return err
+	}
+	if err := tx.Write(ctx, tb, []sinks.Change{ch}); err != nil {
+		_ = tx.Rollback(ctx)
+		return err
+	}
+	return tx.Commit(ctx)
+}
+
+// BenchmarkCheckChange measures the per-row cost CheckChange adds to the
+// apply path, on a row shaped like the integration feed's orders.
+func BenchmarkCheckChange(b *testing.B) {
+	w := &Writer{}
+	str := schemas.Type{Kind: schemas.KindString}
+	tb := sinktest.Table("orders", []int{0, 1}, sinktest.Col("region", schemas.KindString), sinktest.Col("id", schemas.KindInt),
+		sinktest.Col("status", schemas.KindString), schemas.Column{Name: "amount", Type: schemas.Type{Kind: schemas.KindDecimal, Precision: 12, Scale: 2}},
+		sinktest.Col("placed_at", schemas.KindTimestampTZ), schemas.Column{Name: "tags", Type: schemas.Type{Kind: schemas.KindArray, Elem: &str}},
+		sinktest.Col("doc", schemas.KindJSON))
+	ch := sinks.Change{Op: sinks.OpUpsert, Updated: schemas.HLC{WallTime: 1}, Values: []any{"eu-west", int64(42), "shipped",
+		schemas.Decimal{Unscaled: big.NewInt(1234567), Scale: 2}, time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC), []any{"a", "bb", "ccc"},
+		`{"note": "fragile", "n": [1, 2, 3]}`}}
+	b.ReportAllocs()
+	for b.Loop() {
+		if err := w.CheckChange(tb, ch); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
