@@ -98,6 +98,11 @@ type Config struct {
 	// DLQTopic is the dead-letter topic of --on-error=dlq, created if
 	// missing. Default "<group>.dlq".
 	DLQTopic string `yaml:"dlq_topic"`
+	// AllowRetentionGap lets a member go on from the log start when Kafka's
+	// retention deleted records of a partition before they were applied,
+	// instead of stopping with an error (docs/OPERATIONS.md, "Retention
+	// gaps"). The gap is logged at error level and counted. Default false.
+	AllowRetentionGap bool `yaml:"allow_retention_gap"`
 	// MetricsAddr serves Prometheus /metrics, /healthz and /readyz when set
 	// (e.g. ":9464").
 	MetricsAddr string `yaml:"metrics_addr"`
@@ -145,6 +150,7 @@ func (c *Config) fields() []field {
 		{"startup-timeout", "how long to wait for brokers and topics at start", &c.StartupTimeout},
 		{"on-error", "poison records: fail (stop, naming the record), dlq (dead-letter topic + highwater_dlq table, go on) or skip (count, log, go on)", &c.OnError},
 		{"dlq-topic", "dead-letter topic of --on-error=dlq, created if missing (default <group>.dlq)", &c.DLQTopic},
+		{"allow-retention-gap", "go on from the log start when Kafka's retention deleted records before they were applied (logged, counted; the changes in them are lost) instead of stopping", &c.AllowRetentionGap},
 		{"metrics-addr", "serve Prometheus /metrics, /healthz, /readyz on this address (e.g. :9464)", &c.MetricsAddr},
 		{"log-level", "debug, info, warn or error", &c.LogLevel},
 		{"log-format", "auto, json or console (auto: console on a terminal, else json)", &c.LogFormat},

@@ -123,6 +123,8 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		OnError:          processor.ErrorPolicy(cfg.OnError),
 		DeadLetterTopic:  cfg.DLQTopic,
 		Logger:           log,
+		// A retention gap stops the member unless the operator accepts it.
+		AllowRetentionGap: cfg.AllowRetentionGap,
 	})
 	if err != nil {
 		return err
