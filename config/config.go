@@ -18,6 +18,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/schemas"
 )
 
@@ -468,39 +469,6 @@ func (c Config) Redacted() string {
 }
 
 // RedactURL returns raw with its password, and query parameters that look
-// like secrets, replaced by REDACTED: safe for logs and error messages.
-func RedactURL(raw string) string {
-	if raw == "" {
-		return ""
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		// It may still hold a password: show none of it.
-		return "<unparsable URL>"
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		}
-	}
-	q := u.Query()
-	for k := range q {
-		if secretParam(k) {
-			q.Set(k, "REDACTED")
-		}
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// secretParam reports whether a URL query parameter's name says it holds
-// a secret (password=, sslpassword=, secret_key=, session_token=, ...).
-func secretParam(name string) bool {
-	name = strings.ToLower(name)
-	for _, word := range []string{"password", "passwd", "pwd", "secret", "token", "credential"} {
-		if strings.Contains(name, word) {
-			return true
-		}
-	}
-	return false
-}
+// like secrets, replaced by REDACTED: safe for logs and error messages. It
+// is internal/redact's URL, the one redaction used everywhere.
+func RedactURL(raw string) string { return redact.URL(raw) }

@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/files"
 )
@@ -67,7 +68,7 @@ _hw_updated per primary key (deletes delete, older versions never win).
 	}
 	cfg, err := files.ParseURL(*sinkURL)
 	if err != nil {
-		return fmt.Errorf("snowflake-sql: %w", err)
+		return fmt.Errorf("snowflake-sql: %w", redact.Error(err, *sinkURL))
 	}
 	opts := snowflakeOptions{stageURL: *stageURL, integration: *integration, snsTopic: *sns, warehouse: *warehouse,
 		schedule: *schedule, prefix: *prefix}
@@ -79,7 +80,7 @@ _hw_updated per primary key (deletes delete, older versions never win).
 	}
 	w, err := files.Open(ctx, cfg, zap.NewNop())
 	if err != nil {
-		return fmt.Errorf("snowflake-sql: %w", err)
+		return fmt.Errorf("snowflake-sql: %w", redact.Error(err, *sinkURL))
 	}
 	defer w.Close()
 	all, err := w.Tables(ctx)
