@@ -169,4 +169,3 @@ func readCheckpoints(t *testing.T, wh warehouse, sinkURL, group string) map[buff
 	}
 	return out
 }
-
