@@ -94,6 +94,11 @@ func (p *Processor) adjustOffsets(ctx context.Context, offsets map[string]map[in
 				}
 				continue
 			}
+			if st.expect != at {
+				// An accepted gap: say where, rather than rely on the
+				// client's reset.
+				ps[n] = kgo.NewOffset().At(st.expect).WithEpoch(-1)
+			}
 			st.ready = true
 			p.log.Info("partition resumes",
 				zap.String("topic", t), zap.Int32("partition", n),

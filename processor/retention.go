@@ -36,6 +36,8 @@ type RetentionGapError struct {
 	LogStart int64
 }
 
+// Error names the partition, the checkpoint, the offsets lost and the way
+// out.
 func (e *RetentionGapError) Error() string {
 	cp := "no warehouse checkpoint yet, nothing of the partition applied"
 	if !e.Checkpoint.Resolved.IsZero() {
@@ -46,7 +48,7 @@ func (e *RetentionGapError) Error() string {
 	}
 	return fmt.Sprintf("retention gap on %s[%d]: the next offset to read is %d (%s) but the partition's log starts at %d: "+
 		"Kafka's retention deleted offsets %d..%d before highwater applied them, so changes in them are missing from the warehouse; "+
-		"see \"Retention gaps\" in docs/OPERATIONS.md: re-create the changefeed with an initial scan, or accept the loss with --allow-retention-gap",
+		"see \"Retention gaps\" in docs/OPERATIONS.md: re-read the changes from CockroachDB (a new changefeed with a cursor or an initial scan), or accept the loss with --allow-retention-gap",
 		e.Topic, e.Partition, e.Resume, cp, e.LogStart, e.Resume, e.LogStart-1)
 }
 
