@@ -339,4 +339,20 @@ func TestSecretsNeverReachLogsOrOutput(t *testing.T) {
 			assertClean(cmd[0]+" with a bad sink URL", msgs)
 		}
 	}
+
+	// probe, with a password and a token in the URL it checks: refused,
+	// 5xx and unparsable.
+	for _, target := range []string{
+		withPassword(goneURL) + "/healthz?token=" + urlSecret,
+		withPassword(failing.URL) + "/healthz",
+		"http://u:" + urlSecret + "@%zz/healthz",
+	} {
+		out := newSyncBuffer()
+		err := run(ctx, []string{"probe", target}, out, out)
+		if err == nil {
+			t.Errorf("probe %s: no error", config.RedactURL(target))
+			continue
+		}
+		assertClean("probe", out.String()+err.Error())
+	}
 }
