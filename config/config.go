@@ -18,6 +18,7 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/schemas"
 )
 
@@ -106,6 +107,11 @@ type Config struct {
 	// forged or corrupted timestamp. It must be positive; a huge value
 	// (876000h, 100 years) turns the check off.
 	MaxClockSkew time.Duration `yaml:"max_clock_skew"`
+	// AllowRetentionGap lets a member go on from the log start when Kafka's
+	// retention deleted records of a partition before they were applied,
+	// instead of stopping with an error (docs/OPERATIONS.md, "Retention
+	// gaps"). The gap is logged at error level and counted. Default false.
+	AllowRetentionGap bool `yaml:"allow_retention_gap"`
 	// MetricsAddr serves Prometheus /metrics, /healthz and /readyz when set
 	// (e.g. ":9464").
 	MetricsAddr string `yaml:"metrics_addr"`
@@ -154,6 +160,7 @@ func (c *Config) fields() []field {
 		{"on-error", "poison records: fail (stop, naming the record), dlq (dead-letter topic + highwater_dlq table, go on) or skip (count, log, go on)", &c.OnError},
 		{"dlq-topic", "dead-letter topic of --on-error=dlq, created if missing (default <group>.dlq)", &c.DLQTopic},
 		{"max-clock-skew", "a record whose timestamp is further ahead of this host's clock is poison (--on-error); > 0, a huge value such as 876000h turns the check off", &c.MaxClockSkew},
+		{"allow-retention-gap", "go on from the log start when Kafka's retention deleted records before they were applied (logged, counted; the changes in them are lost) instead of stopping", &c.AllowRetentionGap},
 		{"metrics-addr", "serve Prometheus /metrics, /healthz, /readyz on this address (e.g. :9464)", &c.MetricsAddr},
 		{"log-level", "debug, info, warn or error", &c.LogLevel},
 		{"log-format", "auto, json or console (auto: console on a terminal, else json)", &c.LogFormat},
@@ -481,39 +488,6 @@ func (c Config) Redacted() string {
 }
 
 // RedactURL returns raw with its password, and query parameters that look
-// like secrets, replaced by REDACTED: safe for logs and error messages.
-func RedactURL(raw string) string {
-	if raw == "" {
-		return ""
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		// It may still hold a password: show none of it.
-		return "<unparsable URL>"
-	}
-	if u.User != nil {
-		if _, has := u.User.Password(); has {
-			u.User = url.UserPassword(u.User.Username(), "REDACTED")
-		}
-	}
-	q := u.Query()
-	for k := range q {
-		if secretParam(k) {
-			q.Set(k, "REDACTED")
-		}
-	}
-	u.RawQuery = q.Encode()
-	return u.String()
-}
-
-// secretParam reports whether a URL query parameter's name says it holds
-// a secret (password=, sslpassword=, secret_key=, session_token=, ...).
-func secretParam(name string) bool {
-	name = strings.ToLower(name)
-	for _, word := range []string{"password", "passwd", "pwd", "secret", "token", "credential"} {
-		if strings.Contains(name, word) {
-			return true
-		}
-	}
-	return false
-}
+// like secrets, replaced by REDACTED: safe for logs and error messages. It
+// is internal/redact's URL, the one redaction used everywhere.
+func RedactURL(raw string) string { return redact.URL(raw) }

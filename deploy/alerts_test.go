@@ -22,7 +22,7 @@ type alertRules struct {
 // fetching paused on the disk budget, no member ready.
 var wantAlerts = []string{
 	"HighwaterBehind", "HighwaterChangefeedStalled", "HighwaterPartitionStuck",
-	"HighwaterDeadLetters", "HighwaterRecordsSkipped", "HighwaterFetchPaused", "HighwaterNoMemberReady",
+	"HighwaterDeadLetters", "HighwaterRecordsSkipped", "HighwaterRetentionGap", "HighwaterFetchPaused", "HighwaterNoMemberReady",
 }
 
 func TestAlertRulesUseOnlyMetricsHighwaterExports(t *testing.T) {

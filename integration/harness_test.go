@@ -188,6 +188,8 @@ type memberConfig struct {
 	kafkaOpts []kgo.Opt
 	// diskBudget is the buffer's disk budget (0: unlimited).
 	diskBudget int64
+	// allowRetentionGap is processor.Config.AllowRetentionGap.
+	allowRetentionGap bool
 }
 
 func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
@@ -221,6 +223,8 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 		SessionTimeout:   2 * time.Second,
 		RebalanceTimeout: 5 * time.Second,
 		Logger:           log,
+		// A retention gap stops the member unless the test allows it.
+		AllowRetentionGap: mc.allowRetentionGap,
 	})
 	if err != nil {
 		t.Fatal(err)

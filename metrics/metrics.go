@@ -62,6 +62,8 @@ func NewRegistry(src Source, opts ...Option) *prometheus.Registry {
 		deadLetters(src, processor.StageApply, func(s processor.Stats) int64 { return s.DeadLettersApply }),
 		counter("highwater_records_skipped_total", "Poison records skipped by --on-error=skip.",
 			func(s processor.Stats) float64 { return float64(s.Skipped) }),
+		counter("highwater_retention_gaps_total", "Partitions found with records deleted by Kafka retention before they were applied; the member stops unless --allow-retention-gap.",
+			func(s processor.Stats) float64 { return float64(s.RetentionGaps) }),
 		gauge("highwater_buffer_events", "Unresolved events held in the buffer.",
 			func(s processor.Stats) float64 { return float64(s.Buffered) }),
 		gauge("highwater_buffer_bytes", "Disk used by the buffer.",

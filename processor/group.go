@@ -43,6 +43,10 @@ func (p *Processor) adjustOffsets(ctx context.Context, offsets map[string]map[in
 	if err != nil {
 		return nil, err
 	}
+	starts, err := p.logStarts(ctx, offsets)
+	if err != nil {
+		return nil, err
+	}
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.waitFlush(ctx)
@@ -59,16 +63,16 @@ func (p *Processor) adjustOffsets(ctx context.Context, offsets map[string]map[in
 			// watermark (registerPartitions): nothing is applied yet.
 			hasCP = hasCP && !cp.Resolved.IsZero()
 			st.applied, st.resolved = cp.Resolved, cp.Resolved
-			resume := kgo.NewOffset().AtStart()
+			resume, at := kgo.NewOffset().AtStart(), int64(0)
 			if hasCP {
-				resume = kgo.NewOffset().At(cp.NextOffset)
+				resume, at = kgo.NewOffset().At(cp.NextOffset), cp.NextOffset
 			}
 			bs, known, err := p.cfg.Buffer.State(bp)
 			if err != nil {
 				return nil, fmt.Errorf("buffer state %s[%d]: %w", t, n, err)
 			}
 			if known && bs.Base == cp.Resolved && (!hasCP || bs.Consumed >= cp.NextOffset) {
-				resume = kgo.NewOffset().At(bs.Consumed)
+				resume, at = kgo.NewOffset().At(bs.Consumed), bs.Consumed
 				if st.resolved.Less(bs.Resolved) {
 					st.resolved = bs.Resolved
 				}
@@ -82,6 +86,19 @@ func (p *Processor) adjustOffsets(ctx context.Context, offsets map[string]map[in
 				}
 			}
 			ps[n] = resume.WithEpoch(-1)
+			// franz-go would quietly resume below the log start at the
+			// log start: a retention gap stops the member unless allowed.
+			if st.expect, err = p.retentionGap(bp, cp, at, starts[bp]); err != nil {
+				if p.flushErr == nil {
+					p.flushErr = err
+				}
+				continue
+			}
+			if st.expect != at {
+				// An accepted gap: say where, rather than rely on the
+				// client's reset.
+				ps[n] = kgo.NewOffset().At(st.expect).WithEpoch(-1)
+			}
 			st.ready = true
 			p.log.Info("partition resumes",
 				zap.String("topic", t), zap.Int32("partition", n),

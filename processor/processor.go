@@ -98,6 +98,12 @@ type Config struct {
 	// more; a huge value (say 100 years) turns the check off.
 	MaxClockSkew time.Duration
 
+	// AllowRetentionGap lets the member go on, from the log start, when
+	// Kafka's retention deleted records of a partition before they were
+	// applied (see RetentionGapError); the gap is logged at error level and
+	// counted in Stats.RetentionGaps. Default false: the member stops.
+	AllowRetentionGap bool
+
 	Logger *zap.Logger
 	// Observer, if set, is told about each applied window (for metrics).
 	Observer Observer
@@ -180,6 +186,9 @@ type Stats struct {
 	// when; empty and zero if none.
 	LastError   string
 	LastErrorAt time.Time
+	// RetentionGaps counts partitions found with records deleted by
+	// Kafka's retention before they were applied (RetentionGapError).
+	RetentionGaps int64
 }
 
 // partState is what the member knows about one owned partition.
@@ -196,6 +205,9 @@ type partState struct {
 	// nextOffset and highWatermark are from the last fetch with records,
 	// for the consumer lag (PartitionStats).
 	nextOffset, highWatermark int64
+	// expect is the offset the partition's next record should have, for
+	// catching records deleted by retention unread (fetchGap).
+	expect int64
 }
 
 // resolvedMark is a resolved timestamp and when it was ingested.
@@ -266,6 +278,7 @@ type Processor struct {
 		paused                                                   atomic.Bool
 		lastFlush, lastVisible                                   atomic.Int64
 		deadIngest, deadApply, skipped                           atomic.Int64
+		retentionGaps                                            atomic.Int64
 	}
 	latency *latencies
 	stopAt  atomic.Pointer[schemas.HLC]
@@ -315,6 +328,7 @@ func (p *Processor) Stats() Stats {
 		DeadLettersIngest: p.stats.deadIngest.Load(),
 		DeadLettersApply:  p.stats.deadApply.Load(),
 		Skipped:           p.stats.skipped.Load(),
+		RetentionGaps:     p.stats.retentionGaps.Load(),
 	}
 	if f := p.stats.frontier.Load(); f != nil {
 		s.Frontier = *f
@@ -551,6 +565,10 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 		if firstErr != nil || len(fp.Records) == 0 || st == nil || !st.ready {
 			// A partition revoked while its fetch was in flight is read
 			// by its new owner.
+			return
+		}
+		if err := p.fetchGap(st, fp); err != nil {
+			firstErr = err
 			return
 		}
 		st.nextOffset, st.highWatermark = fp.Records[len(fp.Records)-1].Offset+1, fp.HighWatermark

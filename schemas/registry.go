@@ -16,6 +16,8 @@ import (
 	"github.com/riferrei/srclient"
 	"go.uber.org/zap"
 	"golang.org/x/sync/singleflight"
+
+	"github.com/highwater-dev/highwater/internal/redact"
 )
 
 // RegistryOption configures a Registry.
@@ -118,7 +120,7 @@ func NewRegistry(url string, opts ...RegistryOption) (*Registry, error) {
 		return nil, errors.New("schema registry URL is empty")
 	}
 	if !strings.HasPrefix(url, "http://") && !strings.HasPrefix(url, "https://") {
-		return nil, fmt.Errorf("schema registry URL %q: want http:// or https://", url)
+		return nil, fmt.Errorf("schema registry URL %q: want http:// or https://", redact.URL(url))
 	}
 	cfg := registryConfig{log: zap.NewNop(), minBackoff: 100 * time.Millisecond, maxBackoff: 5 * time.Second, timeout: 30 * time.Second}
 	for _, o := range opts {
@@ -292,7 +294,9 @@ func (r *Registry) attempt(ctx context.Context, id int) (string, error) {
 	if errors.As(res.err, &se) && se.status == http.StatusNotFound {
 		return "", fmt.Errorf("schema id %d: %w (registry: %s)", id, ErrUnknownSchema, se.body)
 	}
-	return "", fmt.Errorf("fetch schema id %d from %s: %w", id, r.url, res.err)
+	// The URL may carry a password or a token, and the HTTP client's
+	// errors quote the request URL: both are shown redacted.
+	return "", fmt.Errorf("fetch schema id %d from %s: %w", id, redact.URL(r.url), redact.Error(res.err, r.url))
 }
 
 // retryable reports whether a failed attempt may succeed later: transport

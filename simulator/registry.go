@@ -10,6 +10,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/highwater-dev/highwater/internal/redact"
 )
 
 // registry registers schemas exactly as CockroachDB's confluentSchemaRegistry
@@ -26,7 +28,7 @@ type registry struct {
 func newRegistry(base string) (*registry, error) {
 	u, err := url.Parse(base)
 	if err != nil || u.Scheme == "" || u.Host == "" {
-		return nil, fmt.Errorf("schema registry URL %q: want http(s)://host[:port][/path]", base)
+		return nil, fmt.Errorf("schema registry URL %q: want http(s)://host[:port][/path]", redact.URL(base))
 	}
 	return &registry{base: strings.TrimSuffix(base, "/"), http: &http.Client{Timeout: 30 * time.Second}, cache: map[[2]string]uint32{}}, nil
 }

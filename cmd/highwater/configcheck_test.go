@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -249,5 +250,110 @@ func TestSecretsNeverReachLogsOrOutput(t *testing.T) {
 			assertClean("the error", err.Error())
 			assertClean("the logs", out.String())
 		})
+	}
+
+	// The registry failing, with a password in its URL besides the
+	// basic-auth flags: unreachable and 5xx (retried, logged at warn on
+	// every attempt) and 401 (the member stops with the error). Each run
+	// goes on until its logs show the path ran.
+	const urlSecret = "registry-url-secret-4475"
+	secrets = append(secrets, urlSecret)
+	gone := httptest.NewServer(http.NotFoundHandler())
+	goneURL := gone.URL
+	gone.Close()
+	failing := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		http.Error(w, `{"error_code":50001,"message":"down for maintenance"}`, http.StatusServiceUnavailable)
+	}))
+	defer failing.Close()
+	withPassword := func(u string) string { return strings.Replace(u, "http://", "http://sr-user:"+urlSecret+"@", 1) }
+	for i, tc := range []struct {
+		name, registry string
+		extra          []string
+		want           string
+	}{
+		{"registry unreachable", withPassword(goneURL), nil, "schema registry fetch failed; retrying"},
+		{"registry 5xx", withPassword(failing.URL), nil, "schema registry fetch failed; retrying"},
+		{"registry refuses the credentials", withPassword(reg.URL), []string{"--registry-password", urlSecret}, "HTTP 401"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rctx, stop := context.WithCancel(ctx)
+			defer stop()
+			a := args("duckdb://"+filepath.Join(t.TempDir(), "wh.duckdb"), append([]string{"--registry", tc.registry, "--group", fmt.Sprintf("secrets-registry-%d", i),
+				"--buffer-dir", filepath.Join(t.TempDir(), "buffer")}, tc.extra...)...)
+			out := newSyncBuffer()
+			done := make(chan error, 1)
+			go func() { done <- run(rctx, a, out, out) }()
+			var err error
+			deadline := time.After(30 * time.Second)
+		wait:
+			for {
+				select {
+				case err = <-done:
+					break wait
+				case <-deadline:
+					t.Errorf("no %q within 30s", tc.want)
+					stop()
+				case <-time.After(50 * time.Millisecond):
+					if strings.Contains(out.String(), tc.want) {
+						stop()
+					}
+				}
+			}
+			msgs := out.String()
+			if err != nil {
+				msgs += err.Error()
+			}
+			if !strings.Contains(msgs, tc.want) || !strings.Contains(msgs, "sr-user:REDACTED@") {
+				t.Errorf("the run did not report %q with the URL redacted: is the test seeing what it should?\n%s", tc.want, msgs)
+			}
+			assertClean("the logs and error", msgs)
+		})
+	}
+
+	// Bad sink URLs of every scheme, with passwords, through status,
+	// config check and run: unparsable, refused by the writer, unknown.
+	const sinkURLSecret = "sink-url-secret-4477"
+	secrets = append(secrets, sinkURLSecret)
+	for _, sink := range []string{
+		"postgres://hw:" + sinkURLSecret + "@db:notaport/wh",
+		"postgresql://hw:" + sinkURLSecret + "@db/wh?sslpassword=" + sinkURLSecret + "&sslmode=bogus",
+		"duckdb://hw:" + sinkURLSecret + "@%zz/wh.duckdb",
+		"duckdb://" + filepath.Join(dir, "x.duckdb") + "?password=" + sinkURLSecret + "&bogus=1",
+		"file://" + filepath.Join(dir, "files") + "?password=" + sinkURLSecret + "&format=nope",
+		"s3://AKIAEXAMPLE:" + sinkURLSecret + "@bucket/prefix?secret_key=" + sinkURLSecret + "&region=x&nope=1",
+		"mysql://hw:" + sinkURLSecret + "@db/wh",
+	} {
+		for _, cmd := range [][]string{
+			{"status", "--sink", sink},
+			append([]string{"config", "check"}, args(sink)[1:]...),
+			args(sink),
+		} {
+			out := newSyncBuffer()
+			err := run(ctx, cmd, out, out)
+			msgs := out.String()
+			if err != nil {
+				msgs += err.Error()
+			}
+			if cmd[0] != "config" && err == nil {
+				t.Errorf("%s with sink %s: no error", cmd[0], config.RedactURL(sink))
+			}
+			assertClean(cmd[0]+" with a bad sink URL", msgs)
+		}
+	}
+
+	// probe, with a password and a token in the URL it checks: refused,
+	// 5xx and unparsable.
+	for _, target := range []string{
+		withPassword(goneURL) + "/healthz?token=" + urlSecret,
+		withPassword(failing.URL) + "/healthz",
+		"http://u:" + urlSecret + "@%zz/healthz",
+	} {
+		out := newSyncBuffer()
+		err := run(ctx, []string{"probe", target}, out, out)
+		if err == nil {
+			t.Errorf("probe %s: no error", config.RedactURL(target))
+			continue
+		}
+		assertClean("probe", out.String()+err.Error())
 	}
 }

@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/highwater-dev/highwater/config"
+	"github.com/highwater-dev/highwater/internal/redact"
 )
 
 // probeCmd is the container health check: `highwater probe [URL]` exits 0
@@ -54,20 +55,22 @@ func probe(ctx context.Context, args []string, timeout time.Duration, getenv fun
 	}
 	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
+	// The URL may carry a password or a token: it is shown redacted.
+	shown := config.RedactURL(target)
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
 	if err != nil {
-		return fmt.Errorf("probe %s: %w", target, err)
+		return fmt.Errorf("probe %s: %w", shown, redact.Error(err, target))
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		return fmt.Errorf("probe: %w", err)
+		return fmt.Errorf("probe: %w", redact.Error(err, target))
 	}
 	defer resp.Body.Close()
 	body, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<10))
 	if resp.StatusCode < 200 || resp.StatusCode > 299 {
-		return fmt.Errorf("probe %s: %s: %s", target, resp.Status, strings.TrimSpace(string(body)))
+		return fmt.Errorf("probe %s: %s: %s", shown, resp.Status, strings.TrimSpace(string(body)))
 	}
-	fmt.Fprintf(stdout, "%s: %s", target, body)
+	fmt.Fprintf(stdout, "%s: %s", shown, body)
 	return nil
 }
 

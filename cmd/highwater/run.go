@@ -143,6 +143,8 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		DeadLetterTopic:  cfg.DLQTopic,
 		MaxClockSkew:     cfg.MaxClockSkew,
 		Logger:           log,
+		// A retention gap stops the member unless the operator accepts it.
+		AllowRetentionGap: cfg.AllowRetentionGap,
 	})
 	if err != nil {
 		return err

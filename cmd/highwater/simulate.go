@@ -8,6 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/simulator"
 )
 
@@ -49,16 +50,17 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 			Reorder:       *reorder,
 		}, simulator.TelemetryTables()...)
 		if err != nil {
-			return err
+			// The registry URL may carry a password.
+			return redact.Error(err, *registry)
 		}
 		defer sim.Close()
 		start := time.Now()
 		if err := sim.RunTelemetry(ctx, simulator.Workload{Txns: *txns, KeysPerTable: *keys, RowsPerTxn: *rowsPerTxn, DeleteProb: *deleteProb, ResolveEvery: *resolveEvery}); err != nil {
-			return err
+			return redact.Error(err, *registry)
 		}
 		final, err := sim.Resolve(ctx)
 		if err != nil {
-			return err
+			return redact.Error(err, *registry)
 		}
 		fmt.Fprintf(stderr, "simulated %d transactions on topics %s in %s\n", *txns, strings.Join(sim.Topics(), ","), time.Since(start).Round(time.Millisecond))
 		fmt.Fprintln(stdout, final)

@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/config"
+	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/duckdb"
 	"github.com/highwater-dev/highwater/sinks/files"
@@ -52,7 +53,8 @@ func writesChangeFiles(rawURL string) bool {
 func openWriter(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("sink URL: %w", err)
+		// url.Error quotes the whole URL, password included.
+		return nil, fmt.Errorf("sink %s: not a valid URL: %w", config.RedactURL(rawURL), redact.Error(err, rawURL))
 	}
 	open, ok := writers[strings.ToLower(u.Scheme)]
 	if !ok {
@@ -65,7 +67,9 @@ func openWriter(ctx context.Context, rawURL string, opts sinks.Options, log *zap
 	}
 	w, err := open(ctx, rawURL, opts, log)
 	if err != nil {
-		return nil, fmt.Errorf("open sink %s: %w", config.RedactURL(rawURL), err)
+		// Writers and their drivers may quote the URL (or its password)
+		// in their errors.
+		return nil, fmt.Errorf("open sink %s: %w", config.RedactURL(rawURL), redact.Error(err, rawURL))
 	}
 	return w, nil
 }

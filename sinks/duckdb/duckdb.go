@@ -26,6 +26,7 @@ import (
 	duck "github.com/duckdb/duckdb-go/v2"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -58,12 +59,13 @@ type Writer struct {
 var _ sinks.Writer = (*Writer)(nil)
 
 // withoutQuery is rawURL for error messages: DuckDB options may carry
-// tokens (MotherDuck, S3 secrets), so the query never reaches a log.
+// tokens (MotherDuck, S3 secrets), so the query never reaches a log, and
+// a password in the user info is redacted.
 func withoutQuery(rawURL string) string {
 	if i := strings.IndexByte(rawURL, '?'); i >= 0 {
-		return rawURL[:i] + "?…"
+		return redact.URL(rawURL[:i]) + "?…"
 	}
-	return rawURL
+	return redact.URL(rawURL)
 }
 
 // OpenURL opens the warehouse named by a sink URL:

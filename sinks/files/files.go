@@ -38,6 +38,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -163,32 +164,34 @@ func OpenSink(ctx context.Context, rawURL string, opts sinks.Options, logger *za
 // ParseURL turns a file:// or s3:// sink URL into a Config.
 func ParseURL(rawURL string) (Config, error) {
 	var cfg Config
+	// Errors show the URL redacted: it may hold a password or a key.
+	shown := redact.URL(rawURL)
 	scheme, rest, ok := strings.Cut(rawURL, "://")
 	if !ok {
-		return cfg, fmt.Errorf("files sink URL %q: want file:///dir or s3://bucket/prefix", rawURL)
+		return cfg, fmt.Errorf("files sink URL %q: want file:///dir or s3://bucket/prefix", shown)
 	}
 	p, query, _ := strings.Cut(rest, "?")
 	q, err := url.ParseQuery(query)
 	if err != nil {
-		return cfg, fmt.Errorf("files sink URL %q: options: %w", rawURL, err)
+		return cfg, fmt.Errorf("files sink URL %q: options: %w", shown, err)
 	}
 	if p, err = url.PathUnescape(p); err != nil {
-		return cfg, fmt.Errorf("files sink URL %q: path: %w", rawURL, err)
+		return cfg, fmt.Errorf("files sink URL %q: path: %w", shown, err)
 	}
 	switch strings.ToLower(scheme) {
 	case "file":
 		if p == "" {
-			return cfg, fmt.Errorf("files sink URL %q: no directory (want file:///abs/dir)", rawURL)
+			return cfg, fmt.Errorf("files sink URL %q: no directory (want file:///abs/dir)", shown)
 		}
 		cfg.Root = p
 	case "s3":
 		bucket, _, _ := strings.Cut(p, "/")
 		if bucket == "" {
-			return cfg, fmt.Errorf("files sink URL %q: no bucket (want s3://bucket/prefix)", rawURL)
+			return cfg, fmt.Errorf("files sink URL %q: no bucket (want s3://bucket/prefix)", shown)
 		}
 		cfg.Root = "s3://" + p
 	default:
-		return cfg, fmt.Errorf("files sink URL %q: scheme must be file or s3", rawURL)
+		return cfg, fmt.Errorf("files sink URL %q: scheme must be file or s3", shown)
 	}
 	for k, vs := range q {
 		v := vs[len(vs)-1]
@@ -199,11 +202,11 @@ func ParseURL(rawURL string) (Config, error) {
 			cfg.Compression = strings.ToLower(v)
 		case "max_file_size":
 			if cfg.MaxFileSize, err = parseSize(v); err != nil {
-				return cfg, fmt.Errorf("files sink URL %q: max_file_size: %w", rawURL, err)
+				return cfg, fmt.Errorf("files sink URL %q: max_file_size: %w", shown, err)
 			}
 		case "memory":
 			if cfg.MemoryLimit, err = parseSize(v); err != nil {
-				return cfg, fmt.Errorf("files sink URL %q: memory: %w", rawURL, err)
+				return cfg, fmt.Errorf("files sink URL %q: memory: %w", shown, err)
 			}
 		case "tmpdir":
 			cfg.TempDir = v
@@ -216,10 +219,10 @@ func ParseURL(rawURL string) (Config, error) {
 			}
 		case "path_style":
 			if cfg.S3PathStyle, err = strconv.ParseBool(v); err != nil {
-				return cfg, fmt.Errorf("files sink URL %q: path_style: %w", rawURL, err)
+				return cfg, fmt.Errorf("files sink URL %q: path_style: %w", shown, err)
 			}
 		default:
-			return cfg, fmt.Errorf("files sink URL %q: unknown option %q (known: format, compression, max_file_size, memory, tmpdir, region, endpoint, path_style)", rawURL, k)
+			return cfg, fmt.Errorf("files sink URL %q: unknown option %q (known: format, compression, max_file_size, memory, tmpdir, region, endpoint, path_style)", shown, k)
 		}
 	}
 	return cfg, nil

@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -88,7 +89,8 @@ func Open(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Lo
 	}
 	u, err := url.Parse(rawURL)
 	if err != nil {
-		return nil, fmt.Errorf("postgres: parsing sink URL: %w", err)
+		// url.Error quotes the whole URL, password included.
+		return nil, fmt.Errorf("postgres: parsing sink URL: %w", redact.Error(err, rawURL))
 	}
 	if u.Scheme != "postgres" && u.Scheme != "postgresql" {
 		return nil, fmt.Errorf("postgres: sink URL scheme %q, want postgres://", u.Scheme)
