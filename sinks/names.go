@@ -195,6 +195,10 @@ func sanitize(s string) string {
 // reaches it.
 const maxAttempts = 1 << 16
 
+// ErrEmptyName is returned by Map for an empty source name, which no
+// source table or column has.
+var ErrEmptyName = errors.New("empty name")
+
 // ErrNoFreeName is returned by Map when every candidate is taken.
 var ErrNoFreeName = errors.New("no free warehouse name")
 
@@ -205,6 +209,9 @@ var ErrNoFreeName = errors.New("no free warehouse name")
 // this source's); nil means nothing is taken. Map asks taken about a name
 // and each of its suffixed forms.
 func (r NameRule) Map(source string, taken func(folded string) (bool, error)) (string, error) {
+	if source == "" {
+		return "", ErrEmptyName
+	}
 	free := func(n string) (bool, error) {
 		if taken == nil {
 			return true, nil
