@@ -45,7 +45,7 @@ const (
 //
 //   - A name is kept as it is when it is valid UTF-8 without NUL, fits
 //     MaxBytes together with each of Suffixes, does not start with
-//     ReservedPrefix, is not one of Reserved, does not end like a mapped
+//     ReservedPrefix, is not one of Reserved (both in any case), does not end like a mapped
 //     name (MappedMark and MappedHashLen hex digits, optionally followed by
 //     one of Suffixes), and neither it nor its suffixed forms are taken by
 //     another source name (compared case-folded when FoldCase).
@@ -112,17 +112,20 @@ func (r NameRule) keeps(base string) bool {
 	if r.MaxBytes > 0 && len(base)+longest > r.MaxBytes {
 		return false
 	}
-	f := r.Fold(base)
-	if r.ReservedPrefix != "" && strings.HasPrefix(f, r.Fold(r.ReservedPrefix)) {
+	// Reserved names are reserved in any case, even where the warehouse
+	// tells case apart: a reader should never have to.
+	lower := strings.ToLower(base)
+	if r.ReservedPrefix != "" && strings.HasPrefix(lower, strings.ToLower(r.ReservedPrefix)) {
 		return false
 	}
-	for _, n := range r.derived(f) {
+	for _, n := range r.derived(lower) {
 		for _, res := range r.Reserved {
-			if n == r.Fold(res) {
+			if n == strings.ToLower(res) {
 				return false
 			}
 		}
 	}
+	f := r.Fold(base)
 	if looksMapped(f) {
 		return false
 	}

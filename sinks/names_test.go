@@ -27,6 +27,7 @@ func TestNameRuleMap(t *testing.T) {
 		{"highwater_dlq", pg, "highwater_dlq", nil, "", false},
 		{"any highwater_ name", pg, "highwater_mine", nil, "", false},
 		{"HIGHWATER_ folded in DuckDB", duck, "HighWater_Tables", nil, "", false},
+		{"HIGHWATER_ reserved in PostgreSQL too", pg, "HIGHWATER_x", nil, "", false},
 		{"highwater alone is kept", pg, "highwater", nil, "highwater", true},
 		{"x_changes beside x", pg, "x_changes", []string{"x", "x_changes"}, "", true},
 		{"x after x_changes", pg, "x", []string{"x_changes", "x_changes_changes"}, "", true},
@@ -39,7 +40,6 @@ func TestNameRuleMap(t *testing.T) {
 		{"not hex is kept", pg, "t_h0123abcg", nil, "t_h0123abcg", true},
 		{"NUL", pg, "a\x00b", nil, "", false},
 		{"invalid UTF-8", pg, "a\xffb", nil, "", false},
-		{"empty", pg, "", nil, "", false},
 		{"files _highwater", files, "_highwater", nil, "", false},
 		{"files _dlq", files, "_dlq", nil, "", false},
 		{"files long", files, strings.Repeat("n", 249), nil, "", false},
@@ -67,6 +67,12 @@ func TestNameRuleMap(t *testing.T) {
 			}
 			checkHoldable(t, c.rule, got)
 		})
+	}
+}
+
+func TestNameRuleEmptyNameIsAnError(t *testing.T) {
+	if n, err := TableRule(63, false).Map("", nil); err != ErrEmptyName {
+		t.Fatalf("Map(\"\") = %q, %v; want ErrEmptyName", n, err)
 	}
 }
 

@@ -237,7 +237,7 @@ func TestHostileNames(t *testing.T) {
 	// Names at the limit fit: a 63-byte multi-byte column name, a table
 	// name whose changelog name is 62 bytes. Longer ones are mapped
 	// (TestLongNamesAreMapped).
-	fits := strings.Repeat("é", 27)        // 54 bytes; +"_changes" = 62
+	fits := strings.Repeat("é", 27) // 54 bytes; +"_changes" = 62
 	colName := strings.Repeat("ü", 31) + "c"
 	names := []string{"user", "Order", "TABLE", `x"y`, "$1", "a\tb", fits}
 	for i, n := range names {

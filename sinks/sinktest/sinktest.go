@@ -131,6 +131,7 @@ func Run(t *testing.T, h Harness) {
 		{"SchemaEvolutionIncompatibleTypeFails", s.testIncompatibleType},
 		{"LargeBatch", s.testLargeBatch},
 	}
+	tests = append(tests, s.nameTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
 	}
