@@ -315,13 +315,24 @@ func (x *Tx) mapColumns(ctx context.Context, tn sinks.TableNames, table *schemas
 	if err := rows.Err(); err != nil {
 		return nil, fmt.Errorf("reading %s: %w", x.w.qualified(sinks.ColumnsTable), err)
 	}
-	x.w.names.add(nil, recorded)
 	renamed := x.w.names.renamed(table.Name)
+	mine := map[string]bool{}
 	for _, pc := range x.pending.cols {
 		if pc.table == table.Name {
 			renamed[pc.source] = pc.wh
+			mine[pc.source] = true
 		}
 	}
+	// Rows of other members are committed and may be cached; this
+	// window's own are cached only once it commits.
+	var theirs []pendingColumn
+	for _, pc := range recorded {
+		renamed[pc.source] = pc.wh
+		if !mine[pc.source] {
+			theirs = append(theirs, pc)
+		}
+	}
+	x.w.names.add(nil, theirs)
 	// owner maps a warehouse column to the source column it holds.
 	owner := map[string]string{}
 	for s, wh := range renamed {
