@@ -7,6 +7,7 @@ import (
 	"slices"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"go.uber.org/zap"
 
@@ -185,6 +186,16 @@ func (tx *Tx) warehouseTable(ctx context.Context, table *schemas.Table) (*schema
 	}
 	if table.Name == "" {
 		return nil, nil, fmt.Errorf("write: table without a name")
+	}
+	// The record holds source names as VARCHAR, which must be UTF-8 (NUL
+	// is fine): a name that is not is an error, not a mapping.
+	if !utf8.ValidString(table.Name) {
+		return nil, nil, fmt.Errorf("write: table name %q is not valid UTF-8", table.Name)
+	}
+	for _, c := range table.Columns {
+		if !utf8.ValidString(c.Name) {
+			return nil, nil, fmt.Errorf("write table %q: column name %q is not valid UTF-8", table.Name, c.Name)
+		}
 	}
 	tn, err := tx.tableNames(ctx, table.Name)
 	if err != nil {
