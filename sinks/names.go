@@ -9,21 +9,9 @@ import (
 	"unicode/utf8"
 )
 
-// Names of the warehouse objects that record where each source table lives
-// (see NameRule).
+// Name mapping: see NameRule. The record's tables are TablesTable and
+// ColumnsTable (sinks.go).
 const (
-	// TablesTable holds one row per source table the warehouse holds:
-	// source_table (the CockroachDB name, primary key), mirror_table,
-	// changes_table (the changelog's name, reserved even without
-	// --changelog) and recorded_at. A table created by a highwater older
-	// than the mapping is recorded under its own name when a writer first
-	// opens the warehouse.
-	TablesTable = "highwater_tables"
-	// ColumnsTable holds one row per renamed column: source_table,
-	// source_column, warehouse_column (the name in the mirror and in the
-	// changelog) and recorded_at. A column it does not list is named as in
-	// CockroachDB.
-	ColumnsTable = "highwater_columns"
 	// ReservedTablePrefix starts the name of every object highwater keeps
 	// beside the mirror tables; a source table whose name starts with it
 	// (in any case) is always mapped.
@@ -45,10 +33,11 @@ const (
 //
 //   - A name is kept as it is when it is valid UTF-8 without NUL, fits
 //     MaxBytes together with each of Suffixes, does not start with
-//     ReservedPrefix, is not one of Reserved (both in any case), does not end like a mapped
-//     name (MappedMark and MappedHashLen hex digits, optionally followed by
-//     one of Suffixes), and neither it nor its suffixed forms are taken by
-//     another source name (compared case-folded when FoldCase).
+//     ReservedPrefix, is not one of Reserved (both in any case), does not
+//     end like a mapped name (MappedMark and MappedHashLen hex digits,
+//     optionally followed by one of Suffixes), and neither it nor its
+//     suffixed forms are taken by another source name (compared case-folded
+//     when FoldCase).
 //   - Otherwise it is mapped: cut at a UTF-8 boundary so that the result
 //     fits, NUL and invalid bytes replaced by '_', then MappedMark and the
 //     first MappedHashLen hex digits of the SHA-256 of the full source
