@@ -123,6 +123,18 @@ const (
 	UpdatedColumn = "_hw_updated"
 	// OpColumn holds a changelog row's operation (Op.String).
 	OpColumn = "_hw_op"
+	// TablesTable records where each source table is (see NameRule): one
+	// row per source table, source_table (the CockroachDB name, primary
+	// key), mirror_table, changes_table (the changelog's name, reserved
+	// even without --changelog) and recorded_at. A table created by a
+	// highwater older than the mapping is recorded under its own name when
+	// a writer first opens the warehouse.
+	TablesTable = "highwater_tables"
+	// ColumnsTable holds one row per renamed column (see NameRule):
+	// source_table, source_column, warehouse_column (the name in the
+	// mirror and in the changelog) and recorded_at. A column it does not
+	// list is named as in CockroachDB.
+	ColumnsTable = "highwater_columns"
 )
 
 // DeadLetter is a changefeed record highwater could not decode or apply,

@@ -54,6 +54,8 @@ type Writer struct {
 
 	nonFinite atomic.Int64
 	stageSeq  atomic.Int64
+	// names is the committed record of where each source table lives.
+	names *names
 }
 
 var _ sinks.Writer = (*Writer)(nil)
@@ -160,7 +162,7 @@ GROUP BY GROUPING SETS ((consumer_group, topic), (consumer_group))`,
 			return fmt.Errorf("create highwater tables: %w", err)
 		}
 	}
-	return nil
+	return w.initNames(ctx)
 }
 
 // qualify returns the fully qualified, quoted name of a warehouse table.

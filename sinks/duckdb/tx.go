@@ -40,6 +40,8 @@ type Tx struct {
 	// seq numbers staged rows in arrival order, so that of two versions
 	// with the same key and HLC the later written one wins.
 	seq int64
+	// pending are the window's new warehouse names (see names.go).
+	pending pendingNames
 }
 
 var _ sinks.Tx = (*Tx)(nil)
@@ -122,7 +124,8 @@ func (tx *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.C
 	if table == nil {
 		return tx.fail(errors.New("write: nil table"))
 	}
-	ts, err := tx.table(ctx, table.Name)
+	// From here on the table has its warehouse names (sinks.NameRule).
+	table, ts, err := tx.warehouseTable(ctx, table)
 	if err != nil {
 		return tx.fail(err)
 	}
@@ -478,6 +481,7 @@ func (tx *Tx) Commit(ctx context.Context) error {
 	}
 	tx.done = true
 	_ = tx.conn.Close()
+	tx.namesCommitted()
 	if ce := tx.w.logger.Check(zap.DebugLevel, "window committed"); ce != nil {
 		rows := 0
 		for _, ts := range tx.order {
@@ -535,6 +539,9 @@ func (tx *Tx) apply(ctx context.Context) error {
 		if err := tx.evolve(ctx, ts); err != nil {
 			return err
 		}
+	}
+	if err := tx.recordNames(ctx); err != nil {
+		return err
 	}
 	for _, ts := range tx.order {
 		if len(ts.segments) == 0 {

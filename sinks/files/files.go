@@ -122,6 +122,9 @@ type Writer struct {
 	others map[string]*stateObject
 	// catalog is the table catalog entry last written per table.
 	catalog map[string]string
+	// dirs is each table's directory, dirOwner each directory's table
+	// (names.go); only the window's Tx uses them.
+	dirs, dirOwner map[string]string
 }
 
 type partKey struct {
@@ -268,7 +271,8 @@ func Open(ctx context.Context, cfg Config, logger *zap.Logger) (*Writer, error) 
 	if err != nil {
 		return nil, err
 	}
-	w := &Writer{cfg: cfg, logger: logger, codec: codec, applied: map[partKey]sinks.Checkpoint{}, stale: map[string]*stateObject{}, others: map[string]*stateObject{}, catalog: map[string]string{}}
+	w := &Writer{cfg: cfg, logger: logger, codec: codec, applied: map[partKey]sinks.Checkpoint{}, stale: map[string]*stateObject{}, others: map[string]*stateObject{}, catalog: map[string]string{},
+		dirs: map[string]string{}, dirOwner: map[string]string{}}
 	if rest, ok := strings.CutPrefix(cfg.Root, "s3://"); ok {
 		bucket, prefix, _ := strings.Cut(rest, "/")
 		if w.st, err = newS3Store(ctx, s3Config{bucket: bucket, prefix: prefix, region: cfg.S3Region, endpoint: cfg.S3Endpoint, pathStyle: cfg.S3PathStyle}); err != nil {
@@ -377,8 +381,9 @@ func manifestKey(group, partset string, resolved schemas.HLC) string {
 	return internalDir + "/manifests/" + escape(group) + "/" + partset + "/" + hlcName(resolved) + ".json"
 }
 
-func catalogKey(table string) string {
-	return internalDir + "/tables/" + escape(table) + ".json"
+// catalogKey names the catalog entry of the table whose directory is dir.
+func catalogKey(dir string) string {
+	return internalDir + "/tables/" + dir + ".json"
 }
 
 // partsetID names the set of partitions a window checkpoints.
@@ -556,7 +561,9 @@ func (w *Writer) learn(cp sinks.Checkpoint) {
 // _highwater/tables: the newest version's columns, as the files hold them.
 type TableInfo struct {
 	Name string `json:"name"`
-	// Dir is the table's directory under the root.
+	// Dir is the table's directory under the root: the table name escaped
+	// as a Kafka topic name, or mapped when that is too long or is
+	// _highwater or _dlq (see dirRule). It is the record of the mapping.
 	Dir        string       `json:"dir"`
 	PrimaryKey []string     `json:"primary_key"`
 	Columns    []ColumnInfo `json:"columns"`
@@ -623,8 +630,8 @@ func (w *Writer) Manifests(ctx context.Context, group string) ([]Manifest, error
 }
 
 // tableInfo builds the catalog entry of a table version.
-func tableInfo(v *version, format Format, updated schemas.HLC) TableInfo {
-	ti := TableInfo{Name: v.table.Name, Dir: escape(v.table.Name), Format: format, Updated: updated.String()}
+func tableInfo(v *version, dir string, format Format, updated schemas.HLC) TableInfo {
+	ti := TableInfo{Name: v.table.Name, Dir: dir, Format: format, Updated: updated.String()}
 	for _, k := range v.table.Key {
 		ti.PrimaryKey = append(ti.PrimaryKey, v.table.Columns[k].Name)
 	}

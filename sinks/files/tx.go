@@ -65,7 +65,9 @@ type version struct {
 
 // tableWindow is what a window holds of one table.
 type tableWindow struct {
-	name     string
+	name string
+	// dir is the table's directory under the root (names.go).
+	dir      string
 	versions []*version
 	byTable  map[*schemas.Table]int
 	// recs are the records held in memory, each a slice of a chunk.
@@ -123,7 +125,11 @@ func (tx *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.C
 	}
 	tw := tx.tables[table.Name]
 	if tw == nil {
-		tw = &tableWindow{name: table.Name, byTable: map[*schemas.Table]int{}}
+		dir, err := tx.w.tableDir(ctx, table.Name)
+		if err != nil {
+			return tx.fail(err)
+		}
+		tw = &tableWindow{name: table.Name, dir: dir, byTable: map[*schemas.Table]int{}}
 		tx.tables[table.Name] = tw
 		tx.order = append(tx.order, tw)
 	}
@@ -436,7 +442,7 @@ func (tx *Tx) commit(ctx context.Context) error {
 	pending := &pendingWindow{Manifest: mKey, Prefixes: []string{dlqKey}}
 	for _, tw := range tx.order {
 		if tw.rows > 0 {
-			pending.Prefixes = append(pending.Prefixes, escape(tw.name)+"/"+date+"/"+base+"-")
+			pending.Prefixes = append(pending.Prefixes, tw.dir+"/"+date+"/"+base+"-")
 		}
 	}
 
@@ -457,7 +463,7 @@ func (tx *Tx) commit(ctx context.Context) error {
 		if tw.rows == 0 {
 			continue
 		}
-		entries, err := tx.writeTable(ctx, tw, escape(tw.name)+"/"+date+"/"+base, floor)
+		entries, err := tx.writeTable(ctx, tw, tw.dir+"/"+date+"/"+base, floor)
 		if err != nil {
 			return fmt.Errorf("commit window through %s: table %q: %w", resolved, tw.name, err)
 		}
@@ -639,11 +645,11 @@ func (w *Writer) dropSuperseded(ctx context.Context, own *stateObject, cps []sin
 // when it differs from what this writer last recorded.
 func (tx *Tx) writeCatalog(ctx context.Context, tw *tableWindow, resolved schemas.HLC) error {
 	v := tw.versions[len(tw.versions)-1]
-	ti := tableInfo(v, tx.w.cfg.Format, resolved)
+	ti := tableInfo(v, tw.dir, tx.w.cfg.Format, resolved)
 	if tx.w.catalog[tw.name] == v.id {
 		return nil
 	}
-	if err := tx.w.writeJSON(ctx, catalogKey(tw.name), ti); err != nil {
+	if err := tx.w.writeJSON(ctx, catalogKey(tw.dir), ti); err != nil {
 		return fmt.Errorf("table catalog: %w", err)
 	}
 	tx.w.catalog[tw.name] = v.id

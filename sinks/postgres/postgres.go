@@ -62,6 +62,8 @@ type Writer struct {
 	reconnectTimeout time.Duration
 
 	nonFinite atomic.Int64
+	// names caches the committed name record (names.go).
+	names names
 
 	mu     sync.Mutex
 	idle   []*pgx.Conn
@@ -240,7 +242,10 @@ func (w *Writer) ensureCatalog(ctx context.Context) error {
 				return fmt.Errorf("creating %s: %w", w.qualified(sinks.WatermarkView), err)
 			}
 		}
-		return w.ensureDeadLetterTable(ctx, tx)
+		if err := w.ensureDeadLetterTable(ctx, tx); err != nil {
+			return err
+		}
+		return w.ensureNameRecord(ctx, tx)
 	})
 	w.release(conn)
 	if err != nil {

@@ -28,6 +28,8 @@ type Tx struct {
 	tables map[string]*txTable
 	stages int
 	seq    int64
+	// pending are the window's new warehouse names (names.go).
+	pending pendingNames
 }
 
 var _ sinks.Tx = (*Tx)(nil)
@@ -109,6 +111,11 @@ func (x *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Ch
 }
 
 func (x *Tx) write(ctx context.Context, table *schemas.Table, changes []sinks.Change) error {
+	// From here on the table has its warehouse names (sinks.NameRule).
+	table, err := x.warehouseTable(ctx, table)
+	if err != nil {
+		return err
+	}
 	tt := x.tables[table.Name]
 	if tt == nil {
 		tt = &txTable{name: table.Name}
@@ -337,6 +344,7 @@ func (x *Tx) Commit(ctx context.Context) error {
 	if err != nil {
 		return fmt.Errorf("postgres: COMMIT (the window is not applied): %w", err)
 	}
+	x.namesCommitted()
 	return nil
 }
 

@@ -7,7 +7,9 @@
 // the layout that DESIGN.md promises users:
 //
 //   - a mirror table per source table, named as the source table, with the
-//     same column names plus _hw_updated DECIMAL(38,10);
+//     same column names plus _hw_updated DECIMAL(38,10) (unless
+//     sinks.NameRule maps a name: the Names tests find tables and columns
+//     through sinks.TablesTable and sinks.ColumnsTable);
 //   - <table>_changes with every version, _hw_updated and _hw_op, when
 //     sinks.Options.Changelog is set;
 //   - highwater_checkpoints and the highwater_watermark view with the columns
@@ -131,6 +133,7 @@ func Run(t *testing.T, h Harness) {
 		{"SchemaEvolutionIncompatibleTypeFails", s.testIncompatibleType},
 		{"LargeBatch", s.testLargeBatch},
 	}
+	tests = append(tests, s.nameTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
 	}
