@@ -38,7 +38,9 @@ type Tx struct {
 	tables map[string]*tableWindow
 	order  []*tableWindow
 	cps    map[partKey]sinks.Checkpoint
-	dls    []sinks.DeadLetter
+	// held are the checkpoints Fence was given.
+	held map[partKey]sinks.Checkpoint
+	dls  []sinks.DeadLetter
 	// seq numbers rows in arrival order, so that of two versions with the
 	// same key and HLC the later written one wins.
 	seq uint64
@@ -471,6 +473,15 @@ func (tx *Tx) commit(ctx context.Context) error {
 			return fmt.Errorf("commit window through %s: dead letters: %w", resolved, err)
 		}
 		m.DeadLetters = []string{dlqKey}
+	}
+	if len(tx.held) > 0 {
+		held := make([]sinks.Checkpoint, 0, len(tx.held))
+		for _, cp := range tx.held {
+			held = append(held, cp)
+		}
+		if err := w.checkFence(ctx, held); err != nil {
+			return err
+		}
 	}
 	m.WrittenAt = time.Now().UTC()
 	if err := w.writeJSON(ctx, mKey, m); err != nil {

@@ -28,6 +28,10 @@ type Tx struct {
 	tables map[string]*txTable
 	stages int
 	seq    int64
+	// fenced and checkpointed are the partitions Fence locked and those
+	// Checkpoint wrote, so that a Fence after its Checkpoint is refused.
+	fenced       map[partKey]bool
+	checkpointed map[partKey]bool
 }
 
 var _ sinks.Tx = (*Tx)(nil)
@@ -72,12 +76,16 @@ func (w *Writer) Begin(ctx context.Context) (sinks.Tx, error) {
 			}
 			return nil, fmt.Errorf("postgres: BEGIN: %w", err)
 		}
-		return &Tx{w: w, conn: conn, tx: tx, tables: map[string]*txTable{}}, nil
+		return &Tx{w: w, conn: conn, tx: tx, tables: map[string]*txTable{},
+			fenced: map[partKey]bool{}, checkpointed: map[partKey]bool{}}, nil
 	}
 }
 
 func (x *Tx) usable() error {
 	if x.done {
+		if fe := (*sinks.FencedError)(nil); errors.As(x.err, &fe) {
+			return x.err
+		}
 		return errors.New("postgres: transaction already ended")
 	}
 	return x.err
@@ -272,6 +280,7 @@ func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 	var parts []int32
 	var offsets []int64
 	for _, cp := range cps {
+		x.checkpointed[partKey{cp.Group, cp.Topic, cp.Partition}] = true
 		k := pk{cp.Group, cp.Topic, cp.Partition}
 		if i, ok := idx[k]; ok {
 			resolved[i], offsets[i] = cp.Resolved.String(), cp.NextOffset
@@ -303,6 +312,10 @@ func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 // it is visible.
 func (x *Tx) Commit(ctx context.Context) error {
 	if x.done {
+		if fe := (*sinks.FencedError)(nil); errors.As(x.err, &fe) {
+			// Fence rolled back already; say why, not just that it ended.
+			return x.err
+		}
 		return errors.New("postgres: transaction already ended")
 	}
 	if x.err != nil {
