@@ -5,9 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"path/filepath"
 	"slices"
 	"strings"
-	"time"
+	"sync"
 
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
@@ -16,20 +17,18 @@ import (
 // Fence makes the window commit only if the held partitions' stored
 // checkpoints are still those the window was built on.
 //
-// DuckDB has no row locks: its transactions are optimistic, and a
-// transaction that updates a row another transaction has updated since it
-// began (committed or not) fails at once with a write-write conflict, and
-// so does every later commit that touches that row. Fence therefore first
-// writes each held partition's checkpoint row in this transaction (a zero
-// row is inserted where there is none, then every row is rewritten
-// unchanged): from then on no other transaction can change those rows
-// before this one ends, and this one cannot commit if another changed them
-// after it began. Then it reads the rows, which its snapshot now shows as
-// the newest, and compares. A conflict is resolved by reading the
-// committed checkpoints outside the transaction: a partition whose stored
-// resolved differs fences the window (*sinks.FencedError); otherwise
-// another window is writing the same partitions at this moment, and the
-// error is an ordinary, retryable failure.
+// DuckDB's transactions are optimistic and do not detect that two of them
+// updated the same row (the later commit silently wins), and a
+// transaction reads the snapshot of its start, which may predate another
+// window's commit. So the lock is the writer's own: every window that
+// fences a partition of a database holds, from Fence until it commits or
+// rolls back, that partition's lock, shared by every Writer of this
+// process on the same database file (DuckDB lets one process open a file,
+// and duckdb-go shares one database instance between its connectors to the
+// same path). Under the lock, Fence reads the committed checkpoints on a
+// connection of its own, outside the window's snapshot, and compares: a
+// partition whose stored resolved differs fences the window (it is rolled
+// back at once and Fence, like a later Commit, returns *sinks.FencedError).
 //
 // Fence must come before Checkpoint for the same partition in a window.
 func (tx *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
@@ -43,94 +42,30 @@ func (tx *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
 	if err != nil {
 		return tx.fail(err)
 	}
+	keys := make([]cpKey, 0, len(want))
 	for _, cp := range want {
-		if _, ok := tx.cps[cpKey{cp.Group, cp.Topic, cp.Partition}]; ok {
+		k := cpKey{cp.Group, cp.Topic, cp.Partition}
+		if _, ok := tx.cps[k]; ok {
 			return tx.fail(fmt.Errorf("fence: %s[%d] after its Checkpoint in the same window", cp.Topic, cp.Partition))
 		}
+		keys = append(keys, k)
 	}
-	stored, err := tx.lockCheckpoints(ctx, want)
+	release, err := tx.w.locks.lock(ctx, keys)
 	if err != nil {
-		// Whatever failed, the transaction cannot commit: end it, then see
-		// whether a changed checkpoint is the reason.
-		_ = tx.abort()
-		tx.err = err
-		if fe := tx.w.fenceCheck(ctx, want); fe != nil {
-			tx.err = fe
-			return fe
-		}
-		return fmt.Errorf("fence %d partitions: %w", len(want), err)
+		return tx.fail(fmt.Errorf("fence %d partitions: %w", len(want), err))
 	}
-	var differ []sinks.Checkpoint
-	for _, cp := range want {
-		s, ok := stored[cpKey{cp.Group, cp.Topic, cp.Partition}]
-		if !ok {
-			_ = tx.abort()
-			return tx.fail(fmt.Errorf("fence: checkpoint row of %s[%d] missing after insert", cp.Topic, cp.Partition))
-		}
-		if s.Resolved != cp.Resolved {
-			differ = append(differ, s)
-		}
+	tx.unlock = append(tx.unlock, release)
+	fe, err := tx.w.fenceCheck(ctx, want)
+	if err != nil {
+		return tx.fail(fmt.Errorf("fence %d partitions: %w", len(want), err))
 	}
-	if len(differ) > 0 {
-		fe := &sinks.FencedError{Stored: differ}
+	if fe != nil {
 		_ = tx.abort()
 		tx.err = fe
 		return fe
 	}
-	for _, cp := range want {
-		tx.fenced = append(tx.fenced, cp)
-	}
+	tx.fenced = append(tx.fenced, want...)
 	return nil
-}
-
-// lockCheckpoints makes sure every partition of want has a checkpoint row,
-// rewrites those rows in the transaction, and returns them as its snapshot
-// now shows them.
-func (tx *Tx) lockCheckpoints(ctx context.Context, want []sinks.Checkpoint) (map[cpKey]sinks.Checkpoint, error) {
-	table := tx.w.qualify(sinks.CheckpointsTable)
-	stored := make(map[cpKey]sinks.Checkpoint, len(want))
-	now := time.Now().UTC()
-	const batch = 200
-	for rest := want; len(rest) > 0; {
-		part := rest[:min(batch, len(rest))]
-		rest = rest[len(part):]
-		vals := make([]string, len(part))
-		keys := make([]any, 0, 3*len(part))
-		for i, cp := range part {
-			vals[i] = `(?, ?, ?)`
-			keys = append(keys, cp.Group, cp.Topic, cp.Partition)
-		}
-		values := `(VALUES ` + strings.Join(vals, ", ") + `) AS u(g, t, p)`
-		if _, err := tx.conn.ExecContext(ctx, `INSERT INTO `+table+` (consumer_group, topic, "partition", resolved, next_offset, applied_at)
-SELECT u.g, u.t, CAST(u.p AS INTEGER), 0, 0, ? FROM `+values+`
-ON CONFLICT (consumer_group, topic, "partition") DO NOTHING`, append([]any{now}, keys...)...); err != nil {
-			return nil, fmt.Errorf("register checkpoint rows: %w", err)
-		}
-		// An unchanged rewrite still claims the rows: DuckDB's conflict
-		// check is per row written, not per value changed.
-		if _, err := tx.conn.ExecContext(ctx, `UPDATE `+table+` AS c SET next_offset = c.next_offset FROM `+values+`
-WHERE c.consumer_group = u.g AND c.topic = u.t AND c."partition" = CAST(u.p AS INTEGER)`, keys...); err != nil {
-			return nil, fmt.Errorf("claim checkpoint rows: %w", err)
-		}
-		rows, err := tx.conn.QueryContext(ctx, `SELECT c.consumer_group, c.topic, c."partition", CAST(c.resolved AS VARCHAR), c.next_offset
-FROM `+table+` AS c JOIN `+values+` ON c.consumer_group = u.g AND c.topic = u.t AND c."partition" = CAST(u.p AS INTEGER)`, keys...)
-		if err != nil {
-			return nil, fmt.Errorf("read checkpoint rows: %w", err)
-		}
-		for rows.Next() {
-			cp, err := scanCheckpoint(rows.Scan)
-			if err != nil {
-				rows.Close()
-				return nil, err
-			}
-			stored[cpKey{cp.Group, cp.Topic, cp.Partition}] = cp
-		}
-		rows.Close()
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("read checkpoint rows: %w", err)
-		}
-	}
-	return stored, nil
 }
 
 func scanCheckpoint(scan func(...any) error) (sinks.Checkpoint, error) {
@@ -148,28 +83,27 @@ func scanCheckpoint(scan func(...any) error) (sinks.Checkpoint, error) {
 }
 
 // fenceCheck reads the committed checkpoints of want outside any window
-// and returns a *sinks.FencedError for those whose resolved differs, or
-// nil when all match (or cannot be read).
-func (w *Writer) fenceCheck(ctx context.Context, want []sinks.Checkpoint) error {
-	groups := map[string]map[cpKey]sinks.Checkpoint{}
+// and returns a *sinks.FencedError for those whose resolved differs (a
+// partition without a row counts as zero), or nil when all match.
+func (w *Writer) fenceCheck(ctx context.Context, want []sinks.Checkpoint) (*sinks.FencedError, error) {
+	stored := map[cpKey]sinks.Checkpoint{}
+	read := map[string]bool{}
 	for _, cp := range want {
-		if groups[cp.Group] != nil {
+		if read[cp.Group] {
 			continue
 		}
+		read[cp.Group] = true
 		cps, err := w.Checkpoints(context.WithoutCancel(ctx), cp.Group)
 		if err != nil {
-			return nil
+			return nil, err
 		}
-		m := map[cpKey]sinks.Checkpoint{}
 		for _, s := range cps {
-			m[cpKey{s.Group, s.Topic, s.Partition}] = s
+			stored[cpKey{s.Group, s.Topic, s.Partition}] = s
 		}
-		groups[cp.Group] = m
 	}
 	var differ []sinks.Checkpoint
 	for _, cp := range want {
-		k := cpKey{cp.Group, cp.Topic, cp.Partition}
-		s, ok := groups[cp.Group][k]
+		s, ok := stored[cpKey{cp.Group, cp.Topic, cp.Partition}]
 		if !ok {
 			s = sinks.Checkpoint{Group: cp.Group, Topic: cp.Topic, Partition: cp.Partition}
 		}
@@ -178,9 +112,9 @@ func (w *Writer) fenceCheck(ctx context.Context, want []sinks.Checkpoint) error 
 		}
 	}
 	if len(differ) == 0 {
-		return nil
+		return nil, nil
 	}
-	return &sinks.FencedError{Stored: differ}
+	return &sinks.FencedError{Stored: differ}, nil
 }
 
 // fenceSet returns held sorted by (group, topic, partition), one entry per
@@ -212,3 +146,84 @@ func fenceSet(held []sinks.Checkpoint) ([]sinks.Checkpoint, error) {
 
 // isFenced reports whether err is a fence.
 func isFenced(err error) bool { return errors.Is(err, sinks.ErrFenced) }
+
+// partitionLocks are the fence locks of one database: one per partition,
+// held by the window that fenced it until that window ends.
+type partitionLocks struct {
+	mu    sync.Mutex
+	held  map[cpKey]chan struct{}
+	users int
+}
+
+// lockRegistry holds the partitionLocks of every database file this process
+// has open, so that two Writers on one file share them. It is process-wide
+// because DuckDB's database instance is: duckdb-go hands connectors to the
+// same path one instance.
+var lockRegistry = struct {
+	mu  sync.Mutex
+	dbs map[string]*partitionLocks
+}{dbs: map[string]*partitionLocks{}}
+
+// openLocks returns the locks of the database at file ("" or ":memory:"
+// for a private in-memory database) and a function that drops the
+// reference.
+func openLocks(file string) (*partitionLocks, func()) {
+	if file == "" || strings.HasPrefix(file, ":memory:") {
+		// Every in-memory database is its own.
+		return &partitionLocks{held: map[cpKey]chan struct{}{}}, func() {}
+	}
+	if abs, err := filepath.Abs(file); err == nil {
+		file = abs
+	}
+	lockRegistry.mu.Lock()
+	defer lockRegistry.mu.Unlock()
+	l := lockRegistry.dbs[file]
+	if l == nil {
+		l = &partitionLocks{held: map[cpKey]chan struct{}{}}
+		lockRegistry.dbs[file] = l
+	}
+	l.users++
+	return l, sync.OnceFunc(func() {
+		lockRegistry.mu.Lock()
+		defer lockRegistry.mu.Unlock()
+		if l.users--; l.users == 0 {
+			delete(lockRegistry.dbs, file)
+		}
+	})
+}
+
+// lock takes the locks of keys, which are sorted (so that two windows
+// over overlapping partitions cannot deadlock), waiting while another
+// window holds one; it returns the function that releases them.
+func (l *partitionLocks) lock(ctx context.Context, keys []cpKey) (func(), error) {
+	var taken []cpKey
+	release := func() {
+		l.mu.Lock()
+		defer l.mu.Unlock()
+		for _, k := range taken {
+			ch := l.held[k]
+			delete(l.held, k)
+			close(ch)
+		}
+	}
+	for _, k := range keys {
+		for {
+			l.mu.Lock()
+			ch, busy := l.held[k]
+			if !busy {
+				l.held[k] = make(chan struct{})
+				l.mu.Unlock()
+				taken = append(taken, k)
+				break
+			}
+			l.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				release()
+				return nil, fmt.Errorf("waiting for another window over %s[%d]: %w", k.topic, k.partition, ctx.Err())
+			}
+		}
+	}
+	return release, nil
+}

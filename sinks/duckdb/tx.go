@@ -37,8 +37,10 @@ type Tx struct {
 	tables map[string]*tableState
 	order  []*tableState
 	cps    map[cpKey]sinks.Checkpoint
-	// fenced are the partitions Fence claimed, as held.
+	// fenced are the partitions Fence checked, as held; unlock releases
+	// their fence locks when the transaction ends.
 	fenced []sinks.Checkpoint
+	unlock []func()
 	// seq numbers staged rows in arrival order, so that of two versions
 	// with the same key and HLC the later written one wins.
 	seq int64
@@ -485,6 +487,7 @@ func (tx *Tx) Commit(ctx context.Context) error {
 		return tx.fencedOr(ctx, fmt.Errorf("commit window: %w", err))
 	}
 	tx.done = true
+	tx.releaseLocks()
 	_ = tx.conn.Close()
 	if ce := tx.w.logger.Check(zap.DebugLevel, "window committed"); ce != nil {
 		rows := 0
@@ -506,11 +509,19 @@ func (tx *Tx) fencedOr(ctx context.Context, err error) error {
 	if len(tx.fenced) == 0 {
 		return err
 	}
-	if fe := tx.w.fenceCheck(ctx, tx.fenced); fe != nil {
+	if fe, _ := tx.w.fenceCheck(ctx, tx.fenced); fe != nil {
 		tx.err = fe
 		return fe
 	}
 	return err
+}
+
+// releaseLocks releases the window's fence locks.
+func (tx *Tx) releaseLocks() {
+	for _, f := range tx.unlock {
+		f()
+	}
+	tx.unlock = nil
 }
 
 // Rollback abandons the window; it is a no-op once the transaction is
@@ -537,6 +548,7 @@ func (tx *Tx) abort() error {
 		_ = tx.conn.Raw(func(any) error { return driver.ErrBadConn })
 		err = fmt.Errorf("rollback window: %w", err)
 	}
+	tx.releaseLocks()
 	_ = tx.conn.Close()
 	return err
 }
