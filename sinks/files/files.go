@@ -471,9 +471,25 @@ func (w *Writer) writeJSON(ctx context.Context, key string, v any) error {
 // complete window. It lists only the group's checkpoint objects (one per
 // partition set the group's members ever had), not the data.
 func (w *Writer) Checkpoints(ctx context.Context, group string) ([]sinks.Checkpoint, error) {
+	// The fence object first: a manifest it names that a crash kept from
+	// being written is restored before the checkpoint objects are judged.
+	f, err := w.installManifests(ctx, group)
+	if err != nil {
+		return nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
+	}
 	best, stale, others, err := w.readCheckpoints(ctx, group)
 	if err != nil {
 		return nil, err
+	}
+	for i := range f.Partitions {
+		cp, err := f.Partitions[i].checkpoint(group)
+		if err != nil {
+			return nil, err
+		}
+		k := partKey{group, cp.Topic, cp.Partition}
+		if old, ok := best[k]; !ok || old.Resolved.Less(cp.Resolved) {
+			best[k] = cp
+		}
 	}
 	out := make([]sinks.Checkpoint, 0, len(best))
 	w.mu.Lock()
