@@ -100,7 +100,10 @@ type Tx interface {
 	// or at the latest Commit, returns a *FencedError (errors.Is ErrFenced)
 	// and nothing of the transaction is applied. Every partition whose
 	// changes the window writes must be in held, whether or not its
-	// checkpoint moves.
+	// checkpoint moves. Call Fence before Checkpoint for the same
+	// partitions: writers refuse a Fence of a partition this transaction
+	// has already checkpointed. After a *FencedError the transaction is
+	// over (Rollback is a no-op, Commit returns the same error).
 	Fence(ctx context.Context, held []Checkpoint) error
 	// Checkpoint records partitions' progress in this transaction. A
 	// checkpoint with a Resolved older than the stored one for the same
@@ -127,7 +130,10 @@ var ErrFenced = errors.New("checkpoint fenced")
 // re-reads those partitions' checkpoints and resumes from them.
 type FencedError struct {
 	// Stored are the checkpoints found in the warehouse for the partitions
-	// that differ (a zero Resolved where there is none).
+	// that differ (a zero Resolved where there is none), Resolved and
+	// NextOffset exactly as stored. The files writer may also list a
+	// partition whose stored checkpoint is still the held one, when
+	// another member's window over it claimed it first and is committing.
 	Stored []Checkpoint
 }
 

@@ -127,7 +127,9 @@ func (s *s3Store) putIf(ctx context.Context, key string, b []byte, tag string) e
 		Bucket: aws.String(s.bucket), Key: aws.String(s.prefix + key),
 		Body: bytes.NewReader(b), ContentLength: aws.Int64(int64(len(b))),
 	}
-	if tag == "" {
+	if s.unconditional {
+		// The store ignores or refuses conditional writes (probeConditional).
+	} else if tag == "" {
 		in.IfNoneMatch = aws.String("*")
 	} else {
 		in.IfMatch = aws.String(tag)
@@ -155,5 +157,32 @@ func sleepCtx(ctx context.Context, ms int) error {
 		return ctx.Err()
 	case <-t.C:
 		return nil
+	}
+}
+
+// probeConditional checks that the bucket honours If-None-Match on
+// PutObject: it creates a probe object, tries to create it again, which
+// must fail, and deletes it. A store that accepts the second put ignores
+// the condition; one that rejects the header (501) does not support it.
+// Either way the writer then writes the fence object unconditionally, and
+// the fence can no longer stop a member that lost its partitions from
+// committing: it is logged at Open (see docs/SINK_FILES.md).
+func (s *s3Store) probeConditional(ctx context.Context) (ok bool, err error) {
+	key := internalDir + "/fence/.probe-" + newToken()
+	defer func() { _ = s.remove(context.WithoutCancel(ctx), []string{key}) }()
+	if err := s.putIf(ctx, key, []byte("probe\n"), ""); err != nil {
+		var re *awshttp.ResponseError
+		if errors.As(err, &re) && (re.HTTPStatusCode() == http.StatusNotImplemented || re.HTTPStatusCode() == http.StatusBadRequest) {
+			return false, nil
+		}
+		return false, err
+	}
+	switch err := s.putIf(ctx, key, []byte("probe\n"), ""); {
+	case errors.Is(err, errConflict):
+		return true, nil
+	case err == nil:
+		return false, nil
+	default:
+		return false, err
 	}
 }

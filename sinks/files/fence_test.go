@@ -4,6 +4,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"net/http/httputil"
+	"net/url"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -262,4 +266,38 @@ func (s *hookStore) put(ctx context.Context, key string, b []byte) error {
 func (s *hookStore) putFile(ctx context.Context, key, src string) error {
 	s.before(key)
 	return s.store.putFile(ctx, key, src)
+}
+
+// TestS3ProbeFindsStoreIgnoringConditions: against an S3 endpoint that
+// drops If-Match and If-None-Match, Open notices (and logs) that the fence
+// object cannot be compared and swapped; against gofakes3 it can.
+func TestS3ProbeFindsStoreIgnoringConditions(t *testing.T) {
+	endpoint := fakeS3(t)
+	target, err := url.Parse(endpoint)
+	if err != nil {
+		t.Fatal(err)
+	}
+	proxy := httputil.NewSingleHostReverseProxy(target)
+	strip := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		r.Header.Del("If-Match")
+		r.Header.Del("If-None-Match")
+		proxy.ServeHTTP(w, r)
+	}))
+	t.Cleanup(strip.Close)
+	for _, tc := range []struct {
+		endpoint      string
+		unconditional bool
+	}{{endpoint, false}, {strip.URL, true}} {
+		w, err := Open(context.Background(), Config{Root: "s3://lake/probe", S3Endpoint: tc.endpoint, S3PathStyle: true}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := w.st.(*s3Store).unconditional; got != tc.unconditional {
+			t.Errorf("endpoint dropping conditions %v: unconditional = %v", tc.unconditional, got)
+		}
+		if keys, _ := w.st.list(context.Background(), internalDir+"/fence/"); len(keys) != 0 {
+			t.Errorf("the probe left %v", keys)
+		}
+		w.Close()
+	}
 }

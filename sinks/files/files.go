@@ -268,9 +268,20 @@ func Open(ctx context.Context, cfg Config, logger *zap.Logger) (*Writer, error) 
 	w := &Writer{cfg: cfg, logger: logger, codec: codec, applied: map[partKey]sinks.Checkpoint{}, stale: map[string]*stateObject{}, others: map[string]*stateObject{}, catalog: map[string]string{}}
 	if rest, ok := strings.CutPrefix(cfg.Root, "s3://"); ok {
 		bucket, prefix, _ := strings.Cut(rest, "/")
-		if w.st, err = newS3Store(ctx, s3Config{bucket: bucket, prefix: prefix, region: cfg.S3Region, endpoint: cfg.S3Endpoint, pathStyle: cfg.S3PathStyle}); err != nil {
+		s3s, err := newS3Store(ctx, s3Config{bucket: bucket, prefix: prefix, region: cfg.S3Region, endpoint: cfg.S3Endpoint, pathStyle: cfg.S3PathStyle})
+		if err != nil {
 			return nil, fmt.Errorf("open files sink %s: %w", cfg.Root, err)
 		}
+		ok, err := s3s.probeConditional(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("open files sink %s: probing conditional writes: %w", cfg.Root, err)
+		}
+		if !ok {
+			s3s.unconditional = true
+			logger.Error("files sink: the S3 store does not honour conditional writes (If-None-Match); " +
+				"a member that lost its partitions can still commit a window (see docs/SINK_FILES.md)", zap.String("root", cfg.Root))
+		}
+		w.st = s3s
 		w.tmp = cfg.TempDir
 	} else {
 		ds, err := newDirStore(cfg.Root)

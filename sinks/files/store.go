@@ -213,6 +213,9 @@ type s3Store struct {
 	client *s3.Client
 	bucket string
 	prefix string // "" or ends with "/"
+	// unconditional is set when the store does not honour conditional
+	// writes (probeConditional).
+	unconditional bool
 }
 
 // s3Config is what an s3:// URL says about the connection.
