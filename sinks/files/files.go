@@ -278,7 +278,7 @@ func Open(ctx context.Context, cfg Config, logger *zap.Logger) (*Writer, error) 
 		}
 		if !ok {
 			s3s.unconditional = true
-			logger.Error("files sink: the S3 store does not honour conditional writes (If-None-Match); " +
+			logger.Error("files sink: the S3 store does not honour conditional writes (If-None-Match); "+
 				"a member that lost its partitions can still commit a window (see docs/SINK_FILES.md)", zap.String("root", cfg.Root))
 		}
 		w.st = s3s
