@@ -104,7 +104,11 @@ func (s *suite) testFenceMatching(t *testing.T) {
 		t.Fatal(err)
 	}
 	z := []sinks.Checkpoint{cp(0, 30, 140)}
-	if err := fencedWindow(ctx, tx, y, z, write{tb, []sinks.Change{del(ts(25), int64(2), nil, nil)}}); err != nil {
+	// The processor's order: Fence first, then the rows.
+	if err := tx.Fence(ctx, y); err != nil {
+		t.Fatalf("fence before the rows: %v", err)
+	}
+	if err := fencedWindow(ctx, tx, nil, z, write{tb, []sinks.Change{del(ts(25), int64(2), nil, nil)}}); err != nil {
 		t.Fatalf("second fenced window: %v", err)
 	}
 	expect(t, "rows after delete", s.kvRows(t, "t"), [][]string{{"1", "b", "2", S(ts(15))}})
