@@ -42,11 +42,13 @@ const (
 	WindowWritten WindowStage = "written"
 	// WindowCommit is just before the transaction commits.
 	WindowCommit WindowStage = "commit"
+	// WindowCommitted is after the transaction committed.
+	WindowCommitted WindowStage = "committed"
 )
 
-func (p *Processor) hook(stage WindowStage) {
+func (p *Processor) hook(stage WindowStage, through schemas.HLC) {
 	if p.cfg.WindowHook != nil {
-		p.cfg.WindowHook(stage)
+		p.cfg.WindowHook(stage, through)
 	}
 }
 

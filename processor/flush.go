@@ -205,7 +205,7 @@ func (p *Processor) flush(ctx context.Context, w window) flushResult {
 	start := time.Now()
 	parts, f := w.parts, w.f
 	fail := func(err error) flushResult { return flushResult{err: err} }
-	p.hook(WindowBegin)
+	p.hook(WindowBegin, f)
 	tx, err := p.cfg.Writer.Begin(ctx)
 	if err != nil {
 		return fail(fmt.Errorf("begin window through %s: %w", f, err))
@@ -222,7 +222,7 @@ func (p *Processor) flush(ctx context.Context, w window) flushResult {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return fail(err)
 	}
-	p.hook(WindowWritten)
+	p.hook(WindowWritten, f)
 	var cps []sinks.Checkpoint
 	for i, bp := range parts {
 		if !w.advance[i] {
@@ -252,7 +252,7 @@ func (p *Processor) flush(ctx context.Context, w window) flushResult {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return fail(fmt.Errorf("checkpoint window through %s: %w", f, err))
 	}
-	p.hook(WindowCommit)
+	p.hook(WindowCommit, f)
 	// A window whose partitions were lost meanwhile stops here.
 	if err := ctx.Err(); err != nil {
 		_ = tx.Rollback(context.WithoutCancel(ctx))
@@ -268,6 +268,7 @@ func (p *Processor) flush(ctx context.Context, w window) flushResult {
 		return res
 	}
 	visible := time.Now()
+	p.hook(WindowCommitted, f)
 	if err := p.cfg.Buffer.Trim(context.WithoutCancel(ctx), parts, f); err != nil {
 		// The window is applied; untrimmed events are re-applied
 		// idempotently by the next window.

@@ -89,12 +89,12 @@ type Config struct {
 	// Observer, if set, is told about each applied window (for metrics).
 	Observer Observer
 
-	// WindowHook, if set, is called by the goroutine applying a window at
-	// each stage of its life (the WindowStage constants). It is a test
-	// hook: the end-to-end tests use it to freeze a process at a precise
-	// point of a window. It must return quickly unless it means to stall
-	// the window.
-	WindowHook func(stage WindowStage)
+	// WindowHook, if set, is called by the goroutine applying a window
+	// through a frontier at each stage of its life (the WindowStage
+	// constants). It is a test hook: the end-to-end tests use it to freeze
+	// a process at a precise point of a window. It must return quickly
+	// unless it means to stall the window.
+	WindowHook func(stage WindowStage, through schemas.HLC)
 }
 
 func (c *Config) setDefaults() error {
