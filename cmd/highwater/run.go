@@ -105,6 +105,10 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 	}
 	defer w.Close()
 	obs := metrics.NewObserver()
+	hook, err := windowTestHook(os.Getenv(testHookEnv), log)
+	if err != nil {
+		return err
+	}
 
 	proc, err := processor.New(processor.Config{
 		Brokers:          cfg.Brokers,
@@ -123,6 +127,7 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		OnError:          processor.ErrorPolicy(cfg.OnError),
 		DeadLetterTopic:  cfg.DLQTopic,
 		Logger:           log,
+		WindowHook:       hook,
 	})
 	if err != nil {
 		return err
