@@ -4,9 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
+	"github.com/twmb/franz-go/pkg/kfake"
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
@@ -339,4 +341,68 @@ func TestRebalanceDuringAFlush(t *testing.T) {
 			t.Fatalf("Commit was called %d times", n)
 		}
 	})
+}
+
+// TestFencedPartitionIsReadAgainFromTheStoredOffset runs the whole member
+// (Run, on an in-process Kafka broker) on one partition that another member
+// applied through t2 just before this one's first window: the window is
+// fenced, and the member moves its Kafka position back to the stored next
+// offset, reads the partition again from there and applies only what comes
+// after t2, on top of the stored checkpoint.
+func TestFencedPartitionIsReadAgainFromTheStoredOffset(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	kafka, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(1, "t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer kafka.Close()
+	prod, err := kgo.NewClient(kgo.SeedBrokers(kafka.ListenAddrs()...), kgo.DefaultProduceTopic("t"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Offsets 0-6; the other member resumes at 5, after resolved t2.
+	recs := []*kgo.Record{row(1, "a", t1), row(2, "b", t1), resolved(t1), row(3, "c", t2), resolved(t2), row(4, "d", t3), resolved(t3)}
+	if err := prod.ProduceSync(ctx, recs...).FirstErr(); err != nil {
+		t.Fatal(err)
+	}
+	prod.Close()
+
+	r := newMemRig(t)
+	cfg := r.p.cfg
+	cfg.Brokers, cfg.StopAt = kafka.ListenAddrs(), t3
+	p, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored := sinks.Checkpoint{Group: "g", Topic: "t", Partition: 0, Resolved: t2, NextOffset: 5}
+	var once sync.Once
+	r.w.SetHook(func(_ context.Context, op memsink.Op) {
+		if op == memsink.OpFence {
+			once.Do(func() { r.w.SetCheckpoint(stored) })
+		}
+	})
+	if err := p.Run(ctx); err != nil {
+		t.Fatalf("Run: %v (stats %+v)", err, p.Stats())
+	}
+	if s := p.Stats(); s.Fenced != 1 {
+		t.Fatalf("%d windows fenced, want 1", s.Fenced)
+	}
+	commits := r.w.Commits()
+	last := commits[len(commits)-1]
+	if len(last.Checkpoints) != 1 || last.Checkpoints[0].Resolved != t3 || last.Checkpoints[0].NextOffset != 7 || last.Changes != 1 {
+		t.Fatalf("last commit %+v, want the change at t3 and the checkpoint t3 @ 7", last)
+	}
+	var windows int
+	for _, c := range commits {
+		if len(c.Checkpoints) > 0 && !c.Checkpoints[0].Resolved.IsZero() {
+			windows++
+		}
+	}
+	if windows != 1 {
+		t.Fatalf("%d windows committed, want 1 (commits %+v)", windows, commits)
+	}
+	if got := names(r.w); len(got) != 1 || got["4"] != "d" {
+		t.Fatalf("mirror = %v, want only the row after the stored checkpoint", got)
+	}
 }
