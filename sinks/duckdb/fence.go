@@ -20,17 +20,20 @@ import (
 // DuckDB's transactions are optimistic and do not detect that two of them
 // updated the same row (the later commit silently wins), and a
 // transaction reads the snapshot of its start, which may predate another
-// window's commit. So the lock is the writer's own: every window that
-// fences a partition of a database holds, from Fence until it commits or
-// rolls back, that partition's lock, shared by every Writer of this
+// window's commit. So the lock is the writer's own: Commit takes, for
+// every partition the window fenced, a lock shared by every Writer of this
 // process on the same database file (DuckDB lets one process open a file,
 // and duckdb-go shares one database instance between its connectors to the
-// same path). Under the lock, Fence reads the committed checkpoints on a
-// connection of its own, outside the window's snapshot, and compares: a
-// partition whose stored resolved differs fences the window (it is rolled
-// back at once and Fence, like a later Commit, returns *sinks.FencedError).
+// same path), and holds it until the window has committed or rolled back.
+// Under the locks, it reads the committed checkpoints on a connection of
+// its own, outside the window's snapshot, and compares, before it applies
+// anything. Fence itself compares at once, without the locks, so that a
+// stale window fails before its work.
 //
-// Fence must come before Checkpoint for the same partition in a window.
+// A partition whose stored resolved differs (none stored counts as zero)
+// fences the window: it is rolled back at once and Fence or Commit returns
+// *sinks.FencedError. Fence must come before Checkpoint for the same
+// partition in a window.
 func (tx *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
 	if err := tx.usable(); err != nil {
 		return err
@@ -42,19 +45,40 @@ func (tx *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
 	if err != nil {
 		return tx.fail(err)
 	}
-	keys := make([]cpKey, 0, len(want))
 	for _, cp := range want {
-		k := cpKey{cp.Group, cp.Topic, cp.Partition}
-		if _, ok := tx.cps[k]; ok {
+		if _, ok := tx.cps[cpKey{cp.Group, cp.Topic, cp.Partition}]; ok {
 			return tx.fail(fmt.Errorf("fence: %s[%d] after its Checkpoint in the same window", cp.Topic, cp.Partition))
 		}
-		keys = append(keys, k)
+	}
+	if err := tx.checkFence(ctx, want); err != nil {
+		return err
+	}
+	tx.fenced = append(tx.fenced, want...)
+	return nil
+}
+
+// lockFence takes the fence locks of every partition the window fenced and
+// compares their committed checkpoints with the held ones.
+func (tx *Tx) lockFence(ctx context.Context) error {
+	want, err := fenceSet(tx.fenced)
+	if err != nil {
+		return tx.fail(err)
+	}
+	keys := make([]cpKey, len(want))
+	for i, cp := range want {
+		keys[i] = cpKey{cp.Group, cp.Topic, cp.Partition}
 	}
 	release, err := tx.w.locks.lock(ctx, keys)
 	if err != nil {
 		return tx.fail(fmt.Errorf("fence %d partitions: %w", len(want), err))
 	}
 	tx.unlock = append(tx.unlock, release)
+	return tx.checkFence(ctx, want)
+}
+
+// checkFence compares the committed checkpoints of want with want and, on
+// a difference, rolls the window back and returns the *sinks.FencedError.
+func (tx *Tx) checkFence(ctx context.Context, want []sinks.Checkpoint) error {
 	fe, err := tx.w.fenceCheck(ctx, want)
 	if err != nil {
 		return tx.fail(fmt.Errorf("fence %d partitions: %w", len(want), err))
@@ -64,7 +88,6 @@ func (tx *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
 		tx.err = fe
 		return fe
 	}
-	tx.fenced = append(tx.fenced, want...)
 	return nil
 }
 

@@ -471,6 +471,14 @@ func (tx *Tx) Commit(ctx context.Context) error {
 		return fmt.Errorf("commit window: %w", err)
 	}
 	start := time.Now()
+	if len(tx.fenced) > 0 {
+		if err := tx.lockFence(ctx); err != nil {
+			if !tx.done {
+				_ = tx.abort()
+			}
+			return err
+		}
+	}
 	if err := tx.apply(ctx); err != nil {
 		tx.err = err
 		_ = tx.abort()

@@ -278,7 +278,12 @@ func (x *Tx) evolve(ctx context.Context, tt *txTable, want []wantColumn, key []s
 		return err
 	}
 	// Another writer may be changing the same table: take the lock, then
-	// look again.
+	// look again. Schema changes wait for other members' windows on the
+	// table (and their DDL) for as long as statement_timeout allows, not
+	// lock_timeout: retrying would only queue again behind them.
+	if _, err := x.tx.Exec(ctx, "SELECT set_config('lock_timeout', '0', true)"); err != nil {
+		return fmt.Errorf("lifting lock_timeout for DDL: %w", err)
+	}
 	if _, err := x.tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "highwater ddl "+w.schema); err != nil {
 		return fmt.Errorf("taking the schema lock: %w", err)
 	}

@@ -43,12 +43,12 @@ func TestSessionTimeoutsDefaultAndOverride(t *testing.T) {
 	}
 }
 
-// TestFenceFrozenMember freezes a member with its window fenced (its
-// checkpoint rows locked) and checks that the new owner's windows fail on
-// lock_timeout, not on a fence, until the server ends the frozen
-// member's idle transaction; that the new owner then commits; and that the
-// frozen member, when it resumes, commits nothing and is fenced on its next
-// window.
+// TestFenceFrozenMember freezes a member in the middle of a window that
+// changed a table's schema (its ALTER TABLE holds the table's lock) and
+// checks that the new owner's windows fail on lock_timeout, not on a
+// fence, until the server ends the frozen member's idle transaction; that
+// the new owner then commits; and that the frozen member, when it resumes,
+// commits nothing and is fenced on its next window.
 func TestFenceFrozenMember(t *testing.T) {
 	ctx := context.Background()
 	url := withParam(server.CreateDB(t), "lock_timeout=100ms&idle_in_transaction_session_timeout=1500ms")
@@ -63,13 +63,15 @@ func TestFenceFrozenMember(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := txA.Write(ctx, tb, []sinks.Change{change(sinks.OpUpdate, h(12), int64(1), "stale")}); err != nil {
-		t.Fatal(err)
-	}
 	if err := txA.Fence(ctx, x); err != nil {
 		t.Fatal(err)
 	}
-	// A freezes here, its transaction open and idle.
+	wider := table("t", col("id", kind(schemas.KindInt)), col("v", kind(schemas.KindString)), col("extra", kind(schemas.KindInt)))
+	if err := txA.Write(ctx, wider, []sinks.Change{change(sinks.OpUpdate, h(12), int64(1), "stale", int64(7))}); err != nil {
+		t.Fatal(err)
+	}
+	// A freezes here, its transaction open and idle, holding the lock
+	// of its ALTER TABLE t.
 
 	y := []sinks.Checkpoint{{Group: "g", Topic: "t", Partition: 0, Resolved: h(20), NextOffset: 20}}
 	attempts, lockTimeouts := 0, 0
@@ -133,5 +135,8 @@ func TestFenceFrozenMember(t *testing.T) {
 	}
 	if got := query(t, url, `SELECT count(*) FROM t`); got[0][0] != "0" {
 		t.Fatalf("rows: %v, want the key deleted by the new owner", got)
+	}
+	if got := query(t, url, `SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name = 'extra'`); got[0][0] != "0" {
+		t.Fatal("the frozen member's ALTER TABLE survived")
 	}
 }

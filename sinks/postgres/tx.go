@@ -28,9 +28,12 @@ type Tx struct {
 	tables map[string]*txTable
 	stages int
 	seq    int64
-	// fenced and checkpointed are the partitions Fence locked and those
-	// Checkpoint wrote, so that a Fence after its Checkpoint is refused.
-	fenced       map[partKey]bool
+	// held are the checkpoints Fence was given, locked and checked again
+	// at Commit; deferred are the checkpoints of a fenced window, written
+	// after that check. checkpointed are the partitions Checkpoint was
+	// given, so that a Fence after its Checkpoint is refused.
+	held         map[partKey]sinks.Checkpoint
+	deferred     []sinks.Checkpoint
 	checkpointed map[partKey]bool
 }
 
@@ -77,7 +80,7 @@ func (w *Writer) Begin(ctx context.Context) (sinks.Tx, error) {
 			return nil, fmt.Errorf("postgres: BEGIN: %w", err)
 		}
 		return &Tx{w: w, conn: conn, tx: tx, tables: map[string]*txTable{},
-			fenced: map[partKey]bool{}, checkpointed: map[partKey]bool{}}, nil
+			held: map[partKey]sinks.Checkpoint{}, checkpointed: map[partKey]bool{}}, nil
 	}
 }
 
@@ -261,7 +264,9 @@ func (s *changeSource) Values() ([]any, error) {
 
 func (s *changeSource) Err() error { return s.err }
 
-// Checkpoint upserts partitions' progress in this transaction.
+// Checkpoint upserts partitions' progress in this transaction. In a fenced
+// window the upsert waits for Commit, which first locks and checks the
+// fenced checkpoint rows.
 func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 	if err := x.usable(); err != nil {
 		return err
@@ -269,6 +274,18 @@ func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 	if len(cps) == 0 {
 		return nil
 	}
+	for _, cp := range cps {
+		x.checkpointed[partKey{cp.Group, cp.Topic, cp.Partition}] = true
+	}
+	if len(x.held) > 0 {
+		x.deferred = append(x.deferred, cps...)
+		return nil
+	}
+	return x.writeCheckpoints(ctx, cps)
+}
+
+// writeCheckpoints upserts cps.
+func (x *Tx) writeCheckpoints(ctx context.Context, cps []sinks.Checkpoint) error {
 	// One row per partition: a later entry for the same partition wins (an
 	// INSERT cannot update one row twice).
 	type pk struct {
@@ -280,7 +297,6 @@ func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 	var parts []int32
 	var offsets []int64
 	for _, cp := range cps {
-		x.checkpointed[partKey{cp.Group, cp.Topic, cp.Partition}] = true
 		k := pk{cp.Group, cp.Topic, cp.Partition}
 		if i, ok := idx[k]; ok {
 			resolved[i], offsets[i] = cp.Resolved.String(), cp.NextOffset
@@ -321,6 +337,17 @@ func (x *Tx) Commit(ctx context.Context) error {
 	if x.err != nil {
 		x.end(ctx)
 		return fmt.Errorf("postgres: commit of a failed transaction (rolled back): %w", x.err)
+	}
+	if len(x.held) > 0 {
+		// The fence first: the merges below are the window's long part,
+		// and nothing of them must run, or wait for locks, if it is fenced.
+		if err := x.lockFence(ctx); err != nil {
+			return err
+		}
+		if err := x.writeCheckpoints(ctx, x.deferred); err != nil {
+			x.end(ctx)
+			return err
+		}
 	}
 	// A fixed table order keeps concurrent writers' row locks in one order.
 	names := make([]string, 0, len(x.tables))

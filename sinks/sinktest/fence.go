@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"reflect"
+	"sync"
 	"testing"
 
 	"github.com/highwater-dev/highwater/sinks"
@@ -25,7 +26,7 @@ func (s *suite) fenceTests() []struct {
 		{"FenceStaleIsFencedAndLeavesNothing", s.testFenceStale},
 		{"FenceAbsentCheckpointIsZero", s.testFenceAbsent},
 		{"FenceTwoWritersOnlyOneCommits", s.testFenceTwoWriters},
-		{"FenceWaitsForTheOtherWindow", s.testFenceConcurrent},
+		{"FenceConcurrentWindowsOneCommits", s.testFenceConcurrent},
 	}
 }
 
@@ -249,11 +250,43 @@ func (s *suite) testFenceTwoWriters(t *testing.T) {
 	expectFenced(t, err, y)
 	expect(t, "rows after the second stale window", s.kvRows(t, "t"), [][]string{{"2", "B", Null, S(ts(15))}})
 	expectCps(t, "checkpoints after the second stale window", checkpoints(t, b, "g"), y)
+
+	// Both fence on Y before either commits: the fence holds at Commit.
+	txA, err = a.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	txB, err = b.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := txA.Write(ctx, tb, []sinks.Change{ins(ts(22), int64(2), "A", nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := txB.Write(ctx, tb, []sinks.Change{del(ts(23), int64(2), nil, nil)}); err != nil {
+		t.Fatal(err)
+	}
+	if err := txA.Fence(ctx, y); err != nil {
+		t.Fatalf("A's fence on the stored checkpoint: %v", err)
+	}
+	if err := txB.Fence(ctx, y); err != nil {
+		t.Fatalf("B's fence on the stored checkpoint: %v", err)
+	}
+	z := []sinks.Checkpoint{cp(0, 30, 140)}
+	if err := fencedWindow(ctx, txB, nil, z); err != nil {
+		t.Fatalf("B's commit: %v", err)
+	}
+	// A's window writes rows of partition 0 without moving its
+	// checkpoint: only the fence stops it.
+	err = fencedWindow(ctx, txA, nil, nil)
+	expectFenced(t, err, z)
+	expect(t, "rows after both fenced", s.kvRows(t, "t"), nil)
+	expectCps(t, "checkpoints after both fenced", checkpoints(t, a, "g"), z)
 }
 
-// testFenceConcurrent has two members fence the same checkpoint at once:
-// the one that fenced first commits, the other, which fenced while the
-// first was open, is fenced once the first commits.
+// testFenceConcurrent has two members commit windows built on the same
+// checkpoints at the same moment: exactly one commits, the other is fenced
+// with the winner's checkpoints, and only the winner's rows are applied.
 func (s *suite) testFenceConcurrent(t *testing.T) {
 	ctx := context.Background()
 	a := s.open(t, sinks.Options{})
@@ -264,47 +297,49 @@ func (s *suite) testFenceConcurrent(t *testing.T) {
 	b := s.second(t, sinks.Options{})
 	defer closeW(t, b)
 
-	txB, err := b.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
+	type member struct {
+		w      sinks.Writer
+		held   []sinks.Checkpoint
+		cps    []sinks.Checkpoint
+		change sinks.Change
+		rows   [][]string
+		err    error
 	}
-	if err := txB.Write(ctx, tb, []sinks.Change{del(ts(14), int64(1), nil, nil)}); err != nil {
-		t.Fatal(err)
+	members := []*member{
+		// A holds the partitions in the other order.
+		{w: a, held: []sinks.Checkpoint{x[1], x[0]}, cps: []sinks.Checkpoint{cp(0, 16, 120), cp(1, 16, 120)},
+			change: upd(ts(12), int64(1), "A", nil), rows: [][]string{{"1", "A", Null, S(ts(12))}}},
+		{w: b, held: x, cps: []sinks.Checkpoint{cp(0, 20, 130), cp(1, 20, 130)},
+			change: del(ts(14), int64(1), nil, nil), rows: nil},
 	}
-	if err := txB.Fence(ctx, x); err != nil {
-		t.Fatalf("B's fence: %v", err)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for _, m := range members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			tx, err := m.w.Begin(ctx)
+			if err != nil {
+				m.err = err
+				return
+			}
+			<-start
+			m.err = fencedWindow(ctx, tx, m.held, m.cps, write{tb, []sinks.Change{m.change}})
+			_ = tx.Rollback(ctx)
+		}()
 	}
-	txA, err := a.Begin(ctx)
-	if err != nil {
-		t.Fatal(err)
+	close(start)
+	wg.Wait()
+	var winner, loser *member
+	switch {
+	case members[0].err == nil && members[1].err != nil:
+		winner, loser = members[0], members[1]
+	case members[1].err == nil && members[0].err != nil:
+		winner, loser = members[1], members[0]
+	default:
+		t.Fatalf("two windows on one checkpoint: A: %v, B: %v; want exactly one committed", members[0].err, members[1].err)
 	}
-	if err := txA.Write(ctx, tb, []sinks.Change{upd(ts(12), int64(1), "stale", nil)}); err != nil {
-		t.Fatal(err)
-	}
-	started := make(chan struct{})
-	done := make(chan error, 1)
-	go func() {
-		close(started)
-		// Partition 1 first: A's set overlaps B's in a different order.
-		err := txA.Fence(ctx, []sinks.Checkpoint{x[1], x[0]})
-		if err == nil {
-			err = txA.Checkpoint(ctx, []sinks.Checkpoint{cp(0, 16, 120), cp(1, 16, 120)})
-		}
-		if err == nil {
-			err = txA.Commit(ctx)
-		}
-		_ = txA.Rollback(ctx)
-		done <- err
-	}()
-	<-started
-	y := []sinks.Checkpoint{cp(0, 20, 130), cp(1, 20, 130)}
-	if err := txB.Checkpoint(ctx, y); err != nil {
-		t.Fatal(err)
-	}
-	if err := txB.Commit(ctx); err != nil {
-		t.Fatalf("B's commit, fenced first: %v", err)
-	}
-	expectFenced(t, <-done, y)
-	expect(t, "rows", s.kvRows(t, "t"), nil)
-	expectCps(t, "checkpoints", checkpoints(t, a, "g"), y)
+	expectFenced(t, loser.err, winner.cps)
+	expect(t, "rows", s.kvRows(t, "t"), winner.rows)
+	expectCps(t, "checkpoints", checkpoints(t, a, "g"), winner.cps)
 }
