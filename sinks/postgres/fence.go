@@ -152,6 +152,22 @@ func (x *Tx) storedCheckpoints(ctx context.Context, want []sinks.Checkpoint, loc
 	return stored, nil
 }
 
+// withoutLockTimeout lifts lock_timeout in the transaction until the
+// returned function restores it (statement_timeout still bounds each
+// statement).
+func (x *Tx) withoutLockTimeout(ctx context.Context) (func() error, error) {
+	var old string
+	if err := x.tx.QueryRow(ctx, "SELECT current_setting('lock_timeout'), set_config('lock_timeout', '0', true)").Scan(&old, new(string)); err != nil {
+		return nil, fmt.Errorf("lifting lock_timeout: %w", err)
+	}
+	return func() error {
+		if _, err := x.tx.Exec(ctx, "SELECT set_config('lock_timeout', $1, true)", old); err != nil {
+			return fmt.Errorf("restoring lock_timeout: %w", err)
+		}
+		return nil
+	}, nil
+}
+
 // partKey names one partition of a group.
 type partKey struct {
 	group, topic string

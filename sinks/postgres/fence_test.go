@@ -140,3 +140,51 @@ func TestFenceFrozenMember(t *testing.T) {
 		t.Fatal("the frozen member's ALTER TABLE survived")
 	}
 }
+
+// TestSchemaChangeWaitsBeyondLockTimeout: a window that changes a table's
+// schema while another window's schema change holds the DDL lock waits for
+// it past lock_timeout, instead of failing and queueing again behind it.
+func TestSchemaChangeWaitsBeyondLockTimeout(t *testing.T) {
+	ctx := context.Background()
+	url := withParam(server.CreateDB(t), "lock_timeout=50ms")
+	a := openWriter(t, url, sinks.Options{})
+	b := openWriter(t, url, sinks.Options{})
+	h := func(n int64) schemas.HLC { return schemas.HLC{WallTime: 1_700_000_000_000_000_000 + n} }
+	apply(t, a, nil, write{kv("t"), []sinks.Change{change(sinks.OpInsert, h(1), int64(1), "a")}})
+	with := func(c string) *schemas.Table {
+		return table("t", col("id", kind(schemas.KindInt)), col("v", kind(schemas.KindString)), col(c, kind(schemas.KindInt)))
+	}
+	txA, err := a.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := txA.Write(ctx, with("c1"), []sinks.Change{change(sinks.OpUpdate, h(2), int64(1), "a", int64(1))}); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() {
+		txB, err := b.Begin(ctx)
+		if err != nil {
+			done <- err
+			return
+		}
+		err = txB.Write(ctx, with("c2"), []sinks.Change{change(sinks.OpInsert, h(3), int64(2), "b", int64(2))})
+		if err == nil {
+			err = txB.Commit(ctx)
+		}
+		_ = txB.Rollback(ctx)
+		done <- err
+	}()
+	// Hold the DDL lock for many lock_timeouts before committing.
+	time.Sleep(20 * 50 * time.Millisecond)
+	if err := txA.Commit(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("schema change behind another one: %v", err)
+	}
+	got := query(t, url, `SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name IN ('c1', 'c2')`)
+	if got[0][0] != "2" {
+		t.Fatalf("columns c1, c2: %v", got)
+	}
+}

@@ -286,6 +286,9 @@ func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 
 // writeCheckpoints upserts cps.
 func (x *Tx) writeCheckpoints(ctx context.Context, cps []sinks.Checkpoint) error {
+	if len(cps) == 0 {
+		return nil
+	}
 	// One row per partition: a later entry for the same partition wins (an
 	// INSERT cannot update one row twice).
 	type pk struct {
