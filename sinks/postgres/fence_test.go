@@ -175,6 +175,15 @@ func TestSchemaChangeWaitsBeyondLockTimeout(t *testing.T) {
 		_ = txB.Rollback(ctx)
 		done <- err
 	}()
+	// A member starting meanwhile waits for the DDL lock too.
+	opened := make(chan error, 1)
+	go func() {
+		w, err := Open(ctx, url, sinks.Options{}, nil)
+		if err == nil {
+			w.Close()
+		}
+		opened <- err
+	}()
 	// Hold the DDL lock for many lock_timeouts before committing.
 	time.Sleep(20 * 50 * time.Millisecond)
 	if err := txA.Commit(ctx); err != nil {
@@ -182,6 +191,9 @@ func TestSchemaChangeWaitsBeyondLockTimeout(t *testing.T) {
 	}
 	if err := <-done; err != nil {
 		t.Fatalf("schema change behind another one: %v", err)
+	}
+	if err := <-opened; err != nil {
+		t.Fatalf("Open while another member changes the schema: %v", err)
 	}
 	got := query(t, url, `SELECT count(*) FROM information_schema.columns WHERE table_name = 't' AND column_name IN ('c1', 'c2')`)
 	if got[0][0] != "2" {

@@ -227,6 +227,12 @@ func (w *Writer) ensureCatalog(ctx context.Context) error {
 		return err
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// Wait for other members' schema changes past lock_timeout (up to
+		// statement_timeout): a member must not fail to start because
+		// another one's window is creating tables.
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
+			return fmt.Errorf("lifting lock_timeout: %w", err)
+		}
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "highwater ddl "+w.schema); err != nil {
 			return fmt.Errorf("taking the schema lock: %w", err)
 		}
