@@ -11,7 +11,6 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/highwater-dev/highwater/buffer"
 	"github.com/highwater-dev/highwater/schemas"
 )
 
@@ -106,7 +105,7 @@ func TestCostlyRecordsArePoison(t *testing.T) {
 	if s := r.p.Stats(); s.DeadLettersIngest != 1 {
 		t.Fatalf("dead letters at ingest = %d, want 1", s.DeadLettersIngest)
 	}
-	res := r.p.flush(ctx, []buffer.Partition{r.part}, []bool{true}, t1)
+	res := r.p.flush(ctx, r.window(t1))
 	if res.err != nil {
 		t.Fatal(res.err)
 	}

@@ -109,7 +109,7 @@ func TestFutureTimestampsArePoison(t *testing.T) {
 				if f, _, ok := frontier(r.p.owned()); !ok || f != t1 {
 					t.Fatalf("frontier %s, want %s", f, t1)
 				}
-				res := r.p.flush(ctx, []buffer.Partition{r.part}, []bool{true}, t1)
+				res := r.p.flush(ctx, r.window(t1))
 				if res.err != nil {
 					t.Fatal(res.err)
 				}

@@ -143,6 +143,14 @@ func newRig(t *testing.T, policy ErrorPolicy) *rig {
 	return r
 }
 
+// window is the rig's partition's window through f, built on its applied
+// checkpoint.
+func (r *rig) window(f schemas.HLC) window {
+	st := r.p.parts[r.part]
+	return window{f: f, parts: []buffer.Partition{r.part}, advance: []bool{st.applied.Less(f)},
+		held: []sinks.Checkpoint{{Group: "g", Topic: r.part.Topic, Partition: r.part.Partition, Resolved: st.applied, NextOffset: st.appliedNext}}}
+}
+
 // ingest feeds records (offsets from 0) through the processor's ingest.
 func (r *rig) ingest(t *testing.T, recs ...*kgo.Record) error {
 	t.Helper()
@@ -262,7 +270,7 @@ func TestPoisonRecordsPerPolicy(t *testing.T) {
 		if err := r2.ingest(t, feed...); err != nil {
 			t.Fatal(err)
 		}
-		res := r2.p.flush(ctx, []buffer.Partition{r2.part}, []bool{true}, t1)
+		res := r2.p.flush(ctx, r2.window(t1))
 		// The window meets its events in (updated, table, key) order: the
 		// first poison it meets is one of the three.
 		var de2 *schemas.DecodeError
@@ -284,7 +292,7 @@ func TestPoisonRecordsPerPolicy(t *testing.T) {
 			t.Fatalf("skipped at ingest = %d, want %d", n, len(ingestPoison))
 		}
 		r.p.parts[r.part].resolved = t1
-		res := r.p.flush(ctx, []buffer.Partition{r.part}, []bool{true}, t1)
+		res := r.p.flush(ctx, r.window(t1))
 		if res.err != nil {
 			t.Fatal(res.err)
 		}
@@ -318,7 +326,7 @@ func TestPoisonRecordsPerPolicy(t *testing.T) {
 		if !reflect.DeepEqual(buffered, ingestPoison) {
 			t.Fatalf("buffered dead letters %v, want %v", buffered, ingestPoison)
 		}
-		res := r.p.flush(ctx, []buffer.Partition{r.part}, []bool{true}, t1)
+		res := r.p.flush(ctx, r.window(t1))
 		if res.err != nil {
 			t.Fatal(res.err)
 		}

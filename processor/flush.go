@@ -27,6 +27,9 @@ type flushJob struct {
 	f     schemas.HLC
 	owned []*partState
 	done  chan flushResult
+	// cancel stops the window (its partitions were lost); lost says so.
+	cancel context.CancelFunc
+	lost   bool
 }
 
 type flushResult struct {
@@ -36,6 +39,9 @@ type flushResult struct {
 	took    time.Duration
 	visible time.Time
 	err     error
+	// commitFailed says that err came from Commit itself, not from a
+	// fence: the commit may have taken effect (uncertainCommit).
+	commitFailed bool
 }
 
 // maybeFlush reaps a finished window and starts the next one when the
@@ -55,16 +61,21 @@ func (p *Processor) maybeFlush(ctx context.Context) error {
 	if !ok || !applied.Less(f) {
 		return nil
 	}
-	job := &flushJob{f: f, owned: owned, done: make(chan flushResult, 1)}
+	jctx, cancel := context.WithCancel(ctx)
+	job := &flushJob{f: f, owned: owned, done: make(chan flushResult, 1), cancel: cancel}
 	// Which partitions get a checkpoint is decided now: one applied further
 	// already (by another member) keeps its checkpoint, never moved back.
-	parts := make([]buffer.Partition, len(owned))
-	advance := make([]bool, len(owned))
+	// Every partition is fenced with the checkpoint the window builds on.
+	w := window{f: f, parts: make([]buffer.Partition, len(owned)), advance: make([]bool, len(owned)), held: make([]sinks.Checkpoint, len(owned))}
 	for i, st := range owned {
-		parts[i], advance[i] = st.p, st.applied.Less(f)
+		w.parts[i], w.advance[i] = st.p, st.applied.Less(f)
+		w.held[i] = sinks.Checkpoint{Group: p.cfg.Group, Topic: st.p.Topic, Partition: st.p.Partition, Resolved: st.applied, NextOffset: st.appliedNext}
 	}
 	p.inflight = job
-	go func() { job.done <- p.flush(ctx, parts, advance, f) }()
+	go func() {
+		defer cancel()
+		job.done <- p.flush(jctx, w)
+	}()
 	return nil
 }
 
@@ -91,6 +102,21 @@ func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
 	}
 	p.inflight = nil
 	if res.err != nil {
+		var fenced *sinks.FencedError
+		switch {
+		case errors.As(res.err, &fenced):
+			return p.fenced(ctx, job, fenced, commit)
+		case job.lost && ctx.Err() == nil:
+			// Not a failure: the window's partitions belong to another
+			// member now. Its transaction rolled back.
+			p.stats.cancelled.Add(1)
+			p.log.Warn("window cancelled: its partitions were lost (the group session expired); nothing of it was committed",
+				zap.Stringer("through", job.f), zap.Error(res.err))
+			return nil
+		}
+		if res.commitFailed {
+			p.uncertain = &uncertainCommit{f: job.f, owned: job.owned, cps: res.cps, rows: res.rows}
+		}
 		p.attempt++
 		// A poison record fails every attempt alike: stop at once (with
 		// OnErrorFail; other policies set it aside inside the window).
@@ -104,16 +130,30 @@ func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
 			zap.Duration("backoff", backoff), zap.Error(res.err))
 		return nil
 	}
+	p.applied(job.f, job.owned, res, commit)
+	return nil
+}
+
+// applied records a committed window through f of the partitions owned.
+func (p *Processor) applied(f schemas.HLC, owned []*partState, res flushResult, commit bool) {
 	p.attempt = 0
+	p.uncertain = nil
 	// The window became closable when the last of its partitions' resolved
 	// timestamps reached its frontier.
 	var closedAt time.Time
-	for _, st := range job.owned {
-		if st.applied.Less(job.f) {
-			st.applied = job.f
+	for _, st := range owned {
+		if st.applied.Less(f) {
+			st.applied = f
 		}
-		if at := st.closedAt(job.f); at.After(closedAt) {
+		if at := st.closedAt(f); at.After(closedAt) {
 			closedAt = at
+		}
+	}
+	for _, cp := range res.cps {
+		for _, st := range owned {
+			if st.p.Topic == cp.Topic && st.p.Partition == cp.Partition && st.applied == cp.Resolved {
+				st.appliedNext = cp.NextOffset
+			}
 		}
 	}
 	if !closedAt.IsZero() {
@@ -122,7 +162,6 @@ func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
 	if commit {
 		p.toCommit = append(p.toCommit, res.cps...)
 	}
-	f := job.f
 	p.stats.rowsApplied.Add(int64(res.rows))
 	p.stats.deadApply.Add(int64(len(res.poison.dead)))
 	p.stats.skipped.Add(res.poison.skipped)
@@ -134,8 +173,7 @@ func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
 		p.stats.lastVisible.Store(int64(lat))
 	}
 	p.log.Debug("window applied", zap.Stringer("through", f), zap.Int("rows", res.rows),
-		zap.Int("partitions", len(job.owned)), zap.Duration("took", res.took))
-	return nil
+		zap.Int("partitions", len(owned)), zap.Duration("took", res.took))
 }
 
 // waitFlush finishes the window in flight before a rebalance or shutdown
@@ -150,16 +188,34 @@ func (p *Processor) waitFlush(ctx context.Context) {
 // backoff) before the feed stops with the error.
 const flushAttempts = 8
 
-// flush writes every buffered event of parts with updated <= f, and the
-// checkpoints of the partitions marked in advance, in one warehouse
-// transaction, then trims the buffer. It runs beside ingest and touches no
-// processor state.
-func (p *Processor) flush(ctx context.Context, parts []buffer.Partition, advance []bool, f schemas.HLC) flushResult {
+// window is what one flush applies: the events of parts through f, the
+// checkpoints of the partitions marked in advance, fenced with held (the
+// checkpoints the window builds on, one per partition).
+type window struct {
+	f       schemas.HLC
+	parts   []buffer.Partition
+	advance []bool
+	held    []sinks.Checkpoint
+}
+
+// flush writes every buffered event of w's partitions with updated <= w.f,
+// and the checkpoints of the partitions marked in advance, in one warehouse
+// transaction fenced with w.held, then trims the buffer. It runs beside
+// ingest and touches no processor state.
+func (p *Processor) flush(ctx context.Context, w window) flushResult {
 	start := time.Now()
+	parts, f := w.parts, w.f
 	fail := func(err error) flushResult { return flushResult{err: err} }
+	p.hook(WindowBegin, f)
 	tx, err := p.cfg.Writer.Begin(ctx)
 	if err != nil {
 		return fail(fmt.Errorf("begin window through %s: %w", f, err))
+	}
+	// First, so that a member that lost its partitions writes nothing: the
+	// fence holds until the transaction ends (sinks.Tx.Fence).
+	if err := tx.Fence(ctx, w.held); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return fail(fmt.Errorf("fence window through %s: %w", f, err))
 	}
 	var poison windowPoison
 	rows, err := p.writeWindow(ctx, tx, parts, f, &poison)
@@ -167,9 +223,10 @@ func (p *Processor) flush(ctx context.Context, parts []buffer.Partition, advance
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return fail(err)
 	}
+	p.hook(WindowWritten, f)
 	var cps []sinks.Checkpoint
 	for i, bp := range parts {
-		if !advance[i] {
+		if !w.advance[i] {
 			continue
 		}
 		// Events ingested meanwhile are > f or re-sent duplicates; the
@@ -196,12 +253,23 @@ func (p *Processor) flush(ctx context.Context, parts []buffer.Partition, advance
 		_ = tx.Rollback(context.WithoutCancel(ctx))
 		return fail(fmt.Errorf("checkpoint window through %s: %w", f, err))
 	}
+	p.hook(WindowCommit, f)
+	// A window whose partitions were lost meanwhile stops here.
+	if err := ctx.Err(); err != nil {
+		_ = tx.Rollback(context.WithoutCancel(ctx))
+		return fail(fmt.Errorf("window through %s: %w", f, err))
+	}
 	// Once Commit starts, finish it even if shutdown was requested: the
 	// work is done, and a commit reported failed would be applied again.
 	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
-		return fail(fmt.Errorf("commit window through %s: %w", f, err))
+		res := fail(fmt.Errorf("commit window through %s: %w", f, err))
+		if !errors.Is(err, sinks.ErrFenced) {
+			res.commitFailed, res.cps, res.rows = true, cps, rows
+		}
+		return res
 	}
 	visible := time.Now()
+	p.hook(WindowCommitted, f)
 	if err := p.cfg.Buffer.Trim(context.WithoutCancel(ctx), parts, f); err != nil {
 		// The window is applied; untrimmed events are re-applied
 		// idempotently by the next window.

@@ -62,7 +62,9 @@ func (p *Processor) adjustOffsets(ctx context.Context, offsets map[string]map[in
 			// A zero checkpoint only registers the partition for the
 			// watermark (registerPartitions): nothing is applied yet.
 			hasCP = hasCP && !cp.Resolved.IsZero()
-			st.applied, st.resolved = cp.Resolved, cp.Resolved
+			st.applied, st.resolved, st.appliedNext = cp.Resolved, cp.Resolved, cp.NextOffset
+			st.marks = st.marks[:0]
+			delete(p.seeks, bp) // the checkpoint just read wins
 			resume, at := kgo.NewOffset().AtStart(), int64(0)
 			if hasCP {
 				resume, at = kgo.NewOffset().At(cp.NextOffset), cp.NextOffset
@@ -195,6 +197,12 @@ func (p *Processor) onRevoked(ctx context.Context, _ *kgo.Client, revoked map[st
 	p.forget(ctx, revoked, "revoked")
 }
 
+// onLost forgets partitions the member lost without a revocation: its group
+// session expired (a stall or a network cut longer than the session
+// timeout), so another member may own them already. The window in flight
+// is cancelled rather than finished; a window that still reaches Commit is
+// fenced (fence.go). When onLost returns, no window of this member can
+// commit for the lost partitions.
 func (p *Processor) onLost(ctx context.Context, _ *kgo.Client, lost map[string][]int32) {
 	p.forget(ctx, lost, "lost")
 }
@@ -202,12 +210,18 @@ func (p *Processor) onLost(ctx context.Context, _ *kgo.Client, lost map[string][
 func (p *Processor) forget(ctx context.Context, parts map[string][]int32, why string) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
-	// The window in flight may cover these partitions: finish it first.
+	// The window in flight may cover these partitions: a revoked one is
+	// still this member's until the callback returns, so the window may
+	// finish; a lost one may be another's already.
+	if why == "lost" {
+		p.cancelLost(parts)
+	}
 	p.waitFlush(ctx)
 	for t, ps := range parts {
 		for _, n := range ps {
 			bp := buffer.Partition{Topic: t, Partition: n}
 			delete(p.parts, bp)
+			delete(p.seeks, bp)
 			if !p.closing {
 				if err := p.cfg.Buffer.Drop(bp); err != nil {
 					p.log.Warn("dropping buffered events of a revoked partition", zap.String("topic", t), zap.Int32("partition", n), zap.Error(err))

@@ -156,7 +156,7 @@ func TestRecordsTheBufferCannotHoldArePoison(t *testing.T) {
 				t.Fatalf("%d records set aside at ingest, want 4: %+v", set, s)
 			}
 			r.p.parts[r.part].resolved = t1
-			res := r.p.flush(ctx, []buffer.Partition{r.part}, []bool{true}, t1)
+			res := r.p.flush(ctx, r.window(t1))
 			if res.err != nil {
 				t.Fatalf("window: %v", res.err)
 			}
@@ -259,7 +259,7 @@ func TestRowsTheWarehouseCannotStoreArePoison(t *testing.T) {
 			if err := r.ingest(t, feed()...); err != nil {
 				t.Fatal(err)
 			}
-			res := r.p.flush(ctx, []buffer.Partition{r.part}, []bool{true}, t1)
+			res := r.p.flush(ctx, r.window(t1))
 			if policy == OnErrorFail {
 				var de *schemas.DecodeError
 				if !isPoison(res.err) || !errors.As(res.err, &de) || de.Offset != 1 || !strings.Contains(res.err.Error(), "t[0]@1") ||
@@ -292,7 +292,7 @@ func TestRowsTheWarehouseCannotStoreArePoison(t *testing.T) {
 		if err := r.ingest(t, feed()...); err != nil {
 			t.Fatal(err)
 		}
-		res := r.p.flush(ctx, []buffer.Partition{r.part}, []bool{true}, t1)
+		res := r.p.flush(ctx, r.window(t1))
 		if res.err == nil || isPoison(res.err) {
 			t.Fatalf("window error = %v, want the writer's failure (not poison)", res.err)
 		}

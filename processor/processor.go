@@ -107,6 +107,13 @@ type Config struct {
 	Logger *zap.Logger
 	// Observer, if set, is told about each applied window (for metrics).
 	Observer Observer
+
+	// WindowHook, if set, is called by the goroutine applying a window
+	// through a frontier at each stage of its life (the WindowStage
+	// constants). It is a test hook: the end-to-end tests use it to freeze
+	// a process at a precise point of a window. It must return quickly
+	// unless it means to stall the window.
+	WindowHook func(stage WindowStage, through schemas.HLC)
 }
 
 func (c *Config) setDefaults() error {
@@ -189,13 +196,24 @@ type Stats struct {
 	// RetentionGaps counts partitions found with records deleted by
 	// Kafka's retention before they were applied (RetentionGapError).
 	RetentionGaps int64
+	// Fenced counts windows rolled back because another member had
+	// applied one of their partitions meanwhile (this member had lost
+	// them, say in a stall longer than the session timeout); the member
+	// resumed those partitions from the stored checkpoints.
+	Fenced int64
+	// Cancelled counts windows abandoned in flight because their
+	// partitions were lost (the member's group session expired).
+	Cancelled int64
 }
 
 // partState is what the member knows about one owned partition.
 type partState struct {
-	p        buffer.Partition
-	applied  schemas.HLC // warehouse checkpoint
-	resolved schemas.HLC // latest resolved seen
+	p       buffer.Partition
+	applied schemas.HLC // warehouse checkpoint
+	// appliedNext is the warehouse checkpoint's NextOffset: with applied,
+	// the checkpoint a window is built on (and fenced with).
+	appliedNext int64
+	resolved    schemas.HLC // latest resolved seen
 	// marks are the resolved timestamps seen above applied, with when each
 	// was ingested: a window through F became closable on this partition
 	// when the first resolved >= F arrived, which on a backlog is long
@@ -270,6 +288,12 @@ type Processor struct {
 	// toCommit are the checkpoints of applied windows whose advisory Kafka
 	// offsets the poll loop commits once it has released mu.
 	toCommit []sinks.Checkpoint
+	// uncertain is the last window whose Commit was reported failed (the
+	// commit may have taken effect), until a window succeeds or is fenced.
+	uncertain *uncertainCommit
+	// seeks are the fetch positions of partitions re-adjusted to another
+	// member's checkpoint (fence.go), applied by the poll loop.
+	seeks map[buffer.Partition]int64
 
 	stats struct {
 		consumed, resolvedMsgs, duplicates, rowsApplied, windows atomic.Int64
@@ -279,6 +303,7 @@ type Processor struct {
 		lastFlush, lastVisible                                   atomic.Int64
 		deadIngest, deadApply, skipped                           atomic.Int64
 		retentionGaps                                            atomic.Int64
+		fenced, cancelled                                        atomic.Int64
 	}
 	latency *latencies
 	stopAt  atomic.Pointer[schemas.HLC]
@@ -298,6 +323,7 @@ func New(cfg Config) (*Processor, error) {
 		cfg:     cfg,
 		log:     cfg.Logger,
 		parts:   make(map[buffer.Partition]*partState),
+		seeks:   make(map[buffer.Partition]int64),
 		latency: newLatencies(4096),
 	}
 	p.SetStopAt(cfg.StopAt)
@@ -329,6 +355,8 @@ func (p *Processor) Stats() Stats {
 		DeadLettersApply:  p.stats.deadApply.Load(),
 		Skipped:           p.stats.skipped.Load(),
 		RetentionGaps:     p.stats.retentionGaps.Load(),
+		Fenced:            p.stats.fenced.Load(),
+		Cancelled:         p.stats.cancelled.Load(),
 	}
 	if f := p.stats.frontier.Load(); f != nil {
 		s.Frontier = *f
@@ -519,7 +547,13 @@ func (p *Processor) loop(ctx context.Context) error {
 		p.publishPartitions()
 		commits := p.toCommit
 		p.toCommit = nil
+		seeks := p.takeSeeks()
 		p.mu.Unlock()
+		// Before AllowRebalance: no rebalance can move these partitions
+		// meanwhile (kgo.Client.SetOffsets).
+		if len(seeks) > 0 {
+			p.cl.SetOffsets(seeks)
+		}
 		p.cl.AllowRebalance()
 		// Outside mu: a commit waits for a rebalance in progress, and the
 		// rebalance callbacks take mu.

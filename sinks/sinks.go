@@ -5,6 +5,9 @@ package sinks
 
 import (
 	"context"
+	"errors"
+	"fmt"
+	"strings"
 	"time"
 
 	"github.com/highwater-dev/highwater/schemas"
@@ -86,6 +89,22 @@ type Tx interface {
 	// changelog keeps each (key, Updated) once.
 	// The changes slice and its values are only valid during the call.
 	Write(ctx context.Context, table *schemas.Table, changes []Change) error
+	// Fence makes this transaction commit only if each partition in held
+	// still has, in the warehouse, the checkpoint Resolved this member
+	// built the window on (held[i].Resolved; a partition with no stored
+	// checkpoint counts as a zero Resolved). The check is made under a lock
+	// that holds until the transaction ends, so that two members can never
+	// both commit on top of the same checkpoint: a member that lost its
+	// partitions (a stall longer than the session timeout) cannot write for
+	// them once their new owner has applied a window. On a mismatch Fence,
+	// or at the latest Commit, returns a *FencedError (errors.Is ErrFenced)
+	// and nothing of the transaction is applied. Every partition whose
+	// changes the window writes must be in held, whether or not its
+	// checkpoint moves. Call Fence before Checkpoint for the same
+	// partitions: writers refuse a Fence of a partition this transaction
+	// has already checkpointed. After a *FencedError the transaction is
+	// over (Rollback is a no-op, Commit returns the same error).
+	Fence(ctx context.Context, held []Checkpoint) error
 	// Checkpoint records partitions' progress in this transaction. A
 	// checkpoint with a Resolved older than the stored one for the same
 	// partition leaves the stored one unchanged.
@@ -101,6 +120,38 @@ type Tx interface {
 	// Rollback abandons the transaction; it is a no-op after Commit.
 	Rollback(ctx context.Context) error
 }
+
+// ErrFenced is what a fenced window's Tx.Fence or Tx.Commit wraps: a
+// partition's stored checkpoint is no longer the one the member built on.
+var ErrFenced = errors.New("checkpoint fenced")
+
+// FencedError says which partitions' stored checkpoints differ from those a
+// window was built on. It is not a failure of the warehouse: the member
+// re-reads those partitions' checkpoints and resumes from them.
+type FencedError struct {
+	// Stored are the checkpoints found in the warehouse for the partitions
+	// that differ (a zero Resolved where there is none), Resolved and
+	// NextOffset exactly as stored. The files writer may also list a
+	// partition whose stored checkpoint is still the held one, when
+	// another member's window over it claimed it first and is committing.
+	Stored []Checkpoint
+}
+
+func (e *FencedError) Error() string {
+	var b strings.Builder
+	b.WriteString(ErrFenced.Error())
+	b.WriteString(": another member applied")
+	for i, cp := range e.Stored {
+		if i > 0 {
+			b.WriteByte(',')
+		}
+		fmt.Fprintf(&b, " %s[%d] through %s", cp.Topic, cp.Partition, cp.Resolved)
+	}
+	return b.String()
+}
+
+// Is makes errors.Is(err, ErrFenced) true for a *FencedError.
+func (e *FencedError) Is(target error) bool { return target == ErrFenced }
 
 // Names of the objects highwater keeps in a warehouse beside the mirror
 // tables; every writer uses these, so that users and tools find the same

@@ -124,6 +124,10 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 	}
 	defer w.Close()
 	obs := metrics.NewObserver()
+	hook, err := windowTestHook(os.Getenv(testHookEnv), log)
+	if err != nil {
+		return err
+	}
 
 	proc, err := processor.New(processor.Config{
 		Brokers:          cfg.Brokers,
@@ -145,6 +149,7 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		Logger:           log,
 		// A retention gap stops the member unless the operator accepts it.
 		AllowRetentionGap: cfg.AllowRetentionGap,
+		WindowHook:        hook,
 	})
 	if err != nil {
 		return err

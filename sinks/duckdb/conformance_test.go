@@ -59,6 +59,14 @@ func TestConformance(t *testing.T) {
 			}
 			return h.open(t, path, opts)
 		},
+		// Another member in this process: duckdb-go shares one database
+		// instance between the connectors of one file.
+		Second: func(t *testing.T, opts sinks.Options) sinks.Writer {
+			h.mu.Lock()
+			path := h.paths[t.Name()]
+			h.mu.Unlock()
+			return h.open(t, path, opts)
+		},
 		Query: sinktest.QueryDB(h.db),
 		Quote: sinktest.QuoteIdent,
 	})

@@ -56,6 +56,11 @@ type Writer struct {
 	stageSeq  atomic.Int64
 	// names is the committed record of where each source table lives.
 	names *names
+
+	// locks are the database's fence locks, shared with the other Writers
+	// of this process on the same file; dropLocks releases them at Close.
+	locks     *partitionLocks
+	dropLocks func()
 }
 
 var _ sinks.Writer = (*Writer)(nil)
@@ -126,6 +131,7 @@ func Open(ctx context.Context, path string, opts sinks.Options, logger *zap.Logg
 		opts:   opts,
 		logger: logger,
 	}
+	w.locks, w.dropLocks = openLocks(file)
 	if err := w.init(ctx); err != nil {
 		_ = w.Close()
 		return nil, fmt.Errorf("open duckdb %s: %w", file, err)
@@ -222,6 +228,7 @@ func (w *Writer) Begin(ctx context.Context) (sinks.Tx, error) {
 
 // Close closes the database. An open Tx is abandoned.
 func (w *Writer) Close() error {
+	w.dropLocks()
 	// sql.DB.Close closes the connector (it is an io.Closer), which
 	// closes the database and releases the file lock.
 	if err := w.db.Close(); err != nil {

@@ -37,6 +37,10 @@ type Tx struct {
 	tables map[string]*tableState
 	order  []*tableState
 	cps    map[cpKey]sinks.Checkpoint
+	// fenced are the partitions Fence checked, as held; unlock releases
+	// their fence locks when the transaction ends.
+	fenced []sinks.Checkpoint
+	unlock []func()
 	// seq numbers staged rows in arrival order, so that of two versions
 	// with the same key and HLC the later written one wins.
 	seq int64
@@ -96,6 +100,9 @@ type segment struct {
 var tenPow10 = big.NewInt(10_000_000_000)
 
 func (tx *Tx) usable() error {
+	if tx.done && isFenced(tx.err) {
+		return tx.err
+	}
 	if tx.done {
 		return errors.New("window transaction already finished")
 	}
@@ -452,6 +459,9 @@ func (tx *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 
 // Commit applies the staged window and commits it.
 func (tx *Tx) Commit(ctx context.Context) error {
+	if tx.done && isFenced(tx.err) {
+		return tx.err
+	}
 	if tx.done {
 		return errors.New("commit window: transaction already finished")
 	}
@@ -464,10 +474,18 @@ func (tx *Tx) Commit(ctx context.Context) error {
 		return fmt.Errorf("commit window: %w", err)
 	}
 	start := time.Now()
+	if len(tx.fenced) > 0 {
+		if err := tx.lockFence(ctx); err != nil {
+			if !tx.done {
+				_ = tx.abort()
+			}
+			return err
+		}
+	}
 	if err := tx.apply(ctx); err != nil {
 		tx.err = err
 		_ = tx.abort()
-		return fmt.Errorf("commit window: %w", err)
+		return tx.fencedOr(ctx, fmt.Errorf("commit window: %w", err))
 	}
 	// DuckDB answers COMMIT of an aborted transaction by rolling back
 	// without an error; tx.err above is what guards against that. COMMIT
@@ -477,9 +495,10 @@ func (tx *Tx) Commit(ctx context.Context) error {
 	if _, err := tx.conn.ExecContext(context.WithoutCancel(ctx), `COMMIT`); err != nil {
 		tx.err = err
 		_ = tx.abort()
-		return fmt.Errorf("commit window: %w", err)
+		return tx.fencedOr(ctx, fmt.Errorf("commit window: %w", err))
 	}
 	tx.done = true
+	tx.releaseLocks()
 	_ = tx.conn.Close()
 	tx.namesCommitted()
 	if ce := tx.w.logger.Check(zap.DebugLevel, "window committed"); ce != nil {
@@ -492,6 +511,29 @@ func (tx *Tx) Commit(ctx context.Context) error {
 		ce.Write(zap.Int("tables", len(tx.order)), zap.Int("changes", rows), zap.Int("checkpoints", len(tx.cps)), zap.Duration("took", time.Since(start)))
 	}
 	return nil
+}
+
+// fencedOr returns, for a window that failed to apply or commit, a
+// *sinks.FencedError if a partition it fenced has meanwhile a different
+// stored checkpoint (a write-write conflict with the window that moved
+// it), and err otherwise.
+func (tx *Tx) fencedOr(ctx context.Context, err error) error {
+	if len(tx.fenced) == 0 {
+		return err
+	}
+	if fe, _ := tx.w.fenceCheck(ctx, tx.fenced); fe != nil {
+		tx.err = fe
+		return fe
+	}
+	return err
+}
+
+// releaseLocks releases the window's fence locks.
+func (tx *Tx) releaseLocks() {
+	for _, f := range tx.unlock {
+		f()
+	}
+	tx.unlock = nil
 }
 
 // Rollback abandons the window; it is a no-op once the transaction is
@@ -518,6 +560,7 @@ func (tx *Tx) abort() error {
 		_ = tx.conn.Raw(func(any) error { return driver.ErrBadConn })
 		err = fmt.Errorf("rollback window: %w", err)
 	}
+	tx.releaseLocks()
 	_ = tx.conn.Close()
 	return err
 }

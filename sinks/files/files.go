@@ -275,9 +275,20 @@ func Open(ctx context.Context, cfg Config, logger *zap.Logger) (*Writer, error) 
 		dirs: map[string]string{}, dirOwner: map[string]string{}}
 	if rest, ok := strings.CutPrefix(cfg.Root, "s3://"); ok {
 		bucket, prefix, _ := strings.Cut(rest, "/")
-		if w.st, err = newS3Store(ctx, s3Config{bucket: bucket, prefix: prefix, region: cfg.S3Region, endpoint: cfg.S3Endpoint, pathStyle: cfg.S3PathStyle}); err != nil {
+		s3s, err := newS3Store(ctx, s3Config{bucket: bucket, prefix: prefix, region: cfg.S3Region, endpoint: cfg.S3Endpoint, pathStyle: cfg.S3PathStyle})
+		if err != nil {
 			return nil, fmt.Errorf("open files sink %s: %w", cfg.Root, err)
 		}
+		ok, err := s3s.probeConditional(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("open files sink %s: probing conditional writes: %w", cfg.Root, err)
+		}
+		if !ok {
+			s3s.unconditional = true
+			logger.Error("files sink: the S3 store does not honour conditional writes (If-None-Match); "+
+				"a member that lost its partitions can still commit a window (see docs/SINK_FILES.md)", zap.String("root", cfg.Root))
+		}
+		w.st = s3s
 		w.tmp = cfg.TempDir
 	} else {
 		ds, err := newDirStore(cfg.Root)
@@ -479,54 +490,24 @@ func (w *Writer) writeJSON(ctx context.Context, key string, v any) error {
 // complete window. It lists only the group's checkpoint objects (one per
 // partition set the group's members ever had), not the data.
 func (w *Writer) Checkpoints(ctx context.Context, group string) ([]sinks.Checkpoint, error) {
-	prefix := internalDir + "/checkpoints/" + escape(group) + "/"
-	keys, err := w.st.list(ctx, prefix)
+	// The fence object first: a manifest it names that a crash kept from
+	// being written is restored before the checkpoint objects are judged.
+	f, err := w.installManifests(ctx, group)
 	if err != nil {
 		return nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
 	}
-	best := map[partKey]sinks.Checkpoint{}
-	stale := map[string]*stateObject{}
-	others := map[string]*stateObject{}
-	for _, key := range keys {
-		if !strings.HasSuffix(key, ".json") {
-			continue
+	best, stale, others, err := w.readCheckpoints(ctx, group)
+	if err != nil {
+		return nil, err
+	}
+	for i := range f.Partitions {
+		cp, err := f.Partitions[i].checkpoint(group)
+		if err != nil {
+			return nil, err
 		}
-		st := &stateObject{key: key}
-		if err := w.readJSON(ctx, key, st); err != nil {
-			if errors.Is(err, errNotFound) {
-				continue
-			}
-			return nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
-		}
-		if st.Group != group {
-			continue
-		}
-		entries := st.Checkpoints
-		if st.Pending == nil {
-			others[key] = st
-		} else {
-			var m Manifest
-			switch err := w.readJSON(ctx, st.Pending.Manifest, &m); {
-			case err == nil:
-				// The crash came after the manifest: the window is
-				// complete.
-				entries = m.Checkpoints
-			case errors.Is(err, errNotFound):
-				stale[key] = st
-			default:
-				return nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
-			}
-		}
-		for _, e := range entries {
-			h, err := schemas.ParseHLC(e.Resolved)
-			if err != nil {
-				return nil, fmt.Errorf("read checkpoints of group %q: %s: topic %q partition %d: %w", group, w.st.location(key), e.Topic, e.Partition, err)
-			}
-			k := partKey{group, e.Topic, e.Partition}
-			cp := sinks.Checkpoint{Group: group, Topic: e.Topic, Partition: e.Partition, Resolved: h, NextOffset: e.NextOffset}
-			if old, ok := best[k]; !ok || old.Resolved.Less(h) || (old.Resolved == h && old.NextOffset < cp.NextOffset) {
-				best[k] = cp
-			}
+		k := partKey{group, cp.Topic, cp.Partition}
+		if old, ok := best[k]; !ok || old.Resolved.Less(cp.Resolved) {
+			best[k] = cp
 		}
 	}
 	out := make([]sinks.Checkpoint, 0, len(best))
@@ -546,6 +527,63 @@ func (w *Writer) Checkpoints(ctx context.Context, group string) ([]sinks.Checkpo
 		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
 	})
 	return out, nil
+}
+
+// readCheckpoints reads the group's checkpoint objects: the newest
+// complete checkpoint per partition, the objects with a window a crash cut
+// short (stale) and the others.
+func (w *Writer) readCheckpoints(ctx context.Context, group string) (map[partKey]sinks.Checkpoint, map[string]*stateObject, map[string]*stateObject, error) {
+	prefix := internalDir + "/checkpoints/" + escape(group) + "/"
+	keys, err := w.st.list(ctx, prefix)
+	if err != nil {
+		return nil, nil, nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
+	}
+	best := map[partKey]sinks.Checkpoint{}
+	stale := map[string]*stateObject{}
+	others := map[string]*stateObject{}
+	for _, key := range keys {
+		if !strings.HasSuffix(key, ".json") {
+			continue
+		}
+		st := &stateObject{key: key}
+		if err := w.readJSON(ctx, key, st); err != nil {
+			if errors.Is(err, errNotFound) {
+				continue
+			}
+			return nil, nil, nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
+		}
+		if st.Group != group {
+			continue
+		}
+		entries := st.Checkpoints
+		if st.Pending == nil {
+			others[key] = st
+		} else {
+			var m Manifest
+			switch err := w.readJSON(ctx, st.Pending.Manifest, &m); {
+			case err == nil:
+				// The crash came after the manifest: the window is
+				// complete.
+				entries = m.Checkpoints
+			case errors.Is(err, errNotFound):
+				stale[key] = st
+			default:
+				return nil, nil, nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
+			}
+		}
+		for _, e := range entries {
+			h, err := schemas.ParseHLC(e.Resolved)
+			if err != nil {
+				return nil, nil, nil, fmt.Errorf("read checkpoints of group %q: %s: topic %q partition %d: %w", group, w.st.location(key), e.Topic, e.Partition, err)
+			}
+			k := partKey{group, e.Topic, e.Partition}
+			cp := sinks.Checkpoint{Group: group, Topic: e.Topic, Partition: e.Partition, Resolved: h, NextOffset: e.NextOffset}
+			if old, ok := best[k]; !ok || old.Resolved.Less(h) || (old.Resolved == h && old.NextOffset < cp.NextOffset) {
+				best[k] = cp
+			}
+		}
+	}
+	return best, stale, others, nil
 }
 
 // learn records cp as stored, unless a newer checkpoint of its partition

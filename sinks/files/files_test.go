@@ -278,9 +278,12 @@ func (f *failStore) putFile(ctx context.Context, key, src string) error {
 
 func isManifest(key string) bool { return strings.HasPrefix(key, internalDir+"/manifests/") }
 func isState(key string) bool    { return strings.HasPrefix(key, internalDir+"/checkpoints/") }
+func isStaged(key string) bool   { return strings.HasPrefix(key, internalDir+"/staged/") }
 
 // crashScenario runs on dir or S3: a window crashes between its data files
-// and its manifest; a new writer resumes from the window before, writes the
+// and its manifest, before it publishes its checkpoints in the fence
+// object (its staged manifest is the first write after the data); a new
+// writer resumes from the window before, writes the
 // rows again in a window with another resolved timestamp, and the crashed
 // window's files are gone: every (key, HLC) is in the files once.
 func crashScenario(t *testing.T, open func(t *testing.T) *Writer, read func(t *testing.T, w *Writer) string) {
@@ -295,7 +298,7 @@ func crashScenario(t *testing.T, open func(t *testing.T) *Writer, read func(t *t
 		ch(sinks.OpDelete, h(15), int64(2), nil, nil),
 	}
 	real := w.st
-	w.st = &failStore{store: real, fail: isManifest}
+	w.st = &failStore{store: real, fail: isStaged}
 	err := tryCommit(w, []sinks.Checkpoint{cp(0, h(20), 13), cp(1, h(20), 21)}, write{tb, second})
 	if !errors.Is(err, errCrash) {
 		t.Fatalf("commit with a crash before the manifest: %v", err)

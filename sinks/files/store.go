@@ -39,6 +39,10 @@ type store interface {
 	// location renders key for messages and for readers (a path or an
 	// s3:// URL).
 	location(key string) string
+	// getTagged and putIf are get and put as compare and swap; see
+	// conditional.go.
+	getTagged(ctx context.Context, key string) ([]byte, string, error)
+	putIf(ctx context.Context, key string, b []byte, tag string) error
 }
 
 // dirStore is a store in a local directory. Objects are written to a
@@ -209,6 +213,9 @@ type s3Store struct {
 	client *s3.Client
 	bucket string
 	prefix string // "" or ends with "/"
+	// unconditional is set when the store does not honour conditional
+	// writes (probeConditional).
+	unconditional bool
 }
 
 // s3Config is what an s3:// URL says about the connection.

@@ -38,7 +38,9 @@ type Tx struct {
 	tables map[string]*tableWindow
 	order  []*tableWindow
 	cps    map[partKey]sinks.Checkpoint
-	dls    []sinks.DeadLetter
+	// held are the checkpoints Fence was given.
+	held map[partKey]sinks.Checkpoint
+	dls  []sinks.DeadLetter
 	// seq numbers rows in arrival order, so that of two versions with the
 	// same key and HLC the later written one wins.
 	seq uint64
@@ -446,6 +448,27 @@ func (tx *Tx) commit(ctx context.Context) error {
 		}
 	}
 
+	held := tx.heldList()
+	if len(held) > 0 && len(cps) > 0 && held[0].Group != group {
+		return fmt.Errorf("commit window through %s: fenced group %q, checkpointed group %q", resolved, held[0].Group, group)
+	}
+	token := newToken()
+	if len(held) > 0 {
+		// Claim the partitions before anything is written: from here, a
+		// window of another member built on the same checkpoints takes
+		// the claim over and this one cannot publish.
+		if _, err := w.installManifests(ctx, held[0].Group); err != nil {
+			return fmt.Errorf("commit window through %s: %w", resolved, err)
+		}
+		if err := w.claim(ctx, held[0].Group, token, held); err != nil {
+			if errors.Is(err, sinks.ErrFenced) {
+				return err
+			}
+			return fmt.Errorf("commit window through %s: %w", resolved, err)
+		}
+		floor = tx.floor(cps)
+	}
+
 	var state *stateObject
 	if len(cps) > 0 {
 		var err error
@@ -479,6 +502,33 @@ func (tx *Tx) commit(ctx context.Context) error {
 		m.DeadLetters = []string{dlqKey}
 	}
 	m.WrittenAt = time.Now().UTC()
+	if len(held) > 0 || len(cps) > 0 {
+		// The checkpoints move in the fence object, if no other window
+		// claimed the held partitions since; the manifest is staged first
+		// so that a crash right after cannot lose the window.
+		fg := group
+		if fg == "" {
+			fg = held[0].Group
+		}
+		staged := stagedKey(fg, base, token)
+		if err := w.writeJSON(ctx, staged, m); err != nil {
+			return fmt.Errorf("commit window through %s: staged manifest: %w", resolved, err)
+		}
+		if err := w.publish(ctx, fg, token, held, cps, mKey, staged); err != nil {
+			_ = w.st.remove(ctx, []string{staged})
+			if errors.Is(err, sinks.ErrFenced) {
+				return err
+			}
+			return fmt.Errorf("commit window through %s: %w", resolved, err)
+		}
+		defer func() {
+			// Only once the manifest is written: until then the staged
+			// copy is what restores it.
+			if _, err := w.st.get(context.WithoutCancel(ctx), mKey); err == nil {
+				_ = w.st.remove(context.WithoutCancel(ctx), []string{staged})
+			}
+		}()
+	}
 	if err := w.writeJSON(ctx, mKey, m); err != nil {
 		return fmt.Errorf("commit window through %s: manifest: %w", resolved, err)
 	}

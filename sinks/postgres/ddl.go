@@ -278,7 +278,13 @@ func (x *Tx) evolve(ctx context.Context, tt *txTable, want []wantColumn, key []s
 		return err
 	}
 	// Another writer may be changing the same table: take the lock, then
-	// look again.
+	// look again. Schema changes wait for other members' windows on the
+	// table (and their DDL) for as long as statement_timeout allows, not
+	// lock_timeout: retrying would only queue again behind them.
+	restore, err := x.withoutLockTimeout(ctx)
+	if err != nil {
+		return err
+	}
 	if _, err := x.tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "highwater ddl "+w.schema); err != nil {
 		return fmt.Errorf("taking the schema lock: %w", err)
 	}
@@ -314,6 +320,9 @@ func (x *Tx) evolve(ctx context.Context, tt *txTable, want []wantColumn, key []s
 		if _, err := x.tx.Exec(ctx, s); err != nil {
 			return fmt.Errorf("evolving the warehouse: %s: %w", s, err)
 		}
+	}
+	if err := restore(); err != nil {
+		return err
 	}
 	ls, err = w.loadLayouts(ctx, x.tx, names...)
 	if err != nil {

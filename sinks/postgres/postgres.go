@@ -49,6 +49,24 @@ const DefaultReconnectTimeout = time.Minute
 // source tables one; the writer refuses them instead.
 const maxIdent = 63
 
+// sessionTimeouts are the server settings the writer gives its sessions
+// unless the sink URL sets them (?lock_timeout=10s, ...).
+var sessionTimeouts = []struct{ name, value string }{
+	// How long a statement waits for a lock another window holds before
+	// the window fails and is retried: a live member holds the fence's
+	// checkpoint rows for well under a second, a frozen one indefinitely.
+	{"lock_timeout", "5s"},
+	// The longest statement: a MERGE of a window of millions of rows
+	// takes tens of seconds; a COPY counts from its start while it waits
+	// for the member to send rows.
+	{"statement_timeout", "5min"},
+	// A transaction whose member sends nothing for this long (frozen
+	// between two statements of a window) is ended with its session; a
+	// live member's gaps between a window's statements are its own work
+	// on the next batch of rows, well under this.
+	{"idle_in_transaction_session_timeout", "1min"},
+}
+
 // maxIdle bounds the connections kept open between windows.
 const maxIdle = 4
 
@@ -84,7 +102,9 @@ var _ sinks.Writer = (*Writer)(nil)
 //     unreachable server (default 1m).
 //
 // Every other option is pgx's (sslmode, connect_timeout, application_name,
-// any server setting).
+// any server setting). The writer sets lock_timeout=5s,
+// statement_timeout=5min and idle_in_transaction_session_timeout=1min on
+// its sessions unless the URL gives them (0 turns one off).
 func Open(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
 	if logger == nil {
 		logger = zap.NewNop()
@@ -155,6 +175,17 @@ func Open(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Lo
 		}
 	}
 	setDefault("application_name", "highwater")
+	// A member frozen mid-window (SIGSTOP, a GC pause, a frozen VM) must
+	// not hold its locks, above all the fence's checkpoint row locks, for
+	// longer than it takes the group to hand its partitions to another
+	// member: the server ends a statement or an idle transaction that
+	// outlives these, and the new owner, which waits for a lock at most
+	// lock_timeout before retrying its window, then commits. The fence
+	// keeps the frozen member from committing afterwards; these only
+	// bound how long it can stall the others. See docs/SINK_POSTGRES.md.
+	for _, d := range sessionTimeouts {
+		setDefault(d.name, d.value)
+	}
 	// Staging tables and the per-key sort of a window live in these; the
 	// defaults (8MB, 4MB) spill a 100k-row window to disk.
 	setDefault("temp_buffers", "64MB")
@@ -200,6 +231,12 @@ func (w *Writer) ensureCatalog(ctx context.Context) error {
 		return err
 	}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// Wait for other members' schema changes past lock_timeout (up to
+		// statement_timeout): a member must not fail to start because
+		// another one's window is creating tables.
+		if _, err := tx.Exec(ctx, "SET LOCAL lock_timeout = 0"); err != nil {
+			return fmt.Errorf("lifting lock_timeout: %w", err)
+		}
 		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock(hashtext($1))", "highwater ddl "+w.schema); err != nil {
 			return fmt.Errorf("taking the schema lock: %w", err)
 		}

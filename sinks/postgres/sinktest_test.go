@@ -30,6 +30,9 @@ func TestConformance(t *testing.T) {
 		Reopen: func(t *testing.T, opts sinks.Options) sinks.Writer {
 			return open(t, d.get(t), opts)
 		},
+		Second: func(t *testing.T, opts sinks.Options) sinks.Writer {
+			return open(t, d.get(t), opts)
+		},
 		Query: func(t *testing.T, sql string) [][]string {
 			t.Helper()
 			return query(t, d.get(t), sql)

@@ -30,6 +30,13 @@ type Tx struct {
 	seq    int64
 	// pending are the window's new warehouse names (names.go).
 	pending pendingNames
+	// held are the checkpoints Fence was given, locked and checked again
+	// at Commit; deferred are the checkpoints of a fenced window, written
+	// after that check. checkpointed are the partitions Checkpoint was
+	// given, so that a Fence after its Checkpoint is refused.
+	held         map[partKey]sinks.Checkpoint
+	deferred     []sinks.Checkpoint
+	checkpointed map[partKey]bool
 }
 
 var _ sinks.Tx = (*Tx)(nil)
@@ -74,12 +81,16 @@ func (w *Writer) Begin(ctx context.Context) (sinks.Tx, error) {
 			}
 			return nil, fmt.Errorf("postgres: BEGIN: %w", err)
 		}
-		return &Tx{w: w, conn: conn, tx: tx, tables: map[string]*txTable{}}, nil
+		return &Tx{w: w, conn: conn, tx: tx, tables: map[string]*txTable{},
+			held: map[partKey]sinks.Checkpoint{}, checkpointed: map[partKey]bool{}}, nil
 	}
 }
 
 func (x *Tx) usable() error {
 	if x.done {
+		if fe := (*sinks.FencedError)(nil); errors.As(x.err, &fe) {
+			return x.err
+		}
 		return errors.New("postgres: transaction already ended")
 	}
 	return x.err
@@ -260,11 +271,28 @@ func (s *changeSource) Values() ([]any, error) {
 
 func (s *changeSource) Err() error { return s.err }
 
-// Checkpoint upserts partitions' progress in this transaction.
+// Checkpoint upserts partitions' progress in this transaction. In a fenced
+// window the upsert waits for Commit, which first locks and checks the
+// fenced checkpoint rows.
 func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 	if err := x.usable(); err != nil {
 		return err
 	}
+	if len(cps) == 0 {
+		return nil
+	}
+	for _, cp := range cps {
+		x.checkpointed[partKey{cp.Group, cp.Topic, cp.Partition}] = true
+	}
+	if len(x.held) > 0 {
+		x.deferred = append(x.deferred, cps...)
+		return nil
+	}
+	return x.writeCheckpoints(ctx, cps)
+}
+
+// writeCheckpoints upserts cps.
+func (x *Tx) writeCheckpoints(ctx context.Context, cps []sinks.Checkpoint) error {
 	if len(cps) == 0 {
 		return nil
 	}
@@ -310,11 +338,26 @@ func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 // it is visible.
 func (x *Tx) Commit(ctx context.Context) error {
 	if x.done {
+		if fe := (*sinks.FencedError)(nil); errors.As(x.err, &fe) {
+			// Fence rolled back already; say why, not just that it ended.
+			return x.err
+		}
 		return errors.New("postgres: transaction already ended")
 	}
 	if x.err != nil {
 		x.end(ctx)
 		return fmt.Errorf("postgres: commit of a failed transaction (rolled back): %w", x.err)
+	}
+	if len(x.held) > 0 {
+		// The fence first: the merges below are the window's long part,
+		// and nothing of them must run, or wait for locks, if it is fenced.
+		if err := x.lockFence(ctx); err != nil {
+			return err
+		}
+		if err := x.writeCheckpoints(ctx, x.deferred); err != nil {
+			x.end(ctx)
+			return err
+		}
 	}
 	// A fixed table order keeps concurrent writers' row locks in one order.
 	names := make([]string, 0, len(x.tables))

@@ -55,6 +55,11 @@ type Harness struct {
 	Query func(t *testing.T, sql string) [][]string
 	// Quote quotes an identifier for the warehouse's SQL dialect.
 	Quote func(ident string) string
+	// Second returns another writer on the warehouse of t's current
+	// writer, open at the same time, as another member of the group would
+	// have: the fence tests race two of them. The suite closes it. Nil
+	// skips those tests.
+	Second func(t *testing.T, opts sinks.Options) sinks.Writer
 }
 
 // QuoteIdent quotes ident as ANSI SQL does (DuckDB, PostgreSQL): in double
@@ -134,6 +139,7 @@ func Run(t *testing.T, h Harness) {
 		{"LargeBatch", s.testLargeBatch},
 	}
 	tests = append(tests, s.nameTests()...)
+	tests = append(tests, s.fenceTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
 	}

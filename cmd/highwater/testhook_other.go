@@ -1,0 +1,6 @@
+//go:build !unix
+
+package main
+
+// stopSelf does nothing where there is no SIGSTOP.
+func stopSelf() {}
