@@ -44,6 +44,10 @@ problem listed.`,
 
 func configCheck(l *config.Loader, stdout, stderr io.Writer) error {
 	cfg, err := l.Load()
+	if cfg.Sink != "" {
+		// As run would find it, short of connecting.
+		err = errors.Join(err, checkSink(cfg.Sink))
+	}
 	if err != nil {
 		problems := flatten(err)
 		fmt.Fprintf(stderr, "configuration is invalid:\n")

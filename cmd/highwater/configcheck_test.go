@@ -357,3 +357,33 @@ func TestSecretsNeverReachLogsOrOutput(t *testing.T) {
 		assertClean("probe", out.String()+err.Error())
 	}
 }
+
+// TestConfigCheckValidatesTheSinkAsRunDoes: a sink run would refuse at once
+// is a problem config check lists, with the same words.
+func TestConfigCheckValidatesTheSinkAsRunDoes(t *testing.T) {
+	base := []string{"--brokers", "127.0.0.1:1", "--registry", "http://127.0.0.1:1", "--topics", "t", "--startup-timeout", "1s",
+		"--buffer-dir", filepath.Join(t.TempDir(), "buf")}
+	for _, tc := range []struct{ sink, want string }{
+		{"nonsense://x", `unknown scheme "nonsense"`},
+		{"file:///d?format=xml", "xml"},
+		{"duckdb://", "no database path"},
+		{"postgres://hw:pw-4411@db/wh?reconnect_timeout=soon", "reconnect_timeout"},
+	} {
+		_, errOut, err := checkConfig(t, nil, append(base, "--sink", tc.sink)...)
+		if err == nil || !strings.Contains(errOut, tc.want) {
+			t.Errorf("config check --sink %s: err %v, problems %q, want one mentioning %q", tc.sink, err, errOut, tc.want)
+		}
+		if strings.Contains(errOut, "pw-4411") {
+			t.Errorf("config check quotes the sink's password: %s", errOut)
+		}
+		// run refuses it with the same words, before waiting for brokers.
+		out, err := runArgs(t, append([]string{"run", "--sink", tc.sink}, base...)...)
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "cannot reach Kafka") {
+			t.Errorf("run --sink %s: %v\n%s", tc.sink, err, out)
+		}
+	}
+	// A sink run accepts passes.
+	if _, errOut, err := checkConfig(t, nil, append(base, "--sink", "duckdb:///tmp/x.duckdb?threads=1")...); err != nil {
+		t.Errorf("config check on a good sink: %v\n%s", err, errOut)
+	}
+}

@@ -88,6 +88,11 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 	stopAt, _ := cfg.StopAtHLC()
 	budget, _ := cfg.Budget()
 
+	// A sink URL that cannot be opened fails before anything waits or is
+	// created.
+	if err := checkSink(cfg.Sink); err != nil {
+		return err
+	}
 	secOpts, err := cfg.RegistryOptions()
 	if err != nil {
 		return fmt.Errorf("schema registry: %w", err)

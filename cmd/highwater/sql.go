@@ -16,11 +16,12 @@ import (
 	"time"
 	"unicode/utf8"
 
-	duckdb "github.com/duckdb/duckdb-go/v2"
+	duckdbdriver "github.com/duckdb/duckdb-go/v2"
 	_ "github.com/jackc/pgx/v5/stdlib" // database/sql driver "pgx" for postgres:// sinks
 	"github.com/spf13/cobra"
 
 	"github.com/highwater-dev/highwater/config"
+	"github.com/highwater-dev/highwater/sinks/duckdb"
 )
 
 // newSQLCmd is `highwater sql`: one query against the warehouse, so that a
@@ -75,17 +76,20 @@ highwater run is stopped (PostgreSQL has no such limit).`,
 
 // openQueryDB opens the warehouse of a sink URL for queries.
 func openQueryDB(sinkURL string) (*sql.DB, error) {
-	u, err := url.Parse(sinkURL)
-	if err != nil {
-		return nil, fmt.Errorf("sink %s: %w", config.RedactURL(sinkURL), err)
+	if err := checkSink(sinkURL); err != nil {
+		return nil, err
 	}
-	switch strings.ToLower(u.Scheme) {
+	switch u, _ := url.Parse(sinkURL); strings.ToLower(u.Scheme) {
 	case "duckdb":
-		path := u.Path
-		if u.Host != "" || path == "" {
-			return nil, fmt.Errorf("sink %s: want duckdb:///absolute/path.duckdb", config.RedactURL(sinkURL))
+		dsn, err := duckdb.ParseURL(sinkURL)
+		if err != nil {
+			return nil, err
 		}
-		return sql.Open("duckdb", path+"?access_mode=read_only")
+		sep := "?"
+		if strings.Contains(dsn, "?") {
+			sep = "&"
+		}
+		return sql.Open("duckdb", dsn+sep+"access_mode=read_only")
 	case "postgres", "postgresql":
 		return sql.Open("pgx", sinkURL)
 	}
@@ -136,7 +140,7 @@ func runSQL(ctx context.Context, sinkURL, query, format string, stdout io.Writer
 		for i, v := range vals {
 			// DuckDB hands a UUID to database/sql as its 16 bytes.
 			if b, ok := v.([]byte); ok && len(b) == 16 && types[i].DatabaseTypeName() == "UUID" {
-				var u duckdb.UUID
+				var u duckdbdriver.UUID
 				copy(u[:], b)
 				vals[i] = u
 			}
@@ -181,13 +185,13 @@ func text(v any) (s string, null bool) {
 		return x.Format(time.RFC3339Nano), false
 	case string:
 		return x, false
-	case duckdb.UUID:
+	case duckdbdriver.UUID:
 		return x.String(), false
-	case duckdb.Decimal:
+	case duckdbdriver.Decimal:
 		return decimal(x), false
-	case duckdb.Interval:
+	case duckdbdriver.Interval:
 		return interval(x), false
-	case fmt.Stringer: // duckdb.Decimal, pgtype values
+	case fmt.Stringer: // duckdbdriver.Decimal, pgtype values
 		return x.String(), false
 	}
 	if b, err := json.Marshal(v); err == nil && (strings.HasPrefix(string(b), "[") || strings.HasPrefix(string(b), "{")) {
@@ -199,7 +203,7 @@ func text(v any) (s string, null bool) {
 // decimal formats a DuckDB DECIMAL with all its scale digits, as DuckDB's
 // own shell does: an HLC in _hw_updated reads exactly as CockroachDB's
 // WALLNANOS.LOGICAL.
-func decimal(d duckdb.Decimal) string {
+func decimal(d duckdbdriver.Decimal) string {
 	digits := new(big.Int).Abs(d.Value).String()
 	sign := ""
 	if d.Value.Sign() < 0 {
@@ -217,7 +221,7 @@ func decimal(d duckdb.Decimal) string {
 
 // interval formats a DuckDB INTERVAL as PostgreSQL prints one: "1 mon 2
 // days 03:04:05.000006".
-func interval(iv duckdb.Interval) string {
+func interval(iv duckdbdriver.Interval) string {
 	var parts []string
 	if iv.Months != 0 {
 		parts = append(parts, fmt.Sprintf("%d mon", iv.Months))

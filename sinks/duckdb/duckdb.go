@@ -85,26 +85,37 @@ func withoutQuery(rawURL string) string {
 // duckdb:///data/wh.duckdb?threads=2&memory_limit=2GB. Percent-escapes in
 // the path are decoded.
 func OpenURL(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
+	dsn, err := ParseURL(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return Open(ctx, dsn, opts, logger)
+}
+
+// ParseURL returns the database path, with DuckDB options as its query, of
+// a duckdb:///abs/path.duckdb?option=value sink URL; it is what OpenURL
+// opens, and lets `highwater config check` validate a sink as run does.
+func ParseURL(rawURL string) (string, error) {
 	const scheme = "duckdb:"
 	if len(rawURL) < len(scheme) || !strings.EqualFold(rawURL[:len(scheme)], scheme) {
-		return nil, fmt.Errorf("duckdb sink URL %q: scheme must be duckdb", withoutQuery(rawURL))
+		return "", fmt.Errorf("duckdb sink URL %q: scheme must be duckdb", withoutQuery(rawURL))
 	}
 	rest := strings.TrimPrefix(rawURL[len(scheme):], "//")
 	path, query, _ := strings.Cut(rest, "?")
 	path, err := url.PathUnescape(path)
 	if err != nil {
-		return nil, fmt.Errorf("duckdb sink URL %q: path: %w", withoutQuery(rawURL), err)
+		return "", fmt.Errorf("duckdb sink URL %q: path: %w", withoutQuery(rawURL), err)
 	}
 	if path == "" {
-		return nil, fmt.Errorf("duckdb sink URL %q: no database path (want duckdb:///abs/path.duckdb)", withoutQuery(rawURL))
+		return "", fmt.Errorf("duckdb sink URL %q: no database path (want duckdb:///abs/path.duckdb)", withoutQuery(rawURL))
 	}
 	if query != "" {
 		if _, err := url.ParseQuery(query); err != nil {
-			return nil, fmt.Errorf("duckdb sink URL %q: options: %w", withoutQuery(rawURL), err)
+			return "", fmt.Errorf("duckdb sink URL %q: options: %w", withoutQuery(rawURL), err)
 		}
 		path += "?" + query
 	}
-	return Open(ctx, path, opts, logger)
+	return path, nil
 }
 
 // Open opens (creating if needed) the DuckDB database at path, which may be

@@ -228,6 +228,15 @@ func ParseURL(rawURL string) (Config, error) {
 			return cfg, fmt.Errorf("files sink URL %q: unknown option %q (known: format, compression, max_file_size, memory, tmpdir, region, endpoint, path_style)", shown, k)
 		}
 	}
+	// What Open would refuse, refused here: `highwater config check`
+	// validates a sink with ParseURL alone.
+	format := cfg.Format
+	if format == "" {
+		format = Parquet
+	}
+	if _, err := newCompressor(format, cfg.Compression); err != nil {
+		return cfg, fmt.Errorf("files sink URL %q: %w", shown, err)
+	}
 	return cfg, nil
 }
 

@@ -109,6 +109,26 @@ func Open(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Lo
 	if logger == nil {
 		logger = zap.NewNop()
 	}
+	w, err := configure(rawURL, opts, logger)
+	if err != nil {
+		return nil, err
+	}
+	if err := w.ensureCatalog(ctx); err != nil {
+		w.Close()
+		return nil, err
+	}
+	return w, nil
+}
+
+// CheckURL reports whether Open would accept rawURL, without connecting:
+// `highwater config check` validates a sink exactly as run does.
+func CheckURL(rawURL string) error {
+	_, err := configure(rawURL, sinks.Options{}, zap.NewNop())
+	return err
+}
+
+// configure parses rawURL into a Writer that has not connected yet.
+func configure(rawURL string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		// url.Error quotes the whole URL, password included.
@@ -190,11 +210,6 @@ func Open(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Lo
 	// defaults (8MB, 4MB) spill a 100k-row window to disk.
 	setDefault("temp_buffers", "64MB")
 	setDefault("work_mem", "64MB")
-
-	if err := w.ensureCatalog(ctx); err != nil {
-		w.Close()
-		return nil, err
-	}
 	return w, nil
 }
 
