@@ -20,12 +20,15 @@ unit:
 	$(GO) test -count=1 -timeout 20m ./...
 
 ## race: every test of these packages under the race detector (cgo DuckDB
-## included). Left out: integration/ and cmd/highwater, end-to-end runs that
-## take minutes without -race and several times that with it. About 2 min on
-## 2 cores once compiled; see docs/TESTING.md.
+## included), and the end-to-end tests that run members in-process (the
+## others run the highwater binary as a subprocess, which -race does not
+## reach, and take minutes). About 2.5 min on 2 cores once compiled; see
+## docs/TESTING.md.
 RACE_PKGS ?= ./schemas/ ./buffer/ ./processor/ ./sinks/... ./simulator/ ./metrics/ ./config/ ./internal/...
+RACE_E2E  ?= ^(TestMirrorEqualsSourceAsOfFrontier|TestTwoMembersShareTheFeed|TestPostgresDownMidFeed|TestFilesSinkLatestPerKeyEqualsSource|TestPoisonRecordStopsWithItsLocation)$$
 race:
 	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
+	$(GO) test -race -count=1 -timeout 15m -run '$(RACE_E2E)' ./integration/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./schemas
