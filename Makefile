@@ -6,17 +6,29 @@ LDFLAGS   := -X main.version=$(VERSION)
 # Each fuzz target runs this long in `make test` (CI); run `make fuzz FUZZTIME=10m` for more.
 FUZZTIME  ?= 10s
 
-.PHONY: build test unit fuzz demo bench vet fmt clean check-deploy
+.PHONY: build test unit race fuzz demo bench vet fmt clean check-deploy
 
 build:
 	$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/highwater
 
 ## test: vet, the whole test suite (unit + end-to-end, real Kafka wire protocol,
-## DuckDB and a throwaway PostgreSQL), then a short run of every fuzz target.
-test: vet unit fuzz
+## DuckDB and a throwaway PostgreSQL), the race detector over the packages where
+## it is affordable, then a short run of every fuzz target.
+test: vet unit race fuzz
 
 unit:
 	$(GO) test -count=1 -timeout 20m ./...
+
+## race: every test of these packages under the race detector (cgo DuckDB
+## included), and the end-to-end tests that run members in-process (the
+## others run the highwater binary as a subprocess, which -race does not
+## reach, and take minutes). About 2.5 min on 2 cores once compiled; see
+## docs/TESTING.md.
+RACE_PKGS ?= ./schemas/ ./buffer/ ./processor/ ./sinks/... ./simulator/ ./metrics/ ./config/ ./internal/...
+RACE_E2E  ?= ^(TestMirrorEqualsSourceAsOfFrontier|TestTwoMembersShareTheFeed|TestPostgresDownMidFeed|TestFilesSinkLatestPerKeyEqualsSource|TestPoisonRecordStopsWithItsLocation)$$
+race:
+	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
+	$(GO) test -race -count=1 -timeout 15m -run '$(RACE_E2E)' ./integration/
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./schemas

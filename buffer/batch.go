@@ -151,11 +151,19 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 	defer check.Discard()
 	wb := s.db.NewWriteBatch()
 	defer wb.Cancel()
-	// Until here nothing was written; from here a failure leaves events
-	// the counters do not know of, so the store must be reopened (and
-	// recounts).
+	// Until the first wb.Set nothing is written. From there WriteBatch
+	// commits in chunks as it fills, so a failure may leave events the
+	// counters do not know of: every error goes through fail, and the
+	// store must be reopened (and recounts).
 	fail := func(err error) error {
 		s.failed = err
+		return fmt.Errorf("buffer: write: %w", err)
+	}
+	set := false // an event went to wb
+	abort := func(err error) error {
+		if set {
+			return fail(err)
+		}
 		return fmt.Errorf("buffer: write: %w", err)
 	}
 	var prev []byte
@@ -174,7 +182,7 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 			switch {
 			case errors.Is(err, badger.ErrKeyNotFound):
 			case err != nil:
-				return fmt.Errorf("buffer: write: duplicate check: %w", err)
+				return abort(fmt.Errorf("duplicate check: %w", err))
 			default:
 				var old int64
 				if err := item.Value(func(v []byte) error {
@@ -184,7 +192,7 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 					old = decodeOffset(v)
 					return nil
 				}); err != nil {
-					return fmt.Errorf("buffer: write: duplicate check: %w", err)
+					return abort(fmt.Errorf("duplicate check: %w", err))
 				}
 				if old <= e.off {
 					continue // keep the stored, earlier copy
@@ -194,6 +202,7 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 				deltaB[e.part] -= item.KeySize() + item.ValueSize()
 			}
 		}
+		set = true
 		if err := wb.Set(key, val); err != nil {
 			return fail(err)
 		}

@@ -158,7 +158,7 @@ func TestFilesSinkLatestPerKeyEqualsSource(t *testing.T) {
 			sinkURL := wh.url(t)
 			start := time.Now()
 			m := startMember(t, f, wh, memberConfig{group: "g-files", sinkURL: sinkURL, changelog: true})
-			final := playScenario(t, f, 2, m.awaitFrontier)
+			final := playScenario(t, f, 2, func(h schemas.HLC) { m.awaitFrontier(t, h) })
 			m.proc.SetStopAt(final)
 			m.wait(t, 2*time.Minute)
 			logFigures(t, kind, start, m.proc.Stats())

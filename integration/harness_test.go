@@ -21,7 +21,9 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"github.com/twmb/franz-go/pkg/sr"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/highwater-dev/highwater/buffer"
 	"github.com/highwater-dev/highwater/internal/devstack"
@@ -172,6 +174,9 @@ type member struct {
 	proc *processor.Processor
 	done chan error
 	stop context.CancelFunc
+	// logs holds the member's warnings and errors when
+	// memberConfig.observe is set.
+	logs *observer.ObservedLogs
 }
 
 type memberConfig struct {
@@ -190,11 +195,20 @@ type memberConfig struct {
 	diskBudget int64
 	// allowRetentionGap is processor.Config.AllowRetentionGap.
 	allowRetentionGap bool
+	// observe keeps the member's warnings and errors in member.logs, for
+	// tests that check what the member went through.
+	observe bool
 }
 
 func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	var logs *observer.ObservedLogs
+	if mc.observe {
+		var core zapcore.Core
+		core, logs = observer.New(zap.WarnLevel)
+		log = zap.New(zapcore.NewTee(log.Core(), core))
+	}
 	if mc.registryURL == "" {
 		mc.registryURL = f.stack.RegistryURL()
 	}
@@ -230,7 +244,7 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	m := &member{proc: proc, done: make(chan error, 1), stop: cancel}
+	m := &member{proc: proc, done: make(chan error, 1), stop: cancel, logs: logs}
 	go func() {
 		err := proc.Run(ctx)
 		w.Close()
@@ -437,11 +451,29 @@ func logFigures(t *testing.T, what string, start time.Time, s processor.Stats) {
 
 // awaitFrontier waits (up to a minute) until m has applied through h: the
 // scenarios let the member apply past the restart's checkpoint before the
-// changefeed restart re-emits older versions.
-func (m *member) awaitFrontier(h schemas.HLC) {
-	deadline := time.Now().Add(time.Minute)
-	for m.proc.Stats().Frontier.Less(h) && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
+// changefeed restart re-emits older versions. It fails the test, with the
+// frontier and stats it saw, if the member stops or does not get there:
+// going on would test the restart without the old duplicates it needs.
+func (m *member) awaitFrontier(t *testing.T, h schemas.HLC) {
+	t.Helper()
+	deadline := time.After(time.Minute)
+	tick := time.NewTicker(20 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		s := m.proc.Stats()
+		if !s.Frontier.Less(h) {
+			return
+		}
+		select {
+		case err := <-m.done:
+			m.done <- err // for wait
+			t.Fatalf("member stopped (%v) at frontier %s before applying through %s; stats %+v", err, s.Frontier, h, s)
+		case <-deadline:
+			m.stop()
+			<-m.done
+			t.Fatalf("member's frontier is %s after 1m, want at least %s; stats %+v", s.Frontier, h, s)
+		case <-tick.C:
+		}
 	}
 }
 

@@ -100,7 +100,7 @@ func TestMirrorEqualsSourceAsOfFrontier(t *testing.T) {
 			m := startMember(t, f, wh, memberConfig{group: "g1", sinkURL: sinkURL, changelog: true})
 			// Let the member apply past the restart's checkpoint first, so
 			// that the re-emitted versions arrive as old duplicates.
-			final := playScenario(t, f, 2, m.awaitFrontier)
+			final := playScenario(t, f, 2, func(h schemas.HLC) { m.awaitFrontier(t, h) })
 			m.proc.SetStopAt(final)
 			m.wait(t, 2*time.Minute)
 			logFigures(t, wh.name, start, m.proc.Stats())
@@ -268,11 +268,18 @@ func TestPostgresDownMidFeed(t *testing.T) {
 	wh := pgWarehouse()
 	f := newFeed(t, hostileOptions(31), feedTables()...)
 	sinkURL := wh.url(t)
-	m := startMember(t, f, wh, memberConfig{group: "g-pgdown", sinkURL: sinkURL, changelog: true})
+	// Begin retries connecting for reconnect_timeout (30s by default),
+	// which would wait the whole outage out inside one attempt: shorter
+	// than the outage, windows fail, roll back and are retried.
+	sep := "?"
+	if strings.Contains(sinkURL, "?") {
+		sep = "&"
+	}
+	m := startMember(t, f, wh, memberConfig{group: "g-pgdown", sinkURL: sinkURL + sep + "reconnect_timeout=500ms", changelog: true, observe: true})
 	final := playScenario(t, f, 3, func(checkpoint schemas.HLC) {
 		// The member has windows behind it; take the warehouse away while
 		// the rest of the feed (restart, schema changes) arrives.
-		m.awaitFrontier(checkpoint)
+		m.awaitFrontier(t, checkpoint)
 		if err := pg.Stop(); err != nil {
 			t.Fatal(err)
 		}
@@ -289,6 +296,23 @@ func TestPostgresDownMidFeed(t *testing.T) {
 	m.wait(t, 3*time.Minute)
 	t.Logf("PostgreSQL down 4s mid-feed: the member applied the rest in %s, %d windows after the outage began",
 		time.Since(recovery).Round(time.Millisecond), m.proc.Stats().Windows-windowsBefore)
+	// The outage must have failed a window that was then retried and
+	// applied (the frontier passed it), or the test proved nothing.
+	failed := m.logs.FilterMessage("applying window failed; retrying").All()
+	if len(failed) == 0 {
+		t.Fatalf("no window failed while PostgreSQL was down; warnings: %v", m.logs.All())
+	}
+	frontier := m.proc.Stats().Frontier
+	for _, e := range failed {
+		through, err := schemas.ParseHLC(fmt.Sprint(e.ContextMap()["through"]))
+		if err != nil {
+			t.Fatalf("failed window's through %v: %v", e.ContextMap()["through"], err)
+		}
+		if frontier.Less(through) {
+			t.Errorf("the window through %s failed (%v) and was not applied: frontier %s", through, e.ContextMap()["error"], frontier)
+		}
+	}
+	t.Logf("%d failed window attempts retried, the first through %v: %v", len(failed), failed[0].ContextMap()["through"], failed[0].ContextMap()["error"])
 	verify(t, f, wh, sinkURL, final, true)
 }
 

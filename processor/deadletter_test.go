@@ -169,7 +169,10 @@ func (r *rig) query(t *testing.T, q string) [][]string {
 		t.Fatalf("%s: %v", q, err)
 	}
 	defer rows.Close()
-	cols, _ := rows.Columns()
+	cols, err := rows.Columns()
+	if err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
 	var out [][]string
 	for rows.Next() {
 		vals := make([]sql.NullString, len(cols))
@@ -190,6 +193,30 @@ func (r *rig) query(t *testing.T, q string) [][]string {
 		out = append(out, row)
 	}
 	return out
+}
+
+// bufferedDeadLetters returns the offsets of the dead letters buffered on
+// r's partition below offset 100, failing t if the buffer cannot say.
+func (r *rig) bufferedDeadLetters(t *testing.T) []int64 {
+	t.Helper()
+	offs := []int64{}
+	if err := r.buf.DeadLetters(r.part, 100, func(dl buffer.DeadLetter) error {
+		offs = append(offs, dl.Offset)
+		return nil
+	}); err != nil {
+		t.Fatalf("buffered dead letters: %v", err)
+	}
+	return offs
+}
+
+// state returns r's partition's buffer state, failing t on an error.
+func (r *rig) state(t *testing.T) (buffer.State, bool) {
+	t.Helper()
+	st, known, err := r.buf.State(r.part)
+	if err != nil {
+		t.Fatalf("buffer state: %v", err)
+	}
+	return st, known
 }
 
 // dlqTopic reads every record of the dead-letter topic.
@@ -258,7 +285,7 @@ func TestPoisonRecordsPerPolicy(t *testing.T) {
 		if !errors.As(err, &de) || !strings.Contains(err.Error(), "t[0]@1") || !isPoison(err) {
 			t.Fatalf("ingest error = %v, want a decode error naming t[0]@1", err)
 		}
-		if _, known, _ := r.buf.State(r.part); known {
+		if _, known := r.state(t); known {
 			t.Fatal("the batch with the poison record was written to the buffer")
 		}
 		// At apply: only the records after the ingest poison.
@@ -318,12 +345,7 @@ func TestPoisonRecordsPerPolicy(t *testing.T) {
 		if s := r.p.Stats(); s.DeadLettersIngest != int64(len(ingestPoison)) {
 			t.Fatalf("dead letters at ingest = %d", s.DeadLettersIngest)
 		}
-		var buffered []int64
-		_ = r.buf.DeadLetters(r.part, 100, func(dl buffer.DeadLetter) error {
-			buffered = append(buffered, dl.Offset)
-			return nil
-		})
-		if !reflect.DeepEqual(buffered, ingestPoison) {
+		if buffered := r.bufferedDeadLetters(t); !reflect.DeepEqual(buffered, ingestPoison) {
 			t.Fatalf("buffered dead letters %v, want %v", buffered, ingestPoison)
 		}
 		res := r.p.flush(ctx, r.window(t1))
@@ -363,10 +385,8 @@ func TestPoisonRecordsPerPolicy(t *testing.T) {
 			t.Fatalf("mirror = %v", got)
 		}
 		// Written dead letters leave the buffer; the checkpoint passed them.
-		n := 0
-		_ = r.buf.DeadLetters(r.part, 100, func(buffer.DeadLetter) error { n++; return nil })
-		if n != 0 {
-			t.Fatalf("%d dead letters left in the buffer after the window", n)
+		if left := r.bufferedDeadLetters(t); len(left) != 0 {
+			t.Fatalf("dead letters %v left in the buffer after the window", left)
 		}
 		recs := r.dlqTopic(t, 6)
 		if len(recs) != 6 {
@@ -536,7 +556,7 @@ func TestRegistryFailureIsRetriedNeverDeadLettered(t *testing.T) {
 	if err := r.ingest(t, &kgo.Record{Key: keyOfT(1), Value: valueOfT(1, "a", t1)}); err != nil {
 		t.Fatalf("ingest through a registry that recovers: %v", err)
 	}
-	if st, _, _ := r.buf.State(r.part); st.Events != 1 || calls.Load() < 3 {
+	if st, _ := r.state(t); st.Events != 1 || calls.Load() < 3 {
 		t.Fatalf("buffered %d events after %d registry calls, want 1 after at least 3", st.Events, calls.Load())
 	}
 
@@ -553,9 +573,7 @@ func TestRegistryFailureIsRetriedNeverDeadLettered(t *testing.T) {
 	if s := r.p.Stats(); s.DeadLettersIngest != 0 || s.Skipped != 0 {
 		t.Errorf("a registry failure was set aside: %+v", s)
 	}
-	n := 0
-	_ = r.buf.DeadLetters(r.part, 100, func(buffer.DeadLetter) error { n++; return nil })
-	if n != 0 {
-		t.Errorf("%d dead letters buffered for a registry failure", n)
+	if dead := r.bufferedDeadLetters(t); len(dead) != 0 {
+		t.Errorf("dead letters %v buffered for a registry failure", dead)
 	}
 }

@@ -84,8 +84,9 @@ type tableWindow struct {
 //	HLC (12 bytes, schemas.HLC.AppendBinary) | key length (4 bytes) | key |
 //	sequence (8 bytes) | version index (uvarint) | op (1 byte) | values
 //
-// Records compare as bytes in (HLC, key, arrival) order, so sort runs merge
-// with bytes.Compare, and a (key, HLC) group is adjacent.
+// The key is the primary-key values in an order-preserving encoding
+// (keyorder.go). Records compare with compareRecords in (HLC, key by value,
+// arrival) order, and a (key, HLC) group is adjacent.
 const recHeader = schemas.HLCSize + 4
 
 func recIdentity(rec []byte) []byte {
@@ -213,7 +214,7 @@ func (tx *Tx) stage(tw *tableWindow, vi int, changes []sinks.Change) error {
 			if ch.Values[k] == nil {
 				return fmt.Errorf("change %d (%s at %s): primary-key column %q is NULL", ci, ch.Op, ch.Updated, v.cols[k].name)
 			}
-			if rec, _, err = v.cols[k].appendValue(rec, ch.Values[k]); err != nil {
+			if rec, err = v.cols[k].appendKey(rec, ch.Values[k]); err != nil {
 				return fmt.Errorf("change %d (%s at %s): column %q: %w", ci, ch.Op, ch.Updated, v.cols[k].name, err)
 			}
 		}
@@ -291,7 +292,7 @@ func (tx *Tx) spillTable(tw *tableWindow) error {
 		}
 		tx.spill = dir
 	}
-	slices.SortFunc(tw.recs, bytes.Compare)
+	slices.SortFunc(tw.recs, compareRecords)
 	tx.nspill++
 	name := filepath.Join(tx.spill, fmt.Sprintf("run-%06d", tx.nspill))
 	f, err := os.Create(name)
@@ -734,7 +735,7 @@ func deadLetterLines(dls []sinks.DeadLetter) []byte {
 func (tx *Tx) writeTable(ctx context.Context, tw *tableWindow, base string, floor schemas.HLC) ([]FileEntry, error) {
 	var src recordSource
 	if len(tw.runs) == 0 {
-		slices.SortFunc(tw.recs, bytes.Compare)
+		slices.SortFunc(tw.recs, compareRecords)
 		src = &memSource{recs: tw.recs}
 	} else {
 		if err := tx.spillTable(tw); err != nil {
@@ -880,7 +881,7 @@ type mergeSource struct {
 type runHeap []*runReader
 
 func (h runHeap) Len() int           { return len(h) }
-func (h runHeap) Less(i, j int) bool { return bytes.Compare(h[i].cur, h[j].cur) < 0 }
+func (h runHeap) Less(i, j int) bool { return compareRecords(h[i].cur, h[j].cur) < 0 }
 func (h runHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
 func (h *runHeap) Push(x any)        { *h = append(*h, x.(*runReader)) }
 func (h *runHeap) Pop() any {
