@@ -150,6 +150,36 @@ func TestWindowRetriedAfterAFailure(t *testing.T) {
 	}
 }
 
+// TestLockTimeoutsDoNotCountAsFailures: a window that keeps waiting too
+// long for a lock (another member's window, or a member frozen inside one
+// until the server ends its session) is retried without counting against
+// the attempts that stop the feed, however often.
+func TestLockTimeoutsDoNotCountAsFailures(t *testing.T) {
+	r := newMemRig(t)
+	r.ingest(t, row(1, "a", t1), resolved(t1))
+	for i := 0; i < 2*flushAttempts; i++ {
+		r.w.FailNext(memsink.OpCommit, fmt.Errorf("commit: %w: canceling statement due to lock timeout", sinks.ErrLockTimeout))
+		if err := r.window(t); err != nil {
+			t.Fatalf("lock timeout %d stopped the feed: %v", i+1, err)
+		}
+		if r.p.attempt != 0 {
+			t.Fatalf("lock timeout %d counted as attempt %d", i+1, r.p.attempt)
+		}
+	}
+	if err := r.window(t); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(r.w.Commits()); n != 1 || r.state().applied != t1 {
+		t.Fatalf("%d commits, applied %s after the lock was free", n, r.state().applied)
+	}
+	// Other failures still count.
+	r.ingest(t, row(2, "b", t2), resolved(t2))
+	r.w.FailNext(memsink.OpCommit, errors.New("connection reset"))
+	if err := r.window(t); err != nil || r.p.attempt != 1 {
+		t.Fatalf("a failed commit: err %v, attempt %d; want retried and counted", err, r.p.attempt)
+	}
+}
+
 // TestCommitReportedFailedThatCommitted: the warehouse commits a window and
 // then reports the commit failed (the connection broke). The retry, a
 // larger window by then, is fenced by the checkpoint the member wrote

@@ -117,13 +117,21 @@ func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
 		if res.commitFailed {
 			p.uncertain = &uncertainCommit{f: job.f, owned: job.owned, cps: res.cps, rows: res.rows}
 		}
-		p.attempt++
+		// A window that only waited too long for a lock held by another
+		// transaction (another member's window, or a member frozen inside
+		// one until the server ends its session) is retried without
+		// counting: its own work did not fail, and the wait ends when the
+		// other transaction does.
+		contended := errors.Is(res.err, sinks.ErrLockTimeout)
+		if !contended {
+			p.attempt++
+		}
 		// A poison record fails every attempt alike: stop at once (with
 		// OnErrorFail; other policies set it aside inside the window).
 		if isPoison(res.err) || ctx.Err() != nil || p.attempt >= flushAttempts {
 			return res.err
 		}
-		backoff := min(time.Second<<(p.attempt-1), 10*time.Second)
+		backoff := min(time.Second<<max(p.attempt-1, 0), 10*time.Second)
 		p.retryAt = time.Now().Add(backoff)
 		p.noteError(res.err)
 		p.log.Warn("applying window failed; retrying", zap.Stringer("through", job.f), zap.Int("attempt", p.attempt),

@@ -125,6 +125,13 @@ type Tx interface {
 // partition's stored checkpoint is no longer the one the member built on.
 var ErrFenced = errors.New("checkpoint fenced")
 
+// ErrLockTimeout is what a writer's error wraps when a window gave up
+// waiting for a lock that another transaction held (another member's
+// window, or a member frozen inside one): the window itself did not fail,
+// and a retry succeeds once the other transaction ends, so the caller
+// retries without counting the attempt against its limit.
+var ErrLockTimeout = errors.New("lock wait timed out")
+
 // FencedError says which partitions' stored checkpoints differ from those a
 // window was built on. It is not a failure of the warehouse: the member
 // re-reads those partitions' checkpoints and resumes from them.

@@ -42,7 +42,8 @@ func (w *Writer) ensureDeadLetterTable(ctx context.Context, tx pgx.Tx) error {
 
 // DeadLetters inserts dead letters in the window's transaction; one already
 // stored (same group, topic, partition and offset) is left as it is.
-func (x *Tx) DeadLetters(ctx context.Context, dls []sinks.DeadLetter) error {
+func (x *Tx) DeadLetters(ctx context.Context, dls []sinks.DeadLetter) (err error) {
+	defer markLockTimeout(&err)
 	if err := x.usable(); err != nil {
 		return err
 	}
@@ -73,7 +74,7 @@ func (x *Tx) DeadLetters(ctx context.Context, dls []sinks.DeadLetter) error {
 	}
 	// DISTINCT ON keeps one row per offset: ON CONFLICT does not cover two
 	// rows of one statement.
-	_, err := x.tx.Exec(ctx, `INSERT INTO `+x.w.qualified(sinks.DeadLetterTable)+`
+	_, err = x.tx.Exec(ctx, `INSERT INTO `+x.w.qualified(sinks.DeadLetterTable)+`
 		(consumer_group, topic, "partition", "offset", kafka_timestamp, "key", "value", schema_id, stage, error, recorded_at)
 		SELECT DISTINCT ON (g, t, p, o) g, t, p, o, ts, k, v, sid, st, e, now()
 		FROM unnest($1::text[], $2::text[], $3::int4[], $4::int8[], $5::timestamptz[], $6::bytea[], $7::bytea[], $8::int4[], $9::text[], $10::text[])

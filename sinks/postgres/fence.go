@@ -27,7 +27,8 @@ import (
 // released) and Fence or Commit returns a *sinks.FencedError carrying the
 // stored checkpoints exactly as stored. Fence must come before Checkpoint
 // for the same partition.
-func (x *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
+func (x *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) (err error) {
+	defer markLockTimeout(&err)
 	if err := x.usable(); err != nil {
 		return err
 	}

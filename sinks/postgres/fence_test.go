@@ -103,6 +103,10 @@ func TestFenceFrozenMember(t *testing.T) {
 		if !errors.As(err, &pe) || pe.Code != "55P03" {
 			t.Fatalf("new owner's window failed with %v, want a lock timeout (55P03)", err)
 		}
+		// Marked, so that the processor retries without counting it.
+		if !errors.Is(err, sinks.ErrLockTimeout) {
+			t.Fatalf("a lock timeout is not marked sinks.ErrLockTimeout: %v", err)
+		}
 		lockTimeouts++
 		if time.Now().After(deadline) {
 			t.Fatalf("the frozen member's locks were never released (%d attempts)", attempts)

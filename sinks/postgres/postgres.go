@@ -414,6 +414,17 @@ func (w *Writer) acquire(ctx context.Context) (*pgx.Conn, error) {
 	}
 }
 
+// markLockTimeout marks a lock wait that lock_timeout ended (SQLSTATE
+// 55P03, lock_not_available) as sinks.ErrLockTimeout: the window waited for
+// another member's transaction and is retried without counting it as a
+// failure.
+func markLockTimeout(err *error) {
+	var pe *pgconn.PgError
+	if *err != nil && !errors.Is(*err, sinks.ErrLockTimeout) && errors.As(*err, &pe) && pe.Code == "55P03" {
+		*err = fmt.Errorf("%w: %w", sinks.ErrLockTimeout, *err)
+	}
+}
+
 // retryableConnectError reports whether a failed connect may succeed later:
 // network errors and a server that is starting, stopping or full, but not
 // authentication failures or a missing database.

@@ -108,7 +108,8 @@ func (x *Tx) fail(err error) error {
 // the version's columns and COPYs the changes into a temporary staging
 // table. The mirror table itself is updated at Commit, once every change of
 // the window is known.
-func (x *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) error {
+func (x *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) (err error) {
+	defer markLockTimeout(&err)
 	if err := x.usable(); err != nil {
 		return err
 	}
@@ -274,7 +275,8 @@ func (s *changeSource) Err() error { return s.err }
 // Checkpoint upserts partitions' progress in this transaction. In a fenced
 // window the upsert waits for Commit, which first locks and checks the
 // fenced checkpoint rows.
-func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
+func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) (err error) {
+	defer markLockTimeout(&err)
 	if err := x.usable(); err != nil {
 		return err
 	}
@@ -336,7 +338,8 @@ func (x *Tx) writeCheckpoints(ctx context.Context, cps []sinks.Checkpoint) error
 // Commit applies every staged table to its mirror (and changelog) and
 // commits. If anything fails the transaction is rolled back and nothing of
 // it is visible.
-func (x *Tx) Commit(ctx context.Context) error {
+func (x *Tx) Commit(ctx context.Context) (err error) {
+	defer markLockTimeout(&err)
 	if x.done {
 		if fe := (*sinks.FencedError)(nil); errors.As(x.err, &fe) {
 			// Fence rolled back already; say why, not just that it ended.
@@ -380,7 +383,7 @@ func (x *Tx) Commit(ctx context.Context) error {
 			zap.Duration("merge", time.Since(start)))
 	}
 	start := time.Now()
-	err := x.tx.Commit(ctx)
+	err = x.tx.Commit(ctx)
 	x.w.log.Debug("postgres window committed", zap.Duration("commit", time.Since(start)), zap.Error(err))
 	x.done = true
 	x.w.release(x.conn)
