@@ -98,9 +98,18 @@ func TestMirrorEqualsSourceAsOfFrontier(t *testing.T) {
 			// The member runs while the feed plays, so windows close as
 			// resolved timestamps arrive, and learns the end at the end.
 			m := startMember(t, f, wh, memberConfig{group: "g1", sinkURL: sinkURL, changelog: true})
-			// Let the member apply past the restart's checkpoint first, so
-			// that the re-emitted versions arrive as old duplicates.
-			final := playScenario(t, f, 2, func(h schemas.HLC) { m.awaitFrontier(t, h) })
+			// Let the member apply everything emitted so far first, so
+			// that the re-emitted versions (above the restart's checkpoint,
+			// up to the latest resolved) arrive as old duplicates. Waiting
+			// only for the checkpoint let the member sit exactly there on
+			// a slow machine, and nothing re-emitted was older.
+			final := playScenario(t, f, 2, func(schemas.HLC) {
+				latest, err := f.sim.Resolve(context.Background())
+				if err != nil {
+					t.Fatal(err)
+				}
+				m.awaitFrontier(t, latest)
+			})
 			m.proc.SetStopAt(final)
 			m.wait(t, 2*time.Minute)
 			logFigures(t, wh.name, start, m.proc.Stats())
