@@ -361,5 +361,5 @@ ALTER TASK %s RESUME;
 		op, upd, upd, op, upd, upd,
 		strings.Join(set, ",\n  "),
 		op, strings.Join(ins, ", "), strings.Join(vals, ", "), task)
-	return nil
+	return writeSnowflakeAsOf(b, t)
 }
