@@ -44,6 +44,9 @@ func TestAsOfCreatedAtOpen(t *testing.T) {
 	if got := query(t, url, `SELECT id, v FROM t_asof(5)`); len(got) != 1 || got[0][0] != "1" || got[0][1] != "a" {
 		t.Fatalf("t_asof(5) after Open: %v", got)
 	}
+	if got := query(t, url, `SELECT count(*) FROM t_asof('5')`); got[0][0] != "1" {
+		t.Fatalf("t_asof('5') after Open: %v rows", got)
+	}
 	if got := query(t, url, `SELECT count(*) FROM t_asof('4'::text)`); got[0][0] != "0" {
 		t.Fatalf("t_asof('4'::text) after Open: %v rows", got)
 	}
