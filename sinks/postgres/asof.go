@@ -2,11 +2,13 @@ package postgres
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/sinks"
@@ -81,8 +83,27 @@ func (w *Writer) ensureAsOf(ctx context.Context, tx pgx.Tx) error {
 		if err != nil {
 			return fmt.Errorf("reading the primary key of %s: %w", w.qualified(m), err)
 		}
-		if err := w.createAsOf(ctx, tx, m, ls[0].order, key); err != nil {
+		// A role without CREATE on the schema runs on (the functions are
+		// a convenience, not the data): in a savepoint, so that the
+		// transaction survives the refusal.
+		sp, err := tx.Begin(ctx)
+		if err != nil {
+			return fmt.Errorf("creating time-travel functions: %w", err)
+		}
+		err = w.createAsOf(ctx, sp, m, ls[0].order, key)
+		var pe *pgconn.PgError
+		if errors.As(err, &pe) && pe.Code == "42501" { // insufficient_privilege
+			_ = sp.Rollback(ctx)
+			w.log.Warn("cannot create the time-travel function of a table: no CREATE privilege on the schema",
+				zap.String("table", m), zap.String("function", sinks.AsOfName(m)), zap.Error(err))
+			continue
+		}
+		if err != nil {
+			_ = sp.Rollback(ctx)
 			return err
+		}
+		if err := sp.Commit(ctx); err != nil {
+			return fmt.Errorf("creating time-travel functions: %w", err)
 		}
 	}
 	return nil

@@ -2,7 +2,11 @@ package postgres
 
 import (
 	"context"
+	"fmt"
+	"strings"
 	"testing"
+
+	"go.uber.org/zap/zaptest"
 
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
@@ -58,5 +62,38 @@ func TestAsOfCreatedAtOpen(t *testing.T) {
 	}
 	if got := query(t, url, `SELECT id, v FROM t_at_5`); len(got) != 1 || got[0][1] != "a" {
 		t.Fatalf("a view on t_asof after ADD COLUMN: %v", got)
+	}
+}
+
+// TestAsOfWithoutCreatePrivilege: a role that may not create in the schema
+// still opens a warehouse whose time-travel functions are missing (they
+// are a convenience, not the data), and writes to it.
+func TestAsOfWithoutCreatePrivilege(t *testing.T) {
+	ctx := context.Background()
+	url := server.CreateDB(t)
+	db := url[strings.LastIndex(url, "/")+1 : strings.Index(url, "?")]
+	role := "asof_" + db
+	execSQL(t, url, fmt.Sprintf(`CREATE ROLE %s LOGIN`, role))
+	t.Cleanup(func() {
+		_ = server.Exec(ctx, db, fmt.Sprintf(`DROP OWNED BY %s; DROP ROLE %s`, role, role))
+	})
+	w := openWriter(t, url, sinks.Options{Changelog: true})
+	tb := sinktest.Table("t", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("v", schemas.KindString))
+	if err := tryApply(ctx, w, nil, write{tb, []sinks.Change{change(sinks.OpInsert, ts(1), int64(1), "a")}}); err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	execSQL(t, url, `DROP FUNCTION t_asof(numeric), t_asof(text); REVOKE CREATE ON SCHEMA public FROM PUBLIC`)
+	execSQL(t, url, fmt.Sprintf(`GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO %s`, role))
+	r, err := Open(ctx, server.URLAs(role, db), sinks.Options{Changelog: true}, zaptest.NewLogger(t))
+	if err != nil {
+		t.Fatalf("Open without CREATE: %v", err)
+	}
+	defer r.Close()
+	if err := tryApply(ctx, r, nil, write{tb, []sinks.Change{change(sinks.OpUpdate, ts(2), int64(1), "b")}}); err != nil {
+		t.Fatalf("a window without CREATE: %v", err)
+	}
+	if got := query(t, url, `SELECT v FROM t`); len(got) != 1 || got[0][0] != "b" {
+		t.Fatalf("rows: %v", got)
 	}
 }
