@@ -148,7 +148,7 @@ WHERE database_name = current_database() AND schema_name = 'main' AND table_name
 	if len(cols) == 0 || len(key) == 0 {
 		return fmt.Errorf("time-travel macro %q: table %q has no columns or no primary key", name, mirror)
 	}
-	if _, err := q.ExecContext(ctx, asOfMacro(w.qualify(name), w.qualify(mirror+sinks.ChangesSuffix), cols, key)); err != nil {
+	if _, err := q.ExecContext(ctx, asOfMacro(w.qualify(name), quote(mirror+sinks.ChangesSuffix), cols, key)); err != nil {
 		return fmt.Errorf("create time-travel macro %q: %w", name, err)
 	}
 	w.logger.Debug("time-travel macro created", zap.String("macro", name), zap.Int("columns", len(cols)))
@@ -157,6 +157,12 @@ WHERE database_name = current_database() AND schema_name = 'main' AND table_name
 
 // asOfMacro is the CREATE statement of a time-travel macro named (fully
 // qualified) macro over the changelog changes, returning cols.
+//
+// changes is not qualified with the database: DuckDB names a database
+// after its file (or the alias of an ATTACH), so a copy of the warehouse,
+// which the docs suggest querying while highwater runs, has another name,
+// and a qualified name would fail there. The macro reads the changelog of
+// the current database.
 //
 // The parameter is named hlc; a column named hlc is always referenced
 // qualified (v."hlc"), and DuckDB resolves a qualified name to the column,

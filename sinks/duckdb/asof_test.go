@@ -2,6 +2,8 @@ package duckdb
 
 import (
 	"context"
+	"database/sql"
+	"os"
 	"path/filepath"
 	"testing"
 
@@ -15,7 +17,8 @@ import (
 // TestAsOfCreatedAtOpen: a warehouse whose mirror and changelog have no
 // time-travel macro (written by an older highwater) gets one when a writer
 // with a changelog opens it, before any window; one without a changelog
-// creates none.
+// creates none. A copy of the file, whose database has another name,
+// answers as well.
 func TestAsOfCreatedAtOpen(t *testing.T) {
 	ctx := context.Background()
 	path := filepath.Join(t.TempDir(), "wh.duckdb")
@@ -66,5 +69,24 @@ func TestAsOfCreatedAtOpen(t *testing.T) {
 	var none int
 	if err := w.DB().QueryRowContext(ctx, `SELECT count(*) FROM t_asof(4)`).Scan(&none); err != nil || none != 0 {
 		t.Fatalf("t_asof(4) after Open: %d rows, %v", none, err)
+	}
+	w.Close()
+
+	// A copy of the file (another database name) answers too.
+	data, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cp := filepath.Join(t.TempDir(), "copy.duckdb")
+	if err := os.WriteFile(cp, data, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	db, err := sql.Open("duckdb", cp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.QueryRowContext(ctx, `SELECT id, v FROM t_asof(5)`).Scan(&id, &v); err != nil || id != 1 || v != "a" {
+		t.Fatalf("t_asof(5) in a copy of the warehouse: %d %q %v", id, v, err)
 	}
 }
