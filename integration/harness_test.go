@@ -354,13 +354,21 @@ func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"
 // column including _hw_updated.
 func compareMirror(t *testing.T, db *sql.DB, mirrorPrefix, oraclePrefix string, tbl *schemas.Table) {
 	t.Helper()
+	_ = compareRows(t, db, tbl.Name, mirrorPrefix+quote(tbl.Name), oraclePrefix+quote(tbl.Name), tbl, false)
+}
+
+// compareRows checks that the relation mirror (a table, or a function
+// call) holds exactly the rows of the relation oracle, column by column
+// including _hw_updated; what names it in errors. Unless allowEmpty, an
+// empty comparison fails too. It returns the number of rows of mirror.
+func compareRows(t *testing.T, db *sql.DB, what, mirror, oracle string, tbl *schemas.Table, allowEmpty bool) int {
+	t.Helper()
 	cols := make([]string, 0, len(tbl.Columns)+1)
 	for _, c := range tbl.Columns {
 		cols = append(cols, quote(c.Name))
 	}
 	cols = append(cols, quote("_hw_updated"))
 	list := strings.Join(cols, ", ")
-	mirror, oracle := mirrorPrefix+quote(tbl.Name), oraclePrefix+quote(tbl.Name)
 	count := func(q string) int {
 		var n int
 		if err := db.QueryRow(q).Scan(&n); err != nil {
@@ -370,18 +378,19 @@ func compareMirror(t *testing.T, db *sql.DB, mirrorPrefix, oraclePrefix string, 
 	}
 	nm, no := count("SELECT count(*) FROM "+mirror), count("SELECT count(*) FROM "+oracle)
 	if nm != no {
-		t.Errorf("%s: %d rows in the warehouse, %d in the source", tbl.Name, nm, no)
+		t.Errorf("%s: %d rows in the warehouse, %d in the source", what, nm, no)
 	}
 	for _, dir := range [][2]string{{mirror, oracle}, {oracle, mirror}} {
 		q := fmt.Sprintf("SELECT count(*) FROM (SELECT %s FROM %s EXCEPT SELECT %s FROM %s) d", list, dir[0], list, dir[1])
 		if n := count(q); n != 0 {
-			t.Errorf("%s: %d rows of %s are not in %s", tbl.Name, n, dir[0], dir[1])
+			t.Errorf("%s: %d rows of %s are not in %s", what, n, dir[0], dir[1])
 			showDiff(t, db, fmt.Sprintf("SELECT %s FROM %s EXCEPT SELECT %s FROM %s LIMIT 3", list, dir[0], list, dir[1]))
 		}
 	}
-	if nm == 0 {
-		t.Errorf("%s: the comparison is empty, the feed wrote nothing", tbl.Name)
+	if nm == 0 && !allowEmpty {
+		t.Errorf("%s: the comparison is empty, the feed wrote nothing", what)
 	}
+	return nm
 }
 
 func showDiff(t *testing.T, db *sql.DB, q string) {

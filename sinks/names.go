@@ -246,20 +246,22 @@ type TableNames struct {
 	Mirror string
 	// Changes is the changelog's name: Mirror + ChangesSuffix.
 	Changes string
+	// AsOf is the time-travel function's name: AsOfName(Mirror).
+	AsOf string
 }
 
 // TableNamesFor returns the names of a source table whose mirror is named
 // mirror.
 func TableNamesFor(source, mirror string) TableNames {
-	return TableNames{Source: source, Mirror: mirror, Changes: mirror + ChangesSuffix}
+	return TableNames{Source: source, Mirror: mirror, Changes: mirror + ChangesSuffix, AsOf: AsOfName(mirror)}
 }
 
 // TableRule is the rule for table names in a SQL warehouse whose
 // identifiers hold maxBytes bytes (0: no limit) and that folds case or not:
-// the changelog's name must fit and be free too, and highwater_ names are
-// highwater's.
+// the changelog's and the time-travel function's names must fit and be
+// free too, and highwater_ names are highwater's.
 func TableRule(maxBytes int, foldCase bool) NameRule {
-	return NameRule{MaxBytes: maxBytes, FoldCase: foldCase, Suffixes: []string{ChangesSuffix}, ReservedPrefix: ReservedTablePrefix}
+	return NameRule{MaxBytes: maxBytes, FoldCase: foldCase, Suffixes: []string{ChangesSuffix, AsOfSuffix}, ReservedPrefix: ReservedTablePrefix}
 }
 
 // ColumnRule is the rule for column names within a table of a SQL

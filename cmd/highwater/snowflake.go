@@ -44,8 +44,9 @@ func newSnowflakeCmd(stdout, stderr io.Writer) *cobra.Command {
 		Long: `Prints the Snowflake SQL that loads the files sink's change files into
 deduplicated tables: a file format and stage, and per table a landing
 table <t>_changes fed by a Snowpipe with AUTO_INGEST, the mirror table <t>,
-a stream on the landing table, and a task whose MERGE keeps the newest
-_hw_updated per primary key (deletes delete, older versions never win).`,
+a stream on the landing table, a task whose MERGE keeps the newest
+_hw_updated per primary key (deletes delete, older versions never win), and
+a table function <t>_asof(hlc) that returns the table as of any HLC.`,
 		Example: `  highwater snowflake-sql --sink s3://bucket/highwater?region=us-east-1 --storage-integration s3_int`,
 		Args:    noArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -361,5 +362,5 @@ ALTER TASK %s RESUME;
 		op, upd, upd, op, upd, upd,
 		strings.Join(set, ",\n  "),
 		op, strings.Join(ins, ", "), strings.Join(vals, ", "), task)
-	return nil
+	return writeSnowflakeAsOf(b, t)
 }

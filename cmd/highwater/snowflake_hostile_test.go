@@ -128,7 +128,7 @@ func TestSnowflakeSQLHostileNames(t *testing.T) {
 			p.PrimaryKey = append(p.PrimaryKey, rename[k])
 		}
 		plain = append(plain, p)
-		for _, suffix := range []string{"", sinks.ChangesSuffix, "_pipe", sinks.ChangesSuffix + "_stream", "_merge"} {
+		for _, suffix := range []string{"", sinks.ChangesSuffix, "_pipe", sinks.ChangesSuffix + "_stream", "_merge", sinks.AsOfSuffix} {
 			idents[ti.Name+suffix] = true
 		}
 	}

@@ -13,7 +13,8 @@ import (
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
 
-// TestDocQueries runs the queries shown in docs/SINK_DUCKDB.md.
+// TestDocQueries runs the queries shown in docs/SINK_DUCKDB.md (and
+// README's time-travel query).
 func TestDocQueries(t *testing.T) {
 	ctx := context.Background()
 	w, err := Open(ctx, t.TempDir()+"/doc.duckdb", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
@@ -67,6 +68,12 @@ func TestDocQueries(t *testing.T) {
     SELECT * FROM orders_changes WHERE _hw_updated <= (SELECT resolved FROM highwater_watermark WHERE topic IS NULL AND consumer_group = 'highwater')
     QUALIFY row_number() OVER (PARTITION BY id ORDER BY _hw_updated DESC) = 1)
 WHERE _hw_op <> 'delete')`, "[[7 c-42]]"},
+		{`SELECT CAST(id AS VARCHAR), customer FROM orders_asof(1659643584586630211.0000000000) WHERE customer = 'c-42'`, "[[7 c-42]]"},
+		{`SELECT CAST(id AS VARCHAR), customer FROM orders_asof(1659643584586630211.0000000000) ORDER BY id`, "[[7 c-42]]"},
+		{`SELECT CAST(id AS VARCHAR), customer FROM orders_asof(1659643584586630203) ORDER BY id`, "[[7 c-42] [8 c-1]]"},
+		{`SELECT CAST(id AS VARCHAR), customer FROM orders_asof('1659643584586630221') ORDER BY id`, "[[7 c-43]]"},
+		// README, "Query the past".
+		{`SELECT CAST(id AS VARCHAR), customer FROM orders_asof(CAST(epoch_ns(now() - INTERVAL 1 HOUR) AS DECIMAL(38,10)))`, "[[7 c-43]]"},
 	}
 	for _, c := range cases {
 		if _, err := w.DB().ExecContext(ctx, `SET TimeZone = 'UTC'`); err != nil {

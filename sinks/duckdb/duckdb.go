@@ -179,7 +179,10 @@ GROUP BY GROUPING SETS ((consumer_group, topic), (consumer_group))`,
 			return fmt.Errorf("create highwater tables: %w", err)
 		}
 	}
-	return w.initNames(ctx)
+	if err := w.initNames(ctx); err != nil {
+		return err
+	}
+	return w.initAsOf(ctx)
 }
 
 // qualify returns the fully qualified, quoted name of a warehouse table.

@@ -37,6 +37,7 @@ func (n *names) addTable(tn sinks.TableNames) {
 	n.tables[tn.Source] = tn
 	n.held[tableRule.Fold(tn.Mirror)] = tn.Source
 	n.held[tableRule.Fold(tn.Changes)] = tn.Source
+	n.held[tableRule.Fold(sinks.AsOfName(tn.Mirror))] = tn.Source
 }
 
 func (n *names) addColumn(table, source, wh string) {
@@ -119,6 +120,7 @@ func (w *Writer) loadNames(ctx context.Context, q querier) (*names, error) {
 			rows.Close()
 			return nil, fmt.Errorf("read name record: %w", err)
 		}
+		tn.AsOf = sinks.AsOfName(tn.Mirror)
 		n.addTable(tn)
 	}
 	rows.Close()
@@ -241,11 +243,13 @@ func (tx *Tx) tableNames(ctx context.Context, source string) (sinks.TableNames, 
 		return tn, nil
 	}
 	// Every table and view of the warehouse is taken: a user's own, or one
-	// whose name differs only in case.
+	// whose name differs only in case; so is a user's function that a
+	// time-travel function (asof.go) would replace.
 	rows, err := tx.conn.QueryContext(ctx, `SELECT table_name FROM duckdb_tables()
 WHERE database_name = current_database() AND schema_name = 'main' AND NOT temporary
 UNION ALL SELECT view_name FROM duckdb_views()
-WHERE database_name = current_database() AND schema_name = 'main' AND NOT temporary`)
+WHERE database_name = current_database() AND schema_name = 'main' AND NOT temporary
+UNION ALL `+asOfFunctionsTaken)
 	if err != nil {
 		return sinks.TableNames{}, fmt.Errorf("table %q: read catalog: %w", source, err)
 	}
@@ -274,6 +278,7 @@ WHERE database_name = current_database() AND schema_name = 'main' AND NOT tempor
 	tx.pending.tables = append(tx.pending.tables, tn)
 	tx.pending.held[tableRule.Fold(tn.Mirror)] = source
 	tx.pending.held[tableRule.Fold(tn.Changes)] = source
+	tx.pending.held[tableRule.Fold(tn.AsOf)] = source
 	if mirror != source {
 		tx.w.logger.Info("source table mapped to a warehouse name", zap.String("table", source), zap.String("mirror", mirror))
 	}

@@ -679,7 +679,7 @@ func (tx *Tx) evolve(ctx context.Context, ts *tableState) error {
 			tx.w.logger.Info("added warehouse column", zap.String("table", t.name), zap.String("column", c.name), zap.String("type", c.typ))
 		}
 	}
-	return nil
+	return tx.asOfAfterEvolve(ctx, ts)
 }
 
 // source is the window's staged rows of a table: one staging table, or

@@ -332,6 +332,9 @@ func (x *Tx) evolve(ctx context.Context, tt *txTable, want []wantColumn, key []s
 	if w.opts.Changelog {
 		tt.changes = ls[1]
 	}
+	if err := x.asOfAfterEvolve(ctx, tt, key); err != nil {
+		return err
+	}
 	x.w.log.Info("postgres table evolved", zap.String("table", tt.name), zap.Strings("statements", stmts))
 	return x.syncStage(ctx, tt)
 }

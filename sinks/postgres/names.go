@@ -202,6 +202,7 @@ func (x *Tx) readTable(ctx context.Context, source string) (sinks.TableNames, bo
 	if err != nil {
 		return tn, false, fmt.Errorf("reading %s: %w", x.w.qualified(sinks.TablesTable), err)
 	}
+	tn.AsOf = sinks.AsOfName(tn.Mirror)
 	x.w.names.add([]sinks.TableNames{tn}, nil)
 	return tn, true, nil
 }
@@ -227,11 +228,13 @@ func (x *Tx) tableNames(ctx context.Context, source string) (sinks.TableNames, e
 	if tn, ok, err := x.readTable(ctx, source); err != nil || ok {
 		return tn, err
 	}
-	// Taken: every recorded name, and every relation (tables, views,
-	// indexes such as another table's <name>_pkey, sequences) and
-	// non-array type of the schema.
+	// Taken: every recorded name (and time-travel function, asof.go), and
+	// every relation (tables, views, indexes such as another table's
+	// <name>_pkey, sequences), non-array type and <name>_asof function of
+	// the schema.
 	rows, err := x.tx.Query(ctx, `SELECT mirror_table FROM `+x.w.qualified(sinks.TablesTable)+`
 		UNION ALL SELECT changes_table FROM `+x.w.qualified(sinks.TablesTable)+`
+		UNION ALL `+asOfFunctionsTaken(x.w.qualified(sinks.TablesTable))+`
 		UNION ALL SELECT relname FROM pg_class WHERE relnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
 		UNION ALL SELECT typname FROM pg_type WHERE typnamespace = (SELECT oid FROM pg_namespace WHERE nspname = $1)
 			AND typrelid = 0 AND typcategory <> 'A'`, x.w.schema)

@@ -297,7 +297,10 @@ func (w *Writer) ensureCatalog(ctx context.Context) error {
 		if err := w.ensureDeadLetterTable(ctx, tx); err != nil {
 			return err
 		}
-		return w.ensureNameRecord(ctx, tx)
+		if err := w.ensureNameRecord(ctx, tx); err != nil {
+			return err
+		}
+		return w.ensureAsOf(ctx, tx)
 	})
 	w.release(conn)
 	if err != nil {

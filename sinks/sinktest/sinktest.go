@@ -12,6 +12,8 @@
 //     through sinks.TablesTable and sinks.ColumnsTable);
 //   - <table>_changes with every version, _hw_updated and _hw_op, when
 //     sinks.Options.Changelog is set;
+//   - then also <table>_asof(hlc) (sinks.AsOfName), the table as of an HLC
+//     given as a numeric literal, with the mirror's columns;
 //   - highwater_checkpoints and the highwater_watermark view with the columns
 //     consumer_group, topic (NULL on the feed-wide row of a group), resolved
 //     (DECIMAL(38,10), the minimum resolved HLC) and partitions (the number
@@ -140,6 +142,7 @@ func Run(t *testing.T, h Harness) {
 	}
 	tests = append(tests, s.nameTests()...)
 	tests = append(tests, s.fenceTests()...)
+	tests = append(tests, s.asOfTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
 	}
