@@ -464,11 +464,14 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, sp
 	if res.wall == 0 {
 		res.wall = time.Since(start)
 	}
-	// The kernel's high-water mark of the reaped child: its peak RSS over
-	// its whole life, shutdown included.
+	// Not the rusage's Maxrss for the peak: Go starts the child with vfork
+	// (CLONE_VM), and at the exec the kernel charges the parent's own
+	// high-water mark (this bench process, with the in-process broker
+	// holding every record) to the child's maxrss. The child logs its own
+	// VmHWM as it exits (below); the samples' VmHWM covers a child killed
+	// before it could.
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		res.hwm = max(res.hwm, ru.Maxrss*1024)
 	}
 	if waitErr != nil {
 		return res, fmt.Errorf("highwater run (%s): %w\n%s", name, waitErr, lastLines(logs.String(), 20))
@@ -479,12 +482,19 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, sp
 	for sc.Scan() {
 		var m struct {
 			Msg      string  `json:"msg"`
+			HWM      int64   `json:"vm_hwm_bytes"`
 			Consumed int64   `json:"consumed"`
 			Windows  int64   `json:"windows"`
 			P50      float64 `json:"visible_p50"` // seconds
 			P99      float64 `json:"visible_p99"`
 		}
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Msg == "highwater stopped" {
+		if json.Unmarshal(sc.Bytes(), &m) != nil {
+			continue
+		}
+		switch m.Msg {
+		case "peak memory":
+			res.hwm = max(res.hwm, m.HWM)
+		case "highwater stopped":
 			res.consumed, res.windows = m.Consumed, m.Windows
 			res.p50 = time.Duration(m.P50 * float64(time.Second)).Round(time.Millisecond)
 			res.p99 = time.Duration(m.P99 * float64(time.Second)).Round(time.Millisecond)

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"net/url"
+	"os"
 	"runtime"
 	"runtime/debug"
 	"strconv"
@@ -89,4 +90,26 @@ func withDuckDBLimits(rawURL string, plan memlimit.Plan) string {
 		add = append([]string{query}, add...)
 	}
 	return base + "?" + strings.Join(add, "&")
+}
+
+// logPeakMemory logs the kernel's high-water mark of this process's
+// resident memory (VmHWM of /proc/self/status, Linux), once everything is
+// closed: the figure a container's memory limit must cover. `highwater
+// bench` reads it. A parent cannot get it from the rusage of the reaped
+// child: Go starts children with vfork (CLONE_VM), and the kernel charges
+// the parent's own high-water mark, at the exec, to the child's maxrss.
+func logPeakMemory(log *zap.Logger) {
+	data, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err == nil {
+				log.Info("peak memory", zap.Int64("vm_hwm_bytes", kb<<10), zap.String("vm_hwm", fmt.Sprintf("%.1fMiB", float64(kb)/1024)))
+			}
+			return
+		}
+	}
 }

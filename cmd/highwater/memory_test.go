@@ -4,10 +4,13 @@ import (
 	"context"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 
+	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/highwater-dev/highwater/config"
 	"github.com/highwater-dev/highwater/internal/memlimit"
@@ -85,4 +88,26 @@ func TestDuckDBGetsItsShare(t *testing.T) {
 	if u := withDuckDBLimits("postgres://u@h/db", plan); u != "postgres://u@h/db" {
 		t.Errorf("postgres URL became %s", u)
 	}
+}
+
+// TestLogPeakMemory: the process's own kernel high-water mark is logged, at
+// least as large as memory it has touched.
+func TestLogPeakMemory(t *testing.T) {
+	if _, err := os.Stat("/proc/self/status"); err != nil {
+		t.Skip("no /proc/self/status (not Linux)")
+	}
+	touched := make([]byte, 64<<20)
+	for i := range touched {
+		touched[i] = 1
+	}
+	core, logs := observer.New(zap.InfoLevel)
+	logPeakMemory(zap.New(core))
+	entries := logs.FilterMessage("peak memory").All()
+	if len(entries) != 1 {
+		t.Fatalf("%d peak memory lines", len(entries))
+	}
+	if hwm := entries[0].ContextMap()["vm_hwm_bytes"].(int64); hwm < int64(len(touched)) {
+		t.Fatalf("vm_hwm_bytes %d, below the %d bytes touched", hwm, len(touched))
+	}
+	runtime.KeepAlive(touched)
 }

@@ -55,7 +55,9 @@ environment, then the file, then defaults.`,
 			applyMemoryPlan(plan, getenv, log)
 			cfg.Sink = withDuckDBLimits(cfg.Sink, plan)
 			log.Debug("effective configuration (secrets redacted)", zap.String("yaml", cfg.Redacted()))
-			return runPipeline(cmd.Context(), cfg, log, nil)
+			err = runPipeline(cmd.Context(), cfg, log, nil)
+			logPeakMemory(log)
+			return err
 		},
 	}
 	cmd.Flags().SortFlags = false
