@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"fmt"
 	"io"
+	"math"
 	"os"
 	"strconv"
 	"strings"
@@ -136,13 +137,13 @@ func summaryRows(f benchFigures) []summaryRow {
 	return rows
 }
 
-// count formats an event count: 1M, 2.5M, 300k, 999.
+// count formats an event count, rounded: 1M, 2.5M, 300k, 999.
 func count(n int64) string {
 	switch {
 	case n >= 1_000_000:
-		return strconv.FormatFloat(float64(n)/1e6, 'f', -1, 64) + "M"
+		return strconv.FormatFloat(math.Round(float64(n)/1e5)/10, 'f', -1, 64) + "M"
 	case n >= 1000:
-		return strconv.FormatFloat(float64(n)/1e3, 'f', -1, 64) + "k"
+		return strconv.FormatFloat(math.Round(float64(n)/1e3), 'f', -1, 64) + "k"
 	}
 	return strconv.FormatInt(n, 10)
 }

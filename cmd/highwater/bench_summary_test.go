@@ -134,3 +134,11 @@ ok  	github.com/highwater-dev/highwater/sinks/postgres	12.3s
 		}
 	}
 }
+
+func TestCount(t *testing.T) {
+	for n, want := range map[int64]string{999: "999", 199_998: "200k", 1_000_000: "1M", 2_460_000: "2.5M", 10_000_000: "10M"} {
+		if got := count(n); got != want {
+			t.Errorf("count(%d) = %q, want %q", n, got, want)
+		}
+	}
+}
