@@ -91,7 +91,7 @@ func summaryRows(f benchFigures) []summaryRow {
 		if f.events < 1_000_000 {
 			st += " (feed < 1M)"
 		}
-		add(summaryRow{feed, fmt.Sprintf("%.0fk events/s", f.e2e/1000), ratio(f.e2e, f.rawConsume) + " raw consume, " + ratio(f.e2e, f.rawAppend) + " raw append", ">= 250k events/s", st})
+		add(summaryRow{feed, fmt.Sprintf("%.0fk events/s", f.e2e/1000), ratio(f.e2e, f.rawConsume) + " consume, " + ratio(f.e2e, f.rawAppend) + " append", ">= 250k events/s", st})
 	}
 	if f.e2eHWM > 0 {
 		add(summaryRow{"  peak RSS of that run (VmHWM)", mib(f.e2eHWM), "", "<= 512 MiB", verdict(f.e2eHWM <= 512<<20)})
@@ -104,7 +104,7 @@ func summaryRows(f benchFigures) []summaryRow {
 	case h.skipped != "":
 		add(summaryRow{"  same feed under a hard memory limit", "could not limit: " + h.skipped, "", "survives " + mib(h.limit), statusNotMeasured})
 	default:
-		m := fmt.Sprintf("survived, VmHWM %s, cgroup peak %s", mib(h.hwm), mib(h.cgPeak))
+		m := fmt.Sprintf("survived; VmHWM %s, cgroup %s", mib(h.hwm), mib(h.cgPeak))
 		if !h.survived {
 			m = fmt.Sprintf("failed (%d OOM kills): %s", h.oomKills, h.failure)
 		}
@@ -150,7 +150,7 @@ func count(n int64) string {
 
 // printSummary writes the summary screen: one line per target.
 func printSummary(w io.Writer, rows []summaryRow, load loadFigures) {
-	widths := [4]int{len("figure"), len("measured"), len("ratio to raw"), len("target")}
+	widths := [4]int{len("figure"), len("measured"), len("ratio to raw (same run)"), len("target")}
 	for _, r := range rows {
 		for i, s := range []string{r.figure, r.measured, r.ratio, r.target} {
 			widths[i] = max(widths[i], len([]rune(s)))
@@ -161,7 +161,7 @@ func printSummary(w io.Writer, rows []summaryRow, load loadFigures) {
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "issue 12 targets")
-	line("figure", "measured", "ratio to raw", "target", "status")
+	line("figure", "measured", "ratio to raw (same run)", "target", "status")
 	for _, r := range rows {
 		line(r.figure, r.measured, r.ratio, r.target, r.status)
 	}

@@ -37,7 +37,7 @@ func TestSummaryVerdicts(t *testing.T) {
 			t.Errorf("%q: status %q, want %q (measured %s)", r.figure, r.status, want, r.measured)
 		}
 	}
-	if r := rowByFigure(t, summaryRows(good), "end to end"); r.ratio != "0.20x raw consume, 0.15x raw append" || r.measured != "300k events/s" {
+	if r := rowByFigure(t, summaryRows(good), "end to end"); r.ratio != "0.20x consume, 0.15x append" || r.measured != "300k events/s" {
 		t.Errorf("end to end row: %+v", r)
 	}
 	if r := rowByFigure(t, summaryRows(good), "PostgreSQL"); r.ratio != "0.53x raw COPY" {
@@ -98,7 +98,7 @@ func TestPrintSummaryOneLinePerTarget(t *testing.T) {
 	if !strings.Contains(out, "start 3.00, max 9.50, end 4.00") || !strings.Contains(out, "not quiet-machine figures") {
 		t.Fatalf("load missing:\n%s", out)
 	}
-	if !strings.Contains(lines[2], "100k events/s") || !strings.Contains(lines[2], "0.10x raw consume") || !strings.HasSuffix(lines[2], statusNotMet) {
+	if !strings.Contains(lines[2], "100k events/s") || !strings.Contains(lines[2], "0.10x consume") || !strings.HasSuffix(lines[2], statusNotMet) {
 		t.Fatalf("end to end line: %q", lines[2])
 	}
 }
