@@ -49,7 +49,8 @@ demo:
 ## screen of issue 12's targets (measured, ratio to the raw rates, met or not)
 ## and the machine's load; figures go to docs/BENCHMARKS.md.
 bench: build
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./schemas ./buffer ./sinks/... ./simulator | tee bin/bench-components.txt
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./schemas ./buffer ./sinks/... ./simulator > bin/bench-components.txt || (cat bin/bench-components.txt; exit 1)
+	cat bin/bench-components.txt
 	$(BIN) bench --components bin/bench-components.txt
 
 clean:

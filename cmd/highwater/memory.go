@@ -44,6 +44,10 @@ func applyMemoryPlan(plan memlimit.Plan, getenv func(string) string, log *zap.Lo
 		debug.SetMemoryLimit(plan.GoSoftLimit)
 		goLimit = strconv.FormatInt(plan.GoSoftLimit>>20, 10) + "MiB"
 	}
+	if plan.Total > 0 && plan.Total < config.MinMemoryLimit {
+		log.Warn("the memory limit is below what highwater needs (Badger alone holds ~80 MiB); expect a busy garbage collector or an OOM kill",
+			zap.String("limit", fmt.Sprintf("%dMiB", plan.Total>>20)), zap.String("from", plan.Source), zap.String("minimum", "256MiB"))
+	}
 	if plan.Total == 0 {
 		log.Info("no memory limit (none set, no cgroup limit): DuckDB keeps its defaults",
 			zap.String("go_soft_limit", goLimit))

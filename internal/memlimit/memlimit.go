@@ -31,11 +31,6 @@ import (
 // docs/BENCHMARKS.md).
 const DefaultGoSoftLimit = 300 << 20
 
-// Minimum is the smallest total limit highwater accepts from
-// --memory-limit: Badger alone holds ~80 MiB (two 16 MiB memtables, 24 MiB
-// of caches, a table builder) and the GC needs room above the live heap.
-const Minimum = 256 << 20
-
 // The split of a total limit. The Go share is the largest because the Go
 // heap holds most of the live data (Badger, decoded events, fetches); it
 // is soft, so the garbage collector keeps under it by working harder.
