@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -216,14 +217,22 @@ func runLive(ctx context.Context, self string, stack *devstack.Stack, work, logL
 		return benchResult{}, nil, err
 	}
 	start := time.Now()
-	pctx, cancel := context.WithCancel(ctx)
+	// A producer that fails ends the run too: the process would otherwise
+	// wait forever for the resolved timestamp that stops it.
+	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	produced := make(chan error, 1)
-	go func() { produced <- feed.run(pctx, start) }()
-	res, err := runBenchProcess(ctx, self, stack, benchSpec{name: "live", topics: feed.sim.Topics(), logLevel: logLevel, stopAt: feed.stopAt(start), memoryLimit: memoryLimit}, work)
+	go func() {
+		err := feed.run(runCtx, start)
+		if err != nil {
+			cancel()
+		}
+		produced <- err
+	}()
+	res, err := runBenchProcess(runCtx, self, stack, benchSpec{name: "live", topics: feed.sim.Topics(), logLevel: logLevel, stopAt: feed.stopAt(start), memoryLimit: memoryLimit}, work)
 	cancel()
-	if perr := <-produced; perr != nil && err == nil {
-		err = fmt.Errorf("live feed: %w", perr)
+	if perr := <-produced; perr != nil && !errors.Is(perr, context.Canceled) {
+		return res, feed, fmt.Errorf("live feed: %w", perr)
 	}
 	return res, feed, err
 }
