@@ -52,7 +52,8 @@ environment, then the file, then defaults.`,
 			if err != nil {
 				return fmt.Errorf("configuration: %w", err)
 			}
-			applyMemoryPlan(plan, getenv, log)
+			// GOMEMLIMIT is read from the real environment, as the Go runtime does.
+			applyMemoryPlan(plan, os.Getenv, log)
 			cfg.Sink = withDuckDBLimits(cfg.Sink, plan)
 			log.Debug("effective configuration (secrets redacted)", zap.String("yaml", cfg.Redacted()))
 			err = runPipeline(cmd.Context(), cfg, log, nil)
