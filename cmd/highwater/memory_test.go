@@ -68,8 +68,12 @@ func TestDuckDBGetsItsShare(t *testing.T) {
 		{"", "102.0 MiB", "1"},
 		{"?memory_limit=1GiB", "1.0 GiB", "1"},
 		{"?threads=2", "102.0 MiB", "2"},
+		{":memory:", "102.0 MiB", "1"},
 	} {
 		raw := "duckdb://" + filepath.Join(dir, "wh"+strings.TrimLeft(tc.query, "?=")+".duckdb") + tc.query
+		if tc.query == ":memory:" {
+			raw = "duckdb://:memory:"
+		}
 		w, err := openWriter(ctx, withDuckDBLimits(raw, plan), sinks.Options{}, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
