@@ -58,10 +58,13 @@ demo:
 	@$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/highwater
 	$(BIN) demo
 
-## bench: end-to-end and component benchmarks; figures go to docs/BENCHMARKS.md.
+## bench: component benchmarks, then the end-to-end bench, which ends with one
+## screen of issue 12's targets (measured, ratio to the raw rates, met or not)
+## and the machine's load; figures go to docs/BENCHMARKS.md.
 bench: build
-	$(BIN) bench
-	$(GO) test -run '^$$' -bench . -benchtime 2s ./schemas ./buffer ./sinks/... ./simulator
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./schemas ./buffer ./sinks/... ./simulator > bin/bench-components.txt || (cat bin/bench-components.txt; exit 1)
+	cat bin/bench-components.txt
+	$(BIN) bench --components bin/bench-components.txt
 
 clean:
 	rm -rf bin highwater-demo highwater-buffer

@@ -79,6 +79,11 @@ type Config struct {
 	// GiB accepted); when reached, fetching pauses until a window flushes.
 	// Default 8GiB; 0 means unlimited.
 	BufferBudget string `yaml:"buffer_budget"`
+	// MemoryLimit is the memory this process may use, in bytes (suffixes
+	// KiB, MiB, GiB accepted), split between the Go heap, DuckDB and
+	// headroom (docs/OPERATIONS.md). Empty (the default) takes the
+	// container's cgroup memory limit when there is one; "0" means none.
+	MemoryLimit string `yaml:"memory_limit"`
 	// Changelog adds <table>_changes tables holding every version.
 	Changelog bool `yaml:"changelog"`
 	// StopAt makes run exit 0 once every partition of every feed topic is
@@ -152,6 +157,7 @@ func (c *Config) fields() []field {
 		{"sink", "warehouse URL: duckdb:///abs/path.duckdb | postgres://user:pass@host/db | file:///dir?format=parquet | s3://bucket/prefix?region=...", &c.Sink},
 		{"buffer-dir", "directory of the Badger event buffer", &c.BufferDir},
 		{"buffer-budget", "buffer disk budget (e.g. 8GiB); fetching pauses when reached; 0 = unlimited", &c.BufferBudget},
+		{"memory-limit", "memory this process may use (e.g. 512MiB), split between the Go heap, DuckDB and headroom; empty: the cgroup's memory limit if any; 0: none", &c.MemoryLimit},
 		{"changelog", "also write <table>_changes with every version", &c.Changelog},
 		{"stop-at", "exit 0 once every partition is applied through this HLC (WALLNANOS.LOGICAL)", &c.StopAt},
 		{"session-timeout", "consumer-group session timeout (how fast a dead member's partitions move)", &c.SessionTimeout},
@@ -408,6 +414,9 @@ func (c *Config) Validate() error {
 	if _, err := c.Budget(); err != nil {
 		errs = append(errs, err)
 	}
+	if _, err := c.MemoryLimitBytes(); err != nil {
+		errs = append(errs, err)
+	}
 	if _, err := c.StopAtHLC(); err != nil {
 		errs = append(errs, err)
 	}
@@ -448,6 +457,27 @@ func (c *Config) StopAtHLC() (schemas.HLC, error) {
 // Budget parses BufferBudget into bytes.
 func (c *Config) Budget() (int64, error) {
 	return ParseBytes(c.BufferBudget)
+}
+
+// MinMemoryLimit is the smallest --memory-limit accepted: Badger's
+// memtables and caches alone hold ~80 MiB, and the Go garbage collector
+// needs room above the live heap.
+const MinMemoryLimit = 256 << 20
+
+// MemoryLimitBytes parses MemoryLimit: -1 when it is empty (take the
+// cgroup's limit), 0 for none, else the limit in bytes.
+func (c *Config) MemoryLimitBytes() (int64, error) {
+	if strings.TrimSpace(c.MemoryLimit) == "" {
+		return -1, nil
+	}
+	n, err := ParseBytes(c.MemoryLimit)
+	if err != nil {
+		return 0, fmt.Errorf("memory-limit: %w", err)
+	}
+	if n > 0 && n < MinMemoryLimit {
+		return 0, fmt.Errorf("memory-limit %q: below the minimum of 256MiB (0 for no limit)", c.MemoryLimit)
+	}
+	return n, nil
 }
 
 // ParseBytes parses sizes such as 512MiB, 8GiB, 1.5GB or 1048576.

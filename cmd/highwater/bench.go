@@ -6,6 +6,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -26,6 +27,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/config"
 	"github.com/highwater-dev/highwater/internal/devstack"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
@@ -49,13 +51,33 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 	window := fs.Int("window", 50_000, "events between resolved timestamps")
 	partitions := fs.Int("partitions", 8, "partitions per topic")
 	unresolved := fs.Int("unresolved", 2_000_000, "events of the memory feed, buffered without a resolved timestamp (0 skips)")
-	dir := fs.String("dir", "", "working directory (default: a temporary one); the runs' logs are kept in it as throughput.log and memory.log")
+	memoryLimit := fs.String("memory-limit", "512MiB", "--memory-limit of the measured `highwater run` processes, as in a container of that size (\"\": theirs, the cgroup's)")
+	hardLimit := fs.String("hard-limit", "512MiB", "run the throughput feed once more inside a memory cgroup with this hard limit, the process taking its --memory-limit from the cgroup (needs root or a delegated cgroup; 0 skips)")
+	live := fs.Duration("live", time.Minute, "length of the live phase, a real-time feed during which highwater runs (0 skips)")
+	liveRate := fs.Int("live-rate", 20_000, "events a second of the live feed, with a resolved timestamp every second")
+	components := fs.String("components", "", "`go test -bench` output to take the PostgreSQL apply and raw COPY rates from for the summary (make bench passes it)")
+	dir := fs.String("dir", "", "working directory (default: a temporary one); the runs' logs are kept in it as throughput.log, memory.log, ...")
 	logLevel := fs.String("log-level", "info", "log level of the measured `highwater run` processes (debug logs every window)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
+		hard, err := config.ParseBytes(*hardLimit)
+		if err != nil {
+			return fmt.Errorf("--hard-limit: %w", err)
+		}
+		var comp map[string]float64
+		if *components != "" {
+			f, err := os.Open(*components)
+			if err != nil {
+				return fmt.Errorf("--components: %w", err)
+			}
+			comp, err = componentRates(f)
+			_ = f.Close()
+			if err != nil {
+				return fmt.Errorf("--components %s: %w", *components, err)
+			}
+		}
 		work := *dir
 		if work == "" {
-			var err error
 			if work, err = os.MkdirTemp("", "highwater-bench-"); err != nil {
 				return err
 			}
@@ -70,9 +92,11 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 			return err
 		}
 		defer stack.Close()
+		load := watchLoad()
+		fig := benchFigures{events: *events, pgApply: comp["sinks/postgres.BenchmarkApply"], pgRawCopy: comp["sinks/postgres.BenchmarkRawCopy"]}
 
-		fmt.Fprintf(stdout, "highwater bench: %d events over %d keys, %d partitions, resolved every %d events (%d cores)\n",
-			*events, *keys, *partitions, *window, runtime.NumCPU())
+		fmt.Fprintf(stdout, "highwater bench: %d events over %d keys, %d partitions, resolved every %d events (%d cores, load %.2f, --memory-limit %q)\n",
+			*events, *keys, *partitions, *window, runtime.NumCPU(), loadAvg(), *memoryLimit)
 
 		// 1. Produce the throughput feed.
 		t0 := time.Now()
@@ -84,56 +108,133 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 		fmt.Fprintf(stdout, "  simulator produced         %9.0f events/s  (%s)\n", float64(*events)/produce.Seconds(), produce.Round(time.Millisecond))
 
 		// 2. Raw consume rate of the same topics.
-		n, took, err := rawConsume(ctx, stack.Brokers(), topics)
+		n, _, took, err := rawConsume(ctx, stack.Brokers(), topics)
 		if err != nil {
 			return err
 		}
-		rawRate := float64(n) / took.Seconds()
-		fmt.Fprintf(stdout, "  raw Kafka consume          %9.0f records/s (%d records)\n", rawRate, n)
+		fig.rawConsume = float64(n) / took.Seconds()
+		fmt.Fprintf(stdout, "  raw Kafka consume          %9.0f records/s (%d records)\n", fig.rawConsume, n)
 
 		// 3. Raw DuckDB append rate for rows of the same shape.
-		appendRate, err := rawDuckDBAppend(ctx, filepath.Join(work, "raw.duckdb"), *events)
-		if err != nil {
+		if fig.rawAppend, err = rawDuckDBAppend(ctx, filepath.Join(work, "raw.duckdb"), *events); err != nil {
 			return err
 		}
-		fmt.Fprintf(stdout, "  raw DuckDB append          %9.0f rows/s\n", appendRate)
+		fmt.Fprintf(stdout, "  raw DuckDB append          %9.0f rows/s\n", fig.rawAppend)
 
 		// 4. The pipeline, as its own process.
-		res, err := runBenchProcess(ctx, self, stack, topics, work, "throughput", *logLevel, final)
+		res, err := runBenchProcess(ctx, self, stack, benchSpec{name: "throughput", topics: topics, logLevel: *logLevel, stopAt: final, memoryLimit: *memoryLimit}, work)
 		if err != nil {
 			return err
 		}
-		rate := float64(res.consumed) / res.wall.Seconds()
+		fig.e2e, fig.e2eHWM = float64(res.consumed)/res.wall.Seconds(), res.hwm
 		fmt.Fprintf(stdout, "  highwater end to end       %9.0f events/s  (%d records in %s; %.2fx raw consume, %.2fx raw DuckDB append)\n",
-			rate, res.consumed, res.wall.Round(time.Millisecond), rate/rawRate, rate/appendRate)
+			fig.e2e, res.consumed, res.wall.Round(time.Millisecond), fig.e2e/fig.rawConsume, fig.e2e/fig.rawAppend)
 		fmt.Fprintf(stdout, "    CPU per event            %9.2f µs  (user+sys %s)\n", float64(res.cpu.Microseconds())/float64(max(res.consumed, 1)), res.cpu.Round(time.Millisecond))
-		fmt.Fprintf(stdout, "    peak RSS                 %9.1f MiB  (at the sampled peak: %s)\n", float64(res.maxRSS)/(1<<20), res.peakMem)
+		res.printMemory(stdout)
 		fmt.Fprintf(stdout, "    peak buffer disk         %9.1f MiB\n", float64(res.peakDisk)/(1<<20))
 		fmt.Fprintf(stdout, "    resolved-to-visible      p50 %s  p99 %s  (%d windows)\n", res.p50, res.p99, res.windows)
 
+		// 5. The same feed under a hard memory limit.
+		if hard > 0 {
+			fig.hard = runHardLimited(ctx, self, stack, benchSpec{name: "hardlimit", topics: topics, logLevel: *logLevel, stopAt: final}, work, hard, stdout)
+		}
+
 		if *unresolved > 0 {
-			// 5. Memory with millions of unresolved events buffered.
+			// 6. Memory with millions of unresolved events buffered.
 			t0 = time.Now()
 			topics, _, err = benchFeed(ctx, stack, "mem_", *partitions, *unresolved, *unresolved/2, 0, false)
 			if err != nil {
 				return err
 			}
-			inKafka, _, err := rawConsume(ctx, stack.Brokers(), topics)
+			inKafka, bytes, took, err := rawConsume(ctx, stack.Brokers(), topics)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "  memory feed: %d unresolved events produced in %s (%d records in Kafka)\n", *unresolved, time.Since(t0).Round(time.Millisecond), inKafka)
-			mem, err := runBenchProcess(ctx, self, stack, topics, work, "memory", *logLevel, schemas.HLC{}, inKafka)
+			fig.bufferedBytes, fig.rawConsumeMem = bytes, float64(inKafka)/took.Seconds()
+			fmt.Fprintf(stdout, "  memory feed: %d unresolved events produced in %s (%d records, %.1f MiB of keys and values in Kafka)\n",
+				*unresolved, time.Since(t0).Round(time.Millisecond), inKafka, float64(bytes)/(1<<20))
+			mem, err := runBenchProcess(ctx, self, stack, benchSpec{name: "memory", topics: topics, logLevel: *logLevel, holdEvents: inKafka, memoryLimit: *memoryLimit}, work)
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(stdout, "    peak RSS while %d events are buffered: %.1f MiB (buffer on disk %.1f MiB, ingest %.0f events/s)\n",
-				mem.buffered, float64(mem.maxRSS)/(1<<20), float64(mem.peakDisk)/(1<<20), float64(mem.buffered)/mem.wall.Seconds())
-			fmt.Fprintf(stdout, "      at the sampled peak: %s\n", mem.peakMem)
+			fig.buffered, fig.bufferedHWM, fig.bufferedDisk = mem.buffered, mem.hwm, mem.peakDisk
+			fig.ingest = float64(mem.buffered) / mem.wall.Seconds()
+			fmt.Fprintf(stdout, "    %d events buffered: buffer on disk %.1f MiB, ingest %.0f events/s\n",
+				mem.buffered, float64(mem.peakDisk)/(1<<20), fig.ingest)
+			mem.printMemory(stdout)
 		}
+
+		if *live > 0 {
+			// 7. A live feed: resolved-to-visible as an operator sees it.
+			lr, feed, err := runLive(ctx, self, stack, work, *logLevel, *memoryLimit, *partitions, *liveRate, *keys, *live)
+			if err != nil {
+				return err
+			}
+			fig.liveP50, fig.liveP99, fig.liveWindows = lr.p50, lr.p99, lr.windows
+			fig.liveRate = float64(feed.produced) / feed.took.Seconds()
+			fmt.Fprintf(stdout, "  live feed: %.0f events/s for %s (%d events), resolved every second\n", fig.liveRate, feed.took.Round(time.Second), feed.produced)
+			fmt.Fprintf(stdout, "    resolved-to-visible      p50 %s  p99 %s  (%d windows)\n", lr.p50, lr.p99, lr.windows)
+			lr.printMemory(stdout)
+		}
+		printSummary(stdout, summaryRows(fig), load.finish())
 		return nil
 	}
 	return cmd
+}
+
+// runHardLimited runs spec inside a memory cgroup limited to limit bytes,
+// without --memory-limit, so that the process takes its limit from the
+// cgroup as it would in a container. A process the kernel kills is a
+// figure (it did not survive), not an error of the bench.
+func runHardLimited(ctx context.Context, self string, stack *devstack.Stack, spec benchSpec, work string, limit int64, stdout io.Writer) *hardFigures {
+	h := &hardFigures{limit: limit}
+	cg, err := newBenchCgroup(limit)
+	if err != nil {
+		h.skipped = err.Error()
+		fmt.Fprintf(stdout, "  hard %s limit: skipped: %v\n", mib(limit), err)
+		return h
+	}
+	defer cg.remove()
+	spec.cgroup = cg
+	res, err := runBenchProcess(ctx, self, stack, spec, work)
+	h.hwm, h.cgPeak, h.oomKills = res.hwm, cg.peak(), cg.oomKills()
+	h.survived = err == nil
+	if err != nil {
+		h.failure = strings.SplitN(err.Error(), "\n", 2)[0]
+		fmt.Fprintf(stdout, "  under a hard %s cgroup limit: FAILED (%d OOM kills): %s\n", mib(limit), h.oomKills, h.failure)
+		return h
+	}
+	fmt.Fprintf(stdout, "  under a hard %s cgroup limit: survived, %.0f events/s, VmHWM %.1f MiB, cgroup peak %.1f MiB (page cache included), %d OOM kills\n",
+		mib(limit), float64(res.consumed)/res.wall.Seconds(), float64(res.hwm)/(1<<20), float64(h.cgPeak)/(1<<20), h.oomKills)
+	return h
+}
+
+// runLive runs highwater on a live feed of rate events a second for dur,
+// until it has applied the feed's last resolved timestamp.
+func runLive(ctx context.Context, self string, stack *devstack.Stack, work, logLevel, memoryLimit string, partitions, rate, keys int, dur time.Duration) (benchResult, *liveFeed, error) {
+	feed, err := newLiveFeed(ctx, stack, partitions, rate, keys, dur)
+	if err != nil {
+		return benchResult{}, nil, err
+	}
+	start := time.Now()
+	// A producer that fails ends the run too: the process would otherwise
+	// wait forever for the resolved timestamp that stops it.
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	produced := make(chan error, 1)
+	go func() {
+		err := feed.run(runCtx, start)
+		if err != nil {
+			cancel()
+		}
+		produced <- err
+	}()
+	res, err := runBenchProcess(runCtx, self, stack, benchSpec{name: "live", topics: feed.sim.Topics(), logLevel: logLevel, stopAt: feed.stopAt(start), memoryLimit: memoryLimit}, work)
+	cancel()
+	if perr := <-produced; perr != nil && !errors.Is(perr, context.Canceled) {
+		return res, feed, fmt.Errorf("live feed: %w", perr)
+	}
+	return res, feed, err
 }
 
 // benchTable is a features-like row of eight columns.
@@ -202,30 +303,35 @@ func benchFeed(ctx context.Context, stack *devstack.Stack, prefix string, partit
 	return sim.Topics(), final, nil
 }
 
-// rawConsume reads every record of topics with a plain franz-go consumer.
-func rawConsume(ctx context.Context, brokers, topics []string) (int64, time.Duration, error) {
+// rawConsume reads every record of topics with a plain franz-go consumer
+// and returns how many there were, their keys' and values' bytes, and how
+// long it took.
+func rawConsume(ctx context.Context, brokers, topics []string) (int64, int64, time.Duration, error) {
 	cl, err := kgo.NewClient(kgo.SeedBrokers(brokers...), kgo.ConsumeTopics(topics...),
 		kgo.ConsumeResetOffset(kgo.NewOffset().AtStart()), kgo.FetchMaxBytes(32<<20), kgo.FetchMaxPartitionBytes(8<<20))
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	defer cl.Close()
 	ends, err := kadm.NewClient(cl).ListEndOffsets(ctx, topics...)
 	if err != nil {
-		return 0, 0, err
+		return 0, 0, 0, err
 	}
 	var want int64
 	ends.Each(func(o kadm.ListedOffset) { want += o.Offset })
 	start := time.Now()
-	var n int64
+	var n, size int64
 	for n < want {
 		fs := cl.PollFetches(ctx)
 		if err := fs.Err0(); err != nil {
-			return 0, 0, err
+			return 0, 0, 0, err
 		}
-		n += int64(fs.NumRecords())
+		fs.EachRecord(func(r *kgo.Record) {
+			n++
+			size += int64(len(r.Key) + len(r.Value))
+		})
 	}
-	return n, time.Since(start), nil
+	return n, size, time.Since(start), nil
 }
 
 // rawDuckDBAppend appends rows of the bench shape with the DuckDB Appender,
@@ -268,30 +374,63 @@ func rawDuckDBAppend(ctx context.Context, path string, rows int) (float64, error
 type benchResult struct {
 	consumed, windows, buffered int64
 	wall, cpu, p50, p99         time.Duration
-	maxRSS, peakDisk            int64
-	// peakMem splits the largest sampled RSS into its anonymous part (Go
-	// heap, Badger's memtables and builders) and its file-backed part
-	// (Badger's memory-mapped tables and logs: page cache).
-	peakMem memSample
+	peakDisk                    int64
+	// hwm is the kernel's high-water mark of the process's resident set
+	// (VmHWM; the Maxrss of its rusage once reaped): it covers the peaks
+	// between two samples, which sampled misses.
+	hwm int64
+	// sampled is the largest RSS seen by the 100 ms samples, split into its
+	// anonymous part (Go heap, Badger's memtables and builders, DuckDB) and
+	// its file-backed part (Badger's memory-mapped tables and logs: page
+	// cache).
+	sampled memSample
 }
 
-// runBenchProcess runs `highwater run` on topics as a child process. With a
-// stopAt it waits for the process to finish; with holdEvents it waits until
-// that many events are buffered, samples, and stops the process.
-func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, topics []string, work, name, logLevel string, stopAt schemas.HLC, holdEvents ...int64) (benchResult, error) {
+// printMemory prints the process's peak memory, kernel and sampled.
+func (r benchResult) printMemory(w io.Writer) {
+	fmt.Fprintf(w, "    peak RSS (kernel VmHWM)  %9.1f MiB  (100 ms samples peak at %.1f MiB: %s)\n",
+		float64(r.hwm)/(1<<20), float64(r.sampled.rss)/(1<<20), r.sampled)
+}
+
+// benchSpec is one measured `highwater run`.
+type benchSpec struct {
+	name, logLevel string
+	topics         []string
+	// stopAt: the process runs until it has applied it (--stop-at).
+	stopAt schemas.HLC
+	// holdEvents: the process is stopped (SIGTERM) once it has consumed
+	// that many records.
+	holdEvents int64
+	// memoryLimit is the process's --memory-limit; empty leaves the flag
+	// out, so that the process takes its cgroup's limit.
+	memoryLimit string
+	// cgroup, if set, runs the process inside it.
+	cgroup *benchCgroup
+}
+
+// runBenchProcess runs `highwater run` as a child process, samples its
+// memory and buffer disk every 100 ms, and reads its summary line.
+func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, spec benchSpec, work string) (benchResult, error) {
 	var res benchResult
+	name := spec.name
 	addr, err := freeAddr()
 	if err != nil {
 		return res, err
 	}
 	bufDir := filepath.Join(work, name+"-buffer")
 	args := []string{"run", "--brokers", strings.Join(stack.Brokers(), ","), "--registry", stack.RegistryURL(),
-		"--topics", strings.Join(topics, ","), "--group", "bench-" + name, "--sink", "duckdb://" + filepath.Join(work, name+".duckdb"),
-		"--buffer-dir", bufDir, "--buffer-budget", "0", "--metrics-addr", addr, "--log-format", "json", "--log-level", logLevel}
-	if !stopAt.IsZero() {
-		args = append(args, "--stop-at", stopAt.String())
+		"--topics", strings.Join(spec.topics, ","), "--group", "bench-" + name, "--sink", "duckdb://" + filepath.Join(work, name+".duckdb"),
+		"--buffer-dir", bufDir, "--buffer-budget", "0", "--metrics-addr", addr, "--log-format", "json", "--log-level", spec.logLevel}
+	if !spec.stopAt.IsZero() {
+		args = append(args, "--stop-at", spec.stopAt.String())
 	}
-	cmd := exec.CommandContext(ctx, self, args...)
+	if spec.memoryLimit != "" {
+		args = append(args, "--memory-limit", spec.memoryLimit)
+	}
+	cmd := exec.Command(self, args...)
+	if spec.cgroup != nil {
+		cmd = spec.cgroup.command(self, args...)
+	}
 	var logs bytes.Buffer
 	cmd.Stderr = &logs
 	// Kept for a look at the windows (with --dir, after the run too).
@@ -304,31 +443,24 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, to
 	go func() { done <- cmd.Wait() }()
 	tick := time.NewTicker(100 * time.Millisecond)
 	defer tick.Stop()
+	var waitErr error
 	for running := true; running; {
 		select {
-		case err := <-done:
-			if err != nil {
-				return res, fmt.Errorf("highwater run (%s): %w\n%s", name, err, logs.String())
-			}
+		case waitErr = <-done:
 			running = false
 		case <-tick.C:
 			res.sample(cmd.Process.Pid)
 			if d := dirSize(bufDir); d > res.peakDisk {
 				res.peakDisk = d
 			}
-			if len(holdEvents) > 0 {
-				if c := scrapeMetric(addr, "highwater_records_consumed_total"); int64(c) >= holdEvents[0] {
+			if spec.holdEvents > 0 {
+				if c := scrapeMetric(addr, "highwater_records_consumed_total"); int64(c) >= spec.holdEvents {
 					res.sample(cmd.Process.Pid)
-					// The kernel's high-water mark also covers peaks
-					// between two samples.
-					if hwm := procMem(cmd.Process.Pid).hwm; hwm > res.maxRSS {
-						res.maxRSS = hwm
-					}
 					res.buffered = int64(scrapeMetric(addr, "highwater_buffer_events"))
 					res.wall = time.Since(start)
 					_ = cmd.Process.Signal(syscall.SIGTERM)
-					<-done
-					return res, nil
+					waitErr = <-done
+					running = false
 				}
 			}
 		case <-ctx.Done():
@@ -338,12 +470,20 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, to
 				scrapeMetric(addr, "highwater_records_consumed_total"), scrapeMetric(addr, "highwater_buffer_events"), lastLines(logs.String(), 20))
 		}
 	}
-	res.wall = time.Since(start)
+	if res.wall == 0 {
+		res.wall = time.Since(start)
+	}
+	// Not the rusage's Maxrss for the peak: Go starts the child with vfork
+	// (CLONE_VM), and at the exec the kernel charges the parent's own
+	// high-water mark (this bench process, with the in-process broker
+	// holding every record) to the child's maxrss. The child logs its own
+	// VmHWM as it exits (below); the samples' VmHWM covers a child killed
+	// before it could.
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
-		if rss := ru.Maxrss * 1024; rss > res.maxRSS {
-			res.maxRSS = rss
-		}
+	}
+	if waitErr != nil {
+		return res, fmt.Errorf("highwater run (%s): %w\n%s", name, waitErr, lastLines(logs.String(), 20))
 	}
 	// The process logs a JSON summary line when it stops.
 	sc := bufio.NewScanner(bytes.NewReader(logs.Bytes()))
@@ -351,19 +491,26 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, to
 	for sc.Scan() {
 		var m struct {
 			Msg      string  `json:"msg"`
+			HWM      int64   `json:"vm_hwm_bytes"`
 			Consumed int64   `json:"consumed"`
 			Windows  int64   `json:"windows"`
 			P50      float64 `json:"visible_p50"` // seconds
 			P99      float64 `json:"visible_p99"`
 		}
-		if json.Unmarshal(sc.Bytes(), &m) == nil && m.Msg == "highwater stopped" {
+		if json.Unmarshal(sc.Bytes(), &m) != nil {
+			continue
+		}
+		switch m.Msg {
+		case "peak memory":
+			res.hwm = max(res.hwm, m.HWM)
+		case "highwater stopped":
 			res.consumed, res.windows = m.Consumed, m.Windows
 			res.p50 = time.Duration(m.P50 * float64(time.Second)).Round(time.Millisecond)
 			res.p99 = time.Duration(m.P99 * float64(time.Second)).Round(time.Millisecond)
 		}
 	}
 	if res.consumed == 0 {
-		return res, fmt.Errorf("highwater run (%s) printed no summary:\n%s", name, logs.String())
+		return res, fmt.Errorf("highwater run (%s) printed no summary:\n%s", name, lastLines(logs.String(), 20))
 	}
 	return res, nil
 }
@@ -384,11 +531,14 @@ func (m memSample) String() string {
 	return fmt.Sprintf("anon %.1f MiB + file-backed %.1f MiB", float64(m.anon)/(1<<20), float64(m.file)/(1<<20))
 }
 
-// sample records the process's memory if it is the largest so far.
+// sample records the process's memory if it is the largest so far, and
+// its kernel high-water mark.
 func (r *benchResult) sample(pid int) {
-	if m := procMem(pid); m.rss > r.maxRSS {
-		r.maxRSS, r.peakMem = m.rss, m
+	m := procMem(pid)
+	if m.rss > r.sampled.rss {
+		r.sampled = m
 	}
+	r.hwm = max(r.hwm, m.hwm)
 }
 
 // procMem reads a process's resident set size and its anonymous and

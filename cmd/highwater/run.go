@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"runtime/debug"
 	"slices"
 	"strings"
 	"time"
@@ -49,36 +48,22 @@ environment, then the file, then defaults.`,
 				return err
 			}
 			defer log.Sync() //nolint:errcheck // nothing useful to do on a failed sync at exit
-			setDefaultMemoryLimit(log)
+			plan, err := memoryPlan(cfg, "/")
+			if err != nil {
+				return fmt.Errorf("configuration: %w", err)
+			}
+			// GOMEMLIMIT is read from the real environment, as the Go runtime does.
+			applyMemoryPlan(plan, os.Getenv, log)
+			cfg.Sink = withDuckDBLimits(cfg.Sink, plan)
 			log.Debug("effective configuration (secrets redacted)", zap.String("yaml", cfg.Redacted()))
-			return runPipeline(cmd.Context(), cfg, log, nil)
+			err = runPipeline(cmd.Context(), cfg, log, nil)
+			logPeakMemory(log)
+			return err
 		},
 	}
 	cmd.Flags().SortFlags = false
 	cmd.Flags().AddFlagSet(l.FlagSet())
 	return cmd
-}
-
-// defaultMemoryLimit is the Go soft memory limit of `highwater run` unless
-// GOMEMLIMIT is set. Without a limit the Go heap grows to twice its live
-// size (GOGC=100) before collecting; with millions of events buffered the
-// live heap is ~200-300 MB (mostly Badger's memtables and pooled table
-// builders), so the heap alone would reach 600 MB. The limit makes the GC
-// collect earlier instead. It is soft: a live heap above it still grows
-// (the GC then works harder, never fails). Measured with 2M buffered
-// events: no limit 800-1035 MiB RSS; 384 MiB 527-561; 320 MiB 493-519;
-// 300 MiB 453-471; 256 MiB 483-532 but ingest 3-5x slower, the GC running
-// constantly (see docs/BENCHMARKS.md).
-const defaultMemoryLimit = 300 << 20
-
-// setDefaultMemoryLimit applies defaultMemoryLimit unless the operator set
-// GOMEMLIMIT (any value; "off" for no limit).
-func setDefaultMemoryLimit(log *zap.Logger) {
-	if os.Getenv("GOMEMLIMIT") != "" {
-		return
-	}
-	debug.SetMemoryLimit(defaultMemoryLimit)
-	log.Debug("Go soft memory limit set (GOMEMLIMIT overrides it)", zap.Int64("bytes", defaultMemoryLimit))
 }
 
 // runPipeline wires registry, decoder, buffer, writer and processor for cfg

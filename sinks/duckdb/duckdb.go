@@ -147,7 +147,15 @@ func Open(ctx context.Context, path string, opts sinks.Options, logger *zap.Logg
 		_ = w.Close()
 		return nil, fmt.Errorf("open duckdb %s: %w", file, err)
 	}
-	logger.Info("duckdb warehouse open", zap.String("path", file), zap.Bool("changelog", opts.Changelog))
+	// The memory DuckDB may take is outside Go's heap: say what it is
+	// (--memory-limit sets it through the URL's memory_limit and threads).
+	var memLimit, threads string
+	if err := w.db.QueryRowContext(ctx, `SELECT current_setting('memory_limit'), CAST(current_setting('threads') AS VARCHAR)`).Scan(&memLimit, &threads); err != nil {
+		_ = w.Close()
+		return nil, fmt.Errorf("open duckdb %s: read settings: %w", file, err)
+	}
+	logger.Info("duckdb warehouse open", zap.String("path", file), zap.Bool("changelog", opts.Changelog),
+		zap.String("memory_limit", memLimit), zap.String("threads", threads))
 	return w, nil
 }
 
