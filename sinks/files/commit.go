@@ -1,0 +1,457 @@
+package files
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.uber.org/zap"
+
+	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
+)
+
+func (tx *Tx) commit(ctx context.Context) error {
+	w := tx.w
+	rows := int64(0)
+	for _, tw := range tx.order {
+		rows += tw.rows
+	}
+	if rows == 0 && len(tx.cps) == 0 && len(tx.dls) == 0 {
+		return nil
+	}
+	cps := make([]sinks.Checkpoint, 0, len(tx.cps))
+	w.mu.Lock()
+	for k, cp := range tx.cps {
+		// A partition stored further (by another member, or a window
+		// written again) keeps its checkpoint: never moved back.
+		if stored, ok := w.applied[k]; ok && cp.Resolved.Less(stored.Resolved) {
+			cp = stored
+		}
+		cps = append(cps, cp)
+	}
+	// Dead letters below a stored checkpoint's offset were written by the
+	// window that moved the partition past them.
+	dls := tx.dls[:0:0]
+	for _, dl := range tx.dls {
+		if stored, ok := w.applied[partKey{dl.Group, dl.Topic, dl.Partition}]; ok && dl.Offset < stored.NextOffset {
+			continue
+		}
+		dls = append(dls, dl)
+	}
+	tx.dls = dls
+	w.mu.Unlock()
+	slices.SortFunc(cps, func(a, b sinks.Checkpoint) int {
+		return cmp.Or(cmp.Compare(a.Topic, b.Topic), cmp.Compare(a.Partition, b.Partition))
+	})
+	var group, partset string
+	resolved := tx.maxHLC
+	if len(cps) > 0 {
+		group, partset = cps[0].Group, partsetID(cps)
+		resolved = cps[0].Resolved
+		for _, cp := range cps {
+			if resolved.Less(cp.Resolved) {
+				resolved = cp.Resolved
+			}
+		}
+	} else {
+		// No checkpoint, so nothing to resume from: a unique name.
+		var b [6]byte
+		_, _ = rand.Read(b[:])
+		partset = "x" + hex.EncodeToString(b[:])
+	}
+	floor := tx.floor(cps)
+	base := hlcName(resolved) + "-" + partset
+	date := datePath(resolved)
+	dlqKey := DeadLetterDir + "/" + escape(group) + "/" + date + "/" + base + ".ndjson"
+	mKey := manifestKey(group, partset, resolved)
+	pending := &pendingWindow{Manifest: mKey, Prefixes: []string{dlqKey}}
+	for _, tw := range tx.order {
+		if tw.rows > 0 {
+			pending.Prefixes = append(pending.Prefixes, tw.dir+"/"+date+"/"+base+"-")
+		}
+	}
+
+	held := tx.heldList()
+	if len(held) > 0 && len(cps) > 0 && held[0].Group != group {
+		return fmt.Errorf("commit window through %s: fenced group %q, checkpointed group %q", resolved, held[0].Group, group)
+	}
+	token := newToken()
+	if len(held) > 0 {
+		// Claim the partitions before anything is written: from here, a
+		// window of another member built on the same checkpoints takes
+		// the claim over and this one cannot publish.
+		if _, err := w.installManifests(ctx, held[0].Group); err != nil {
+			return fmt.Errorf("commit window through %s: %w", resolved, err)
+		}
+		if err := w.claim(ctx, held[0].Group, token, held); err != nil {
+			if errors.Is(err, sinks.ErrFenced) {
+				return err
+			}
+			return fmt.Errorf("commit window through %s: %w", resolved, err)
+		}
+		floor = tx.floor(cps)
+	}
+
+	var state *stateObject
+	if len(cps) > 0 {
+		var err error
+		if state, err = w.recover(ctx, group, partset, cps); err != nil {
+			return fmt.Errorf("commit window through %s: %w", resolved, err)
+		}
+		state.Pending = pending
+		if err := w.writeJSON(ctx, state.key, state); err != nil {
+			return fmt.Errorf("commit window through %s: %w", resolved, err)
+		}
+	}
+
+	m := Manifest{FormatVersion: 1, Group: group, PartitionSet: partset, Resolved: resolved.String(), Checkpoints: toEntries(cps)}
+	for _, tw := range tx.order {
+		if tw.rows == 0 {
+			continue
+		}
+		entries, err := tx.writeTable(ctx, tw, tw.dir+"/"+date+"/"+base, floor)
+		if err != nil {
+			return fmt.Errorf("commit window through %s: table %q: %w", resolved, tw.name, err)
+		}
+		m.Files = append(m.Files, entries...)
+		if err := tx.writeCatalog(ctx, tw, resolved); err != nil {
+			return fmt.Errorf("commit window through %s: %w", resolved, err)
+		}
+	}
+	if len(tx.dls) > 0 {
+		if err := w.st.put(ctx, dlqKey, deadLetterLines(tx.dls)); err != nil {
+			return fmt.Errorf("commit window through %s: dead letters: %w", resolved, err)
+		}
+		m.DeadLetters = []string{dlqKey}
+	}
+	m.WrittenAt = time.Now().UTC()
+	if len(held) > 0 || len(cps) > 0 {
+		// The checkpoints move in the fence object, if no other window
+		// claimed the held partitions since; the manifest is staged first
+		// so that a crash right after cannot lose the window.
+		fg := group
+		if fg == "" {
+			fg = held[0].Group
+		}
+		staged := stagedKey(fg, base, token)
+		if err := w.writeJSON(ctx, staged, m); err != nil {
+			return fmt.Errorf("commit window through %s: staged manifest: %w", resolved, err)
+		}
+		if err := w.publish(ctx, fg, token, held, cps, mKey, staged); err != nil {
+			_ = w.st.remove(ctx, []string{staged})
+			if errors.Is(err, sinks.ErrFenced) {
+				return err
+			}
+			return fmt.Errorf("commit window through %s: %w", resolved, err)
+		}
+		defer func() {
+			// Only once the manifest is written: until then the staged
+			// copy is what restores it.
+			if _, err := w.st.get(context.WithoutCancel(ctx), mKey); err == nil {
+				_ = w.st.remove(context.WithoutCancel(ctx), []string{staged})
+			}
+		}()
+	}
+	if err := w.writeJSON(ctx, mKey, m); err != nil {
+		return fmt.Errorf("commit window through %s: manifest: %w", resolved, err)
+	}
+	if state != nil {
+		state.Pending = nil
+		state.Manifest, state.Checkpoints = mKey, m.Checkpoints
+		if err := w.writeJSON(ctx, state.key, state); err != nil {
+			// The manifest is written: the window is complete, and
+			// Checkpoints finds it through the pending entry.
+			w.logger.Warn("files sink: updating the checkpoint object after the manifest failed", zap.String("object", w.st.location(state.key)), zap.Error(err))
+		}
+		w.mu.Lock()
+		for _, cp := range cps {
+			w.learn(cp)
+		}
+		w.mu.Unlock()
+		w.dropSuperseded(ctx, state, cps)
+	}
+	return nil
+}
+
+// floor is the HLC at or below which a row of this window was already
+// written by an earlier window: the oldest previous checkpoint among the
+// window's partitions. By CockroachDB's resolved guarantee every row with
+// updated <= a partition's resolved was in the window through it, so rows
+// the changefeed re-sent at exactly the frontier are not written twice.
+func (tx *Tx) floor(cps []sinks.Checkpoint) schemas.HLC {
+	if len(cps) == 0 {
+		return schemas.HLC{}
+	}
+	tx.w.mu.Lock()
+	defer tx.w.mu.Unlock()
+	var floor schemas.HLC
+	for i, cp := range cps {
+		stored, ok := tx.w.applied[partKey{cp.Group, cp.Topic, cp.Partition}]
+		if !ok {
+			return schemas.HLC{}
+		}
+		h := stored.Resolved
+		if i == 0 || h.Less(floor) {
+			floor = h
+		}
+	}
+	return floor
+}
+
+// recover returns the checkpoint object of (group, partset), after
+// finishing what a crash left of this or another partition set's window
+// over these partitions: a window whose manifest exists is complete, one
+// without has its files deleted, so that writing it again adds nothing.
+// A partition set that shares partitions with this window has lost them to
+// this member, so no live member is still writing its window.
+func (w *Writer) recover(ctx context.Context, group, partset string, cps []sinks.Checkpoint) (*stateObject, error) {
+	own := &stateObject{key: stateKey(group, partset)}
+	if err := w.readJSON(ctx, own.key, own); err != nil && !errors.Is(err, errNotFound) {
+		return nil, err
+	}
+	own.Group, own.PartitionSet, own.Partitions = group, partset, toEntries(cps)
+	for i := range own.Partitions {
+		own.Partitions[i].Resolved, own.Partitions[i].NextOffset = "", 0
+	}
+	mine := map[partKey]bool{}
+	for _, cp := range cps {
+		mine[partKey{group, cp.Topic, cp.Partition}] = true
+	}
+	todo := []*stateObject{}
+	if own.Pending != nil {
+		todo = append(todo, own)
+	}
+	w.mu.Lock()
+	for k, st := range w.stale {
+		if k == own.key || st.Group != group {
+			continue
+		}
+		for _, p := range st.Partitions {
+			if mine[partKey{group, p.Topic, p.Partition}] {
+				todo = append(todo, st)
+				break
+			}
+		}
+	}
+	w.mu.Unlock()
+	for _, st := range todo {
+		if st != own {
+			fresh := &stateObject{key: st.key}
+			if err := w.readJSON(ctx, st.key, fresh); err != nil && !errors.Is(err, errNotFound) {
+				return nil, err
+			}
+			st = fresh
+		}
+		if st.Pending != nil {
+			var m Manifest
+			switch err := w.readJSON(ctx, st.Pending.Manifest, &m); {
+			case err == nil:
+				st.Manifest, st.Checkpoints = st.Pending.Manifest, m.Checkpoints
+			case errors.Is(err, errNotFound):
+				n := 0
+				for _, prefix := range st.Pending.Prefixes {
+					keys, err := w.st.list(ctx, prefix)
+					if err != nil {
+						return nil, err
+					}
+					if err := w.st.remove(ctx, keys); err != nil {
+						return nil, err
+					}
+					n += len(keys)
+				}
+				w.logger.Warn("files sink: deleted the files of a window a crash cut short", zap.String("manifest", st.Pending.Manifest), zap.Int("files", n))
+			default:
+				return nil, err
+			}
+			st.Pending = nil
+			if st.key != own.key {
+				if err := w.writeJSON(ctx, st.key, st); err != nil {
+					return nil, err
+				}
+			}
+		}
+		w.mu.Lock()
+		delete(w.stale, st.key)
+		w.mu.Unlock()
+	}
+	return own, nil
+}
+
+// dropSuperseded deletes the checkpoint objects of other partition sets
+// of the group whose every partition this window checkpointed at least as
+// far: they can no longer change what Checkpoints returns. A failure only
+// leaves an object behind.
+func (w *Writer) dropSuperseded(ctx context.Context, own *stateObject, cps []sinks.Checkpoint) {
+	mine := make(map[partKey]schemas.HLC, len(cps))
+	for _, cp := range cps {
+		mine[partKey{cp.Group, cp.Topic, cp.Partition}] = cp.Resolved
+	}
+	w.mu.Lock()
+	var drop []*stateObject
+	for k, st := range w.others {
+		if k == own.key || st.Group != own.Group || st.Pending != nil {
+			continue
+		}
+		superseded := len(st.Checkpoints) > 0
+		for _, e := range st.Checkpoints {
+			h, err := schemas.ParseHLC(e.Resolved)
+			r, ok := mine[partKey{st.Group, e.Topic, e.Partition}]
+			if err != nil || !ok || r.Less(h) {
+				superseded = false
+				break
+			}
+		}
+		if superseded {
+			drop = append(drop, st)
+			delete(w.others, k)
+		}
+	}
+	w.mu.Unlock()
+	for _, st := range drop {
+		if err := w.st.remove(ctx, []string{st.key}); err != nil {
+			w.logger.Warn("files sink: deleting a superseded checkpoint object failed", zap.String("object", w.st.location(st.key)), zap.Error(err))
+		}
+	}
+}
+
+// writeCatalog records the table's newest version under _highwater/tables
+// when it differs from what this writer last recorded.
+func (tx *Tx) writeCatalog(ctx context.Context, tw *tableWindow, resolved schemas.HLC) error {
+	v := tw.versions[len(tw.versions)-1]
+	ti := tableInfo(v, tw.dir, tx.w.cfg.Format, resolved)
+	if tx.w.catalog[tw.name] == v.id {
+		return nil
+	}
+	if err := tx.w.writeJSON(ctx, catalogKey(tw.dir), ti); err != nil {
+		return fmt.Errorf("table catalog: %w", err)
+	}
+	tx.w.catalog[tw.name] = v.id
+	return nil
+}
+
+func deadLetterLines(dls []sinks.DeadLetter) []byte {
+	type line struct {
+		Group     string    `json:"group"`
+		Topic     string    `json:"topic"`
+		Partition int32     `json:"partition"`
+		Offset    int64     `json:"offset"`
+		Timestamp time.Time `json:"timestamp"`
+		Key       string    `json:"key"`
+		Value     string    `json:"value"`
+		SchemaID  int32     `json:"schema_id"`
+		Stage     string    `json:"stage"`
+		Error     string    `json:"error"`
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	for _, dl := range dls {
+		_ = enc.Encode(line{dl.Group, dl.Topic, dl.Partition, dl.Offset, dl.Timestamp.UTC(),
+			base64.StdEncoding.EncodeToString(dl.Key), base64.StdEncoding.EncodeToString(dl.Value), dl.SchemaID, dl.Stage, dl.Error})
+	}
+	return buf.Bytes()
+}
+
+// writeTable merges the table's runs in (HLC, key) order, keeps the last
+// arrival of each (key, HLC), drops rows at or below floor, and writes each
+// row to its version's files.
+func (tx *Tx) writeTable(ctx context.Context, tw *tableWindow, base string, floor schemas.HLC) ([]FileEntry, error) {
+	var src recordSource
+	if len(tw.runs) == 0 {
+		slices.SortFunc(tw.recs, compareRecords)
+		src = &memSource{recs: tw.recs}
+	} else {
+		if err := tx.spillTable(tw); err != nil {
+			return nil, err
+		}
+		ms, err := newMergeSource(tw.runs)
+		if err != nil {
+			return nil, err
+		}
+		defer ms.close()
+		src = ms
+	}
+	outs := make([]*output, len(tw.versions))
+	defer func() {
+		for _, o := range outs {
+			if o != nil {
+				o.abort()
+			}
+		}
+	}()
+	var floorKey []byte
+	if !floor.IsZero() {
+		floorKey = floor.AppendBinary(nil)
+	}
+	var held []byte
+	have := false
+	emit := func(rec []byte) error {
+		if floorKey != nil && bytes.Compare(rec[:schemas.HLCSize], floorKey) <= 0 {
+			return nil
+		}
+		id := recIdentity(rec)
+		r := reader{b: rec[len(id)+8:]}
+		vi := int(r.uvarint())
+		op := sinks.Op(r.byte())
+		if r.err != nil || vi >= len(tw.versions) {
+			return errCorrupt
+		}
+		o := outs[vi]
+		if o == nil {
+			o = &output{tx: tx, v: tw.versions[vi], base: base + "-" + tw.versions[vi].id}
+			outs[vi] = o
+		}
+		h, err := schemas.DecodeHLC(rec)
+		if err != nil {
+			return err
+		}
+		return o.write(ctx, h, op, r.b)
+	}
+	n := 0
+	for {
+		rec, err := src.next()
+		if err != nil {
+			return nil, err
+		}
+		if rec == nil {
+			break
+		}
+		if n++; n%4096 == 0 {
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+		}
+		if have && !bytes.Equal(recIdentity(held), recIdentity(rec)) {
+			if err := emit(held); err != nil {
+				return nil, err
+			}
+		}
+		// The later arrival of a (key, HLC) replaces the earlier.
+		held, have = append(held[:0], rec...), true
+	}
+	if have {
+		if err := emit(held); err != nil {
+			return nil, err
+		}
+	}
+	var entries []FileEntry
+	for i, o := range outs {
+		if o == nil {
+			continue
+		}
+		if err := o.finish(ctx); err != nil {
+			return nil, err
+		}
+		entries = append(entries, o.entries...)
+		outs[i] = nil
+	}
+	return entries, nil
+}
