@@ -1,11 +1,14 @@
 package files
 
 import (
+	"cmp"
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/bits"
+	"slices"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -87,4 +90,106 @@ func hlcDecimal(b []byte, h schemas.HLC) []byte {
 	binary.BigEndian.PutUint64(b[:8], hi)
 	binary.BigEndian.PutUint64(b[8:16], lo)
 	return b[:16]
+}
+
+// parquetSchema is the Parquet schema of a table version: its columns in
+// table order, then _hw_updated and _hw_op.
+func parquetSchema(v *version) *parquet.Schema {
+	g := parquet.Group{}
+	order := make([]string, 0, len(v.cols)+2)
+	for _, c := range v.cols {
+		n := c.node()
+		if !c.key {
+			n = parquet.Optional(n)
+		}
+		g[c.name] = n
+		order = append(order, c.name)
+	}
+	g[sinks.UpdatedColumn] = parquet.Decimal(10, 38, parquet.FixedLenByteArrayType(16))
+	g[sinks.OpColumn] = parquet.String()
+	order = append(order, sinks.UpdatedColumn, sinks.OpColumn)
+	return parquet.NewSchema(escape(v.table.Name), orderedGroup{Group: g, order: order})
+}
+
+// orderedGroup is a parquet.Group whose fields keep the table's column
+// order (parquet.Group sorts them by name), so that readers show the
+// columns as the source table has them.
+type orderedGroup struct {
+	parquet.Group
+	order []string
+}
+
+// Fields returns the group's fields in column order.
+func (g orderedGroup) Fields() []parquet.Field {
+	fields := g.Group.Fields()
+	rank := make(map[string]int, len(g.order))
+	for i, n := range g.order {
+		rank[n] = i
+	}
+	out := slices.Clone(fields)
+	slices.SortFunc(out, func(a, b parquet.Field) int { return cmp.Compare(rank[a.Name()], rank[b.Name()]) })
+	return out
+}
+
+// appendParquet appends the Parquet values of one encoded column value to
+// row, as leaf column col with definition levels for a top-level optional
+// (or, for key columns, required) column.
+func (c *column) appendParquet(row parquet.Row, r *reader, col int) parquet.Row {
+	top := 1 // definition level of a present top-level value
+	if c.key {
+		top = 0
+	}
+	if r.byte() == 0 {
+		return append(row, parquet.NullValue().Level(0, 0, col))
+	}
+	if c.codec != codecList {
+		return append(row, c.leafValue(r).Level(0, top, col))
+	}
+	n := int(r.uvarint())
+	if n == 0 {
+		return append(row, parquet.NullValue().Level(0, top, col))
+	}
+	if n > len(r.b) {
+		r.err = errCorrupt
+		return row
+	}
+	for i := 0; i < n && r.err == nil; i++ {
+		rep := 1
+		if i == 0 {
+			rep = 0
+		}
+		if r.byte() == 0 {
+			row = append(row, parquet.NullValue().Level(rep, top+1, col))
+			continue
+		}
+		row = append(row, c.elem.leafValue(r).Level(rep, top+2, col))
+	}
+	return row
+}
+
+func (c *column) leafValue(r *reader) parquet.Value {
+	switch c.codec {
+	case codecInt64:
+		v := r.varint()
+		switch c.t.Kind {
+		case schemas.KindDate:
+			return parquet.Int32Value(int32(v))
+		case schemas.KindDecimal:
+			if c.t.Precision <= 9 {
+				return parquet.Int32Value(int32(v))
+			}
+		}
+		return parquet.Int64Value(v)
+	case codecDouble:
+		b := r.bytes(8)
+		if r.err != nil {
+			return parquet.Value{}
+		}
+		return parquet.DoubleValue(math.Float64frombits(binary.LittleEndian.Uint64(b)))
+	case codecBool:
+		return parquet.BooleanValue(r.byte() == 1)
+	case codecDecimal128:
+		return parquet.FixedLenByteArrayValue(r.bytes(16))
+	}
+	return parquet.ByteArrayValue(r.bytes(int(r.uvarint())))
 }
