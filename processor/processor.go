@@ -1,10 +1,3 @@
-// Package processor runs highwater's pipeline for one consumer-group member:
-// it consumes a changefeed's topics, buffers row events until resolved
-// timestamps close a window, and applies each window to the warehouse in one
-// transaction together with the partitions' checkpoints.
-//
-// The warehouse checkpoint is the truth for where a partition resumes; Kafka
-// committed offsets are written afterwards for lag tooling only.
 package processor
 
 import (

@@ -1,21 +1,3 @@
-// Package files is highwater's files and object-storage writer: it writes
-// each resolved window's changes as clean, deduplicated, HLC-ordered change
-// files (Parquet or NDJSON) to a local directory or an S3-compatible bucket,
-// for Snowflake (Snowpipe), Databricks, BigQuery, DuckDB or Spark to ingest.
-//
-// A window's Write calls spill its changes, already converted, to local
-// sort runs (memory stays bounded however large the window). Commit merges
-// the runs per table in (HLC, key) order, keeps one row per (key, HLC), and
-// writes the data files under deterministic names, rolling to a new part at
-// a size limit; then the dead letters; then the window's manifest, which
-// lists the files and the checkpoints; last a small per-partition-set
-// checkpoint object that points at the manifest. A window is complete once
-// its manifest exists. Before its data files, Commit records the names it is
-// about to write in that checkpoint object, so that a window cut short by a
-// crash is found and its files deleted before it is written again: a
-// re-written window replaces, never adds.
-//
-// The layout is described in docs/SINK_FILES.md.
 package files
 
 import (
