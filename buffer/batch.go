@@ -108,6 +108,12 @@ func (b *Batch) Len() int { return len(b.ents) }
 // Events identical in (Table, Key, Updated) to one already buffered on the
 // same partition collapse into one, keeping the smallest offset. ctx is
 // checked before writing; a Write in progress completes.
+//
+// The steps: register unknown partitions (ensure), sort the events
+// (Batch.order), write them without duplicates (events), their offset
+// index (offsetIndex) and the dead letters in one WriteBatch, flush it;
+// then the partitions' metadata (meta), then the in-memory counters
+// (publish).
 func (s *Store) Write(ctx context.Context, b *Batch) error {
 	if b.err != nil {
 		return b.err
@@ -130,42 +136,105 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 	if err != nil {
 		return fmt.Errorf("buffer: write: %w", err)
 	}
+	b.order(pts)
+	w := s.newBatchWrite(b, pts)
+	defer w.close()
+	if err := w.events(); err != nil {
+		return err
+	}
+	if err := w.offsetIndex(); err != nil {
+		return err
+	}
+	if err := b.writeDeadLetters(w.wb, pts); err != nil {
+		return w.fail(err)
+	}
+	if err := w.wb.Flush(); err != nil {
+		return w.fail(err)
+	}
+	// The events are committed; now the metadata that may refer to them.
+	metas, err := w.meta()
+	if err != nil {
+		return w.fail(err)
+	}
+	w.publish(metas)
+	return nil
+}
+
+// order patches the partitions' store ids into the events' keys and sorts
+// the events by key, then offset: sorting groups duplicates and hands
+// Badger ascending keys.
+func (b *Batch) order(pts []*part) {
 	for i := range b.ents {
 		e := &b.ents[i]
 		binary.BigEndian.PutUint32(b.arena[e.k0+1:], pts[e.part].id)
 	}
-	// Sorting groups duplicates and hands Badger ascending keys.
 	slices.SortFunc(b.ents, func(x, y bent) int {
 		if c := bytes.Compare(b.arena[x.k0:x.k1], b.arena[y.k0:y.k1]); c != 0 {
 			return c
 		}
 		return int(min(max(x.off-y.off, -1), 1))
 	})
-	deltaN := make([]int64, len(b.parts))
-	deltaB := make([]int64, len(b.parts))
-	maxTS := make([]schemas.HLC, len(b.parts))
-	// Offset index entries per partition, written as runs after the loop.
-	offs := make([][]offHLC, len(b.parts))
+}
 
-	check := s.db.NewTransaction(false)
-	defer check.Discard()
-	wb := s.db.NewWriteBatch()
-	defer wb.Cancel()
-	// Until the first wb.Set nothing is written. From there WriteBatch
-	// commits in chunks as it fills, so a failure may leave events the
-	// counters do not know of: every error goes through fail, and the
-	// store must be reopened (and recounts).
-	fail := func(err error) error {
-		s.failed = err
-		return fmt.Errorf("buffer: write: %w", err)
+// batchWrite is one Store.Write in progress, from its first event to the
+// in-memory counters. Its per-partition slices are indexed like b.parts.
+type batchWrite struct {
+	s   *Store
+	b   *Batch
+	pts []*part
+	// check reads the store for duplicates; wb writes the events, the
+	// offset index and the dead letters.
+	check *badger.Txn
+	wb    *badger.WriteBatch
+	// deltaN and deltaB are the events and bytes each partition gains,
+	// maxTS its newest event's HLC.
+	deltaN, deltaB []int64
+	maxTS          []schemas.HLC
+	// offs are each partition's offset index entries, written as runs
+	// after the events.
+	offs [][]offHLC
+	// set is whether an event went to wb.
+	set bool
+}
+
+func (s *Store) newBatchWrite(b *Batch, pts []*part) *batchWrite {
+	return &batchWrite{
+		s: s, b: b, pts: pts,
+		deltaN: make([]int64, len(b.parts)),
+		deltaB: make([]int64, len(b.parts)),
+		maxTS:  make([]schemas.HLC, len(b.parts)),
+		offs:   make([][]offHLC, len(b.parts)),
+		check:  s.db.NewTransaction(false),
+		wb:     s.db.NewWriteBatch(),
 	}
-	set := false // an event went to wb
-	abort := func(err error) error {
-		if set {
-			return fail(err)
-		}
-		return fmt.Errorf("buffer: write: %w", err)
+}
+
+func (w *batchWrite) close() {
+	w.wb.Cancel()
+	w.check.Discard()
+}
+
+// fail is a failure after the first wb.Set. From there WriteBatch
+// commits in chunks as it fills, so a failure may leave events the
+// counters do not know of: the store must be reopened (and recounts).
+func (w *batchWrite) fail(err error) error {
+	w.s.failed = err
+	return fmt.Errorf("buffer: write: %w", err)
+}
+
+// abort is a failure that wrote nothing yet, unless an event went to wb.
+func (w *batchWrite) abort(err error) error {
+	if w.set {
+		return w.fail(err)
 	}
+	return fmt.Errorf("buffer: write: %w", err)
+}
+
+// events writes the batch's events to wb, except duplicates: of events
+// equal in key, within the batch or with one already stored, the one with
+// the smallest offset stays.
+func (w *batchWrite) events() error {
+	b := w.b
 	var prev []byte
 	for i := range b.ents {
 		e := &b.ents[i]
@@ -174,15 +243,15 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 			continue // a duplicate within the batch with a larger offset
 		}
 		prev = key
-		pt := pts[e.part]
+		pt := w.pts[e.part]
 		size := int64(len(key) + len(val))
 		if !pt.maxHLC.Less(e.ts) {
 			// At or below the largest HLC in the store: maybe a duplicate.
-			item, err := check.Get(key)
+			item, err := w.check.Get(key)
 			switch {
 			case errors.Is(err, badger.ErrKeyNotFound):
 			case err != nil:
-				return abort(fmt.Errorf("duplicate check: %w", err))
+				return w.abort(fmt.Errorf("duplicate check: %w", err))
 			default:
 				var old int64
 				if err := item.Value(func(v []byte) error {
@@ -192,19 +261,19 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 					old = decodeOffset(v)
 					return nil
 				}); err != nil {
-					return abort(fmt.Errorf("duplicate check: %w", err))
+					return w.abort(fmt.Errorf("duplicate check: %w", err))
 				}
 				if old <= e.off {
 					continue // keep the stored, earlier copy
 				}
 				// Replace it with the earlier copy; it is not a new event.
-				deltaN[e.part]--
-				deltaB[e.part] -= item.KeySize() + item.ValueSize()
+				w.deltaN[e.part]--
+				w.deltaB[e.part] -= item.KeySize() + item.ValueSize()
 			}
 		}
-		set = true
-		if err := wb.Set(key, val); err != nil {
-			return fail(err)
+		w.set = true
+		if err := w.wb.Set(key, val); err != nil {
+			return w.fail(err)
 		}
 		if e.ts.Less(pt.trimFrom) {
 			pt.trimFrom = e.ts // the next trim must see it
@@ -212,45 +281,50 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 		if pt.trimming && (!pt.wroteLow || e.ts.Less(pt.lowWrite)) {
 			pt.wroteLow, pt.lowWrite = true, e.ts
 		}
-		offs[e.part] = append(offs[e.part], offHLC{e.off, e.ts})
-		deltaN[e.part]++
-		deltaB[e.part] += size
-		if maxTS[e.part].Less(e.ts) {
-			maxTS[e.part] = e.ts
+		w.offs[e.part] = append(w.offs[e.part], offHLC{e.off, e.ts})
+		w.deltaN[e.part]++
+		w.deltaB[e.part] += size
+		if w.maxTS[e.part].Less(e.ts) {
+			w.maxTS[e.part] = e.ts
 		}
 	}
-	// One index entry per run of up to runEntries events, not per event:
-	// Badger's cost is per entry, and this halves it.
+	return nil
+}
+
+// offsetIndex writes the offset index of the events written: one index
+// entry per run of up to runEntries events, not per event: Badger's cost
+// is per entry, and this halves it.
+func (w *batchWrite) offsetIndex() error {
+	s := w.s
 	var runs []byte
-	for i, o := range offs {
+	for i, o := range w.offs {
 		slices.SortFunc(o, func(x, y offHLC) int { return int(min(max(x.off-y.off, -1), 1)) })
 		for len(o) > 0 {
 			run := o[:min(len(o), runEntries)]
 			o = o[len(run):]
 			s.runSeq++
 			start := len(runs)
-			runs = appendRunKey(runs, pts[i].id, run[0].off, s.runSeq)
+			runs = appendRunKey(runs, w.pts[i].id, run[0].off, s.runSeq)
 			mid := len(runs)
 			runs = appendRun(runs, run)
 			// Badger keeps the slices until Flush: runs only grows, and
 			// a reallocation leaves earlier slices intact.
-			if err := wb.Set(runs[start:mid:mid], runs[mid:len(runs):len(runs)]); err != nil {
-				return fail(err)
+			if err := w.wb.Set(runs[start:mid:mid], runs[mid:len(runs):len(runs)]); err != nil {
+				return w.fail(err)
 			}
 		}
 	}
-	if err := b.writeDeadLetters(wb, pts); err != nil {
-		return fail(err)
-	}
-	if err := wb.Flush(); err != nil {
-		return fail(err)
-	}
-	// The events are committed; now the metadata that may refer to them.
-	metas := make([]meta, len(b.parts))
-	for i, bp := range b.parts {
-		m := pts[i].m
-		m.events += deltaN[i]
-		m.bytes += deltaB[i]
+	return nil
+}
+
+// meta writes every partition's metadata (counts, Resolved, Consumed), once
+// the events it may refer to are committed, and returns it.
+func (w *batchWrite) meta() ([]meta, error) {
+	metas := make([]meta, len(w.b.parts))
+	for i, bp := range w.b.parts {
+		m := w.pts[i].m
+		m.events += w.deltaN[i]
+		m.bytes += w.deltaB[i]
 		if bp.hasResolved && m.resolved.Less(bp.resolved) {
 			m.resolved = bp.resolved
 		}
@@ -259,28 +333,34 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 		}
 		metas[i] = m
 	}
-	err = s.db.Update(func(txn *badger.Txn) error {
+	err := w.s.db.Update(func(txn *badger.Txn) error {
 		for i, m := range metas {
-			if err := txn.Set(idPrefix(prefixMeta, pts[i].id), m.encode()); err != nil {
+			if err := txn.Set(idPrefix(prefixMeta, w.pts[i].id), m.encode()); err != nil {
 				return err
 			}
 		}
 		return nil
 	})
 	if err != nil {
-		return fail(err)
+		return nil, err
 	}
+	return metas, nil
+}
+
+// publish makes the written batch the partitions' in-memory state and the
+// store's counters.
+func (w *batchWrite) publish(metas []meta) {
+	s := w.s
 	s.smu.Lock()
-	for i, pt := range pts {
+	for i, pt := range w.pts {
 		pt.m = metas[i]
-		if pt.maxHLC.Less(maxTS[i]) {
-			pt.maxHLC = maxTS[i]
+		if pt.maxHLC.Less(w.maxTS[i]) {
+			pt.maxHLC = w.maxTS[i]
 		}
-		s.events.Add(deltaN[i])
-		s.bytes.Add(deltaB[i])
+		s.events.Add(w.deltaN[i])
+		s.bytes.Add(w.deltaB[i])
 	}
 	s.smu.Unlock()
-	return nil
 }
 
 // ensure returns the state of every partition of bps, creating the unknown

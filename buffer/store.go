@@ -1,15 +1,3 @@
-// Package buffer is highwater's embedded event store: a Badger database that
-// holds every unresolved changefeed event per Kafka partition, ordered by
-// (updated HLC, table, key), until a resolved window is flushed to the
-// warehouse and trimmed.
-//
-// The store also keeps, per partition, the metadata the processor resumes
-// from after a restart (the applied base, the latest resolved timestamp and
-// the next offset to fetch), a disk budget for backpressure, and an offset
-// index that answers "where may the checkpoint resume" cheaply.
-//
-// See docs/BUFFER.md for the key layout, the crash-safety argument and the
-// tuning choices.
 package buffer
 
 import (

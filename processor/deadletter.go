@@ -99,31 +99,6 @@ func isPoison(err error) bool {
 	return errors.As(err, &de)
 }
 
-// ingestAttempts bounds how often ingest retries a record whose schema the
-// registry would not give (the Registry itself retries an unreachable
-// registry until the context ends); then the feed stops with the error.
-const ingestAttempts = 5
-
-// extract is Decoder.Extract, retried in place while the registry fails.
-func (p *Processor) extract(ctx context.Context, r *kgo.Record) (schemas.Record, error) {
-	backoff := 200 * time.Millisecond
-	for attempt := 1; ; attempt++ {
-		rec, err := p.cfg.Decoder.Extract(ctx, r.Topic, r.Partition, r.Offset, r.Key, r.Value)
-		if err == nil || !errors.Is(err, schemas.ErrSchemaUnavailable) || ctx.Err() != nil || attempt == ingestAttempts {
-			return rec, err
-		}
-		p.log.Warn("schema registry failed for a record (not a poison record); retrying",
-			zap.String("topic", r.Topic), zap.Int32("partition", r.Partition), zap.Int64("offset", r.Offset),
-			zap.Int("attempt", attempt), zap.Duration("backoff", backoff), zap.Error(err))
-		select {
-		case <-ctx.Done():
-			return rec, err
-		case <-time.After(backoff):
-		}
-		backoff *= 2
-	}
-}
-
 // schemaIDOf returns the schema id a decode error names, or -1.
 func schemaIDOf(err error) int32 {
 	var de *schemas.DecodeError
@@ -212,39 +187,6 @@ func (p *Processor) poisonApply(ctx context.Context, wp *windowPoison, bp buffer
 	}
 	wp.dead = append(wp.dead, dl)
 	p.log.Warn("poison record dead-lettered (--on-error=dlq)", append(poisonFields(dl, err), zap.String("dlq_topic", p.dlq.topic))...)
-	return nil
-}
-
-// checkRowKey rejects a row whose key and value do not belong together: a
-// value schema of another table than the key's (the key's columns are not
-// the value's), or a key that names another row than the value.
-func checkRowKey(row schemas.Row) error {
-	if row.Table == nil {
-		return errors.New("row without a table")
-	}
-	if len(row.KeyValues) == 0 || len(row.Table.Key) != len(row.KeyValues) {
-		return fmt.Errorf("the key schema does not belong to table %q: %d key columns, %d of them in the value schema",
-			row.Table.Name, len(row.KeyValues), len(row.Table.Key))
-	}
-	if row.After == nil {
-		return nil
-	}
-	for i, c := range row.Table.Key {
-		if c >= len(row.After) {
-			return fmt.Errorf("table %q: key column %d beyond the row's %d values", row.Table.Name, c, len(row.After))
-		}
-		k, v := row.KeyValues[i], row.After[c]
-		switch kv := k.(type) {
-		case int64:
-			if vv, ok := v.(int64); !ok || vv != kv {
-				return fmt.Errorf("table %q: primary-key column %q differs between the key and the value", row.Table.Name, row.Table.Columns[c].Name)
-			}
-		case string:
-			if vv, ok := v.(string); !ok || vv != kv {
-				return fmt.Errorf("table %q: primary-key column %q differs between the key and the value", row.Table.Name, row.Table.Columns[c].Name)
-			}
-		}
-	}
 	return nil
 }
 

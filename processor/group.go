@@ -3,6 +3,7 @@ package processor
 import (
 	"context"
 	"fmt"
+	"sort"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -253,4 +254,79 @@ func frontier(owned []*partState) (resolved, applied schemas.HLC, ok bool) {
 		}
 	}
 	return resolved, applied, !resolved.IsZero()
+}
+
+// partState is what the member knows about one owned partition.
+type partState struct {
+	p       buffer.Partition
+	applied schemas.HLC // warehouse checkpoint
+	// appliedNext is the warehouse checkpoint's NextOffset: with applied,
+	// the checkpoint a window is built on (and fenced with).
+	appliedNext int64
+	resolved    schemas.HLC // latest resolved seen
+	// marks are the resolved timestamps seen above applied, with when each
+	// was ingested: a window through F became closable on this partition
+	// when the first resolved >= F arrived, which on a backlog is long
+	// before the latest one (the resolved-to-visible latency).
+	marks []resolvedMark
+	ready bool // offsets adjusted: records may be ingested
+	// nextOffset and highWatermark are from the last fetch with records,
+	// for the consumer lag (PartitionStats).
+	nextOffset, highWatermark int64
+	// expect is the offset the partition's next record should have, for
+	// catching records deleted by retention unread (fetchGap).
+	expect int64
+}
+
+// resolvedMark is a resolved timestamp and when it was ingested.
+type resolvedMark struct {
+	h  schemas.HLC
+	at time.Time
+}
+
+// maxMarks bounds a partition's marks while no window is applied (say, the
+// warehouse is down for hours): the oldest half goes, which only makes the
+// latency of the first window after the outage read shorter.
+const maxMarks = 1024
+
+// mark records that the partition's resolved timestamp reached h at at.
+func (st *partState) mark(h schemas.HLC, at time.Time) {
+	if len(st.marks) >= maxMarks {
+		st.marks = append(st.marks[:0], st.marks[maxMarks/2:]...)
+	}
+	st.marks = append(st.marks, resolvedMark{h, at})
+}
+
+// closedAt returns when the partition's resolved timestamp first reached f
+// (zero if unknown) and forgets the marks at or below f.
+func (st *partState) closedAt(f schemas.HLC) time.Time {
+	var at time.Time
+	i := 0
+	for ; i < len(st.marks) && !f.Less(st.marks[i].h); i++ {
+		if at.IsZero() && !st.marks[i].h.Less(f) {
+			at = st.marks[i].at
+		}
+	}
+	if at.IsZero() && i < len(st.marks) {
+		at = st.marks[i].at // the first resolved above f closed it
+	}
+	st.marks = append(st.marks[:0], st.marks[i:]...)
+	return at
+}
+
+// owned returns the owned, ready partitions in a stable order.
+func (p *Processor) owned() []*partState {
+	out := make([]*partState, 0, len(p.parts))
+	for _, st := range p.parts {
+		if st.ready {
+			out = append(out, st)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		if out[i].p.Topic != out[j].p.Topic {
+			return out[i].p.Topic < out[j].p.Topic
+		}
+		return out[i].p.Partition < out[j].p.Partition
+	})
+	return out
 }

@@ -28,4 +28,25 @@
 //     the rules of CockroachDB's orderValidator (§9).
 //
 // Everything is deterministic for a given Options.Seed (and Options.Start).
+//
+// # Files
+//
+//   - sim.go: Options, the Sim, New (tables, topics, schema registration)
+//     and the HLC clock (tick).
+//   - table.go: the source tables' state, every version of every row;
+//     oracle.go reads it for consumers' checks.
+//   - txn.go: transactions (Txn, Upsert, Delete) and Load.
+//   - emit.go: what the changefeed emits and when: a committed row version
+//     queued for encoding (emit; encode.go encodes in batches on a few
+//     workers), InitialScan, Resolve and Flush.
+//   - faults.go: duplicates and reordering as rows are sent, and Restart.
+//   - ddl.go: schema changes with their backfills (AddColumn, DropColumn).
+//   - schema.go: the Avro schemas as CockroachDB builds them and their
+//     registration (registry.go is the Schema Registry client);
+//     producer.go: the Kafka producer and CockroachDB's partitioner.
+//   - types.go: the CockroachDB column types and their Avro form;
+//     normalize.go: a Go value checked and made canonical for its column;
+//     defaults.go: DEFAULT expressions.
+//   - random.go: random values of every type and the random Workload (Run);
+//     telemetry.go: the demo's telemetry tables and workload.
 package simulator

@@ -1,12 +1,15 @@
 package simulator
 
 import (
+	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"strings"
 	"unicode/utf8"
 
 	"github.com/highwater-dev/highwater/schemas"
+	"github.com/linkedin/goavro/v2"
 	"golang.org/x/text/unicode/norm"
 )
 
@@ -204,4 +207,93 @@ func fullName(ns, name string) string {
 		return name
 	}
 	return ns + "." + name
+}
+
+type valueCodec struct {
+	codec      *goavro.Codec
+	header     [5]byte
+	beforeName string
+	afterName  string
+	before     *tableSchema
+	after      *tableSchema
+}
+
+func (s *Sim) registerTable(ctx context.Context, t *table) error {
+	ks := keySchema(t.name, s.opts.SchemaPrefix, t.cur())
+	codec, err := goavro.NewCodec(ks)
+	if err != nil {
+		return fmt.Errorf("key schema: %w", err)
+	}
+	id, err := s.reg.register(ctx, t.keySubject, ks)
+	if err != nil {
+		return err
+	}
+	t.keyCodec = codec
+	t.keyHeader = header(id)
+	v := t.cur().version
+	_, err = s.valueCodec(ctx, t, v, v)
+	return err
+}
+
+func (s *Sim) registerResolved(ctx context.Context) error {
+	if !s.opts.ResolvedV1 {
+		_, err := s.resolvedPayload(ctx, "", s.clock)
+		return err
+	}
+	for _, t := range s.tables {
+		if _, err := s.resolvedPayload(ctx, t.topic, s.clock); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// resolvedPayload encodes a resolved message for topic ("" for the v2 sink).
+func (s *Sim) resolvedPayload(ctx context.Context, topic string, ts schemas.HLC) ([]byte, error) {
+	sch := resolvedSchema(topic, s.opts.SchemaPrefix)
+	codec, err := goavro.NewCodec(sch)
+	if err != nil {
+		return nil, fmt.Errorf("resolved schema: %w", err)
+	}
+	id, err := s.reg.register(ctx, schemas.SQLNameToKafkaName(topic)+"-value", sch)
+	if err != nil {
+		return nil, err
+	}
+	h := header(id)
+	b, err := codec.BinaryFromNative(h[:], map[string]any{"resolved": map[string]any{"string": ts.String()}})
+	if err != nil {
+		return nil, fmt.Errorf("encode resolved: %w", err)
+	}
+	return b, nil
+}
+
+func header(id uint32) [5]byte {
+	var h [5]byte
+	binary.BigEndian.PutUint32(h[1:], id)
+	return h
+}
+
+// valueCodec returns the envelope codec for a (before version, after
+// version) pair, registering its schema under the value subject on first use.
+func (s *Sim) valueCodec(ctx context.Context, t *table, before, after int) (*valueCodec, error) {
+	if vc, ok := t.values[[2]int{before, after}]; ok {
+		return vc, nil
+	}
+	sch := valueSchema(t.name, s.env, t.versions[before], t.versions[after])
+	codec, err := goavro.NewCodec(sch)
+	if err != nil {
+		return nil, fmt.Errorf("value schema: %w", err)
+	}
+	id, err := s.reg.register(ctx, t.valSubject, sch)
+	if err != nil {
+		return nil, err
+	}
+	inner := schemas.SQLNameToAvroName(t.name)
+	vc := &valueCodec{codec: codec, header: header(id),
+		beforeName: fullName(s.opts.SchemaPrefix, inner+"_before"), afterName: fullName(s.opts.SchemaPrefix, inner),
+		before: t.versions[before], after: t.versions[after]}
+	allCols(vc.before) // fill the caches now: encoders read them concurrently
+	allCols(vc.after)
+	t.values[[2]int{before, after}] = vc
+	return vc, nil
 }

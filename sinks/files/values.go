@@ -1,18 +1,13 @@
 package files
 
 import (
-	"encoding/base64"
 	"encoding/binary"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
 	"math/big"
-	"strconv"
-	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/parquet-go/parquet-go"
 
@@ -386,148 +381,6 @@ func (r *reader) bytes(n int) []byte {
 	return s
 }
 
-// appendParquet appends the Parquet values of one encoded column value to
-// row, as leaf column col with definition levels for a top-level optional
-// (or, for key columns, required) column.
-func (c *column) appendParquet(row parquet.Row, r *reader, col int) parquet.Row {
-	top := 1 // definition level of a present top-level value
-	if c.key {
-		top = 0
-	}
-	if r.byte() == 0 {
-		return append(row, parquet.NullValue().Level(0, 0, col))
-	}
-	if c.codec != codecList {
-		return append(row, c.leafValue(r).Level(0, top, col))
-	}
-	n := int(r.uvarint())
-	if n == 0 {
-		return append(row, parquet.NullValue().Level(0, top, col))
-	}
-	if n > len(r.b) {
-		r.err = errCorrupt
-		return row
-	}
-	for i := 0; i < n && r.err == nil; i++ {
-		rep := 1
-		if i == 0 {
-			rep = 0
-		}
-		if r.byte() == 0 {
-			row = append(row, parquet.NullValue().Level(rep, top+1, col))
-			continue
-		}
-		row = append(row, c.elem.leafValue(r).Level(rep, top+2, col))
-	}
-	return row
-}
-
-func (c *column) leafValue(r *reader) parquet.Value {
-	switch c.codec {
-	case codecInt64:
-		v := r.varint()
-		switch c.t.Kind {
-		case schemas.KindDate:
-			return parquet.Int32Value(int32(v))
-		case schemas.KindDecimal:
-			if c.t.Precision <= 9 {
-				return parquet.Int32Value(int32(v))
-			}
-		}
-		return parquet.Int64Value(v)
-	case codecDouble:
-		b := r.bytes(8)
-		if r.err != nil {
-			return parquet.Value{}
-		}
-		return parquet.DoubleValue(math.Float64frombits(binary.LittleEndian.Uint64(b)))
-	case codecBool:
-		return parquet.BooleanValue(r.byte() == 1)
-	case codecDecimal128:
-		return parquet.FixedLenByteArrayValue(r.bytes(16))
-	}
-	return parquet.ByteArrayValue(r.bytes(int(r.uvarint())))
-}
-
-// appendJSON appends the JSON rendering of one encoded column value.
-func (c *column) appendJSON(b []byte, r *reader) []byte {
-	if r.byte() == 0 {
-		return append(b, "null"...)
-	}
-	if c.codec != codecList {
-		return c.leafJSON(b, r)
-	}
-	n := int(r.uvarint())
-	if n > len(r.b) {
-		r.err = errCorrupt
-		return b
-	}
-	b = append(b, '[')
-	for i := 0; i < n && r.err == nil; i++ {
-		if i > 0 {
-			b = append(b, ',')
-		}
-		if r.byte() == 0 {
-			b = append(b, "null"...)
-			continue
-		}
-		b = c.elem.leafJSON(b, r)
-	}
-	return append(b, ']')
-}
-
-func (c *column) leafJSON(b []byte, r *reader) []byte {
-	switch c.t.Kind {
-	case schemas.KindInt:
-		return strconv.AppendInt(b, r.varint(), 10)
-	case schemas.KindFloat:
-		f := math.Float64frombits(binary.LittleEndian.Uint64(r.bytes(8)))
-		switch {
-		case math.IsNaN(f):
-			return append(b, `"NaN"`...)
-		case math.IsInf(f, 1):
-			return append(b, `"Infinity"`...)
-		case math.IsInf(f, -1):
-			return append(b, `"-Infinity"`...)
-		}
-		return strconv.AppendFloat(b, f, 'g', -1, 64)
-	case schemas.KindBool:
-		return strconv.AppendBool(b, r.byte() == 1)
-	case schemas.KindBytes:
-		v := r.bytes(int(r.uvarint()))
-		b = append(b, '"')
-		b = base64.StdEncoding.AppendEncode(b, v)
-		return append(b, '"')
-	case schemas.KindJSON:
-		v := r.bytes(int(r.uvarint()))
-		if json.Valid(v) {
-			return append(b, v...)
-		}
-		return appendJSONString(b, string(v))
-	case schemas.KindDecimal:
-		if c.decText {
-			return appendJSONString(b, string(r.bytes(int(r.uvarint()))))
-		}
-		var u *big.Int
-		if c.codec == codecInt64 {
-			u = big.NewInt(r.varint())
-		} else {
-			u = int128ToBig(r.bytes(16))
-		}
-		// Text, so that no JSON reader rounds it through a double.
-		return appendJSONString(b, schemas.Decimal{Unscaled: u, Scale: c.t.Scale}.String())
-	case schemas.KindDate:
-		return time.Unix(r.varint()*86400, 0).UTC().AppendFormat(append(b, '"'), "2006-01-02\"")
-	case schemas.KindTime:
-		return appendJSONString(b, formatTime(time.Duration(r.varint())*time.Microsecond))
-	case schemas.KindTimestamp:
-		return time.UnixMicro(r.varint()).UTC().AppendFormat(append(b, '"'), "2006-01-02T15:04:05.999999\"")
-	case schemas.KindTimestampTZ:
-		return time.UnixMicro(r.varint()).UTC().AppendFormat(append(b, '"'), "2006-01-02T15:04:05.999999Z07:00\"")
-	}
-	return appendJSONString(b, string(r.bytes(int(r.uvarint()))))
-}
-
 // skip advances r past one encoded column value.
 func (c *column) skip(r *reader) {
 	if r.byte() == 0 {
@@ -560,81 +413,6 @@ func (c *column) skipLeaf(r *reader) {
 	}
 }
 
-// appendJSONString appends s as a JSON string. Invalid UTF-8 becomes
-// U+FFFD, as encoding/json does.
-func appendJSONString(b []byte, s string) []byte {
-	const hexDigits = "0123456789abcdef"
-	b = append(b, '"')
-	for i := 0; i < len(s); {
-		c := s[i]
-		if c < utf8.RuneSelf {
-			switch {
-			case c == '"' || c == '\\':
-				b = append(b, '\\', c)
-			case c == '\n':
-				b = append(b, '\\', 'n')
-			case c == '\r':
-				b = append(b, '\\', 'r')
-			case c == '\t':
-				b = append(b, '\\', 't')
-			case c < 0x20:
-				b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
-			default:
-				b = append(b, c)
-			}
-			i++
-			continue
-		}
-		r, size := utf8.DecodeRuneInString(s[i:])
-		if r == utf8.RuneError && size == 1 {
-			b = append(b, `\ufffd`...)
-		} else {
-			b = append(b, s[i:i+size]...)
-		}
-		i += size
-	}
-	return append(b, '"')
-}
-
-// formatTime renders a time of day as HH:MM:SS[.ffffff].
-func formatTime(d time.Duration) string {
-	us := d.Microseconds()
-	s := fmt.Sprintf("%02d:%02d:%02d", us/3_600_000_000, us/60_000_000%60, us/1_000_000%60)
-	if f := us % 1_000_000; f != 0 {
-		s += strings.TrimRight(fmt.Sprintf(".%06d", f), "0")
-	}
-	return s
-}
-
-// formatInterval renders an interval as CockroachDB and PostgreSQL print it
-// by default ("1 year 2 mons 3 days 04:05:06.789"), which DuckDB,
-// PostgreSQL and CockroachDB cast back to INTERVAL.
-func formatInterval(iv schemas.Interval) string {
-	var parts []string
-	unit := func(n int64, one, many string) {
-		if n == 0 {
-			return
-		}
-		name := many
-		if n == 1 {
-			name = one
-		}
-		parts = append(parts, fmt.Sprintf("%d %s", n, name))
-	}
-	unit(int64(iv.Months/12), "year", "years")
-	unit(int64(iv.Months%12), "mon", "mons")
-	unit(int64(iv.Days), "day", "days")
-	if iv.Micros != 0 || len(parts) == 0 {
-		us := iv.Micros
-		sign := ""
-		if us < 0 {
-			sign, us = "-", -us
-		}
-		parts = append(parts, sign+formatTime(time.Duration(us)*time.Microsecond))
-	}
-	return strings.Join(parts, " ")
-}
-
 // canonicalUUID returns s in the canonical lowercase hyphenated form. It
 // accepts any case, and the 32-digit form without hyphens or in braces.
 func canonicalUUID(s string) (string, error) {
@@ -654,9 +432,4 @@ func canonicalUUID(s string) (string, error) {
 		return "", fmt.Errorf("invalid UUID %q", s)
 	}
 	return formatUUID(u[:]), nil
-}
-
-func formatUUID(u []byte) string {
-	h := hex.EncodeToString(u)
-	return h[0:8] + "-" + h[8:12] + "-" + h[12:16] + "-" + h[16:20] + "-" + h[20:]
 }

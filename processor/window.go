@@ -1,0 +1,229 @@
+package processor
+
+import (
+	"context"
+	"fmt"
+	"sort"
+
+	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
+)
+
+// writeWindow streams the window from the buffer into tx in one forward
+// pass. With a changelog every version is decoded and written. Without one
+// only each key's newest version matters: the pass keeps the latest version
+// of every key (newestVersions) and decodes only those at the end, so older
+// versions are never decoded. The pass reads forward: Badger's reverse
+// iteration would walk every tombstone the earlier windows' trims left below
+// the window.
+// Poison events are handled by Config.OnError (poisonApply) into poison.
+func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer.Partition, f schemas.HLC, poison *windowPoison) (int, error) {
+	w := &windowWriter{ctx: ctx, tx: tx, batch: p.cfg.FlushBatch, maxBytes: p.cfg.FlushBytes, pending: make(map[string]*pendingTable)}
+	apply := func(bp buffer.Partition, ev buffer.Event) error {
+		row, err := p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)
+		if err == nil {
+			if err = p.checkRow(row); err != nil {
+				id, _, _ := schemas.ParseFrame(ev.Value)
+				err = &schemas.DecodeError{SchemaID: id, Err: err}
+			}
+		}
+		if err != nil {
+			return p.poisonApply(ctx, poison, bp, ev, locate(err, bp, ev.Offset))
+		}
+		return w.add(row, rowBytes(row, ev))
+	}
+	var err error
+	if p.cfg.Changelog {
+		err = p.cfg.Buffer.Scan(ctx, parts, f, buffer.ScanOptions{}, apply)
+	} else {
+		nv := newNewestVersions(newestVersionsBytes)
+		err = p.cfg.Buffer.Scan(ctx, parts, f, buffer.ScanOptions{}, func(bp buffer.Partition, ev buffer.Event) error {
+			if nv.keep(bp, ev) {
+				// Bounded memory: write what is kept so far. A key seen
+				// again later is written again, newer; the writer keeps
+				// the newest version (sinks.Tx.Write).
+				return nv.drain(apply)
+			}
+			return nil
+		})
+		if err == nil {
+			err = nv.drain(apply)
+		}
+	}
+	if err == nil {
+		err = w.flushAll()
+	}
+	if err != nil {
+		return 0, fmt.Errorf("write window through %s: %w", f, err)
+	}
+	return w.rows, nil
+}
+
+// newestVersionsBytes bounds the memory newestVersions holds: with 100k
+// keys of ~200 bytes a window needs ~20 MB; a window with more distinct
+// keys is written in several rounds (older versions may then be written
+// too, which the writer resolves).
+const newestVersionsBytes = 32 << 20
+
+// newestVersions keeps the newest version of each (table, key) of a window
+// read in ascending (Updated, Table, Key) order: a later version of a key
+// replaces the earlier one in place. Keys and values are copied into one
+// arena, so a window costs one map entry and no allocation per key beyond
+// the map's.
+type newestVersions struct {
+	limit int            // arena bytes at which keep asks for a drain
+	index map[string]int // table NUL key -> slot
+	slots []versionSlot
+	arena []byte
+	ident []byte
+}
+
+type versionSlot struct {
+	part    buffer.Partition
+	table   string
+	updated schemas.HLC
+	offset  int64
+	k0, k1  int // key: arena[k0:k1]
+	v0, v1  int // value: arena[v0:v1]
+	vcap    int // room for the value at v0 (a longer one is appended)
+}
+
+func newNewestVersions(limit int) *newestVersions {
+	return &newestVersions{limit: limit, index: make(map[string]int)}
+}
+
+// keep records ev as its key's newest version so far and reports whether
+// the memory bound is reached.
+func (nv *newestVersions) keep(bp buffer.Partition, ev buffer.Event) bool {
+	nv.ident = append(append(append(nv.ident[:0], ev.Table...), 0), ev.Key...)
+	if i, ok := nv.index[string(nv.ident)]; ok {
+		sl := &nv.slots[i]
+		sl.part, sl.updated, sl.offset = bp, ev.Updated, ev.Offset
+		if len(ev.Value) <= sl.vcap {
+			sl.v1 = sl.v0 + copy(nv.arena[sl.v0:sl.v0+sl.vcap], ev.Value)
+		} else {
+			sl.v0 = len(nv.arena)
+			nv.arena = append(nv.arena, ev.Value...)
+			sl.v1, sl.vcap = len(nv.arena), len(ev.Value)
+		}
+		return len(nv.arena) >= nv.limit
+	}
+	sl := versionSlot{part: bp, table: ev.Table, updated: ev.Updated, offset: ev.Offset, k0: len(nv.arena)}
+	nv.arena = append(nv.arena, ev.Key...)
+	sl.k1, sl.v0 = len(nv.arena), len(nv.arena)
+	nv.arena = append(nv.arena, ev.Value...)
+	sl.v1, sl.vcap = len(nv.arena), len(ev.Value)
+	nv.index[string(nv.ident)] = len(nv.slots)
+	nv.slots = append(nv.slots, sl)
+	return len(nv.arena) >= nv.limit
+}
+
+// drain passes every kept version to fn and forgets them.
+func (nv *newestVersions) drain(fn func(buffer.Partition, buffer.Event) error) error {
+	for i := range nv.slots {
+		sl := &nv.slots[i]
+		ev := buffer.Event{Updated: sl.updated, Table: sl.table, Key: nv.arena[sl.k0:sl.k1:sl.k1],
+			Offset: sl.offset, Value: nv.arena[sl.v0:sl.v1:sl.v1]}
+		if err := fn(sl.part, ev); err != nil {
+			return err
+		}
+	}
+	clear(nv.index)
+	nv.slots = nv.slots[:0]
+	nv.arena = nv.arena[:0]
+	return nil
+}
+
+// windowWriter groups decoded rows per table version into Tx.Write batches.
+// What it queues is bounded by rows per table (batch) and by bytes over all
+// tables (maxBytes): a window of huge rows is written out in smaller
+// batches instead of held in memory.
+type windowWriter struct {
+	ctx      context.Context
+	tx       sinks.Tx
+	batch    int
+	maxBytes int
+	bytes    int // queued, over all tables (rowBytes)
+	pending  map[string]*pendingTable
+	rows     int
+}
+
+type pendingTable struct {
+	table   *schemas.Table
+	changes []sinks.Change
+	bytes   int
+}
+
+// rowBytes estimates the memory a queued row holds: the decoder's count
+// (schemas.Row.Size), and never less than the record's Avro length.
+func rowBytes(row schemas.Row, ev buffer.Event) int {
+	return max(row.Size, len(ev.Key)+len(ev.Value))
+}
+
+func (w *windowWriter) add(row schemas.Row, size int) error {
+	pt := w.pending[row.Table.Name]
+	if pt != nil && pt.table != row.Table {
+		// A different schema version of the same table: what is queued
+		// goes first, with its own columns.
+		if err := w.flush(pt); err != nil {
+			return err
+		}
+	}
+	if pt == nil {
+		pt = &pendingTable{changes: make([]sinks.Change, 0, min(w.batch, 1024))}
+		w.pending[row.Table.Name] = pt
+	}
+	pt.table = row.Table
+	pt.changes = append(pt.changes, sinks.Change{Op: opOf(row), Updated: row.Updated, Values: row.Values()})
+	pt.bytes += size
+	w.bytes += size
+	if len(pt.changes) >= w.batch {
+		return w.flush(pt)
+	}
+	if w.maxBytes > 0 && w.bytes >= w.maxBytes {
+		return w.flushAll()
+	}
+	return nil
+}
+
+func opOf(row schemas.Row) sinks.Op {
+	switch {
+	case row.After == nil:
+		return sinks.OpDelete
+	case !row.Diff:
+		return sinks.OpUpsert
+	case row.Before == nil:
+		return sinks.OpInsert
+	}
+	return sinks.OpUpdate
+}
+
+func (w *windowWriter) flush(pt *pendingTable) error {
+	if len(pt.changes) == 0 {
+		return nil
+	}
+	if err := w.tx.Write(w.ctx, pt.table, pt.changes); err != nil {
+		return fmt.Errorf("write %d changes to %q: %w", len(pt.changes), pt.table.Name, err)
+	}
+	w.rows += len(pt.changes)
+	clear(pt.changes)
+	pt.changes = pt.changes[:0]
+	w.bytes -= pt.bytes
+	pt.bytes = 0
+	return nil
+}
+
+func (w *windowWriter) flushAll() error {
+	names := make([]string, 0, len(w.pending))
+	for n := range w.pending {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		if err := w.flush(w.pending[n]); err != nil {
+			return err
+		}
+	}
+	return nil
+}

@@ -1,0 +1,190 @@
+package simulator
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/linkedin/goavro/v2"
+
+	"github.com/highwater-dev/highwater/schemas"
+)
+
+type table struct {
+	name       string
+	topic      string
+	keySubject string
+	valSubject string
+	partitions int
+	versions   []*tableSchema
+	keyCodec   *goavro.Codec
+	keyHeader  [5]byte
+	keyScratch *rowScratch
+	values     map[[2]int]*valueCodec
+	rows       map[string]*rowState
+	order      []*rowState // creation order
+	resolvedV1 []byte
+}
+
+func (t *table) cur() *tableSchema { return t.versions[len(t.versions)-1] }
+
+// schemaAt is the table version valid at ts.
+func (t *table) schemaAt(ts schemas.HLC) *tableSchema {
+	for i := len(t.versions) - 1; i > 0; i-- {
+		if !ts.Less(t.versions[i].since) {
+			return t.versions[i]
+		}
+	}
+	return t.versions[0]
+}
+
+// rowScratch is a reusable native record for one schema version.
+type rowScratch struct {
+	row    map[string]any
+	unions []map[string]any
+}
+
+func newRowScratch(sch *tableSchema, cols []int) *rowScratch {
+	rs := &rowScratch{row: make(map[string]any, len(cols)), unions: make([]map[string]any, len(sch.cols))}
+	for _, i := range cols {
+		rs.unions[i] = map[string]any{sch.cols[i].typ.branch: nil}
+	}
+	return rs
+}
+
+// fill sets the record's fields for columns cols of sch from vals (indexed
+// like sch.cols, or like cols when packed).
+func (rs *rowScratch) fill(sch *tableSchema, cols []int, vals []any, packed bool) map[string]any {
+	for j, i := range cols {
+		c := sch.cols[i]
+		var v any
+		if packed {
+			v = vals[j]
+		} else {
+			v = vals[i]
+		}
+		switch {
+		case v == nil:
+			rs.row[c.avroName] = nil
+		case c.typ.simple():
+			m := rs.unions[i]
+			m[c.typ.branch] = v
+			rs.row[c.avroName] = m
+		default:
+			rs.row[c.avroName] = c.typ.native(v)
+		}
+	}
+	return rs.row
+}
+
+type rowState struct {
+	key  []any
+	kb   []byte // Confluent-framed key
+	hist []rowVersion
+	// sentTS is the newest version handed to the producer; versions are
+	// sent in key order, so every emitted version at or below it was sent.
+	sentTS schemas.HLC
+}
+
+const (
+	flagEmitted = 1 << iota // part of the feed (not a Load)
+	flagScan                // initial scan: before is null
+)
+
+type rowVersion struct {
+	ts     schemas.HLC
+	mvcc   schemas.HLC
+	vals   []any // nil: deleted
+	schema int32 // index into table.versions
+	flags  uint8
+}
+
+func (s *Sim) table(name string) (*table, error) {
+	t, ok := s.byName[name]
+	if !ok {
+		return nil, fmt.Errorf("simulator: unknown table %q", name)
+	}
+	return t, nil
+}
+
+func (t *table) normalizeKey(key []any) ([]any, error) {
+	sch := t.cur()
+	if len(key) != len(sch.key) {
+		return nil, fmt.Errorf("primary key has %d columns, got %d values", len(sch.key), len(key))
+	}
+	out := make([]any, len(key))
+	for i, k := range sch.key {
+		c := sch.cols[k]
+		v, err := c.typ.normalize(key[i])
+		if err != nil {
+			return nil, fmt.Errorf("key column %q: %w", c.name, err)
+		}
+		if v == nil {
+			return nil, fmt.Errorf("key column %q is NULL", c.name)
+		}
+		out[i] = v
+	}
+	return out, nil
+}
+
+// rowValues builds the canonical values of a full row of t's current
+// version from row.
+func (s *Sim) rowValues(t *table, row map[string]any, ts schemas.HLC) ([]any, error) {
+	sch := t.cur()
+	for name := range row {
+		if _, ok := sch.byName[name]; !ok {
+			return nil, fmt.Errorf("column %q does not exist", name)
+		}
+	}
+	vals := make([]any, len(sch.cols))
+	for i, c := range sch.cols {
+		v, present := row[c.name]
+		var err error
+		if present {
+			if v, err = c.typ.normalize(v); err != nil {
+				return nil, fmt.Errorf("column %q: %w", c.name, err)
+			}
+		} else if c.dfn != nil {
+			v = c.dfn(s, ts)
+		}
+		if v == nil && c.notNull {
+			return nil, fmt.Errorf("null value in column %q violates not-null constraint", c.name)
+		}
+		vals[i] = v
+	}
+	return vals, nil
+}
+
+func (t *table) encodeKey(key []any) ([]byte, error) {
+	sch := t.cur()
+	if t.keyScratch == nil {
+		t.keyScratch = newRowScratch(sch, sch.key)
+	}
+	native := t.keyScratch.fill(sch, sch.key, key, true)
+	buf := make([]byte, 5, 32)
+	copy(buf, t.keyHeader[:])
+	return t.keyCodec.BinaryFromNative(buf, native)
+}
+
+// row returns the state of the row with framed key kb, creating it. Callers
+// hold s.state.
+func (t *table) row(key []any, kb []byte) *rowState {
+	rs, ok := t.rows[string(kb)]
+	if !ok {
+		rs = &rowState{key: key, kb: kb}
+		t.rows[string(kb)] = rs
+		t.order = append(t.order, rs)
+	}
+	return rs
+}
+
+// liveRows returns t's rows that currently exist, in primary-key order.
+func (t *table) liveRows() []*rowState {
+	var out []*rowState
+	for _, rs := range t.order {
+		if n := len(rs.hist); n > 0 && rs.hist[n-1].vals != nil {
+			out = append(out, rs)
+		}
+	}
+	slices.SortFunc(out, func(a, b *rowState) int { return compareKeys(a.key, b.key) })
+	return out
+}
