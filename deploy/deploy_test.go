@@ -257,7 +257,7 @@ func parseChangefeed(t *testing.T) changefeed {
 	}
 	f.broker = sinkURL.Host
 	// The topic is topic_prefix + the table's name, escaped for Kafka
-	// (CHANGEFEED_FORMAT.md §7.2).
+	// (docs/CHANGEFEED.md §7.2).
 	for _, tbl := range f.tables {
 		f.topics = append(f.topics, schemas.SQLNameToKafkaName(sinkURL.Query().Get("topic_prefix")+tbl))
 	}

@@ -12,8 +12,8 @@ import (
 	"go.uber.org/zap"
 )
 
-// Schema ids of the goldens; texts are verbatim from CHANGEFEED_FORMAT.md
-// §1.2, §4.2 and §8.2 (testdata/*.avsc).
+// Schema ids of the goldens; texts as CockroachDB registers them
+// (docs/CHANGEFEED.md §1.2, §4.2 and §8.2; testdata/*.avsc).
 const (
 	idFooKey           = 1
 	idFooValue         = 2 // default options: no updated

@@ -5,8 +5,8 @@ import (
 	"testing"
 )
 
-// Examples from CockroachDB's changefeedbase/name_test.go as quoted in
-// CHANGEFEED_FORMAT.md §1.4.
+// Examples from CockroachDB's changefeedbase/name_test.go (see
+// docs/CHANGEFEED.md §1.4).
 func TestNameEscapingMatchesCockroachDB(t *testing.T) {
 	for _, tc := range []struct{ sql, avro, kafka string }{
 		{"foo", "foo", "foo"},

@@ -8,7 +8,7 @@
 // against.
 //
 // What matches CockroachDB (section numbers refer to
-// the project's shared CHANGEFEED_FORMAT.md, see also docs/SIMULATOR.md):
+// docs/CHANGEFEED.md; see also docs/SIMULATOR.md):
 //
 //   - Schemas are built as avro.go builds them and registered as compact
 //     json.Marshal text with POST /subjects/{subject}/versions (§1.2, §1.3,

@@ -19,7 +19,7 @@ import (
 	"github.com/highwater-dev/highwater/schemas"
 )
 
-// Verbatim texts from CHANGEFEED_FORMAT.md §1.2, §4.2 and §8.2.
+// Schema texts as CockroachDB registers them (docs/CHANGEFEED.md §1.2, §4.2, §8.2).
 const (
 	goldenFooKey        = `{"type":"record","name":"foo","fields":[{"type":["null","long"],"name":"a","default":null,"__crdb__":"a INT8 NOT NULL"}]}`
 	goldenFooValue      = `{"type":"record","name":"foo_envelope","fields":[{"type":["null",{"type":"record","name":"foo","fields":[{"type":["null","long"],"name":"a","default":null,"__crdb__":"a INT8 NOT NULL"},{"type":["null","string"],"name":"b","default":null,"__crdb__":"b STRING NULL"}]}],"name":"after","default":null}]}`

@@ -4,7 +4,7 @@
 // opens its writer on a fresh, empty warehouse and reads that warehouse back
 // with SQL. The suite only uses SQL that DuckDB and PostgreSQL both accept:
 // double-quoted identifiers (through Harness.Quote), CAST(x AS VARCHAR), and
-// the layout that DESIGN.md promises users:
+// the layout that the README ("Warehouse layout") promises users:
 //
 //   - a mirror table per source table, named as the source table, with the
 //     same column names plus _hw_updated DECIMAL(38,10) (unless
