@@ -27,8 +27,9 @@ import (
 // (the per-message budget and BIT width, decimal digits within the
 // precision, the DECIMAL union's string branch being NaN/±Infinity,
 // INTERVAL and HLC text, TIME within a day, BIT's encoding). When only the
-// fast decoder rejects, diffViolation must find that broken rule in hamba's
-// decoding of the same bytes.
+// fast decoder rejects, diffViolations must find such a broken rule in
+// hamba's decoding of the same bytes, at the place the fast decoder's error
+// names.
 func FuzzDifferential(f *testing.F) {
 	for _, seed := range []struct {
 		shape, values string
