@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/binary"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"math"
@@ -90,6 +91,9 @@ func FuzzDifferential(f *testing.F) {
 		kp := compileKey(1, keyText, defaultMaxSchemaDepth)
 		if vp.err != nil || kp.err != nil {
 			t.Fatalf("generated schemas unusable: value %v, key %v\n%s\n%s", vp.err, kp.err, valueText, keyText)
+		}
+		if cols := vp.table.Columns; len(cols) > 1 && cols[1].Name != g.name1 {
+			t.Fatalf("column %q, want %q", cols[1].Name, g.name1)
 		}
 		hambaOK := errHK == nil && errHV == nil
 		var env map[string]any
@@ -530,11 +534,12 @@ func mutate(kb, vb []byte, mut uint32) ([]byte, []byte) {
 
 // diffGen builds CockroachDB-shaped schemas from a fuzzer's bytes.
 type diffGen struct {
-	b    []byte
-	i    int
-	opts byte
-	cols []string // field JSON of the row record's columns
-	nkey int
+	b     []byte
+	i     int
+	opts  byte
+	cols  []string // field JSON of the row record's columns
+	nkey  int
+	name1 string // the SQL name of the second column
 }
 
 func (g *diffGen) next() int {
@@ -624,10 +629,21 @@ func diffShape(shape []byte) *diffGen {
 	g.nkey = 1 + g.next()%min(n, 3)
 	for i := range n {
 		t, sql := g.diffScalar(true)
-		name := SQLNameToAvroName(fmt.Sprintf("c%d", i))
+		sqlName := fmt.Sprintf("c%d", i)
+		col := sqlName
 		if i == 1 {
-			name = SQLNameToAvroName("my col")
+			// Any SQL name: its escaped form must be a valid Avro name
+			// for hamba, and unescape to it. It ends in "1", so it
+			// differs from the other columns' names.
+			b := make([]byte, g.next()%8)
+			for j := range b {
+				b[j] = byte(g.next())
+			}
+			sqlName = strings.ToValidUTF8(string(b), "?") + "1"
+			col = `"` + strings.ReplaceAll(sqlName, `"`, `""`) + `"`
+			g.name1 = sqlName
 		}
+		name := SQLNameToAvroName(sqlName)
 		field := `{"type":["null",` + t + `],"name":"` + name + `","default":null`
 		switch h := g.next() % 4; {
 		case h == 0 && i >= g.nkey:
@@ -637,11 +653,8 @@ func diffShape(shape []byte) *diffGen {
 			if h == 1 || i < g.nkey {
 				null = "NOT NULL"
 			}
-			col := name
-			if i == 1 {
-				col = `\"my col\"`
-			}
-			field += `,"__crdb__":"` + col + " " + sql + " " + null + `"`
+			hint, _ := json.Marshal(col + " " + sql + " " + null)
+			field += `,"__crdb__":` + string(hint)
 		}
 		g.cols = append(g.cols, field+"}")
 	}
