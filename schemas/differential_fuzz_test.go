@@ -95,6 +95,9 @@ func FuzzDifferential(f *testing.F) {
 		if cols := vp.table.Columns; len(cols) > 1 && cols[1].Name != g.name1 {
 			t.Fatalf("column %q, want %q", cols[1].Name, g.name1)
 		}
+		if vp.table.Name != g.table || (vp.hasBefore && vp.before.Name != g.table) {
+			t.Fatalf("table %q (before %v), want %q", vp.table.Name, vp.before, g.table)
+		}
 		hambaOK := errHK == nil && errHV == nil
 		var env map[string]any
 		var viols []diffViolation
@@ -540,6 +543,7 @@ type diffGen struct {
 	cols  []string // field JSON of the row record's columns
 	nkey  int
 	name1 string // the SQL name of the second column
+	table string // the SQL table name (set by schemas)
 }
 
 func (g *diffGen) next() int {
@@ -620,7 +624,8 @@ func (g *diffGen) diffScalar(array bool) (avroType, sql string) {
 
 // diffShape reads the envelope options and columns from shape: bit 0 of
 // the first byte is envelope=bare, bit 1 diff, bit 2 mvcc_timestamp, bit 3
-// enriched's extra fields, bit 4 an avro_schema_prefix namespace; then the
+// enriched's extra fields, bit 4 an avro_schema_prefix namespace, bit 5 a
+// column family's table name (split_column_families); then the
 // column count, key column count and per column its type and hint.
 func diffShape(shape []byte) *diffGen {
 	g := &diffGen{b: shape}
@@ -671,31 +676,37 @@ func (g *diffGen) schemas() (key, value string) {
 	rec := func(name string) string {
 		return `{"type":"record","name":"` + name + `","fields":[` + strings.Join(g.cols, ",") + `]` + ns + `}`
 	}
-	key = `{"type":"record","name":"t","fields":[` + strings.Join(g.cols[:g.nkey], ",") + `]` + ns + `}`
+	// With split_column_families the table is "table.family", escaped.
+	g.table = "t"
+	if g.opts&32 != 0 {
+		g.table = "t.primary"
+	}
+	tn := SQLNameToAvroName(g.table)
+	key = `{"type":"record","name":"` + tn + `","fields":[` + strings.Join(g.cols[:g.nkey], ",") + `]` + ns + `}`
 	ts := func(name string) string {
 		return `{"type":["null","string"],"name":"` + name + `","default":null}`
 	}
 	var fields []string
 	bare := g.opts&1 != 0
 	if !bare && g.opts&2 != 0 {
-		fields = append(fields, `{"type":["null",`+rec("t_before")+`],"name":"before","default":null}`)
+		fields = append(fields, `{"type":["null",`+rec(tn+"_before")+`],"name":"before","default":null}`)
 	}
 	if !bare {
-		fields = append(fields, `{"type":["null",`+rec("t")+`],"name":"after","default":null}`)
+		fields = append(fields, `{"type":["null",`+rec(tn)+`],"name":"after","default":null}`)
 	}
 	fields = append(fields, ts("updated"))
 	if g.opts&4 != 0 {
 		fields = append(fields, ts("mvcc_timestamp"))
 	}
 	if bare {
-		fields = append(fields, `{"type":["null",`+rec("t")+`],"name":"record","default":null}`)
+		fields = append(fields, `{"type":["null",`+rec(tn)+`],"name":"record","default":null}`)
 	} else if g.opts&8 != 0 {
 		fields = append(fields,
-			`{"type":["null",{"type":"record","name":"t_source","fields":[{"name":"ts_hlc","type":["null","string"]},`+
+			`{"type":["null",{"type":"record","name":"`+tn+`_source","fields":[{"name":"ts_hlc","type":["null","string"]},`+
 				`{"name":"origin","type":"string"},{"name":"ids","type":{"type":"array","items":"long"}},{"name":"w","type":"double"},{"name":"b","type":"boolean"}]}],"name":"source","default":null}`,
 			`{"type":["null","long"],"name":"ts_ns","default":null}`, ts("op"))
 	}
-	value = `{"type":"record","name":"t_envelope","fields":[` + strings.Join(fields, ",") + `]` + ns + `}`
+	value = `{"type":"record","name":"` + tn + `_envelope","fields":[` + strings.Join(fields, ",") + `]` + ns + `}`
 	return key, value
 }
 
