@@ -1,6 +1,7 @@
 package schemas
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"math/big"
@@ -74,6 +75,14 @@ func budgetRow(t testing.TB, col int, enc []byte) []byte {
 // unscaled value v (twosComplement).
 func avroDecimal(v *big.Int) []byte {
 	b := twosComplement(v)
+	out := binary.AppendVarint([]byte{2}, int64(len(b)))
+	return append(out, b...)
+}
+
+// avroPaddedDecimal is avroDecimal with n redundant sign bytes pad before
+// the value's minimal bytes.
+func avroPaddedDecimal(pad byte, n int, v *big.Int) []byte {
+	b := append(bytes.Repeat([]byte{pad}, n), twosComplement(v)...)
 	out := binary.AppendVarint([]byte{2}, int64(len(b)))
 	return append(out, b...)
 }

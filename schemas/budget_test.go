@@ -94,6 +94,20 @@ func TestHostileMessagesStayWithinBudget(t *testing.T) {
 		{name: "DECIMAL(10,2) of -11 digits", value: budgetRow(t, 1, avroDecimal(decimalOf("-10000000000"))), wantDecode: "precision 10"},
 		{name: "DECIMAL(38,10) of 38 digits", value: budgetRow(t, 2, avroDecimal(decimalOf(strings.Repeat("9", 38))))},
 		{name: "DECIMAL(38,10) of 39 digits", value: budgetRow(t, 2, avroDecimal(decimalOf("1"+strings.Repeat("0", 38)))), wantDecode: "precision 38"},
+		// Avro allows redundant sign bytes; they add no digits.
+		{name: "DECIMAL(10,2) of 0 in 8 bytes", value: budgetRow(t, 1, avroPaddedDecimal(0x00, 7, decimalOf("0"))),
+			check: func(t *testing.T, row Row) {
+				if !sameValue(row.After[1], dec("0", 2)) {
+					t.Errorf("d = %v", row.After[1])
+				}
+			}},
+		{name: "DECIMAL(10,2) of 10 digits after 8 sign bytes", value: budgetRow(t, 1, avroPaddedDecimal(0xff, 8, decimalOf("-9999999999"))),
+			check: func(t *testing.T, row Row) {
+				if !sameValue(row.After[1], dec("-9999999999", 2)) {
+					t.Errorf("d = %v", row.After[1])
+				}
+			}},
+		{name: "DECIMAL(10,2) of 11 digits after 8 sign bytes", value: budgetRow(t, 1, avroPaddedDecimal(0x00, 8, decimalOf("10000000000"))), wantDecode: "precision 10"},
 		{name: "DECIMAL(38,10) of 1 MB", value: budgetRow(t, 2, avroDecimal(new(big.Int).Lsh(big.NewInt(1), 8<<20))),
 			wantDecode: "precision 38", maxAlloc: allocSlack},
 	} {

@@ -139,8 +139,20 @@ func newDecimalLimit(p int) *decimalLimit {
 	return l
 }
 
+// minimalTwos returns b without redundant leading sign bytes (0x00 before
+// a byte below 0x80, 0xff before one of 0x80 or above): they do not change
+// the value, and Avro allows them, so a padded value of few digits must not
+// fail checkLen. goavro, CockroachDB's encoder, writes at most one.
+func minimalTwos(b []byte) []byte {
+	for len(b) > 1 && ((b[0] == 0 && b[1] < 0x80) || (b[0] == 0xff && b[1] >= 0x80)) {
+		b = b[1:]
+	}
+	return b
+}
+
 // checkLen rejects, before any big.Int is built, an unscaled value whose
-// two's-complement bytes b are too many for the precision.
+// two's-complement bytes b (minimal, see minimalTwos) are too many for the
+// precision.
 func (l *decimalLimit) checkLen(b []byte) error {
 	if len(b) > l.maxBytes {
 		return fmt.Errorf("decimal of %d bytes has more digits than its precision %d", len(b), l.precision)

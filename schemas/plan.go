@@ -4,6 +4,8 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+
+	"github.com/hamba/avro/v2"
 )
 
 // This file compiles parsed schemas into plans: the column model (Table) and
@@ -71,17 +73,40 @@ func sqlBase(sqlType string) string {
 	return u
 }
 
-// compileColumn compiles one column field of a table record.
-func compileColumn(f avroField, where string) (Column, *node, error) {
-	name, err := UnescapeName(f.name)
+// compiler compiles one parsed schema into plan nodes. Named-type
+// references are compiled once per place they are used, so maxNodes bounds
+// the plan of a schema that names one type many times over (a record of two
+// references to a record of two references ...), which would otherwise grow
+// exponentially with its nesting.
+type compiler struct {
+	nodes, maxNodes int
+}
+
+// newCompiler returns a compiler for a schema text of n bytes. A schema
+// without references has fewer nodes than a quarter of its bytes, and every
+// record is compiled at most twice (as columns and for skipping).
+func newCompiler(n int) *compiler { return &compiler{maxNodes: 4*n + 1024} }
+
+// node returns a new plan node, counted against the compiler's budget.
+func (c *compiler) node(n node) (*node, error) {
+	if c.nodes++; c.nodes > c.maxNodes {
+		return nil, fmt.Errorf("schema expands to more than %d plan nodes through named-type references", c.maxNodes)
+	}
+	return &n, nil
+}
+
+// column compiles one column field of a table record.
+func (c *compiler) column(f *avro.Field, where string) (Column, *node, error) {
+	name, err := UnescapeName(f.Name())
 	if err != nil {
-		return Column{}, nil, fmt.Errorf("%s field %q: %w", where, f.name, err)
+		return Column{}, nil, fmt.Errorf("%s field %q: %w", where, f.Name(), err)
 	}
-	col := Column{Name: name, AvroName: f.name, Nullable: true}
-	if f.hasCRDB {
-		col.SQLType, col.Nullable = parseCRDBHint(f.crdb)
+	col := Column{Name: name, AvroName: f.Name(), Nullable: true}
+	hint, hinted := crdbHint(f)
+	if hinted {
+		col.SQLType, col.Nullable = parseCRDBHint(hint)
 	}
-	t, n, err := compileType(f.typ, col.SQLType, f.hasCRDB)
+	t, n, err := c.columnType(f.Type(), col.SQLType, hinted)
 	if err != nil {
 		return Column{}, nil, fmt.Errorf("%s column %q: %w", where, name, err)
 	}
@@ -89,31 +114,41 @@ func compileColumn(f avroField, where string) (Column, *node, error) {
 	return col, n, nil
 }
 
-// compileType compiles a column's Avro type, which CockroachDB writes as
+// columnType compiles a column's Avro type, which CockroachDB writes as
 // ["null", T] (["null", decimal, "string"] for DECIMAL).
-func compileType(t *avroType, sqlType string, hinted bool) (Type, *node, error) {
-	if t.kind != avroUnion {
-		return compileScalar(t, sqlType, hinted)
+func (c *compiler) columnType(s avro.Schema, sqlType string, hinted bool) (Type, *node, error) {
+	us, ok := s.(*avro.UnionSchema)
+	if !ok {
+		return c.scalar(s, sqlType, hinted)
 	}
-	u := &node{op: opUnion, minSize: 1}
-	var main *avroType
+	u, err := c.node(node{op: opUnion, minSize: 1})
+	if err != nil {
+		return Type{}, nil, err
+	}
+	var main avro.Schema
 	var mainType Type
-	for _, b := range t.branches {
+	var mainDec *avro.DecimalLogicalSchema
+	for _, b := range us.Types() {
+		var bn *node
 		switch {
-		case b.kind == avroNull:
-			u.branches = append(u.branches, &node{op: opNull})
+		case b.Type() == avro.Null:
+			bn, err = c.node(node{op: opNull})
 		case main == nil:
-			ty, n, err := compileScalar(b, sqlType, hinted)
-			if err != nil {
-				return Type{}, nil, err
+			var ty Type
+			ty, bn, err = c.scalar(b, sqlType, hinted)
+			if err == nil {
+				main, mainType = b, ty
+				_, mainDec, err = logicalOf(b)
 			}
-			main, mainType = b, ty
-			u.branches = append(u.branches, n)
-		case main.logical == "decimal" && b.kind == avroString && b.logical == "":
-			u.branches = append(u.branches, &node{op: opDecimalSpecial, scale: main.scale, minSize: 1})
+		case mainDec != nil && b.Type() == avro.String && isPlain(b):
+			bn, err = c.node(node{op: opDecimalSpecial, scale: mainDec.Scale(), minSize: 1})
 		default:
-			return Type{}, nil, fmt.Errorf("unsupported union of %s and %s", main.kind, b.kind)
+			err = fmt.Errorf("unsupported union of %s and %s", kindName(main), kindName(b))
 		}
+		if err != nil {
+			return Type{}, nil, err
+		}
+		u.branches = append(u.branches, bn)
 	}
 	if main == nil {
 		return Type{}, nil, errors.New("union of only null")
@@ -121,148 +156,210 @@ func compileType(t *avroType, sqlType string, hinted bool) (Type, *node, error) 
 	return mainType, u, nil
 }
 
-func compileScalar(t *avroType, sqlType string, hinted bool) (Type, *node, error) {
+// isPlain reports whether s is a primitive without a logical type.
+func isPlain(s avro.Schema) bool {
+	p, ok := s.(*avro.PrimitiveSchema)
+	return ok && p.Logical() == nil
+}
+
+// kindName names s's Avro type for errors: a reference by the type it names.
+func kindName(s avro.Schema) avro.Type { return deref(s).Type() }
+
+func (c *compiler) scalar(s avro.Schema, sqlType string, hinted bool) (Type, *node, error) {
 	base := sqlBase(sqlType)
-	switch t.kind {
-	case avroBoolean:
-		return Type{Kind: KindBool}, &node{op: opBool, minSize: 1}, nil
-	case avroInt:
-		switch t.logical {
-		case "date":
-			return Type{Kind: KindDate}, &node{op: opDate, minSize: 1}, nil
-		case "time-millis":
-			return Type{Kind: KindTime}, &node{op: opTimeMillis, minSize: 1}, nil
+	lt, dec, err := logicalOf(s)
+	if err != nil {
+		return Type{}, nil, err
+	}
+	var ty Type
+	var n node
+	switch s.Type() {
+	case avro.Boolean:
+		ty, n = Type{Kind: KindBool}, node{op: opBool, minSize: 1}
+	case avro.Int:
+		switch lt {
+		case avro.Date:
+			ty, n = Type{Kind: KindDate}, node{op: opDate, minSize: 1}
+		case avro.TimeMillis:
+			ty, n = Type{Kind: KindTime}, node{op: opTimeMillis, minSize: 1}
+		default:
+			ty, n = Type{Kind: KindInt}, node{op: opInt, minSize: 1}
 		}
-		return Type{Kind: KindInt}, &node{op: opInt, minSize: 1}, nil
-	case avroLong:
-		switch t.logical {
-		case "time-micros":
-			return Type{Kind: KindTime}, &node{op: opTimeMicros, minSize: 1}, nil
-		case "timestamp-micros", "timestamp-millis":
+	case avro.Long:
+		switch lt {
+		case avro.TimeMicros:
+			ty, n = Type{Kind: KindTime}, node{op: opTimeMicros, minSize: 1}
+		case avro.TimestampMicros, avro.TimestampMillis:
 			o := opTimestampMicros
-			if t.logical == "timestamp-millis" {
+			if lt == avro.TimestampMillis {
 				o = opTimestampMillis
 			}
 			k := KindTimestamp
 			if base == "TIMESTAMPTZ" {
 				k = KindTimestampTZ
 			}
-			return Type{Kind: k}, &node{op: o, minSize: 1}, nil
+			ty, n = Type{Kind: k}, node{op: o, minSize: 1}
+		default:
+			ty, n = Type{Kind: KindInt}, node{op: opLong, minSize: 1}
 		}
-		return Type{Kind: KindInt}, &node{op: opLong, minSize: 1}, nil
-	case avroFloat:
-		return Type{Kind: KindFloat}, &node{op: opFloat, minSize: 4}, nil
-	case avroDouble:
-		return Type{Kind: KindFloat}, &node{op: opDouble, minSize: 8}, nil
-	case avroBytes:
-		if t.logical == "decimal" {
-			return Type{Kind: KindDecimal, Precision: t.precision, Scale: t.scale},
-				&node{op: opDecimal, scale: t.scale, dec: newDecimalLimit(t.precision), minSize: 1}, nil
+	case avro.Float:
+		ty, n = Type{Kind: KindFloat}, node{op: opFloat, minSize: 4}
+	case avro.Double:
+		ty, n = Type{Kind: KindFloat}, node{op: opDouble, minSize: 8}
+	case avro.Bytes:
+		if dec != nil {
+			ty = Type{Kind: KindDecimal, Precision: dec.Precision(), Scale: dec.Scale()}
+			n = node{op: opDecimal, scale: dec.Scale(), dec: newDecimalLimit(dec.Precision()), minSize: 1}
+		} else {
+			ty, n = Type{Kind: KindBytes}, node{op: opBytes, minSize: 1}
 		}
-		return Type{Kind: KindBytes}, &node{op: opBytes, minSize: 1}, nil
-	case avroString:
+	case avro.String:
 		switch base {
 		case "UUID":
-			return Type{Kind: KindUUID}, &node{op: opString, minSize: 1}, nil
+			ty, n = Type{Kind: KindUUID}, node{op: opString, minSize: 1}
 		case "JSONB", "JSON":
-			return Type{Kind: KindJSON}, &node{op: opString, minSize: 1}, nil
+			ty, n = Type{Kind: KindJSON}, node{op: opString, minSize: 1}
 		case "INTERVAL":
-			return Type{Kind: KindInterval}, &node{op: opInterval, minSize: 1}, nil
+			ty, n = Type{Kind: KindInterval}, node{op: opInterval, minSize: 1}
+		default:
+			ty, n = Type{Kind: KindString}, node{op: opString, minSize: 1}
 		}
-		return Type{Kind: KindString}, &node{op: opString, minSize: 1}, nil
-	case avroArray:
-		items := t.items
-		// CockroachDB's arrays have nullable items; an array of plain longs
-		// is its BIT/VARBIT encoding.
-		if items.kind == avroLong && items.logical == "" && (!hinted || base == "BIT" || base == "VARBIT") {
-			return Type{Kind: KindString}, &node{op: opBits, bits: bitWidth(sqlType), elem: &node{op: opLong, minSize: 1}, minSize: 1}, nil
-		}
-		// The element's SQL type is the array's without "[]" (INT8[] ->
-		// INT8), which tells e.g. UUID[] and TIMESTAMPTZ[] elements apart.
-		elemSQL := strings.TrimSuffix(strings.TrimSpace(sqlType), "[]")
-		if elemSQL == strings.TrimSpace(sqlType) {
-			elemSQL = ""
-		}
-		et, en, err := compileType(items, elemSQL, hinted && elemSQL != "")
-		if err != nil {
-			return Type{}, nil, fmt.Errorf("array items: %w", err)
-		}
-		if et.Kind == KindArray {
-			return Type{}, nil, errors.New("nested arrays are not supported")
-		}
-		return Type{Kind: KindArray, Elem: &et}, &node{op: opArray, elem: en, minSize: 1}, nil
-	case avroRecord:
-		return Type{}, nil, fmt.Errorf("nested record %q is not a supported column type", t.name)
-	case avroNull:
+	case avro.Array:
+		return c.array(s.(*avro.ArraySchema), sqlType, base, hinted)
+	case avro.Record:
+		return Type{}, nil, fmt.Errorf("nested record %q is not a supported column type", s.(*avro.RecordSchema).FullName())
+	case avro.Ref:
+		return Type{}, nil, fmt.Errorf("named type %q is not a supported column type", deref(s).(avro.NamedSchema).FullName())
+	case avro.Null:
 		return Type{}, nil, errors.New("column of type null")
+	case avro.Map, avro.Enum, avro.Fixed:
+		return Type{}, nil, fmt.Errorf("unsupported Avro type %q", s.Type())
+	default:
+		return Type{}, nil, fmt.Errorf("unsupported Avro type %s", s.Type())
 	}
-	return Type{}, nil, fmt.Errorf("unsupported Avro type %s", t.kind)
+	nn, err := c.node(n)
+	if err != nil {
+		return Type{}, nil, err
+	}
+	return ty, nn, nil
 }
 
-// compileSkip compiles any supported Avro type for skipping only (envelope
-// fields highwater does not read, such as enriched's source).
-func compileSkip(t *avroType) (*node, error) {
-	switch t.kind {
-	case avroNull:
-		return &node{op: opNull}, nil
-	case avroBoolean:
-		return &node{op: opBool, minSize: 1}, nil
-	case avroInt, avroLong:
-		return &node{op: opLong, minSize: 1}, nil
-	case avroFloat:
-		return &node{op: opFloat, minSize: 4}, nil
-	case avroDouble:
-		return &node{op: opDouble, minSize: 8}, nil
-	case avroBytes, avroString:
-		return &node{op: opBytes, minSize: 1}, nil
-	case avroArray:
-		e, err := compileSkip(t.items)
+// array compiles an array column: CockroachDB's arrays have nullable items;
+// an array of plain longs is its BIT/VARBIT encoding.
+func (c *compiler) array(s *avro.ArraySchema, sqlType, base string, hinted bool) (Type, *node, error) {
+	items := s.Items()
+	if items.Type() == avro.Long && isPlain(items) && (!hinted || base == "BIT" || base == "VARBIT") {
+		elem, err := c.node(node{op: opLong, minSize: 1})
+		if err != nil {
+			return Type{}, nil, err
+		}
+		n, err := c.node(node{op: opBits, bits: bitWidth(sqlType), elem: elem, minSize: 1})
+		if err != nil {
+			return Type{}, nil, err
+		}
+		return Type{Kind: KindString}, n, nil
+	}
+	// The element's SQL type is the array's without "[]" (INT8[] ->
+	// INT8), which tells e.g. UUID[] and TIMESTAMPTZ[] elements apart.
+	elemSQL := strings.TrimSuffix(strings.TrimSpace(sqlType), "[]")
+	if elemSQL == strings.TrimSpace(sqlType) {
+		elemSQL = ""
+	}
+	et, en, err := c.columnType(items, elemSQL, hinted && elemSQL != "")
+	if err != nil {
+		return Type{}, nil, fmt.Errorf("array items: %w", err)
+	}
+	if et.Kind == KindArray {
+		return Type{}, nil, errors.New("nested arrays are not supported")
+	}
+	n, err := c.node(node{op: opArray, elem: en, minSize: 1})
+	if err != nil {
+		return Type{}, nil, err
+	}
+	return Type{Kind: KindArray, Elem: &et}, n, nil
+}
+
+// skip compiles any supported Avro type for skipping only (envelope fields
+// highwater does not read, such as enriched's source).
+func (c *compiler) skip(s avro.Schema) (*node, error) {
+	if _, _, err := logicalOf(s); err != nil {
+		return nil, err
+	}
+	switch t := deref(s).(type) {
+	case *avro.NullSchema:
+		return c.node(node{op: opNull})
+	case *avro.PrimitiveSchema:
+		switch t.Type() {
+		case avro.Boolean:
+			return c.node(node{op: opBool, minSize: 1})
+		case avro.Int, avro.Long:
+			return c.node(node{op: opLong, minSize: 1})
+		case avro.Float:
+			return c.node(node{op: opFloat, minSize: 4})
+		case avro.Double:
+			return c.node(node{op: opDouble, minSize: 8})
+		case avro.Bytes, avro.String:
+			return c.node(node{op: opBytes, minSize: 1})
+		}
+	case *avro.ArraySchema:
+		e, err := c.skip(t.Items())
 		if err != nil {
 			return nil, err
 		}
-		return &node{op: opArray, elem: e, minSize: 1}, nil
-	case avroUnion:
-		u := &node{op: opUnion, minSize: 1}
-		for _, b := range t.branches {
-			bn, err := compileSkip(b)
+		return c.node(node{op: opArray, elem: e, minSize: 1})
+	case *avro.UnionSchema:
+		u, err := c.node(node{op: opUnion, minSize: 1})
+		if err != nil {
+			return nil, err
+		}
+		for _, b := range t.Types() {
+			bn, err := c.skip(b)
 			if err != nil {
 				return nil, err
 			}
 			u.branches = append(u.branches, bn)
 		}
 		return u, nil
-	case avroRecord:
-		r := &node{op: opRecord}
-		for _, f := range t.fields {
-			fn, err := compileSkip(f.typ)
+	case *avro.RecordSchema:
+		r, err := c.node(node{op: opRecord})
+		if err != nil {
+			return nil, err
+		}
+		for _, f := range t.Fields() {
+			fn, err := c.skip(f.Type())
 			if err != nil {
-				return nil, fmt.Errorf("field %q: %w", f.name, err)
+				return nil, fmt.Errorf("field %q: %w", f.Name(), err)
 			}
 			r.fields = append(r.fields, fn)
 			r.minSize += fn.minSize
 		}
 		return r, nil
+	case *avro.MapSchema, *avro.EnumSchema, *avro.FixedSchema:
+		return nil, fmt.Errorf("unsupported Avro type %q", t.Type())
 	}
-	return nil, fmt.Errorf("unsupported Avro type %s", t.kind)
+	return nil, fmt.Errorf("unsupported Avro type %s", s.Type())
 }
 
-// compileRecord compiles a table record (after, before, record, or the key)
-// into its column model and per-column nodes.
-func compileRecord(t *avroType, where string) (name string, cols []Column, nodes []*node, skip *node, err error) {
-	if t.kind != avroRecord {
-		return "", nil, nil, nil, fmt.Errorf("%s is %s, want a record", where, t.kind)
+// record compiles a table record (after, before, record, or the key) into
+// its column model and per-column nodes.
+func (c *compiler) record(s avro.Schema, where string) (name string, cols []Column, nodes []*node, skip *node, err error) {
+	t, ok := deref(s).(*avro.RecordSchema)
+	if !ok {
+		return "", nil, nil, nil, fmt.Errorf("%s is %s, want a record", where, s.Type())
 	}
-	name, err = UnescapeName(t.name)
+	name, err = UnescapeName(t.Name())
 	if err != nil {
 		return "", nil, nil, nil, fmt.Errorf("%s record name: %w", where, err)
 	}
-	skip = &node{op: opRecord}
-	for _, f := range t.fields {
-		c, n, err := compileColumn(f, where)
+	if skip, err = c.node(node{op: opRecord}); err != nil {
+		return "", nil, nil, nil, err
+	}
+	for _, f := range t.Fields() {
+		col, n, err := c.column(f, where)
 		if err != nil {
 			return "", nil, nil, nil, err
 		}
-		cols = append(cols, c)
+		cols = append(cols, col)
 		nodes = append(nodes, n)
 		skip.fields = append(skip.fields, n)
 		skip.minSize += n.minSize
@@ -329,17 +426,18 @@ type keyPlan struct {
 	nodes []*node
 }
 
-func unionLayout(t *avroType, want func(*avroType) bool) (nullIdx, valIdx int64, val *avroType, ok bool) {
-	if t.kind != avroUnion {
-		if want(t) {
-			return -1, 0, t, true
+func unionLayout(s avro.Schema, want func(avro.Schema) bool) (nullIdx, valIdx int64, val avro.Schema, ok bool) {
+	u, isUnion := s.(*avro.UnionSchema)
+	if !isUnion {
+		if want(s) {
+			return -1, 0, s, true
 		}
 		return 0, 0, nil, false
 	}
 	nullIdx, valIdx = -1, -1
-	for i, b := range t.branches {
+	for i, b := range u.Types() {
 		switch {
-		case b.kind == avroNull && nullIdx < 0:
+		case b.Type() == avro.Null && nullIdx < 0:
 			nullIdx = int64(i)
 		case want(b) && valIdx < 0:
 			valIdx, val = int64(i), b
@@ -350,8 +448,8 @@ func unionLayout(t *avroType, want func(*avroType) bool) (nullIdx, valIdx int64,
 	return nullIdx, valIdx, val, valIdx >= 0
 }
 
-func isRecord(t *avroType) bool { return t.kind == avroRecord }
-func isString(t *avroType) bool { return t.kind == avroString }
+func isRecord(s avro.Schema) bool { return deref(s).Type() == avro.Record }
+func isString(s avro.Schema) bool { return s.Type() == avro.String }
 
 // compileValue compiles a value schema. Errors that make the schema
 // unusable are returned in plan.err, since they are permanent for this id.
@@ -368,15 +466,17 @@ func compileValue(id int, text string, maxDepth int) *valuePlan {
 }
 
 func (p *valuePlan) compile(text string, maxDepth int) error {
-	t, err := parseAvroSchema(text, maxDepth)
+	s, err := parseAvroSchema(text, maxDepth)
 	if err != nil {
 		return err
 	}
-	if t.kind != avroRecord {
-		return fmt.Errorf("value schema is %s, want a changefeed envelope record", t.kind)
+	t, ok := s.(*avro.RecordSchema)
+	if !ok {
+		return fmt.Errorf("value schema is %s, want a changefeed envelope record", s.Type())
 	}
-	if len(t.fields) == 1 && t.fields[0].name == "resolved" {
-		nullIdx, valIdx, _, ok := unionLayout(t.fields[0].typ, isString)
+	fields := t.Fields()
+	if len(fields) == 1 && fields[0].Name() == "resolved" {
+		nullIdx, valIdx, _, ok := unionLayout(fields[0].Type(), isString)
 		if !ok {
 			return errors.New("resolved field is not [\"null\",\"string\"]")
 		}
@@ -384,21 +484,22 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 		p.fields = []envField{{role: roleResolved, nullIdx: nullIdx, valIdx: valIdx}}
 		return nil
 	}
+	c := newCompiler(len(text))
 	hasUpdated, hasRow := false, false
-	for _, f := range t.fields {
+	for _, f := range fields {
 		ef := envField{}
-		switch f.name {
+		switch f.Name() {
 		case "before", "after", "record":
-			nullIdx, valIdx, rec, ok := unionLayout(f.typ, isRecord)
+			nullIdx, valIdx, rec, ok := unionLayout(f.Type(), isRecord)
 			if !ok {
-				return fmt.Errorf("envelope field %q is not [\"null\", record]", f.name)
+				return fmt.Errorf("envelope field %q is not [\"null\", record]", f.Name())
 			}
-			name, cols, nodes, skip, err := compileRecord(rec, fmt.Sprintf("envelope field %q", f.name))
+			name, cols, nodes, skip, err := c.record(rec, fmt.Sprintf("envelope field %q", f.Name()))
 			if err != nil {
 				return err
 			}
 			ef.nullIdx, ef.valIdx, ef.rec = nullIdx, valIdx, skip
-			switch f.name {
+			switch f.Name() {
 			case "before":
 				ef.role = roleBefore
 				p.hasBefore = true
@@ -410,19 +511,19 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 				}
 				hasRow = true
 				ef.role = roleAfter
-				if f.name == "record" {
+				if f.Name() == "record" {
 					ef.role = roleRecord
 				}
 				p.table = &Table{Name: name, Columns: cols}
 				p.cols = nodes
 			}
 		case "updated", "mvcc_timestamp", "resolved":
-			nullIdx, valIdx, _, ok := unionLayout(f.typ, isString)
+			nullIdx, valIdx, _, ok := unionLayout(f.Type(), isString)
 			if !ok {
-				return fmt.Errorf("envelope field %q is not [\"null\",\"string\"]", f.name)
+				return fmt.Errorf("envelope field %q is not [\"null\",\"string\"]", f.Name())
 			}
 			ef.nullIdx, ef.valIdx = nullIdx, valIdx
-			switch f.name {
+			switch f.Name() {
 			case "updated":
 				ef.role = roleUpdated
 				hasUpdated = true
@@ -434,15 +535,15 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 		default:
 			ef.role = roleOther
 		}
-		skip, err := compileSkip(f.typ)
+		skip, err := c.skip(f.Type())
 		if err != nil {
-			return fmt.Errorf("envelope field %q: %w", f.name, err)
+			return fmt.Errorf("envelope field %q: %w", f.Name(), err)
 		}
 		ef.skip = skip
 		p.fields = append(p.fields, ef)
 	}
 	if !hasRow {
-		return fmt.Errorf("value schema %q is not a CockroachDB changefeed envelope (no after or record field)", t.name)
+		return fmt.Errorf("value schema %q is not a CockroachDB changefeed envelope (no after or record field)", t.Name())
 	}
 	if !hasUpdated {
 		return ErrNoUpdated
@@ -452,12 +553,12 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 
 func compileKey(id int, text string, maxDepth int) *keyPlan {
 	k := &keyPlan{id: id}
-	t, err := parseAvroSchema(text, maxDepth)
+	s, err := parseAvroSchema(text, maxDepth)
 	if err != nil {
 		k.err = err
 		return k
 	}
-	_, cols, nodes, _, err := compileRecord(t, "key schema")
+	_, cols, nodes, _, err := newCompiler(len(text)).record(s, "key schema")
 	if err != nil {
 		k.err = err
 		return k

@@ -333,6 +333,7 @@ func (r *reader) value(n *node) (any, error) {
 		if err != nil {
 			return nil, err
 		}
+		b = minimalTwos(b)
 		if n.dec != nil {
 			if err := n.dec.checkLen(b); err != nil {
 				return nil, err
