@@ -123,10 +123,14 @@ func newPoisonKit(t *testing.T, f *feed) *poisonKit {
 		}
 		return id
 	}
-	hostileField := `{"type":["null","long"],"name":` + strconv.Quote(hostileName) + `,"default":null}`
+	// As CockroachDB writes it: the SQL name escaped into a valid Avro
+	// name (an unescaped one is not valid Avro, and the decoder refuses it
+	// as poison at ingest); the decoder unescapes it back.
+	avroName := schemas.SQLNameToAvroName(hostileName)
+	hostileField := `{"type":["null","long"],"name":` + strconv.Quote(avroName) + `,"default":null}`
 	k.otherValue = register("poison_other-value", envelope("poison_other", `{"type":["null","long"],"name":"x","default":null}`))
-	k.hostileKey = register("hostile-key", `{"type":"record","name":`+strconv.Quote(hostileName)+`,"fields":[`+hostileField+`]}`)
-	k.hostileValue = register("hostile-value", envelope(hostileName, hostileField))
+	k.hostileKey = register("hostile-key", `{"type":"record","name":`+strconv.Quote(avroName)+`,"fields":[`+hostileField+`]}`)
+	k.hostileValue = register("hostile-value", envelope(avroName, hostileField))
 	if k.prod, err = kgo.NewClient(kgo.SeedBrokers(f.stack.Brokers()...), kgo.RecordPartitioner(kgo.ManualPartitioner())); err != nil {
 		t.Fatal(err)
 	}

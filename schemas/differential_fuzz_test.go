@@ -667,7 +667,7 @@ func diffShape(shape []byte) *diffGen {
 }
 
 // schemas returns the key and value schema texts as CockroachDB writes
-// them (field order of §2.1 in CHANGEFEED_FORMAT.md).
+// them (field order of docs/CHANGEFEED.md §2.1).
 func (g *diffGen) schemas() (key, value string) {
 	ns := ""
 	if g.opts&16 != 0 {
