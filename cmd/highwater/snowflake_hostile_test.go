@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/files"
@@ -158,8 +159,8 @@ func TestSnowflakeSQLHostileNames(t *testing.T) {
 		}
 	}
 	for name := range idents {
-		if !strings.Contains(out, sfIdent(name)) {
-			t.Errorf("identifier %s is missing from the output", sfIdent(name))
+		if !strings.Contains(out, sqlident.Quote(name)) {
+			t.Errorf("identifier %s is missing from the output", sqlident.Quote(name))
 		}
 	}
 }

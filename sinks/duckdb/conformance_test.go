@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
@@ -68,6 +69,6 @@ func TestConformance(t *testing.T) {
 			return h.open(t, path, opts)
 		},
 		Query: sinktest.QueryDB(h.db),
-		Quote: sinktest.QuoteIdent,
+		Quote: sqlident.Quote,
 	})
 }

@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/internal/redact"
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -164,7 +165,7 @@ func (w *Writer) init(ctx context.Context) error {
 	if err := w.db.QueryRowContext(ctx, `SELECT current_database()`).Scan(&name); err != nil {
 		return fmt.Errorf("current database: %w", err)
 	}
-	w.catalog = quote(name)
+	w.catalog = sqlident.Quote(name)
 	ddl := []string{
 		`CREATE TABLE IF NOT EXISTS ` + w.qualify(sinks.CheckpointsTable) + ` (
 	consumer_group VARCHAR NOT NULL,
@@ -195,7 +196,7 @@ GROUP BY GROUPING SETS ((consumer_group, topic), (consumer_group))`,
 
 // qualify returns the fully qualified, quoted name of a warehouse table.
 func (w *Writer) qualify(table string) string {
-	return w.catalog + `.main.` + quote(table)
+	return w.catalog + `.main.` + sqlident.Quote(table)
 }
 
 // DB returns the database handle for reading the warehouse in the same
@@ -257,10 +258,4 @@ func (w *Writer) Close() error {
 		return fmt.Errorf("close duckdb: %w", err)
 	}
 	return nil
-}
-
-// quote quotes an SQL identifier: in double quotes, embedded double quotes
-// doubled. Every table and column name from a schema goes through it.
-func quote(ident string) string {
-	return `"` + strings.ReplaceAll(ident, `"`, `""`) + `"`
 }

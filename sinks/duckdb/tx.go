@@ -16,6 +16,7 @@ import (
 	duck "github.com/duckdb/duckdb-go/v2"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -311,11 +312,11 @@ func (tx *Tx) segment(ctx context.Context, ts *tableState, table *schemas.Table)
 		if err != nil {
 			return nil, fmt.Errorf("table %q column %q: %w", table.Name, c.Name, err)
 		}
-		defs = append(defs, quote(c.Name)+" "+st)
+		defs = append(defs, sqlident.Quote(c.Name)+" "+st)
 		seg.convs[i] = newConverter(c.Type)
 	}
-	defs = append(defs, quote(sinks.UpdatedColumn)+" DECIMAL(38,10)", quote(sinks.OpColumn)+" VARCHAR", quote(seqColumn)+" BIGINT")
-	if _, err := tx.conn.ExecContext(ctx, `CREATE TEMP TABLE `+quote(seg.name)+` (`+strings.Join(defs, ", ")+`)`); err != nil {
+	defs = append(defs, sqlident.Quote(sinks.UpdatedColumn)+" DECIMAL(38,10)", sqlident.Quote(sinks.OpColumn)+" VARCHAR", sqlident.Quote(seqColumn)+" BIGINT")
+	if _, err := tx.conn.ExecContext(ctx, `CREATE TEMP TABLE `+sqlident.Quote(seg.name)+` (`+strings.Join(defs, ", ")+`)`); err != nil {
 		return nil, fmt.Errorf("table %q: create staging table: %w", table.Name, err)
 	}
 	// The Appender works on the raw driver connection; it appends inside
@@ -607,7 +608,7 @@ func (tx *Tx) apply(ctx context.Context) error {
 	return tx.writeCheckpoints(ctx)
 }
 
-func stageRef(name string) string { return `"temp".main.` + quote(name) }
+func stageRef(name string) string { return `"temp".main.` + sqlident.Quote(name) }
 
 // targetColumns returns the warehouse table's columns after evolution:
 // the existing ones, then the window's new ones.
@@ -634,7 +635,7 @@ func (ts *tableState) targetColumns() []column {
 func quoteAll(names []string, prefix string) string {
 	q := make([]string, len(names))
 	for i, n := range names {
-		q[i] = prefix + quote(n)
+		q[i] = prefix + sqlident.Quote(n)
 	}
 	return strings.Join(q, ", ")
 }
@@ -648,17 +649,17 @@ func (tx *Tx) evolve(ctx context.Context, ts *tableState) error {
 		extra string
 		key   []string
 	}
-	todo := []tbl{{ts.name, ts.mirror, quote(sinks.UpdatedColumn) + " DECIMAL(38,10) NOT NULL", ts.key}}
+	todo := []tbl{{ts.name, ts.mirror, sqlident.Quote(sinks.UpdatedColumn) + " DECIMAL(38,10) NOT NULL", ts.key}}
 	if tx.w.opts.Changelog {
 		todo = append(todo, tbl{ts.name + sinks.ChangesSuffix, ts.changes,
-			quote(sinks.UpdatedColumn) + " DECIMAL(38,10) NOT NULL, " + quote(sinks.OpColumn) + " VARCHAR NOT NULL",
+			sqlident.Quote(sinks.UpdatedColumn) + " DECIMAL(38,10) NOT NULL, " + sqlident.Quote(sinks.OpColumn) + " VARCHAR NOT NULL",
 			append(slices.Clone(ts.key), sinks.UpdatedColumn)})
 	}
 	for _, t := range todo {
 		if t.have == nil {
 			defs := make([]string, 0, len(target)+2)
 			for _, c := range target {
-				defs = append(defs, quote(c.name)+" "+c.typ)
+				defs = append(defs, sqlident.Quote(c.name)+" "+c.typ)
 			}
 			defs = append(defs, t.extra, "PRIMARY KEY ("+quoteAll(t.key, "")+")")
 			q := `CREATE TABLE ` + tx.w.qualify(t.name) + ` (` + strings.Join(defs, ", ") + `)`
@@ -672,7 +673,7 @@ func (tx *Tx) evolve(ctx context.Context, ts *tableState) error {
 			if _, ok := t.have.types[c.name]; ok {
 				continue
 			}
-			q := `ALTER TABLE ` + tx.w.qualify(t.name) + ` ADD COLUMN ` + quote(c.name) + ` ` + c.typ
+			q := `ALTER TABLE ` + tx.w.qualify(t.name) + ` ADD COLUMN ` + sqlident.Quote(c.name) + ` ` + c.typ
 			if _, err := tx.conn.ExecContext(ctx, q); err != nil {
 				return fmt.Errorf("table %q: add column %q %s: %w", t.name, c.name, c.typ, err)
 			}
@@ -708,30 +709,30 @@ func (tx *Tx) merge(ctx context.Context, ts *tableState) error {
 	for _, c := range ts.targetColumns() {
 		_, staged := ts.colTypes[c.name]
 		if staged {
-			ins = append(ins, quote(c.name))
-			vals = append(vals, "src."+quote(c.name))
+			ins = append(ins, sqlident.Quote(c.name))
+			vals = append(vals, "src."+sqlident.Quote(c.name))
 		}
 		if isKey[c.name] {
 			continue
 		}
 		if staged {
-			upd = append(upd, quote(c.name)+" = src."+quote(c.name))
+			upd = append(upd, sqlident.Quote(c.name)+" = src."+sqlident.Quote(c.name))
 		} else {
-			upd = append(upd, quote(c.name)+" = NULL")
+			upd = append(upd, sqlident.Quote(c.name)+" = NULL")
 		}
 	}
-	u := quote(sinks.UpdatedColumn)
+	u := sqlident.Quote(sinks.UpdatedColumn)
 	upd = append(upd, u+" = src."+u)
 	ins = append(ins, u)
 	vals = append(vals, "src."+u)
 	on := make([]string, len(ts.key))
 	for i, k := range ts.key {
-		on[i] = "tgt." + quote(k) + " = src." + quote(k)
+		on[i] = "tgt." + sqlident.Quote(k) + " = src." + sqlident.Quote(k)
 	}
-	op := quote(sinks.OpColumn)
+	op := sqlident.Quote(sinks.OpColumn)
 	q := `MERGE INTO ` + tx.w.qualify(ts.name) + ` AS tgt
 USING (SELECT * FROM ` + ts.source() + ` AS s
-	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(ts.key, "s.") + ` ORDER BY s.` + u + ` DESC, s.` + quote(seqColumn) + ` DESC) = 1) AS src
+	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(ts.key, "s.") + ` ORDER BY s.` + u + ` DESC, s.` + sqlident.Quote(seqColumn) + ` DESC) = 1) AS src
 ON ` + strings.Join(on, " AND ") + `
 WHEN MATCHED AND tgt.` + u + ` <= src.` + u + ` AND src.` + op + ` = 'delete' THEN DELETE
 WHEN MATCHED AND tgt.` + u + ` <= src.` + u + ` THEN UPDATE SET ` + strings.Join(upd, ", ") + `
@@ -752,7 +753,7 @@ func (tx *Tx) changelog(ctx context.Context, ts *tableState) error {
 	cols := quoteAll(names, "")
 	q := `INSERT INTO ` + tx.w.qualify(ts.name+sinks.ChangesSuffix) + ` (` + cols + `)
 SELECT ` + cols + ` FROM (SELECT * FROM ` + ts.source() + ` AS s
-	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(append(slices.Clone(ts.key), sinks.UpdatedColumn), "s.") + ` ORDER BY s.` + quote(seqColumn) + ` DESC) = 1)
+	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(append(slices.Clone(ts.key), sinks.UpdatedColumn), "s.") + ` ORDER BY s.` + sqlident.Quote(seqColumn) + ` DESC) = 1)
 ON CONFLICT DO NOTHING`
 	if _, err := tx.conn.ExecContext(ctx, q); err != nil {
 		return fmt.Errorf("table %q: changelog: %w", ts.name, err)

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
@@ -127,15 +128,15 @@ func TestTypesRoundTrip(t *testing.T) {
 			if gotType != c.wantType {
 				t.Errorf("column type: got %s, want %s", gotType, c.wantType)
 			}
-			expr := fmt.Sprintf(c.expr, quote(c.name))
+			expr := fmt.Sprintf(c.expr, sqlident.Quote(c.name))
 			if strings.Contains(c.expr, "%[1]s") || strings.Count(c.expr, "%s") == 1 {
-				expr = fmt.Sprintf(c.expr, quote(c.name))
+				expr = fmt.Sprintf(c.expr, sqlident.Quote(c.name))
 			} else {
-				expr = fmt.Sprintf(c.expr, quote(c.name), quote(c.name))
+				expr = fmt.Sprintf(c.expr, sqlident.Quote(c.name), sqlident.Quote(c.name))
 			}
 			for _, table := range []string{"all types", "all types_changes"} {
 				q := fmt.Sprintf(`SELECT id, %s, %s IS NULL FROM %s WHERE _hw_updated = (SELECT max(_hw_updated) FROM %s x WHERE x.id = %s.id) ORDER BY id`,
-					expr, quote(c.name), quote(table), quote(table), quote(table))
+					expr, sqlident.Quote(c.name), sqlident.Quote(table), sqlident.Quote(table), sqlident.Quote(table))
 				rows, err := w.DB().QueryContext(ctx, q)
 				if err != nil {
 					t.Fatalf("%s: %v", q, err)

@@ -13,6 +13,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -203,14 +204,14 @@ func (x *Tx) syncStage(ctx context.Context, tt *txTable) error {
 		tt.stage = "hw_stage_" + strconv.Itoa(x.stages)
 		// No constraints: the staging table takes every version as sent;
 		// the merge picks the newest per key.
-		sql := "CREATE TEMP TABLE " + quoteIdent(tt.stage) + " (" + columnDefs(missing, nil) +
-			quoteIdent(sinks.UpdatedColumn) + " numeric(38,10) NOT NULL, " + quoteIdent(sinks.OpColumn) + " text NOT NULL, " +
-			quoteIdent(seqColumn) + " bigint NOT NULL) ON COMMIT DROP"
+		sql := "CREATE TEMP TABLE " + sqlident.Quote(tt.stage) + " (" + columnDefs(missing, nil) +
+			sqlident.Quote(sinks.UpdatedColumn) + " numeric(38,10) NOT NULL, " + sqlident.Quote(sinks.OpColumn) + " text NOT NULL, " +
+			sqlident.Quote(seqColumn) + " bigint NOT NULL) ON COMMIT DROP"
 		if _, err := x.tx.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("creating the staging table: %w", err)
 		}
 	} else if len(missing) > 0 {
-		if _, err := x.tx.Exec(ctx, addColumns("pg_temp."+quoteIdent(tt.stage), missing)); err != nil {
+		if _, err := x.tx.Exec(ctx, addColumns("pg_temp."+sqlident.Quote(tt.stage), missing)); err != nil {
 			return fmt.Errorf("adding columns to the staging table: %w", err)
 		}
 	}
@@ -400,24 +401,24 @@ func (x *Tx) Commit(ctx context.Context) (err error) {
 // version per key and HLC), so a replay leaves it alone. Then the changelog
 // keeps every (key, _hw_updated) once.
 func (x *Tx) merge(ctx context.Context, tt *txTable) error {
-	upd, op := quoteIdent(sinks.UpdatedColumn), quoteIdent(sinks.OpColumn)
+	upd, op := sqlident.Quote(sinks.UpdatedColumn), sqlident.Quote(sinks.OpColumn)
 	target := x.w.qualified(tt.name)
-	stage := "pg_temp." + quoteIdent(tt.stage)
+	stage := "pg_temp." + sqlident.Quote(tt.stage)
 	keys := identList(tt.key)
 	cols := tt.stageCols.order
 	var on, set []string
 	for _, k := range tt.key {
-		on = append(on, "t."+quoteIdent(k)+" = l."+quoteIdent(k))
+		on = append(on, "t."+sqlident.Quote(k)+" = l."+sqlident.Quote(k))
 	}
 	for _, c := range cols {
 		if !slices.Contains(tt.key, c) {
-			set = append(set, quoteIdent(c)+" = EXCLUDED."+quoteIdent(c))
+			set = append(set, sqlident.Quote(c)+" = EXCLUDED."+sqlident.Quote(c))
 		}
 	}
 	set = append(set, upd+" = EXCLUDED."+upd)
 	colList := identList(cols) + ", " + upd
 	sql := `WITH latest AS (
-	SELECT DISTINCT ON (` + keys + `) * FROM ` + stage + ` ORDER BY ` + keys + `, ` + upd + ` DESC, ` + quoteIdent(seqColumn) + ` DESC
+	SELECT DISTINCT ON (` + keys + `) * FROM ` + stage + ` ORDER BY ` + keys + `, ` + upd + ` DESC, ` + sqlident.Quote(seqColumn) + ` DESC
 ), deleted AS (
 	DELETE FROM ` + target + ` AS t USING latest AS l
 	WHERE l.` + op + ` = 'delete' AND ` + strings.Join(on, " AND ") + ` AND t.` + upd + ` < l.` + upd + `
