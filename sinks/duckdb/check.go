@@ -91,7 +91,7 @@ func checkValue(t schemas.Type, v any) error {
 		}
 	case schemas.KindUUID:
 		if x, ok := v.(string); ok {
-			if _, err := parseUUID(x); err != nil {
+			if _, err := sinks.ParseUUID(x); err != nil {
 				return fmt.Errorf("invalid UUID %s", clip(x))
 			}
 		}

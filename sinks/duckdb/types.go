@@ -2,7 +2,6 @@ package duckdb
 
 import (
 	"database/sql/driver"
-	"encoding/hex"
 	"fmt"
 	"math/big"
 	"strings"
@@ -11,6 +10,7 @@ import (
 	duck "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
 )
 
 // maxDecimalPrecision is the widest DECIMAL DuckDB has; wider CockroachDB
@@ -171,11 +171,11 @@ func (c *converter) convert(v any) (driver.Value, int, error) {
 	case schemas.KindUUID:
 		switch x := v.(type) {
 		case string:
-			u, err := parseUUID(x)
+			u, err := sinks.ParseUUID(x)
 			if err != nil {
 				return nil, 0, err
 			}
-			return u, 0, nil
+			return duck.UUID(u), 0, nil
 		case []byte:
 			if len(x) == 16 {
 				var u duck.UUID
@@ -234,25 +234,4 @@ func text(s string) driver.Value {
 		return []byte(s)
 	}
 	return s
-}
-
-// parseUUID parses the canonical hyphenated form (any case), and also the
-// 32-digit form without hyphens or in braces.
-func parseUUID(s string) (duck.UUID, error) {
-	var u duck.UUID
-	h := make([]byte, 0, 32)
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '-', '{', '}':
-		default:
-			h = append(h, c)
-		}
-	}
-	if len(h) != 32 {
-		return u, fmt.Errorf("invalid UUID %q", s)
-	}
-	if _, err := hex.Decode(u[:], h); err != nil {
-		return u, fmt.Errorf("invalid UUID %q", s)
-	}
-	return u, nil
 }

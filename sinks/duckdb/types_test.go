@@ -219,6 +219,7 @@ func TestBadValuesFailClearly(t *testing.T) {
 		{"decimal_too_wide", decType(4, 2), dec("100000", 2), "does not fit DECIMAL(4,2)"},
 		{"decimal_too_precise", decType(4, 1), dec("1234", 3), "more than 1 fractional digits"},
 		{"uuid", typ(schemas.KindUUID), "not-a-uuid", "invalid UUID"},
+		{"uuid_braced", typ(schemas.KindUUID), "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}", "invalid UUID"},
 		{"time", typ(schemas.KindTime), -time.Second, "out of range"},
 		{"array", arrayOf(typ(schemas.KindInt)), []any{"x"}, "element 0"},
 		{"bool", typ(schemas.KindBool), "true", "unexpected Go value of type string"},

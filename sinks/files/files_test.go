@@ -646,6 +646,7 @@ func TestBadInputIsAnError(t *testing.T) {
 		{"decimal too wide", dec, ch(sinks.OpInsert, h(1), int64(1), schemas.Decimal{Unscaled: big.NewInt(123456), Scale: 2}), "does not fit"},
 		{"decimal too precise", dec, ch(sinks.OpInsert, h(1), int64(1), schemas.Decimal{Unscaled: big.NewInt(1234), Scale: 3}), "fractional digits"},
 		{"bad UUID", table("u", []int{0}, col("u", schemas.KindUUID)), ch(sinks.OpInsert, h(1), "nope"), "invalid UUID"},
+		{"braced UUID", table("u", []int{0}, col("u", schemas.KindUUID)), ch(sinks.OpInsert, h(1), "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}"), "invalid UUID"},
 		{"negative HLC", tb, ch(sinks.OpInsert, schemas.HLC{WallTime: -1}, int64(1), "a", int64(1)), "negative HLC"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -2,7 +2,6 @@ package files
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +11,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
 )
 
 // Values are converted once, in Tx.Write, into a compact binary form that
@@ -413,23 +413,12 @@ func (c *column) skipLeaf(r *reader) {
 	}
 }
 
-// canonicalUUID returns s in the canonical lowercase hyphenated form. It
-// accepts any case, and the 32-digit form without hyphens or in braces.
+// canonicalUUID returns s, a UUID as sinks.ParseUUID accepts it, in the
+// canonical lowercase hyphenated form the files store.
 func canonicalUUID(s string) (string, error) {
-	h := make([]byte, 0, 32)
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '-', '{', '}':
-		default:
-			h = append(h, c)
-		}
-	}
-	var u [16]byte
-	if len(h) != 32 {
-		return "", fmt.Errorf("invalid UUID %q", s)
-	}
-	if _, err := hex.Decode(u[:], h); err != nil {
-		return "", fmt.Errorf("invalid UUID %q", s)
+	u, err := sinks.ParseUUID(s)
+	if err != nil {
+		return "", err
 	}
 	return formatUUID(u[:]), nil
 }

@@ -203,6 +203,7 @@ func TestBadValuesAreErrors(t *testing.T) {
 		{"nul_string", kind(schemas.KindString), "a\x00b", "NUL"},
 		{"bad_utf8", kind(schemas.KindString), "a\xffb", "UTF-8"},
 		{"bad_uuid", kind(schemas.KindUUID), "not-a-uuid", "invalid UUID"},
+		{"uuid_32_digits", kind(schemas.KindUUID), "6ba7b8109dad11d180b400c04fd430c8", "invalid UUID"},
 		{"wrong_go_type", kind(schemas.KindInt), int32(5), "int32"},
 		{"bad_time", kind(schemas.KindTime), -time.Second, "outside"},
 		{"bad_array", arrayOf(kind(schemas.KindInt)), []any{"x"}, "array element 0"},
