@@ -13,10 +13,6 @@ import (
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-// maxDecimalPrecision is the widest DECIMAL DuckDB has; wider CockroachDB
-// decimals are stored as their text in a VARCHAR column.
-const maxDecimalPrecision = 38
-
 // warehouseType returns the DuckDB column type for t, spelt as DuckDB's
 // catalog (duckdb_columns().data_type) reports it, so that an existing
 // column's type can be compared with a string compare.
@@ -44,7 +40,7 @@ func duckType(t schemas.Type, staging bool) (string, error) {
 	case schemas.KindBytes:
 		return "BLOB", nil
 	case schemas.KindDecimal:
-		if decimalAsText(t) {
+		if sinks.DecimalAsText(t) {
 			return "VARCHAR", nil
 		}
 		return fmt.Sprintf("DECIMAL(%d,%d)", t.Precision, t.Scale), nil
@@ -78,12 +74,6 @@ func duckType(t schemas.Type, staging bool) (string, error) {
 	return "", fmt.Errorf("unsupported column type %s", t)
 }
 
-// decimalAsText reports whether a DECIMAL type does not fit DuckDB's
-// DECIMAL and is stored as VARCHAR.
-func decimalAsText(t schemas.Type) bool {
-	return t.Precision < 1 || t.Precision > maxDecimalPrecision || t.Scale < 0 || t.Scale > t.Precision
-}
-
 // converter turns a decoded value (Go types as documented on schemas.Kind)
 // into a value the DuckDB Appender accepts for the staging column.
 type converter struct {
@@ -96,7 +86,7 @@ type converter struct {
 
 func newConverter(t schemas.Type) *converter {
 	c := &converter{t: t}
-	if t.Kind == schemas.KindDecimal && !decimalAsText(t) {
+	if t.Kind == schemas.KindDecimal && !sinks.DecimalAsText(t) {
 		c.bound = new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(t.Precision)), nil)
 	}
 	if t.Kind == schemas.KindArray && t.Elem != nil {

@@ -39,11 +39,6 @@ const (
 	codecList
 )
 
-// maxDecimalPrecision is the widest DECIMAL that Parquet readers
-// (Snowflake, BigQuery, DuckDB, Spark) take as a number; wider CockroachDB
-// decimals, and decimals without a declared precision, are stored as text.
-const maxDecimalPrecision = 38
-
 // column is one column of a table version as the files hold it.
 type column struct {
 	name  string
@@ -70,7 +65,7 @@ func newColumn(name string, t schemas.Type, key bool) (*column, error) {
 		c.codec = codecBytes
 	case schemas.KindDecimal:
 		switch {
-		case decimalAsText(t):
+		case sinks.DecimalAsText(t):
 			c.codec, c.decText = codecBytes, true
 		case t.Precision <= 18:
 			c.codec = codecInt64
@@ -96,10 +91,6 @@ func newColumn(name string, t schemas.Type, key bool) (*column, error) {
 		return nil, fmt.Errorf("column %q: unsupported type %s", name, t)
 	}
 	return c, nil
-}
-
-func decimalAsText(t schemas.Type) bool {
-	return t.Precision < 1 || t.Precision > maxDecimalPrecision || t.Scale < 0 || t.Scale > t.Precision
 }
 
 // node returns the column's Parquet schema node (without its repetition).
