@@ -17,6 +17,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/internal/sqlident"
+	"github.com/highwater-dev/highwater/internal/txguard"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -31,9 +32,9 @@ import (
 type Tx struct {
 	w    *Writer
 	conn *sql.Conn
-	// err is the first failure; the transaction is unusable after it.
-	err  error
-	done bool
+	// guard holds the first failure (the transaction is unusable after
+	// it) and whether the transaction ended.
+	guard txguard.Guard
 
 	tables map[string]*tableState
 	order  []*tableState
@@ -100,49 +101,28 @@ type segment struct {
 
 var tenPow10 = big.NewInt(10_000_000_000)
 
-func (tx *Tx) usable() error {
-	if tx.done && isFenced(tx.err) {
-		return tx.err
-	}
-	if tx.done {
-		return errors.New("window transaction already finished")
-	}
-	if tx.err != nil {
-		return fmt.Errorf("window transaction failed earlier: %w", tx.err)
-	}
-	return nil
-}
-
-// fail records err as the transaction's failure and returns it.
-func (tx *Tx) fail(err error) error {
-	if tx.err == nil {
-		tx.err = err
-	}
-	return err
-}
-
 // Write stages changes of one table version.
 func (tx *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) error {
-	if err := tx.usable(); err != nil {
+	if err := tx.guard.Check(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return tx.fail(fmt.Errorf("write: %w", err))
+		return tx.guard.Fail(fmt.Errorf("write: %w", err))
 	}
 	if table == nil {
-		return tx.fail(errors.New("write: nil table"))
+		return tx.guard.Fail(errors.New("write: nil table"))
 	}
 	// From here on the table has its warehouse names (sinks.NameRule).
 	table, ts, err := tx.warehouseTable(ctx, table)
 	if err != nil {
-		return tx.fail(err)
+		return tx.guard.Fail(err)
 	}
 	seg, err := tx.segment(ctx, ts, table)
 	if err != nil {
-		return tx.fail(err)
+		return tx.guard.Fail(err)
 	}
 	if err := tx.stage(seg, changes); err != nil {
-		return tx.fail(fmt.Errorf("write table %q: %w", table.Name, err))
+		return tx.guard.Fail(fmt.Errorf("write table %q: %w", table.Name, err))
 	}
 	return nil
 }
@@ -441,17 +421,17 @@ func (s *segment) closeAppender() error {
 
 // Checkpoint records partitions' progress; they are written at Commit.
 func (tx *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
-	if err := tx.usable(); err != nil {
+	if err := tx.guard.Check(); err != nil {
 		return err
 	}
 	for _, cp := range cps {
 		switch {
 		case cp.Group == "" || cp.Topic == "":
-			return tx.fail(fmt.Errorf("checkpoint %+v: empty group or topic", cp))
+			return tx.guard.Fail(fmt.Errorf("checkpoint %+v: empty group or topic", cp))
 		case cp.Partition < 0 || cp.NextOffset < 0:
-			return tx.fail(fmt.Errorf("checkpoint %+v: negative partition or offset", cp))
+			return tx.guard.Fail(fmt.Errorf("checkpoint %+v: negative partition or offset", cp))
 		case cp.Resolved.WallTime < 0 || cp.Resolved.Logical < 0:
-			return tx.fail(fmt.Errorf("checkpoint %+v: negative resolved HLC", cp))
+			return tx.guard.Fail(fmt.Errorf("checkpoint %+v: negative resolved HLC", cp))
 		}
 		tx.cps[cpKey{cp.Group, cp.Topic, cp.Partition}] = cp
 	}
@@ -460,15 +440,15 @@ func (tx *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 
 // Commit applies the staged window and commits it.
 func (tx *Tx) Commit(ctx context.Context) error {
-	if tx.done && isFenced(tx.err) {
-		return tx.err
+	if tx.guard.Ended() && isFenced(tx.guard.Err()) {
+		return tx.guard.Err()
 	}
-	if tx.done {
+	if tx.guard.Ended() {
 		return errors.New("commit window: transaction already finished")
 	}
-	if tx.err != nil {
+	if tx.guard.Err() != nil {
 		_ = tx.abort()
-		return fmt.Errorf("commit window: transaction failed earlier: %w", tx.err)
+		return fmt.Errorf("commit window: transaction failed earlier: %w", tx.guard.Err())
 	}
 	if err := ctx.Err(); err != nil {
 		_ = tx.abort()
@@ -477,28 +457,28 @@ func (tx *Tx) Commit(ctx context.Context) error {
 	start := time.Now()
 	if len(tx.fenced) > 0 {
 		if err := tx.lockFence(ctx); err != nil {
-			if !tx.done {
+			if !tx.guard.Ended() {
 				_ = tx.abort()
 			}
 			return err
 		}
 	}
 	if err := tx.apply(ctx); err != nil {
-		tx.err = err
+		tx.guard.Set(err)
 		_ = tx.abort()
 		return tx.fencedOr(ctx, fmt.Errorf("commit window: %w", err))
 	}
 	// DuckDB answers COMMIT of an aborted transaction by rolling back
-	// without an error; tx.err above is what guards against that. COMMIT
+	// without an error; the guard's failure above is what guards against that. COMMIT
 	// itself ignores cancellation: the driver can report a canceled context
 	// for a COMMIT that went through, and a window must never be reported
 	// failed once it is durable.
 	if _, err := tx.conn.ExecContext(context.WithoutCancel(ctx), `COMMIT`); err != nil {
-		tx.err = err
+		tx.guard.Set(err)
 		_ = tx.abort()
 		return tx.fencedOr(ctx, fmt.Errorf("commit window: %w", err))
 	}
-	tx.done = true
+	tx.guard.End()
 	tx.releaseLocks()
 	_ = tx.conn.Close()
 	tx.namesCommitted()
@@ -523,7 +503,7 @@ func (tx *Tx) fencedOr(ctx context.Context, err error) error {
 		return err
 	}
 	if fe, _ := tx.w.fenceCheck(ctx, tx.fenced); fe != nil {
-		tx.err = fe
+		tx.guard.Set(fe)
 		return fe
 	}
 	return err
@@ -540,7 +520,7 @@ func (tx *Tx) releaseLocks() {
 // Rollback abandons the window; it is a no-op once the transaction is
 // finished.
 func (tx *Tx) Rollback(ctx context.Context) error {
-	if tx.done {
+	if tx.guard.Ended() {
 		return nil
 	}
 	return tx.abort()
@@ -549,7 +529,7 @@ func (tx *Tx) Rollback(ctx context.Context) error {
 // abort rolls back and releases the connection. It runs even when the
 // caller's context is done: a window must never stay half open.
 func (tx *Tx) abort() error {
-	tx.done = true
+	tx.guard.End()
 	for _, ts := range tx.order {
 		for _, s := range ts.segments {
 			_ = s.closeAppender()
