@@ -125,7 +125,7 @@ func filesWarehouse(name string, url func(t *testing.T) string) warehouse {
 		name: name,
 		url:  url,
 		open: func(t *testing.T, url string, opts sinks.Options) sinks.Writer {
-			w, err := files.OpenURL(context.Background(), url, opts, zap.NewNop())
+			w, err := files.Open(context.Background(), url, opts, zap.NewNop())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -147,7 +147,7 @@ func duckWarehouse() warehouse {
 		name: "duckdb",
 		url:  func(t *testing.T) string { return "duckdb://" + filepath.Join(t.TempDir(), "wh.duckdb") },
 		open: func(t *testing.T, url string, opts sinks.Options) sinks.Writer {
-			w, err := duckdb.OpenURL(context.Background(), url, opts, zap.NewNop())
+			w, err := duckdb.Open(context.Background(), url, opts, zap.NewNop())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -88,7 +88,7 @@ func snowflakeSQL(ctx context.Context, f snowflakeFlags, stdout io.Writer) error
 		}
 		opts.stageURL = cfg.Root
 	}
-	w, err := files.Open(ctx, cfg, zap.NewNop())
+	w, err := files.OpenConfig(ctx, cfg, zap.NewNop())
 	if err != nil {
 		return fmt.Errorf("snowflake-sql: %w", redact.Error(err, f.sinkURL))
 	}

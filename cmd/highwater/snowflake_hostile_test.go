@@ -52,7 +52,7 @@ func hostileTables() []*schemas.Table {
 func TestSnowflakeSQLHostileNames(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	w, err := files.OpenURL(ctx, "file://"+dir, sinks.Options{}, nil)
+	w, err := files.Open(ctx, "file://"+dir, sinks.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -98,7 +98,7 @@ func TestSnowflakeSQLHostileNames(t *testing.T) {
 	}
 
 	// The same tables with plain names: t0, c0_1, ... in the same places.
-	fw, err := files.Open(ctx, mustParse(t, "file://"+dir), zap.NewNop())
+	fw, err := files.OpenConfig(ctx, mustParse(t, "file://"+dir), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

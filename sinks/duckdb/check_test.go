@@ -19,7 +19,7 @@ import (
 // accepted borderline value is stored.
 func TestCheckChangeRefusesWhatDuckDBRefuses(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, t.TempDir()+"/check.duckdb", sinks.Options{}, nil)
+	w, err := OpenPath(ctx, t.TempDir()+"/check.duckdb", sinks.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

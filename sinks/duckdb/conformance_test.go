@@ -24,7 +24,7 @@ type harness struct {
 
 func (h *harness) open(t *testing.T, path string, opts sinks.Options) sinks.Writer {
 	t.Helper()
-	w, err := Open(context.Background(), path, opts, zaptest.NewLogger(t))
+	w, err := OpenPath(context.Background(), path, opts, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatalf("Open %s: %v", path, err)
 	}

@@ -76,7 +76,7 @@ func withoutQuery(rawURL string) string {
 	return redact.URL(rawURL)
 }
 
-// OpenURL opens the warehouse named by a sink URL:
+// Open opens the warehouse named by a sink URL:
 //
 //	duckdb:///abs/path/warehouse.duckdb   absolute path
 //	duckdb://rel/path/warehouse.duckdb    path relative to the working directory
@@ -85,16 +85,23 @@ func withoutQuery(rawURL string) string {
 // A query string is passed to DuckDB as configuration options, e.g.
 // duckdb:///data/wh.duckdb?threads=2&memory_limit=2GB. Percent-escapes in
 // the path are decoded.
-func OpenURL(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
+func Open(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
 	dsn, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	return Open(ctx, dsn, opts, logger)
+	return OpenPath(ctx, dsn, opts, logger)
+}
+
+// CheckURL validates a duckdb:// sink URL as Open would, short of opening
+// the database (`highwater config check`).
+func CheckURL(rawURL string) error {
+	_, err := ParseURL(rawURL)
+	return err
 }
 
 // ParseURL returns the database path, with DuckDB options as its query, of
-// a duckdb:///abs/path.duckdb?option=value sink URL; it is what OpenURL
+// a duckdb:///abs/path.duckdb?option=value sink URL; it is what Open
 // opens, and lets `highwater config check` validate a sink as run does.
 func ParseURL(rawURL string) (string, error) {
 	const scheme = "duckdb:"
@@ -123,7 +130,7 @@ func ParseURL(rawURL string) (string, error) {
 // ":memory:" and may carry DuckDB options after a '?'. It creates
 // highwater's checkpoint table and watermark view. A database file held by
 // another process gives an error saying so.
-func Open(ctx context.Context, path string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
+func OpenPath(ctx context.Context, path string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}

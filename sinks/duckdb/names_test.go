@@ -20,7 +20,7 @@ import (
 // gets a mapped mirror, and the record says which.
 func TestUserTableIsNotTakenOver(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, ":memory:", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, ":memory:", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -58,7 +58,7 @@ func TestUserTableIsNotTakenOver(t *testing.T) {
 // naming it, before anything is written.
 func TestNamesWithNULAreMappedInvalidUTF8Refused(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, ":memory:", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, ":memory:", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -82,7 +82,7 @@ var typeCases = []struct {
 // values back with SQL.
 func TestTypesRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, t.TempDir()+"/types.duckdb", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, t.TempDir()+"/types.duckdb", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -167,7 +167,7 @@ func TestTypesRoundTrip(t *testing.T) {
 
 func TestNonFiniteDecimalStoredAsNull(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, ":memory:", sinks.Options{}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, ":memory:", sinks.Options{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -205,7 +205,7 @@ func TestNonFiniteDecimalStoredAsNull(t *testing.T) {
 
 func TestBadValuesFailClearly(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, ":memory:", sinks.Options{}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, ":memory:", sinks.Options{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -376,7 +376,7 @@ func TestCrashBeforeManifestLeavesWindowInvisibleAndRewriteReplaces(t *testing.T
 	t.Run("s3", func(t *testing.T) {
 		endpoint := fakeS3(t)
 		crashScenario(t, func(t *testing.T) *Writer {
-			w, err := OpenURL(context.Background(), "s3://lake/cdc/feed?endpoint="+endpoint, sinks.Options{}, nil)
+			w, err := Open(context.Background(), "s3://lake/cdc/feed?endpoint="+endpoint, sinks.Options{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -505,7 +505,7 @@ func TestFormatsAndCompressions(t *testing.T) {
 	} {
 		t.Run(string(tc.format)+"/"+tc.compression, func(t *testing.T) {
 			dir := t.TempDir()
-			w, err := OpenURL(context.Background(), fmt.Sprintf("file://%s?format=%s&compression=%s", dir, tc.format, tc.compression), sinks.Options{}, nil)
+			w, err := Open(context.Background(), fmt.Sprintf("file://%s?format=%s&compression=%s", dir, tc.format, tc.compression), sinks.Options{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -693,7 +693,7 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 	for _, u := range []string{"file:///d?format=csv", "file:///d?compression=brotli", "file:///d?format=ndjson&compression=snappy"} {
-		if _, err := OpenURL(context.Background(), u, sinks.Options{}, nil); err == nil {
+		if _, err := Open(context.Background(), u, sinks.Options{}, nil); err == nil {
 			t.Errorf("%s: opened, want an error", u)
 		}
 	}
