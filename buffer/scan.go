@@ -2,12 +2,12 @@ package buffer
 
 import (
 	"bytes"
-	"container/heap"
 	"context"
 	"fmt"
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/highwater-dev/highwater/internal/kmerge"
 	"github.com/highwater-dev/highwater/schemas"
 )
 
@@ -33,12 +33,11 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through schemas.HLC
 	}
 	txn := s.db.NewTransaction(false)
 	defer txn.Discard()
-	h := &mergeHeap{reverse: opts.Reverse}
+	// all are the partitions' cursors, closed at the end; live those with
+	// an event left.
+	var all, live []*cursor
 	defer func() {
-		for _, c := range h.cs {
-			c.it.Close()
-		}
-		for _, c := range h.done {
+		for _, c := range all {
 			c.it.Close()
 		}
 	}()
@@ -65,6 +64,7 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through schemas.HLC
 		// copies; Scan reads each value once, when it is delivered.
 		it := txn.NewIterator(badger.IteratorOptions{Reverse: opts.Reverse, Prefix: prefix})
 		c := &cursor{it: it, part: p, order: i, prefix: prefix, base: base, through: through, reverse: opts.Reverse}
+		all = append(all, c)
 		if opts.Reverse {
 			it.Seek(eventSeekAfter(id, through))
 		} else {
@@ -75,21 +75,19 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through schemas.HLC
 			it.Seek(start)
 		}
 		if c.load() {
-			h.cs = append(h.cs, c)
-		} else {
-			h.done = append(h.done, c)
+			live = append(live, c)
 		}
 	}
-	heap.Init(h)
+	h := kmerge.New(live, (*cursor).before)
 	var val []byte
 	var n int
-	for len(h.cs) > 0 {
+	for h.Len() > 0 {
 		if n++; n&255 == 0 {
 			if err := ctx.Err(); err != nil {
 				return fmt.Errorf("buffer: scan: %w", err)
 			}
 		}
-		c := h.cs[0]
+		c := h.Top()
 		item := c.it.Item()
 		ts, table, key, err := decodeEventKey(c.key)
 		if err != nil {
@@ -113,9 +111,9 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through schemas.HLC
 		}
 		c.it.Next()
 		if c.load() {
-			heap.Fix(h, 0)
+			h.Fixed()
 		} else {
-			h.done = append(h.done, heap.Pop(h).(*cursor))
+			h.Pop()
 		}
 	}
 	return ctx.Err()
@@ -150,29 +148,17 @@ func (c *cursor) load() bool {
 	return !c.through.Less(eventHLC(c.key))
 }
 
-type mergeHeap struct {
-	cs      []*cursor
-	done    []*cursor // exhausted, closed at the end
-	reverse bool
-}
-
-func (h *mergeHeap) Len() int { return len(h.cs) }
-func (h *mergeHeap) Less(i, j int) bool {
-	a, b := h.cs[i], h.cs[j]
+// before reports whether a's current event comes before b's in the
+// scan's order: (HLC, table, key), ties in the order of the partitions,
+// all reversed for a reverse scan (both cursors scan the same way).
+func (a *cursor) before(b *cursor) bool {
 	// Skip 'e' and the id: compare (HLC, table, key).
 	c := bytes.Compare(a.key[1+idSize:], b.key[1+idSize:])
 	if c == 0 {
 		c = a.order - b.order
 	}
-	if h.reverse {
+	if a.reverse {
 		return c > 0
 	}
 	return c < 0
-}
-func (h *mergeHeap) Swap(i, j int) { h.cs[i], h.cs[j] = h.cs[j], h.cs[i] }
-func (h *mergeHeap) Push(x any)    { h.cs = append(h.cs, x.(*cursor)) }
-func (h *mergeHeap) Pop() any {
-	c := h.cs[len(h.cs)-1]
-	h.cs = h.cs[:len(h.cs)-1]
-	return c
 }

@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/highwater-dev/highwater/internal/redact"
+	"github.com/highwater-dev/highwater/processor"
 	"github.com/highwater-dev/highwater/schemas"
 )
 
@@ -99,7 +100,8 @@ type Config struct {
 	// decoded or applied): fail (stop with an error naming topic,
 	// partition, offset, schema id and cause), dlq (set it aside in the
 	// dead-letter topic and the highwater_dlq table, go on) or skip (count,
-	// log, go on). Default fail.
+	// log, go on). Default fail. The words are processor.ErrorPolicies,
+	// which validation and the flag help take from there.
 	OnError string `yaml:"on_error"`
 	// DLQTopic is the dead-letter topic of --on-error=dlq, created if
 	// missing. Default "<group>.dlq".
@@ -163,7 +165,7 @@ func (c *Config) fields() []field {
 		{"session-timeout", "consumer-group session timeout (how fast a dead member's partitions move)", &c.SessionTimeout},
 		{"rebalance-timeout", "consumer-group rebalance timeout (must exceed the longest flush)", &c.RebalanceTimeout},
 		{"startup-timeout", "how long to wait for brokers and topics at start", &c.StartupTimeout},
-		{"on-error", "poison records: fail (stop, naming the record), dlq (dead-letter topic + highwater_dlq table, go on) or skip (count, log, go on)", &c.OnError},
+		{"on-error", processor.ErrorPolicyHelp(), &c.OnError},
 		{"dlq-topic", "dead-letter topic of --on-error=dlq, created if missing (default <group>.dlq)", &c.DLQTopic},
 		{"max-clock-skew", "a record whose timestamp is further ahead of this host's clock is poison (--on-error); > 0, a huge value such as 876000h turns the check off", &c.MaxClockSkew},
 		{"allow-retention-gap", "go on from the log start when Kafka's retention deleted records before they were applied (logged, counted; the changes in them are lost) instead of stopping", &c.AllowRetentionGap},
@@ -182,7 +184,7 @@ func Defaults() Config {
 		SessionTimeout:   10 * time.Second,
 		RebalanceTimeout: 30 * time.Second,
 		StartupTimeout:   30 * time.Second,
-		OnError:          "fail",
+		OnError:          string(processor.OnErrorFail),
 		MaxClockSkew:     5 * time.Minute,
 		LogLevel:         "info",
 		LogFormat:        "auto",
@@ -420,10 +422,8 @@ func (c *Config) Validate() error {
 	if _, err := c.StopAtHLC(); err != nil {
 		errs = append(errs, err)
 	}
-	switch c.OnError {
-	case "", "fail", "dlq", "skip":
-	default:
-		errs = append(errs, fmt.Errorf("on-error %q: want fail, dlq or skip", c.OnError))
+	if _, err := processor.ParseErrorPolicy(c.OnError); err != nil {
+		errs = append(errs, err)
 	}
 	if c.MaxClockSkew <= 0 {
 		errs = append(errs, fmt.Errorf("max-clock-skew %s: want a positive duration such as 5m (876000h turns the check off)", c.MaxClockSkew))

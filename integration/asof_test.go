@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
 	"github.com/highwater-dev/highwater/sinks"
@@ -95,8 +96,8 @@ func TestAsOfEqualsSourceAsOfPastHLCs(t *testing.T) {
 					if !ok {
 						t.Fatalf("%s is not in %s", name, sinks.TablesTable)
 					}
-					fn := fmt.Sprintf("%s%s(%s)", fnPrefix, quote(sinks.AsOfName(mirror)), h.at)
-					n := compareRows(t, db, fmt.Sprintf("%s as of %s (%s)", name, h.at, h.why), fn, oraclePrefix+quote(name), tbl, true)
+					fn := fmt.Sprintf("%s%s(%s)", fnPrefix, sqlident.Quote(sinks.AsOfName(mirror)), h.at)
+					n := compareRows(t, db, fmt.Sprintf("%s as of %s (%s)", name, h.at, h.why), fn, oraclePrefix+sqlident.Quote(name), tbl, true)
 					compared, rowsSeen = compared+1, rowsSeen+n
 					if n == 0 {
 						empty++

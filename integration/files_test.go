@@ -25,6 +25,7 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/files"
@@ -124,7 +125,7 @@ func filesWarehouse(name string, url func(t *testing.T) string) warehouse {
 		name: name,
 		url:  url,
 		open: func(t *testing.T, url string, opts sinks.Options) sinks.Writer {
-			w, err := files.OpenURL(context.Background(), url, opts, zap.NewNop())
+			w, err := files.Open(context.Background(), url, opts, zap.NewNop())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -327,7 +328,7 @@ func verifyFiles(t *testing.T, f *feed, wh warehouse, sinkURL, dir, group string
 		src := fmt.Sprintf("read_parquet('%s/%s/*/*/*.parquet', hive_partitioning=false, union_by_name=true)", dir, schemas.SQLNameToKafkaName(tbl.Name))
 		keys := make([]string, len(tbl.Key))
 		for i, k := range tbl.Key {
-			keys[i] = quote(tbl.Columns[k].Name)
+			keys[i] = sqlident.Quote(tbl.Columns[k].Name)
 		}
 		key := strings.Join(keys, ", ")
 		var rows, distinct int
@@ -338,20 +339,20 @@ func verifyFiles(t *testing.T, f *feed, wh warehouse, sinkURL, dir, group string
 			t.Errorf("%s: %d rows in the files but %d distinct (key, _hw_updated): a window was written twice", tbl.Name, rows, distinct)
 		}
 		// Every version once: the files as a changelog.
-		if _, err := db.Exec(fmt.Sprintf(`CREATE VIEW %s AS SELECT * FROM %s`, quote(tbl.Name+"_changes"), src)); err != nil {
+		if _, err := db.Exec(fmt.Sprintf(`CREATE VIEW %s AS SELECT * FROM %s`, sqlident.Quote(tbl.Name+"_changes"), src)); err != nil {
 			t.Fatal(err)
 		}
 		compareChangelog(t, db, "", f, tbl, final, "VARCHAR")
 		// The newest version per key, in the oracle's column types.
 		cols := make([]string, 0, len(tbl.Columns)+1)
 		for _, c := range tbl.Columns {
-			cols = append(cols, quote(c.Name))
+			cols = append(cols, sqlident.Quote(c.Name))
 		}
-		cols = append(cols, quote("_hw_updated"))
+		cols = append(cols, sqlident.Quote("_hw_updated"))
 		q := fmt.Sprintf(`CREATE TABLE %s AS SELECT * FROM oracle.%s LIMIT 0;
 INSERT INTO %s BY NAME SELECT %s FROM %s
 QUALIFY row_number() OVER (PARTITION BY %s ORDER BY _hw_updated DESC) = 1 AND _hw_op <> 'delete'`,
-			quote(tbl.Name), quote(tbl.Name), quote(tbl.Name), strings.Join(cols, ", "), src, key)
+			sqlident.Quote(tbl.Name), sqlident.Quote(tbl.Name), sqlident.Quote(tbl.Name), strings.Join(cols, ", "), src, key)
 		if _, err := db.Exec(q); err != nil {
 			t.Fatalf("%s: %v", q, err)
 		}

@@ -28,6 +28,7 @@ import (
 	"github.com/highwater-dev/highwater/buffer"
 	"github.com/highwater-dev/highwater/internal/devstack"
 	"github.com/highwater-dev/highwater/internal/pgtest"
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/processor"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
@@ -146,7 +147,7 @@ func duckWarehouse() warehouse {
 		name: "duckdb",
 		url:  func(t *testing.T) string { return "duckdb://" + filepath.Join(t.TempDir(), "wh.duckdb") },
 		open: func(t *testing.T, url string, opts sinks.Options) sinks.Writer {
-			w, err := duckdb.OpenURL(context.Background(), url, opts, zap.NewNop())
+			w, err := duckdb.Open(context.Background(), url, opts, zap.NewNop())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -347,14 +348,12 @@ func versionCounts(f *feed, table string, at schemas.HLC) map[string]int {
 	return out
 }
 
-func quote(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
 // compareMirror checks that mirror table name in db (qualified by
 // mirrorPrefix) holds exactly the oracle's rows (in oraclePrefix), column by
 // column including _hw_updated.
 func compareMirror(t *testing.T, db *sql.DB, mirrorPrefix, oraclePrefix string, tbl *schemas.Table) {
 	t.Helper()
-	_ = compareRows(t, db, tbl.Name, mirrorPrefix+quote(tbl.Name), oraclePrefix+quote(tbl.Name), tbl, false)
+	_ = compareRows(t, db, tbl.Name, mirrorPrefix+sqlident.Quote(tbl.Name), oraclePrefix+sqlident.Quote(tbl.Name), tbl, false)
 }
 
 // compareRows checks that the relation mirror (a table, or a function
@@ -365,9 +364,9 @@ func compareRows(t *testing.T, db *sql.DB, what, mirror, oracle string, tbl *sch
 	t.Helper()
 	cols := make([]string, 0, len(tbl.Columns)+1)
 	for _, c := range tbl.Columns {
-		cols = append(cols, quote(c.Name))
+		cols = append(cols, sqlident.Quote(c.Name))
 	}
-	cols = append(cols, quote("_hw_updated"))
+	cols = append(cols, sqlident.Quote("_hw_updated"))
 	list := strings.Join(cols, ", ")
 	count := func(q string) int {
 		var n int
@@ -417,7 +416,7 @@ func showDiff(t *testing.T, db *sql.DB, q string) {
 func compareChangelog(t *testing.T, db *sql.DB, prefix string, f *feed, tbl *schemas.Table, at schemas.HLC, castText string) {
 	t.Helper()
 	want := versionCounts(f, tbl.Name, at)
-	q := fmt.Sprintf("SELECT CAST(_hw_updated AS %s), count(*) FROM %s GROUP BY 1", castText, prefix+quote(tbl.Name+"_changes"))
+	q := fmt.Sprintf("SELECT CAST(_hw_updated AS %s), count(*) FROM %s GROUP BY 1", castText, prefix+sqlident.Quote(tbl.Name+"_changes"))
 	rows, err := db.Query(q)
 	if err != nil {
 		t.Fatalf("%s: %v", q, err)

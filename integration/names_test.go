@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/simulator"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -89,8 +90,8 @@ func TestNamesAWarehouseCannotHoldEndToEnd(t *testing.T) {
 				mirrors[mt] = true
 				var ml, ol []string
 				for _, c := range []string{"id", "v", "V", longCol, sinks.UpdatedColumn} {
-					ml = append(ml, fmt.Sprintf("CAST(%s AS %s)", quote(mcols(c)), text))
-					ol = append(ol, fmt.Sprintf("CAST(%s AS %s)", quote(ocols(c)), text))
+					ml = append(ml, fmt.Sprintf("CAST(%s AS %s)", sqlident.Quote(mcols(c)), text))
+					ol = append(ol, fmt.Sprintf("CAST(%s AS %s)", sqlident.Quote(ocols(c)), text))
 				}
 				count := func(q string) int {
 					var n int
@@ -99,7 +100,7 @@ func TestNamesAWarehouseCannotHoldEndToEnd(t *testing.T) {
 					}
 					return n
 				}
-				mirror, oracle := mirrorPrefix+quote(mt), oraclePrefix+quote(ot)
+				mirror, oracle := mirrorPrefix+sqlident.Quote(mt), oraclePrefix+sqlident.Quote(ot)
 				nm, no := count("SELECT count(*) FROM "+mirror), count("SELECT count(*) FROM "+oracle)
 				if nm != no || nm == 0 {
 					t.Errorf("%s (in %s): %d rows, the source has %d", src, mt, nm, no)
@@ -114,7 +115,7 @@ func TestNamesAWarehouseCannotHoldEndToEnd(t *testing.T) {
 				for _, n := range versionCounts(f, src, final) {
 					want += n
 				}
-				if got := count("SELECT count(*) FROM " + mirrorPrefix + quote(mt+sinks.ChangesSuffix)); got != want || want == 0 {
+				if got := count("SELECT count(*) FROM " + mirrorPrefix + sqlident.Quote(mt+sinks.ChangesSuffix)); got != want || want == 0 {
 					t.Errorf("%s: changelog %s holds %d versions, the source emitted %d", src, mt+sinks.ChangesSuffix, got, want)
 				}
 			}

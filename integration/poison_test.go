@@ -23,6 +23,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/processor"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
@@ -406,7 +407,7 @@ func dlqTopicRecords(t *testing.T, f *feed, topic string, want int) map[string]i
 func checkHostileTable(t *testing.T, db *sql.DB, k *poisonKit) {
 	t.Helper()
 	var n int
-	q := `SELECT count(` + quote(hostileName) + `) FROM ` + quote(hostileName)
+	q := `SELECT count(` + sqlident.Quote(hostileName) + `) FROM ` + sqlident.Quote(hostileName)
 	if err := db.QueryRow(q).Scan(&n); err != nil {
 		t.Fatalf("%s: %v", q, err)
 	}

@@ -163,7 +163,7 @@ func TestPartitionGauges(t *testing.T) {
 
 func TestObserverCountsCommittedRowsAndFlushes(t *testing.T) {
 	ctx := context.Background()
-	w, err := duckdb.OpenURL(ctx, "duckdb://"+filepath.Join(t.TempDir(), "wh.duckdb"), sinks.Options{}, zap.NewNop())
+	w, err := duckdb.Open(ctx, "duckdb://"+filepath.Join(t.TempDir(), "wh.duckdb"), sinks.Options{}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

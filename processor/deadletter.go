@@ -5,7 +5,9 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/twmb/franz-go/pkg/kadm"
@@ -48,15 +50,61 @@ const (
 	OnErrorSkip ErrorPolicy = "skip"
 )
 
-// ParseErrorPolicy parses "fail", "dlq" or "skip"; "" is OnErrorFail.
+// ErrorPolicies returns every policy, in the order flag help and the docs
+// list them. It is the one list of the words --on-error takes: config
+// validates and documents the flag with it.
+func ErrorPolicies() []ErrorPolicy {
+	return []ErrorPolicy{OnErrorFail, OnErrorDLQ, OnErrorSkip}
+}
+
+// Summary is p's meaning in a few words, for flag help.
+func (p ErrorPolicy) Summary() string {
+	switch p {
+	case OnErrorFail:
+		return "stop, naming the record"
+	case OnErrorDLQ:
+		return "dead-letter topic + " + sinks.DeadLetterTable + " table, go on"
+	case OnErrorSkip:
+		return "count, log, go on"
+	}
+	return ""
+}
+
+// ParseErrorPolicy parses one of ErrorPolicies ("fail", "dlq" or "skip");
+// "" is OnErrorFail.
 func ParseErrorPolicy(s string) (ErrorPolicy, error) {
-	switch ErrorPolicy(s) {
-	case "", OnErrorFail:
+	if s == "" {
 		return OnErrorFail, nil
-	case OnErrorDLQ, OnErrorSkip:
+	}
+	all := ErrorPolicies()
+	if slices.Contains(all, ErrorPolicy(s)) {
 		return ErrorPolicy(s), nil
 	}
-	return "", fmt.Errorf("on-error %q: want fail, dlq or skip", s)
+	return "", fmt.Errorf("on-error %q: want %s", s, oneOf(all, func(p ErrorPolicy) string { return string(p) }))
+}
+
+// ErrorPolicyHelp is the help text of --on-error: every policy with its
+// Summary.
+func ErrorPolicyHelp() string {
+	return "poison records: " + oneOf(ErrorPolicies(), func(p ErrorPolicy) string {
+		return fmt.Sprintf("%s (%s)", p, p.Summary())
+	})
+}
+
+// oneOf lists the items as "a, b or c".
+func oneOf[T any](items []T, word func(T) string) string {
+	var b strings.Builder
+	for i, it := range items {
+		switch {
+		case i == 0:
+		case i == len(items)-1:
+			b.WriteString(" or ")
+		default:
+			b.WriteString(", ")
+		}
+		b.WriteString(word(it))
+	}
+	return b.String()
 }
 
 // Stages of a poison record, as recorded in dead letters, headers and the

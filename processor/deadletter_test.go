@@ -113,7 +113,7 @@ func newRig(t *testing.T, policy ErrorPolicy) *rig {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { buf.Close() })
-	w, err := duckdb.Open(ctx, filepath.Join(t.TempDir(), "wh.duckdb"), sinks.Options{}, nil)
+	w, err := duckdb.OpenPath(ctx, filepath.Join(t.TempDir(), "wh.duckdb"), sinks.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

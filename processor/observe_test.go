@@ -68,7 +68,7 @@ func TestPartitionStatsAndObserver(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer buf.Close()
-	w, err := duckdb.OpenURL(ctx, "duckdb://"+filepath.Join(dir, "wh.duckdb"), sinks.Options{}, zap.NewNop())
+	w, err := duckdb.Open(ctx, "duckdb://"+filepath.Join(dir, "wh.duckdb"), sinks.Options{}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/linkedin/goavro/v2"
 	"golang.org/x/text/unicode/norm"
@@ -88,7 +89,7 @@ func formatSQLName(s string) string {
 	if isBareIdentifier(s) && !reservedKeywords[s] {
 		return s
 	}
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
+	return sqlident.Quote(s)
 }
 
 func isBareIdentifier(s string) bool {

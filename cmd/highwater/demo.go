@@ -18,6 +18,7 @@ import (
 
 	"github.com/highwater-dev/highwater/config"
 	"github.com/highwater-dev/highwater/internal/devstack"
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/processor"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
@@ -221,11 +222,11 @@ func demoSummary(ctx context.Context, w io.Writer, dbPath string, oracle *simula
 	var allVersions int64
 	for _, t := range oracle.Tables() {
 		var got, versions int
-		q := fmt.Sprintf(`SELECT count(*) FROM %s`, quoteIdent(t))
+		q := fmt.Sprintf(`SELECT count(*) FROM %s`, sqlident.Quote(t))
 		if err := db.QueryRowContext(ctx, q).Scan(&got); err != nil {
 			return fmt.Errorf("%s: %w", q, err)
 		}
-		q = fmt.Sprintf(`SELECT count(*) FROM %s`, quoteIdent(t+"_changes"))
+		q = fmt.Sprintf(`SELECT count(*) FROM %s`, sqlident.Quote(t+"_changes"))
 		if err := db.QueryRowContext(ctx, q).Scan(&versions); err != nil {
 			return fmt.Errorf("%s: %w", q, err)
 		}
@@ -265,5 +266,3 @@ FROM features GROUP BY feature ORDER BY uses DESC LIMIT 5`
 	tw.Flush()
 	return rows.Err()
 }
-
-func quoteIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }

@@ -70,7 +70,7 @@ func withDuckDBLimits(rawURL string, plan memlimit.Plan) string {
 	base, query, _ := strings.Cut(rawURL, "?")
 	q, err := url.ParseQuery(query)
 	if err != nil {
-		return rawURL // OpenURL reports the bad query
+		return rawURL // duckdb.Open reports the bad query
 	}
 	has := func(name string) bool {
 		for k := range q {

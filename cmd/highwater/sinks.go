@@ -19,6 +19,18 @@ import (
 
 type opener func(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error)
 
+// asWriter turns a writer package's Open, which returns its own *Writer,
+// into an opener.
+func asWriter[W sinks.Writer](open func(context.Context, string, sinks.Options, *zap.Logger) (W, error)) opener {
+	return func(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error) {
+		w, err := open(ctx, rawURL, opts, log)
+		if err != nil {
+			return nil, err // not a typed nil in a non-nil interface
+		}
+		return w, nil
+	}
+}
+
 // warehouse is one kind of --sink: how to check its URL without connecting
 // (config check validates exactly what run would), how to open it, and
 // whether it writes change files (every version of every key: a changelog
@@ -29,32 +41,15 @@ type warehouse struct {
 	changeFiles bool
 }
 
-// warehouses maps a --sink URL scheme to its warehouse writer. Adding a
+// warehouses maps a --sink URL scheme to its warehouse writer. Every writer
+// package has Open(ctx, rawURL, opts, log) and CheckURL(rawURL): adding a
 // warehouse is one sub-package of sinks and one line here.
 var warehouses = map[string]warehouse{
-	"duckdb":     {check: checkDuckDB, open: openDuckDB},
-	"postgres":   {check: postgres.CheckURL, open: openPostgres},
-	"postgresql": {check: postgres.CheckURL, open: openPostgres},
-	"file":       {check: checkFiles, open: files.OpenSink, changeFiles: true},
-	"s3":         {check: checkFiles, open: files.OpenSink, changeFiles: true},
-}
-
-func openDuckDB(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error) {
-	return duckdb.OpenURL(ctx, rawURL, opts, log)
-}
-
-func checkDuckDB(rawURL string) error {
-	_, err := duckdb.ParseURL(rawURL)
-	return err
-}
-
-func openPostgres(ctx context.Context, rawURL string, opts sinks.Options, log *zap.Logger) (sinks.Writer, error) {
-	return postgres.Open(ctx, rawURL, opts, log)
-}
-
-func checkFiles(rawURL string) error {
-	_, err := files.ParseURL(rawURL)
-	return err
+	"duckdb":     {check: duckdb.CheckURL, open: asWriter(duckdb.Open)},
+	"postgres":   {check: postgres.CheckURL, open: asWriter(postgres.Open)},
+	"postgresql": {check: postgres.CheckURL, open: asWriter(postgres.Open)},
+	"file":       {check: files.CheckURL, open: asWriter(files.Open), changeFiles: true},
+	"s3":         {check: files.CheckURL, open: asWriter(files.Open), changeFiles: true},
 }
 
 // lookupSink returns the warehouse of a --sink URL by its scheme.

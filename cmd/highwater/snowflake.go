@@ -14,6 +14,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/internal/redact"
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/files"
 )
@@ -87,7 +88,7 @@ func snowflakeSQL(ctx context.Context, f snowflakeFlags, stdout io.Writer) error
 		}
 		opts.stageURL = cfg.Root
 	}
-	w, err := files.Open(ctx, cfg, zap.NewNop())
+	w, err := files.OpenConfig(ctx, cfg, zap.NewNop())
 	if err != nil {
 		return fmt.Errorf("snowflake-sql: %w", redact.Error(err, f.sinkURL))
 	}
@@ -127,17 +128,13 @@ func snowflakeSQL(ctx context.Context, f snowflakeFlags, stdout io.Writer) error
 
 var plainIdent = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
-// sfIdent quotes a Snowflake identifier. Quoted identifiers keep their
-// case, which the source's (usually lower-case) names need.
-func sfIdent(s string) string { return `"` + strings.ReplaceAll(s, `"`, `""`) + `"` }
-
 // sfName renders a name the user gave (a warehouse, an integration) as
 // Snowflake resolves it when typed unquoted, quoting only what must be.
 func sfName(s string) string {
 	if plainIdent.MatchString(s) {
 		return s
 	}
-	return sfIdent(s)
+	return sqlident.Quote(s)
 }
 
 // sfString quotes a Snowflake string literal. Backslash starts an escape
@@ -260,9 +257,9 @@ func writeSnowflakeTable(b *strings.Builder, o snowflakeOptions, t files.TableIn
 	if !safeStagePath.MatchString(t.Dir) || strings.Trim(t.Dir, ".") == "" {
 		return fmt.Errorf("directory %q in the catalog is not an escaped table name", t.Dir)
 	}
-	name, changes := sfIdent(t.Name), sfIdent(t.Name+sinks.ChangesSuffix)
-	pipe, stream, task := sfIdent(t.Name+"_pipe"), sfIdent(t.Name+sinks.ChangesSuffix+"_stream"), sfIdent(t.Name+"_merge")
-	upd, op := sfIdent(sinks.UpdatedColumn), sfIdent(sinks.OpColumn)
+	name, changes := sqlident.Quote(t.Name), sqlident.Quote(t.Name+sinks.ChangesSuffix)
+	pipe, stream, task := sqlident.Quote(t.Name+"_pipe"), sqlident.Quote(t.Name+sinks.ChangesSuffix+"_stream"), sqlident.Quote(t.Name+"_merge")
+	upd, op := sqlident.Quote(sinks.UpdatedColumn), sqlident.Quote(sinks.OpColumn)
 	ext := ".parquet"
 	if o.format == files.NDJSON {
 		ext = ".ndjson"
@@ -277,16 +274,16 @@ func writeSnowflakeTable(b *strings.Builder, o snowflakeOptions, t files.TableIn
 		if err != nil {
 			return err
 		}
-		def := sfIdent(c.Name) + " " + typ
+		def := sqlident.Quote(c.Name) + " " + typ
 		if isKey[c.Name] {
 			def += " NOT NULL"
 		}
 		defs = append(defs, def)
-		cols = append(cols, sfIdent(c.Name))
+		cols = append(cols, sqlident.Quote(c.Name))
 	}
 	keys := make([]string, len(t.PrimaryKey))
 	for i, k := range t.PrimaryKey {
-		keys[i] = sfIdent(k)
+		keys[i] = sqlident.Quote(k)
 	}
 	join := func(parts []string, f func(string) string, sep string) string {
 		out := make([]string, len(parts))
@@ -323,10 +320,10 @@ func writeSnowflakeTable(b *strings.Builder, o snowflakeOptions, t files.TableIn
 	var set, ins, vals []string
 	for _, c := range t.Columns {
 		if !isKey[c.Name] {
-			set = append(set, sfIdent(c.Name)+" = src."+sfIdent(c.Name))
+			set = append(set, sqlident.Quote(c.Name)+" = src."+sqlident.Quote(c.Name))
 		}
-		ins = append(ins, sfIdent(c.Name))
-		vals = append(vals, "src."+sfIdent(c.Name))
+		ins = append(ins, sqlident.Quote(c.Name))
+		vals = append(vals, "src."+sqlident.Quote(c.Name))
 	}
 	set = append(set, upd+" = src."+upd)
 	ins = append(ins, upd)

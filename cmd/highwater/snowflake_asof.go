@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/files"
 )
@@ -15,8 +16,8 @@ import (
 // from tables in Snowflake, and each table's name is its own, so no two
 // functions share a name.
 func writeSnowflakeAsOf(b *strings.Builder, t files.TableInfo) error {
-	fn, changes := sfIdent(sinks.AsOfName(t.Name)), sfIdent(t.Name+sinks.ChangesSuffix)
-	upd, op := sfIdent(sinks.UpdatedColumn), sfIdent(sinks.OpColumn)
+	fn, changes := sqlident.Quote(sinks.AsOfName(t.Name)), sqlident.Quote(t.Name+sinks.ChangesSuffix)
+	upd, op := sqlident.Quote(sinks.UpdatedColumn), sqlident.Quote(sinks.OpColumn)
 	var outs, sel []string
 	// The argument is unquoted, so Snowflake resolves it upper-cased; every
 	// column is referenced qualified, and the argument takes a name no
@@ -34,14 +35,14 @@ func writeSnowflakeAsOf(b *strings.Builder, t files.TableInfo) error {
 		if err != nil {
 			return err
 		}
-		outs = append(outs, sfIdent(c.Name)+" "+typ)
-		sel = append(sel, "v."+sfIdent(c.Name))
+		outs = append(outs, sqlident.Quote(c.Name)+" "+typ)
+		sel = append(sel, "v."+sqlident.Quote(c.Name))
 	}
 	outs = append(outs, upd+" NUMBER(38,10)")
 	sel = append(sel, "v."+upd)
 	keys := make([]string, len(t.PrimaryKey))
 	for i, k := range t.PrimaryKey {
-		keys[i] = "c." + sfIdent(k)
+		keys[i] = "c." + sqlident.Quote(k)
 	}
 	body := fmt.Sprintf(`
   SELECT %s

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/files"
@@ -51,7 +52,7 @@ func hostileTables() []*schemas.Table {
 func TestSnowflakeSQLHostileNames(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	w, err := files.OpenURL(ctx, "file://"+dir, sinks.Options{}, nil)
+	w, err := files.Open(ctx, "file://"+dir, sinks.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -97,7 +98,7 @@ func TestSnowflakeSQLHostileNames(t *testing.T) {
 	}
 
 	// The same tables with plain names: t0, c0_1, ... in the same places.
-	fw, err := files.Open(ctx, mustParse(t, "file://"+dir), zap.NewNop())
+	fw, err := files.OpenConfig(ctx, mustParse(t, "file://"+dir), zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -158,8 +159,8 @@ func TestSnowflakeSQLHostileNames(t *testing.T) {
 		}
 	}
 	for name := range idents {
-		if !strings.Contains(out, sfIdent(name)) {
-			t.Errorf("identifier %s is missing from the output", sfIdent(name))
+		if !strings.Contains(out, sqlident.Quote(name)) {
+			t.Errorf("identifier %s is missing from the output", sqlident.Quote(name))
 		}
 	}
 }

@@ -25,7 +25,7 @@ var updateSnowflake = flag.Bool("update-snowflake", false, "rewrite testdata/sno
 func TestSnowflakeSQLGolden(t *testing.T) {
 	ctx := context.Background()
 	dir := t.TempDir()
-	w, err := files.OpenURL(ctx, "file://"+dir, sinks.Options{}, nil)
+	w, err := files.Open(ctx, "file://"+dir, sinks.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -23,7 +23,7 @@ func writeCheckpoints(t *testing.T, cps []sinks.Checkpoint) string {
 	t.Helper()
 	ctx := context.Background()
 	sink := "duckdb://" + filepath.Join(t.TempDir(), "wh.duckdb")
-	w, err := duckdb.OpenURL(ctx, sink, sinks.Options{}, zap.NewNop())
+	w, err := duckdb.Open(ctx, sink, sinks.Options{}, zap.NewNop())
 	if err != nil {
 		t.Fatal(err)
 	}

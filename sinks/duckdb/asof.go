@@ -8,6 +8,7 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -148,7 +149,7 @@ WHERE database_name = current_database() AND schema_name = 'main' AND table_name
 	if len(cols) == 0 || len(key) == 0 {
 		return fmt.Errorf("time-travel macro %q: table %q has no columns or no primary key", name, mirror)
 	}
-	if _, err := q.ExecContext(ctx, asOfMacro(w.qualify(name), quote(mirror+sinks.ChangesSuffix), cols, key)); err != nil {
+	if _, err := q.ExecContext(ctx, asOfMacro(w.qualify(name), sqlident.Quote(mirror+sinks.ChangesSuffix), cols, key)); err != nil {
 		return fmt.Errorf("create time-travel macro %q: %w", name, err)
 	}
 	w.logger.Debug("time-travel macro created", zap.String("macro", name), zap.Int("columns", len(cols)))
@@ -170,12 +171,12 @@ WHERE database_name = current_database() AND schema_name = 'main' AND table_name
 // literal (WALLNANOS.LOGICAL, as CockroachDB prints an HLC), an integer
 // (nanoseconds) or a string.
 func asOfMacro(macro, changes string, cols, key []string) string {
-	u := quote(sinks.UpdatedColumn)
+	u := sqlident.Quote(sinks.UpdatedColumn)
 	return `CREATE OR REPLACE MACRO ` + macro + `(hlc) AS TABLE
 SELECT ` + quoteAll(cols, "v.") + ` FROM (
 	SELECT * FROM ` + changes + ` AS c
 	WHERE c.` + u + ` <= CAST(hlc AS DECIMAL(38,10))
 	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(key, "c.") + ` ORDER BY c.` + u + ` DESC) = 1
 ) AS v
-WHERE v.` + quote(sinks.OpColumn) + ` <> '` + strings.ToLower(sinks.OpDelete.String()) + `'`
+WHERE v.` + sqlident.Quote(sinks.OpColumn) + ` <> '` + strings.ToLower(sinks.OpDelete.String()) + `'`
 }

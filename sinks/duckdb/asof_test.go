@@ -24,7 +24,7 @@ func TestAsOfCreatedAtOpen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "wh.duckdb")
 	open := func(opts sinks.Options) *Writer {
 		t.Helper()
-		w, err := Open(ctx, path, opts, zaptest.NewLogger(t))
+		w, err := OpenPath(ctx, path, opts, zaptest.NewLogger(t))
 		if err != nil {
 			t.Fatal(err)
 		}

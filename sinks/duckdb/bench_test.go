@@ -49,7 +49,7 @@ func BenchmarkApply(b *testing.B) {
 	for _, changelog := range []bool{false, true} {
 		b.Run(fmt.Sprintf("changelog=%v", changelog), func(b *testing.B) {
 			ctx := context.Background()
-			w, err := Open(ctx, b.TempDir()+"/bench.duckdb", sinks.Options{Changelog: changelog}, nil)
+			w, err := OpenPath(ctx, b.TempDir()+"/bench.duckdb", sinks.Options{Changelog: changelog}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -106,7 +106,7 @@ func BenchmarkApply(b *testing.B) {
 // the same shape, for comparison with BenchmarkApply.
 func BenchmarkAppenderRaw(b *testing.B) {
 	ctx := context.Background()
-	w, err := Open(ctx, b.TempDir()+"/raw.duckdb", sinks.Options{}, nil)
+	w, err := OpenPath(ctx, b.TempDir()+"/raw.duckdb", sinks.Options{}, nil)
 	if err != nil {
 		b.Fatal(err)
 	}

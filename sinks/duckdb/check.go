@@ -55,7 +55,7 @@ func (w *Writer) CheckChange(table *schemas.Table, ch sinks.Change) error {
 // DuckDB DECIMAL column, which the converter stores as NULL.
 func storedAsNull(t schemas.Type, v any) bool {
 	d, ok := v.(schemas.Decimal)
-	return ok && t.Kind == schemas.KindDecimal && !decimalAsText(t) && (d.Special != "" || d.Unscaled == nil)
+	return ok && t.Kind == schemas.KindDecimal && !sinks.DecimalAsText(t) && (d.Special != "" || d.Unscaled == nil)
 }
 
 // The years a DuckDB TIMESTAMP holds, as the duckdb-go Appender checks them.
@@ -91,7 +91,7 @@ func checkValue(t schemas.Type, v any) error {
 		}
 	case schemas.KindUUID:
 		if x, ok := v.(string); ok {
-			if _, err := parseUUID(x); err != nil {
+			if _, err := sinks.ParseUUID(x); err != nil {
 				return fmt.Errorf("invalid UUID %s", clip(x))
 			}
 		}
@@ -125,7 +125,7 @@ func checkValue(t schemas.Type, v any) error {
 // most s fractional digits (the converter does not round) and at most p
 // digits. Wider decimals are stored as text, specials as NULL.
 func checkDecimal(t schemas.Type, d schemas.Decimal) error {
-	if decimalAsText(t) || d.Special != "" || d.Unscaled == nil {
+	if sinks.DecimalAsText(t) || d.Special != "" || d.Unscaled == nil {
 		return nil
 	}
 	// The common case, an int64 at the column's scale, allocates nothing.

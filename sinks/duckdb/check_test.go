@@ -19,7 +19,7 @@ import (
 // accepted borderline value is stored.
 func TestCheckChangeRefusesWhatDuckDBRefuses(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, t.TempDir()+"/check.duckdb", sinks.Options{}, nil)
+	w, err := OpenPath(ctx, t.TempDir()+"/check.duckdb", sinks.Options{}, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -54,6 +54,10 @@ func TestCheckChangeRefusesWhatDuckDBRefuses(t *testing.T) {
 		{"decimal_big", dec(38, 0), schemas.Decimal{Unscaled: new(big.Int).Exp(big.NewInt(10), big.NewInt(38), nil)}, false, "does not fit"},
 		{"decimal_wide_as_text", dec(60, 0), schemas.Decimal{Unscaled: new(big.Int).Exp(big.NewInt(10), big.NewInt(59), nil)}, true, ""},
 		{"bad_uuid", schemas.Type{Kind: schemas.KindUUID}, strings.Repeat("z", 1000), false, "invalid UUID"},
+		// One UUID rule for every writer (sinks.ParseUUID).
+		{"braced_uuid", schemas.Type{Kind: schemas.KindUUID}, "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}", false, "invalid UUID"},
+		{"uuid_32_digits", schemas.Type{Kind: schemas.KindUUID}, "6ba7b8109dad11d180b400c04fd430c8", false, "invalid UUID"},
+		{"uuid_upper_case", schemas.Type{Kind: schemas.KindUUID}, "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", true, ""},
 		{"time_over", schemas.Type{Kind: schemas.KindTime}, 25 * time.Hour, false, "out of range"},
 		{"time_24h", schemas.Type{Kind: schemas.KindTime}, 24 * time.Hour, true, ""},
 		{"timestamp_min", ts, time.Date(-290307, 1, 1, 0, 0, 0, 0, time.UTC), true, ""},

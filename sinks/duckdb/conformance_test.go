@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
@@ -23,7 +24,7 @@ type harness struct {
 
 func (h *harness) open(t *testing.T, path string, opts sinks.Options) sinks.Writer {
 	t.Helper()
-	w, err := Open(context.Background(), path, opts, zaptest.NewLogger(t))
+	w, err := OpenPath(context.Background(), path, opts, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatalf("Open %s: %v", path, err)
 	}
@@ -68,6 +69,6 @@ func TestConformance(t *testing.T) {
 			return h.open(t, path, opts)
 		},
 		Query: sinktest.QueryDB(h.db),
-		Quote: sinktest.QuoteIdent,
+		Quote: sqlident.Quote,
 	})
 }

@@ -31,15 +31,15 @@ func (w *Writer) deadLetterDDL() string {
 // DeadLetters inserts dead letters in the window's transaction; one already
 // stored (same group, topic, partition and offset) is left as it is.
 func (tx *Tx) DeadLetters(ctx context.Context, dls []sinks.DeadLetter) error {
-	if err := tx.usable(); err != nil {
+	if err := tx.guard.Check(); err != nil {
 		return err
 	}
 	for _, dl := range dls {
 		switch {
 		case dl.Group == "" || dl.Topic == "":
-			return tx.fail(fmt.Errorf("dead letter %s[%d]@%d: empty group or topic", dl.Topic, dl.Partition, dl.Offset))
+			return tx.guard.Fail(fmt.Errorf("dead letter %s[%d]@%d: empty group or topic", dl.Topic, dl.Partition, dl.Offset))
 		case dl.Partition < 0 || dl.Offset < 0:
-			return tx.fail(fmt.Errorf("dead letter %s[%d]@%d: negative partition or offset", dl.Topic, dl.Partition, dl.Offset))
+			return tx.guard.Fail(fmt.Errorf("dead letter %s[%d]@%d: negative partition or offset", dl.Topic, dl.Partition, dl.Offset))
 		}
 	}
 	// One row per offset: DuckDB's ON CONFLICT does not cover two rows of
@@ -78,7 +78,7 @@ func (tx *Tx) DeadLetters(ctx context.Context, dls []sinks.DeadLetter) error {
 VALUES ` + strings.Join(ph, ", ") + `
 ON CONFLICT DO NOTHING`
 		if _, err := tx.conn.ExecContext(ctx, q, args...); err != nil {
-			return tx.fail(fmt.Errorf("write %d dead letters: %w", n, err))
+			return tx.guard.Fail(fmt.Errorf("write %d dead letters: %w", n, err))
 		}
 		dls = dls[n:]
 	}

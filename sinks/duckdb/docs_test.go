@@ -17,7 +17,7 @@ import (
 // README's time-travel query).
 func TestDocQueries(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, t.TempDir()+"/doc.duckdb", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, t.TempDir()+"/doc.duckdb", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

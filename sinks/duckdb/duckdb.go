@@ -27,6 +27,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/internal/redact"
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -75,7 +76,7 @@ func withoutQuery(rawURL string) string {
 	return redact.URL(rawURL)
 }
 
-// OpenURL opens the warehouse named by a sink URL:
+// Open opens the warehouse named by a sink URL:
 //
 //	duckdb:///abs/path/warehouse.duckdb   absolute path
 //	duckdb://rel/path/warehouse.duckdb    path relative to the working directory
@@ -84,16 +85,23 @@ func withoutQuery(rawURL string) string {
 // A query string is passed to DuckDB as configuration options, e.g.
 // duckdb:///data/wh.duckdb?threads=2&memory_limit=2GB. Percent-escapes in
 // the path are decoded.
-func OpenURL(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
+func Open(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
 	dsn, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	return Open(ctx, dsn, opts, logger)
+	return OpenPath(ctx, dsn, opts, logger)
+}
+
+// CheckURL validates a duckdb:// sink URL as Open would, short of opening
+// the database (`highwater config check`).
+func CheckURL(rawURL string) error {
+	_, err := ParseURL(rawURL)
+	return err
 }
 
 // ParseURL returns the database path, with DuckDB options as its query, of
-// a duckdb:///abs/path.duckdb?option=value sink URL; it is what OpenURL
+// a duckdb:///abs/path.duckdb?option=value sink URL; it is what Open
 // opens, and lets `highwater config check` validate a sink as run does.
 func ParseURL(rawURL string) (string, error) {
 	const scheme = "duckdb:"
@@ -122,7 +130,7 @@ func ParseURL(rawURL string) (string, error) {
 // ":memory:" and may carry DuckDB options after a '?'. It creates
 // highwater's checkpoint table and watermark view. A database file held by
 // another process gives an error saying so.
-func Open(ctx context.Context, path string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
+func OpenPath(ctx context.Context, path string, opts sinks.Options, logger *zap.Logger) (*Writer, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}
@@ -164,7 +172,7 @@ func (w *Writer) init(ctx context.Context) error {
 	if err := w.db.QueryRowContext(ctx, `SELECT current_database()`).Scan(&name); err != nil {
 		return fmt.Errorf("current database: %w", err)
 	}
-	w.catalog = quote(name)
+	w.catalog = sqlident.Quote(name)
 	ddl := []string{
 		`CREATE TABLE IF NOT EXISTS ` + w.qualify(sinks.CheckpointsTable) + ` (
 	consumer_group VARCHAR NOT NULL,
@@ -195,7 +203,7 @@ GROUP BY GROUPING SETS ((consumer_group, topic), (consumer_group))`,
 
 // qualify returns the fully qualified, quoted name of a warehouse table.
 func (w *Writer) qualify(table string) string {
-	return w.catalog + `.main.` + quote(table)
+	return w.catalog + `.main.` + sqlident.Quote(table)
 }
 
 // DB returns the database handle for reading the warehouse in the same
@@ -257,10 +265,4 @@ func (w *Writer) Close() error {
 		return fmt.Errorf("close duckdb: %w", err)
 	}
 	return nil
-}
-
-// quote quotes an SQL identifier: in double quotes, embedded double quotes
-// doubled. Every table and column name from a schema goes through it.
-func quote(ident string) string {
-	return `"` + strings.ReplaceAll(ident, `"`, `""`) + `"`
 }

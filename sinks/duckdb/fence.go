@@ -35,7 +35,7 @@ import (
 // *sinks.FencedError. Fence must come before Checkpoint for the same
 // partition in a window.
 func (tx *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
-	if err := tx.usable(); err != nil {
+	if err := tx.guard.Check(); err != nil {
 		return err
 	}
 	if len(held) == 0 {
@@ -43,11 +43,11 @@ func (tx *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
 	}
 	want, err := fenceSet(held)
 	if err != nil {
-		return tx.fail(err)
+		return tx.guard.Fail(err)
 	}
 	for _, cp := range want {
 		if _, ok := tx.cps[cpKey{cp.Group, cp.Topic, cp.Partition}]; ok {
-			return tx.fail(fmt.Errorf("fence: %s[%d] after its Checkpoint in the same window", cp.Topic, cp.Partition))
+			return tx.guard.Fail(fmt.Errorf("fence: %s[%d] after its Checkpoint in the same window", cp.Topic, cp.Partition))
 		}
 	}
 	if err := tx.checkFence(ctx, want); err != nil {
@@ -62,7 +62,7 @@ func (tx *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
 func (tx *Tx) lockFence(ctx context.Context) error {
 	want, err := fenceSet(tx.fenced)
 	if err != nil {
-		return tx.fail(err)
+		return tx.guard.Fail(err)
 	}
 	keys := make([]cpKey, len(want))
 	for i, cp := range want {
@@ -70,7 +70,7 @@ func (tx *Tx) lockFence(ctx context.Context) error {
 	}
 	release, err := tx.w.locks.lock(ctx, keys)
 	if err != nil {
-		return tx.fail(fmt.Errorf("fence %d partitions: %w", len(want), err))
+		return tx.guard.Fail(fmt.Errorf("fence %d partitions: %w", len(want), err))
 	}
 	tx.unlock = append(tx.unlock, release)
 	return tx.checkFence(ctx, want)
@@ -81,11 +81,11 @@ func (tx *Tx) lockFence(ctx context.Context) error {
 func (tx *Tx) checkFence(ctx context.Context, want []sinks.Checkpoint) error {
 	fe, err := tx.w.fenceCheck(ctx, want)
 	if err != nil {
-		return tx.fail(fmt.Errorf("fence %d partitions: %w", len(want), err))
+		return tx.guard.Fail(fmt.Errorf("fence %d partitions: %w", len(want), err))
 	}
 	if fe != nil {
 		_ = tx.abort()
-		tx.err = fe
+		tx.guard.Set(fe)
 		return fe
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
@@ -19,7 +20,7 @@ import (
 // gets a mapped mirror, and the record says which.
 func TestUserTableIsNotTakenOver(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, ":memory:", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, ":memory:", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -46,7 +47,7 @@ func TestUserTableIsNotTakenOver(t *testing.T) {
 	if len(rec) != 1 || rec[0][0] != tableRule.Hashed("foreign_table", 0) || rec[0][1] != rec[0][0]+sinks.ChangesSuffix {
 		t.Fatalf("record %v: want the mapped name %q", rec, tableRule.Hashed("foreign_table", 0))
 	}
-	if got := fmt.Sprint(q(t, `SELECT CAST(id AS VARCHAR), v FROM `+quote(rec[0][0]))); got != "[[7 feed]]" {
+	if got := fmt.Sprint(q(t, `SELECT CAST(id AS VARCHAR), v FROM `+sqlident.Quote(rec[0][0]))); got != "[[7 feed]]" {
 		t.Fatalf("mirror: %s", got)
 	}
 }
@@ -57,7 +58,7 @@ func TestUserTableIsNotTakenOver(t *testing.T) {
 // naming it, before anything is written.
 func TestNamesWithNULAreMappedInvalidUTF8Refused(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, ":memory:", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, ":memory:", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -87,7 +88,7 @@ func TestNamesWithNULAreMappedInvalidUTF8Refused(t *testing.T) {
 		if err := w.DB().QueryRowContext(ctx, `SELECT mirror_table FROM highwater_tables WHERE source_table = ?`, c.name).Scan(&mirror); err != nil || mirror != tableRule.Hashed(c.name, 0) {
 			t.Fatalf("record of %q: %q, %v", c.name, mirror, err)
 		}
-		if got := fmt.Sprint(q(t, `SELECT CAST(id AS VARCHAR) FROM `+quote(mirror))); got != "[[1]]" {
+		if got := fmt.Sprint(q(t, `SELECT CAST(id AS VARCHAR) FROM `+sqlident.Quote(mirror))); got != "[[1]]" {
 			t.Fatalf("mirror of %q: %s", c.name, got)
 		}
 	}

@@ -21,7 +21,7 @@ const lockHolderEnv = "HIGHWATER_TEST_DUCKDB_HOLD"
 func TestLockedByAnotherProcess(t *testing.T) {
 	ctx := context.Background()
 	if path := os.Getenv(lockHolderEnv); path != "" {
-		w, err := Open(ctx, path, sinks.Options{}, nil)
+		w, err := OpenPath(ctx, path, sinks.Options{}, nil)
 		if err != nil {
 			t.Fatalf("holder: %v", err)
 		}
@@ -52,7 +52,7 @@ func TestLockedByAnotherProcess(t *testing.T) {
 		t.Fatalf("holder did not start: %q %v", line, err)
 	}
 
-	_, err = Open(ctx, path, sinks.Options{}, zaptest.NewLogger(t))
+	_, err = OpenPath(ctx, path, sinks.Options{}, zaptest.NewLogger(t))
 	if err == nil {
 		t.Fatal("second process opened a locked warehouse")
 	}
@@ -68,7 +68,7 @@ func TestLockedByAnotherProcess(t *testing.T) {
 	if err := cmd.Wait(); err != nil {
 		t.Fatalf("holder: %v", err)
 	}
-	w, err := Open(ctx, path, sinks.Options{}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, path, sinks.Options{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatalf("open after holder exited: %v", err)
 	}
@@ -102,7 +102,7 @@ func TestOpenURL(t *testing.T) {
 	}
 	for _, c := range cases {
 		t.Run(c.url, func(t *testing.T) {
-			w, err := OpenURL(ctx, c.url, sinks.Options{}, zaptest.NewLogger(t))
+			w, err := Open(ctx, c.url, sinks.Options{}, zaptest.NewLogger(t))
 			if c.wantErr != "" {
 				if err == nil || !strings.Contains(err.Error(), c.wantErr) {
 					t.Fatalf("got error %v, want one containing %q", err, c.wantErr)

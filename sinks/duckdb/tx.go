@@ -16,6 +16,8 @@ import (
 	duck "github.com/duckdb/duckdb-go/v2"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
+	"github.com/highwater-dev/highwater/internal/txguard"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -30,9 +32,9 @@ import (
 type Tx struct {
 	w    *Writer
 	conn *sql.Conn
-	// err is the first failure; the transaction is unusable after it.
-	err  error
-	done bool
+	// guard holds the first failure (the transaction is unusable after
+	// it) and whether the transaction ended.
+	guard txguard.Guard
 
 	tables map[string]*tableState
 	order  []*tableState
@@ -99,49 +101,28 @@ type segment struct {
 
 var tenPow10 = big.NewInt(10_000_000_000)
 
-func (tx *Tx) usable() error {
-	if tx.done && isFenced(tx.err) {
-		return tx.err
-	}
-	if tx.done {
-		return errors.New("window transaction already finished")
-	}
-	if tx.err != nil {
-		return fmt.Errorf("window transaction failed earlier: %w", tx.err)
-	}
-	return nil
-}
-
-// fail records err as the transaction's failure and returns it.
-func (tx *Tx) fail(err error) error {
-	if tx.err == nil {
-		tx.err = err
-	}
-	return err
-}
-
 // Write stages changes of one table version.
 func (tx *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) error {
-	if err := tx.usable(); err != nil {
+	if err := tx.guard.Check(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return tx.fail(fmt.Errorf("write: %w", err))
+		return tx.guard.Fail(fmt.Errorf("write: %w", err))
 	}
 	if table == nil {
-		return tx.fail(errors.New("write: nil table"))
+		return tx.guard.Fail(errors.New("write: nil table"))
 	}
 	// From here on the table has its warehouse names (sinks.NameRule).
 	table, ts, err := tx.warehouseTable(ctx, table)
 	if err != nil {
-		return tx.fail(err)
+		return tx.guard.Fail(err)
 	}
 	seg, err := tx.segment(ctx, ts, table)
 	if err != nil {
-		return tx.fail(err)
+		return tx.guard.Fail(err)
 	}
 	if err := tx.stage(seg, changes); err != nil {
-		return tx.fail(fmt.Errorf("write table %q: %w", table.Name, err))
+		return tx.guard.Fail(fmt.Errorf("write table %q: %w", table.Name, err))
 	}
 	return nil
 }
@@ -311,11 +292,11 @@ func (tx *Tx) segment(ctx context.Context, ts *tableState, table *schemas.Table)
 		if err != nil {
 			return nil, fmt.Errorf("table %q column %q: %w", table.Name, c.Name, err)
 		}
-		defs = append(defs, quote(c.Name)+" "+st)
+		defs = append(defs, sqlident.Quote(c.Name)+" "+st)
 		seg.convs[i] = newConverter(c.Type)
 	}
-	defs = append(defs, quote(sinks.UpdatedColumn)+" DECIMAL(38,10)", quote(sinks.OpColumn)+" VARCHAR", quote(seqColumn)+" BIGINT")
-	if _, err := tx.conn.ExecContext(ctx, `CREATE TEMP TABLE `+quote(seg.name)+` (`+strings.Join(defs, ", ")+`)`); err != nil {
+	defs = append(defs, sqlident.Quote(sinks.UpdatedColumn)+" DECIMAL(38,10)", sqlident.Quote(sinks.OpColumn)+" VARCHAR", sqlident.Quote(seqColumn)+" BIGINT")
+	if _, err := tx.conn.ExecContext(ctx, `CREATE TEMP TABLE `+sqlident.Quote(seg.name)+` (`+strings.Join(defs, ", ")+`)`); err != nil {
 		return nil, fmt.Errorf("table %q: create staging table: %w", table.Name, err)
 	}
 	// The Appender works on the raw driver connection; it appends inside
@@ -440,17 +421,17 @@ func (s *segment) closeAppender() error {
 
 // Checkpoint records partitions' progress; they are written at Commit.
 func (tx *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
-	if err := tx.usable(); err != nil {
+	if err := tx.guard.Check(); err != nil {
 		return err
 	}
 	for _, cp := range cps {
 		switch {
 		case cp.Group == "" || cp.Topic == "":
-			return tx.fail(fmt.Errorf("checkpoint %+v: empty group or topic", cp))
+			return tx.guard.Fail(fmt.Errorf("checkpoint %+v: empty group or topic", cp))
 		case cp.Partition < 0 || cp.NextOffset < 0:
-			return tx.fail(fmt.Errorf("checkpoint %+v: negative partition or offset", cp))
+			return tx.guard.Fail(fmt.Errorf("checkpoint %+v: negative partition or offset", cp))
 		case cp.Resolved.WallTime < 0 || cp.Resolved.Logical < 0:
-			return tx.fail(fmt.Errorf("checkpoint %+v: negative resolved HLC", cp))
+			return tx.guard.Fail(fmt.Errorf("checkpoint %+v: negative resolved HLC", cp))
 		}
 		tx.cps[cpKey{cp.Group, cp.Topic, cp.Partition}] = cp
 	}
@@ -459,15 +440,15 @@ func (tx *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 
 // Commit applies the staged window and commits it.
 func (tx *Tx) Commit(ctx context.Context) error {
-	if tx.done && isFenced(tx.err) {
-		return tx.err
+	if tx.guard.Ended() && isFenced(tx.guard.Err()) {
+		return tx.guard.Err()
 	}
-	if tx.done {
+	if tx.guard.Ended() {
 		return errors.New("commit window: transaction already finished")
 	}
-	if tx.err != nil {
+	if tx.guard.Err() != nil {
 		_ = tx.abort()
-		return fmt.Errorf("commit window: transaction failed earlier: %w", tx.err)
+		return fmt.Errorf("commit window: transaction failed earlier: %w", tx.guard.Err())
 	}
 	if err := ctx.Err(); err != nil {
 		_ = tx.abort()
@@ -476,28 +457,28 @@ func (tx *Tx) Commit(ctx context.Context) error {
 	start := time.Now()
 	if len(tx.fenced) > 0 {
 		if err := tx.lockFence(ctx); err != nil {
-			if !tx.done {
+			if !tx.guard.Ended() {
 				_ = tx.abort()
 			}
 			return err
 		}
 	}
 	if err := tx.apply(ctx); err != nil {
-		tx.err = err
+		tx.guard.Set(err)
 		_ = tx.abort()
 		return tx.fencedOr(ctx, fmt.Errorf("commit window: %w", err))
 	}
 	// DuckDB answers COMMIT of an aborted transaction by rolling back
-	// without an error; tx.err above is what guards against that. COMMIT
+	// without an error; the guard's failure above is what guards against that. COMMIT
 	// itself ignores cancellation: the driver can report a canceled context
 	// for a COMMIT that went through, and a window must never be reported
 	// failed once it is durable.
 	if _, err := tx.conn.ExecContext(context.WithoutCancel(ctx), `COMMIT`); err != nil {
-		tx.err = err
+		tx.guard.Set(err)
 		_ = tx.abort()
 		return tx.fencedOr(ctx, fmt.Errorf("commit window: %w", err))
 	}
-	tx.done = true
+	tx.guard.End()
 	tx.releaseLocks()
 	_ = tx.conn.Close()
 	tx.namesCommitted()
@@ -522,7 +503,7 @@ func (tx *Tx) fencedOr(ctx context.Context, err error) error {
 		return err
 	}
 	if fe, _ := tx.w.fenceCheck(ctx, tx.fenced); fe != nil {
-		tx.err = fe
+		tx.guard.Set(fe)
 		return fe
 	}
 	return err
@@ -539,7 +520,7 @@ func (tx *Tx) releaseLocks() {
 // Rollback abandons the window; it is a no-op once the transaction is
 // finished.
 func (tx *Tx) Rollback(ctx context.Context) error {
-	if tx.done {
+	if tx.guard.Ended() {
 		return nil
 	}
 	return tx.abort()
@@ -548,7 +529,7 @@ func (tx *Tx) Rollback(ctx context.Context) error {
 // abort rolls back and releases the connection. It runs even when the
 // caller's context is done: a window must never stay half open.
 func (tx *Tx) abort() error {
-	tx.done = true
+	tx.guard.End()
 	for _, ts := range tx.order {
 		for _, s := range ts.segments {
 			_ = s.closeAppender()
@@ -607,7 +588,7 @@ func (tx *Tx) apply(ctx context.Context) error {
 	return tx.writeCheckpoints(ctx)
 }
 
-func stageRef(name string) string { return `"temp".main.` + quote(name) }
+func stageRef(name string) string { return `"temp".main.` + sqlident.Quote(name) }
 
 // targetColumns returns the warehouse table's columns after evolution:
 // the existing ones, then the window's new ones.
@@ -634,7 +615,7 @@ func (ts *tableState) targetColumns() []column {
 func quoteAll(names []string, prefix string) string {
 	q := make([]string, len(names))
 	for i, n := range names {
-		q[i] = prefix + quote(n)
+		q[i] = prefix + sqlident.Quote(n)
 	}
 	return strings.Join(q, ", ")
 }
@@ -648,17 +629,17 @@ func (tx *Tx) evolve(ctx context.Context, ts *tableState) error {
 		extra string
 		key   []string
 	}
-	todo := []tbl{{ts.name, ts.mirror, quote(sinks.UpdatedColumn) + " DECIMAL(38,10) NOT NULL", ts.key}}
+	todo := []tbl{{ts.name, ts.mirror, sqlident.Quote(sinks.UpdatedColumn) + " DECIMAL(38,10) NOT NULL", ts.key}}
 	if tx.w.opts.Changelog {
 		todo = append(todo, tbl{ts.name + sinks.ChangesSuffix, ts.changes,
-			quote(sinks.UpdatedColumn) + " DECIMAL(38,10) NOT NULL, " + quote(sinks.OpColumn) + " VARCHAR NOT NULL",
+			sqlident.Quote(sinks.UpdatedColumn) + " DECIMAL(38,10) NOT NULL, " + sqlident.Quote(sinks.OpColumn) + " VARCHAR NOT NULL",
 			append(slices.Clone(ts.key), sinks.UpdatedColumn)})
 	}
 	for _, t := range todo {
 		if t.have == nil {
 			defs := make([]string, 0, len(target)+2)
 			for _, c := range target {
-				defs = append(defs, quote(c.name)+" "+c.typ)
+				defs = append(defs, sqlident.Quote(c.name)+" "+c.typ)
 			}
 			defs = append(defs, t.extra, "PRIMARY KEY ("+quoteAll(t.key, "")+")")
 			q := `CREATE TABLE ` + tx.w.qualify(t.name) + ` (` + strings.Join(defs, ", ") + `)`
@@ -672,7 +653,7 @@ func (tx *Tx) evolve(ctx context.Context, ts *tableState) error {
 			if _, ok := t.have.types[c.name]; ok {
 				continue
 			}
-			q := `ALTER TABLE ` + tx.w.qualify(t.name) + ` ADD COLUMN ` + quote(c.name) + ` ` + c.typ
+			q := `ALTER TABLE ` + tx.w.qualify(t.name) + ` ADD COLUMN ` + sqlident.Quote(c.name) + ` ` + c.typ
 			if _, err := tx.conn.ExecContext(ctx, q); err != nil {
 				return fmt.Errorf("table %q: add column %q %s: %w", t.name, c.name, c.typ, err)
 			}
@@ -708,30 +689,30 @@ func (tx *Tx) merge(ctx context.Context, ts *tableState) error {
 	for _, c := range ts.targetColumns() {
 		_, staged := ts.colTypes[c.name]
 		if staged {
-			ins = append(ins, quote(c.name))
-			vals = append(vals, "src."+quote(c.name))
+			ins = append(ins, sqlident.Quote(c.name))
+			vals = append(vals, "src."+sqlident.Quote(c.name))
 		}
 		if isKey[c.name] {
 			continue
 		}
 		if staged {
-			upd = append(upd, quote(c.name)+" = src."+quote(c.name))
+			upd = append(upd, sqlident.Quote(c.name)+" = src."+sqlident.Quote(c.name))
 		} else {
-			upd = append(upd, quote(c.name)+" = NULL")
+			upd = append(upd, sqlident.Quote(c.name)+" = NULL")
 		}
 	}
-	u := quote(sinks.UpdatedColumn)
+	u := sqlident.Quote(sinks.UpdatedColumn)
 	upd = append(upd, u+" = src."+u)
 	ins = append(ins, u)
 	vals = append(vals, "src."+u)
 	on := make([]string, len(ts.key))
 	for i, k := range ts.key {
-		on[i] = "tgt." + quote(k) + " = src." + quote(k)
+		on[i] = "tgt." + sqlident.Quote(k) + " = src." + sqlident.Quote(k)
 	}
-	op := quote(sinks.OpColumn)
+	op := sqlident.Quote(sinks.OpColumn)
 	q := `MERGE INTO ` + tx.w.qualify(ts.name) + ` AS tgt
 USING (SELECT * FROM ` + ts.source() + ` AS s
-	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(ts.key, "s.") + ` ORDER BY s.` + u + ` DESC, s.` + quote(seqColumn) + ` DESC) = 1) AS src
+	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(ts.key, "s.") + ` ORDER BY s.` + u + ` DESC, s.` + sqlident.Quote(seqColumn) + ` DESC) = 1) AS src
 ON ` + strings.Join(on, " AND ") + `
 WHEN MATCHED AND tgt.` + u + ` <= src.` + u + ` AND src.` + op + ` = 'delete' THEN DELETE
 WHEN MATCHED AND tgt.` + u + ` <= src.` + u + ` THEN UPDATE SET ` + strings.Join(upd, ", ") + `
@@ -752,7 +733,7 @@ func (tx *Tx) changelog(ctx context.Context, ts *tableState) error {
 	cols := quoteAll(names, "")
 	q := `INSERT INTO ` + tx.w.qualify(ts.name+sinks.ChangesSuffix) + ` (` + cols + `)
 SELECT ` + cols + ` FROM (SELECT * FROM ` + ts.source() + ` AS s
-	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(append(slices.Clone(ts.key), sinks.UpdatedColumn), "s.") + ` ORDER BY s.` + quote(seqColumn) + ` DESC) = 1)
+	QUALIFY row_number() OVER (PARTITION BY ` + quoteAll(append(slices.Clone(ts.key), sinks.UpdatedColumn), "s.") + ` ORDER BY s.` + sqlident.Quote(seqColumn) + ` DESC) = 1)
 ON CONFLICT DO NOTHING`
 	if _, err := tx.conn.ExecContext(ctx, q); err != nil {
 		return fmt.Errorf("table %q: changelog: %w", ts.name, err)

@@ -20,7 +20,7 @@ import (
 // was.
 func TestWindowLeavesNoStagingTables(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, t.TempDir()+"/stage.duckdb", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, t.TempDir()+"/stage.duckdb", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -103,7 +103,7 @@ func TestWindowLeavesNoStagingTables(t *testing.T) {
 // that each version is staged once and the newest row per key wins.
 func TestAlternatingVersionsShareSegments(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, ":memory:", sinks.Options{}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, ":memory:", sinks.Options{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -145,7 +145,7 @@ func TestAlternatingVersionsShareSegments(t *testing.T) {
 // the window with an error naming the table, and change nothing.
 func TestSchemaErrors(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, ":memory:", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, ":memory:", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

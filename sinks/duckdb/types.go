@@ -2,7 +2,6 @@ package duckdb
 
 import (
 	"database/sql/driver"
-	"encoding/hex"
 	"fmt"
 	"math/big"
 	"strings"
@@ -11,11 +10,8 @@ import (
 	duck "github.com/duckdb/duckdb-go/v2"
 
 	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
 )
-
-// maxDecimalPrecision is the widest DECIMAL DuckDB has; wider CockroachDB
-// decimals are stored as their text in a VARCHAR column.
-const maxDecimalPrecision = 38
 
 // warehouseType returns the DuckDB column type for t, spelt as DuckDB's
 // catalog (duckdb_columns().data_type) reports it, so that an existing
@@ -44,7 +40,7 @@ func duckType(t schemas.Type, staging bool) (string, error) {
 	case schemas.KindBytes:
 		return "BLOB", nil
 	case schemas.KindDecimal:
-		if decimalAsText(t) {
+		if sinks.DecimalAsText(t) {
 			return "VARCHAR", nil
 		}
 		return fmt.Sprintf("DECIMAL(%d,%d)", t.Precision, t.Scale), nil
@@ -78,12 +74,6 @@ func duckType(t schemas.Type, staging bool) (string, error) {
 	return "", fmt.Errorf("unsupported column type %s", t)
 }
 
-// decimalAsText reports whether a DECIMAL type does not fit DuckDB's
-// DECIMAL and is stored as VARCHAR.
-func decimalAsText(t schemas.Type) bool {
-	return t.Precision < 1 || t.Precision > maxDecimalPrecision || t.Scale < 0 || t.Scale > t.Precision
-}
-
 // converter turns a decoded value (Go types as documented on schemas.Kind)
 // into a value the DuckDB Appender accepts for the staging column.
 type converter struct {
@@ -96,7 +86,7 @@ type converter struct {
 
 func newConverter(t schemas.Type) *converter {
 	c := &converter{t: t}
-	if t.Kind == schemas.KindDecimal && !decimalAsText(t) {
+	if t.Kind == schemas.KindDecimal && !sinks.DecimalAsText(t) {
 		c.bound = new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(t.Precision)), nil)
 	}
 	if t.Kind == schemas.KindArray && t.Elem != nil {
@@ -171,11 +161,11 @@ func (c *converter) convert(v any) (driver.Value, int, error) {
 	case schemas.KindUUID:
 		switch x := v.(type) {
 		case string:
-			u, err := parseUUID(x)
+			u, err := sinks.ParseUUID(x)
 			if err != nil {
 				return nil, 0, err
 			}
-			return u, 0, nil
+			return duck.UUID(u), 0, nil
 		case []byte:
 			if len(x) == 16 {
 				var u duck.UUID
@@ -234,25 +224,4 @@ func text(s string) driver.Value {
 		return []byte(s)
 	}
 	return s
-}
-
-// parseUUID parses the canonical hyphenated form (any case), and also the
-// 32-digit form without hyphens or in braces.
-func parseUUID(s string) (duck.UUID, error) {
-	var u duck.UUID
-	h := make([]byte, 0, 32)
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '-', '{', '}':
-		default:
-			h = append(h, c)
-		}
-	}
-	if len(h) != 32 {
-		return u, fmt.Errorf("invalid UUID %q", s)
-	}
-	if _, err := hex.Decode(u[:], h); err != nil {
-		return u, fmt.Errorf("invalid UUID %q", s)
-	}
-	return u, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
@@ -81,7 +82,7 @@ var typeCases = []struct {
 // values back with SQL.
 func TestTypesRoundTrip(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, t.TempDir()+"/types.duckdb", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, t.TempDir()+"/types.duckdb", sinks.Options{Changelog: true}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -127,15 +128,15 @@ func TestTypesRoundTrip(t *testing.T) {
 			if gotType != c.wantType {
 				t.Errorf("column type: got %s, want %s", gotType, c.wantType)
 			}
-			expr := fmt.Sprintf(c.expr, quote(c.name))
+			expr := fmt.Sprintf(c.expr, sqlident.Quote(c.name))
 			if strings.Contains(c.expr, "%[1]s") || strings.Count(c.expr, "%s") == 1 {
-				expr = fmt.Sprintf(c.expr, quote(c.name))
+				expr = fmt.Sprintf(c.expr, sqlident.Quote(c.name))
 			} else {
-				expr = fmt.Sprintf(c.expr, quote(c.name), quote(c.name))
+				expr = fmt.Sprintf(c.expr, sqlident.Quote(c.name), sqlident.Quote(c.name))
 			}
 			for _, table := range []string{"all types", "all types_changes"} {
 				q := fmt.Sprintf(`SELECT id, %s, %s IS NULL FROM %s WHERE _hw_updated = (SELECT max(_hw_updated) FROM %s x WHERE x.id = %s.id) ORDER BY id`,
-					expr, quote(c.name), quote(table), quote(table), quote(table))
+					expr, sqlident.Quote(c.name), sqlident.Quote(table), sqlident.Quote(table), sqlident.Quote(table))
 				rows, err := w.DB().QueryContext(ctx, q)
 				if err != nil {
 					t.Fatalf("%s: %v", q, err)
@@ -166,7 +167,7 @@ func TestTypesRoundTrip(t *testing.T) {
 
 func TestNonFiniteDecimalStoredAsNull(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, ":memory:", sinks.Options{}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, ":memory:", sinks.Options{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -204,7 +205,7 @@ func TestNonFiniteDecimalStoredAsNull(t *testing.T) {
 
 func TestBadValuesFailClearly(t *testing.T) {
 	ctx := context.Background()
-	w, err := Open(ctx, ":memory:", sinks.Options{}, zaptest.NewLogger(t))
+	w, err := OpenPath(ctx, ":memory:", sinks.Options{}, zaptest.NewLogger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -218,6 +219,7 @@ func TestBadValuesFailClearly(t *testing.T) {
 		{"decimal_too_wide", decType(4, 2), dec("100000", 2), "does not fit DECIMAL(4,2)"},
 		{"decimal_too_precise", decType(4, 1), dec("1234", 3), "more than 1 fractional digits"},
 		{"uuid", typ(schemas.KindUUID), "not-a-uuid", "invalid UUID"},
+		{"uuid_braced", typ(schemas.KindUUID), "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}", "invalid UUID"},
 		{"time", typ(schemas.KindTime), -time.Second, "out of range"},
 		{"array", arrayOf(typ(schemas.KindInt)), []any{"x"}, "element 0"},
 		{"bool", typ(schemas.KindBool), "true", "unexpected Go value of type string"},

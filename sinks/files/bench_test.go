@@ -64,7 +64,7 @@ func BenchmarkWrite(b *testing.B) {
 		{"parquet", "snappy"}, {"parquet", "zstd"}, {"parquet", "none"}, {"ndjson", "none"}, {"ndjson", "gzip"},
 	} {
 		b.Run(tc.format+"/"+tc.compression, func(b *testing.B) {
-			w, err := Open(context.Background(), Config{Root: b.TempDir(), Format: Format(tc.format), Compression: tc.compression}, nil)
+			w, err := OpenConfig(context.Background(), Config{Root: b.TempDir(), Format: Format(tc.format), Compression: tc.compression}, nil)
 			if err != nil {
 				b.Fatal(err)
 			}
@@ -93,7 +93,7 @@ func benchLargeWindow(b *testing.B, limit int64) {
 	const n, batch = 1_000_000, 10_000
 	tb := benchTable()
 	for i := 0; i < b.N; i++ {
-		w, err := Open(context.Background(), Config{Root: b.TempDir(), MemoryLimit: limit}, nil)
+		w, err := OpenConfig(context.Background(), Config{Root: b.TempDir(), MemoryLimit: limit}, nil)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -19,7 +19,7 @@
 //
 // # Files
 //
-//   - files.go: Config, ParseURL, Open and the Writer; store.go and
+//   - files.go: Config, ParseURL, Open, CheckURL, OpenConfig and the Writer; store.go and
 //     conditional.go: the local directory or S3 bucket beneath it, with the
 //     conditional writes the fence needs.
 //   - tx.go: the window transaction (sinks.Tx); stage.go: Write's staging

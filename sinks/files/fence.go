@@ -311,7 +311,7 @@ func (w *Writer) installManifests(ctx context.Context, group string) (*fenceObje
 // partitions before the window's files are written, and a second one
 // publishes its checkpoints only if no other window claimed them since.
 func (tx *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
-	if err := tx.usable(); err != nil {
+	if err := tx.guard.Check(); err != nil {
 		return err
 	}
 	if len(held) == 0 {
@@ -319,7 +319,7 @@ func (tx *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
 	}
 	want, err := fenceSet(held)
 	if err != nil {
-		return tx.fail(err)
+		return tx.guard.Fail(err)
 	}
 	if tx.held == nil {
 		tx.held = map[partKey]sinks.Checkpoint{}
@@ -327,32 +327,32 @@ func (tx *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) error {
 	for _, cp := range want {
 		for k := range tx.held {
 			if k.group != cp.Group {
-				return tx.fail(fmt.Errorf("fence: one window holds groups %q and %q", k.group, cp.Group))
+				return tx.guard.Fail(fmt.Errorf("fence: one window holds groups %q and %q", k.group, cp.Group))
 			}
 		}
 		tx.held[partKey{cp.Group, cp.Topic, cp.Partition}] = cp
 	}
 	f, _, err := tx.w.readFence(ctx, want[0].Group)
 	if err != nil {
-		return tx.fail(fmt.Errorf("fence: %w", err))
+		return tx.guard.Fail(fmt.Errorf("fence: %w", err))
 	}
 	var legacy map[partKey]sinks.Checkpoint
 	var differ []sinks.Checkpoint
 	for _, cp := range want {
 		e, err := tx.w.fenceEntryOf(ctx, f, cp, &legacy)
 		if err != nil {
-			return tx.fail(fmt.Errorf("fence: %w", err))
+			return tx.guard.Fail(fmt.Errorf("fence: %w", err))
 		}
 		s, err := e.checkpoint(cp.Group)
 		if err != nil {
-			return tx.fail(fmt.Errorf("fence: %w", err))
+			return tx.guard.Fail(fmt.Errorf("fence: %w", err))
 		}
 		if s.Resolved != cp.Resolved {
 			differ = append(differ, s)
 		}
 	}
 	if len(differ) > 0 {
-		return tx.fail(&sinks.FencedError{Stored: differ})
+		return tx.guard.Fail(&sinks.FencedError{Stored: differ})
 	}
 	return nil
 }

@@ -28,7 +28,7 @@ func fenceStores(t *testing.T, fn func(t *testing.T, open func() *Writer)) {
 	t.Run("s3", func(t *testing.T) {
 		endpoint := fakeS3(t)
 		fn(t, func() *Writer {
-			w, err := Open(context.Background(), Config{Root: "s3://lake/cdc", S3Endpoint: endpoint, S3PathStyle: true}, nil)
+			w, err := OpenConfig(context.Background(), Config{Root: "s3://lake/cdc", S3Endpoint: endpoint, S3PathStyle: true}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -288,7 +288,7 @@ func TestS3ProbeFindsStoreIgnoringConditions(t *testing.T) {
 		endpoint      string
 		unconditional bool
 	}{{endpoint, false}, {strip.URL, true}} {
-		w, err := Open(context.Background(), Config{Root: "s3://lake/probe", S3Endpoint: tc.endpoint, S3PathStyle: true}, nil)
+		w, err := OpenConfig(context.Background(), Config{Root: "s3://lake/probe", S3Endpoint: tc.endpoint, S3PathStyle: true}, nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -111,7 +111,7 @@ type partKey struct {
 
 var _ sinks.Writer = (*Writer)(nil)
 
-// OpenURL opens the writer named by a sink URL:
+// Open opens the writer named by a sink URL:
 //
 //	file:///abs/dir?format=parquet&compression=zstd
 //	file://rel/dir                                  relative to the working directory
@@ -123,22 +123,19 @@ var _ sinks.Writer = (*Writer)(nil)
 // tmpdir; for s3 also region, endpoint and path_style (default true when
 // an endpoint is given). sinks.Options.Changelog has no effect: files
 // always hold every version.
-func OpenURL(ctx context.Context, rawURL string, _ sinks.Options, logger *zap.Logger) (*Writer, error) {
+func Open(ctx context.Context, rawURL string, _ sinks.Options, logger *zap.Logger) (*Writer, error) {
 	cfg, err := ParseURL(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	return Open(ctx, cfg, logger)
+	return OpenConfig(ctx, cfg, logger)
 }
 
-// OpenSink is OpenURL as a sinks.Writer, for the command line's table of
-// sink URL schemes (file and s3).
-func OpenSink(ctx context.Context, rawURL string, opts sinks.Options, logger *zap.Logger) (sinks.Writer, error) {
-	w, err := OpenURL(ctx, rawURL, opts, logger)
-	if err != nil {
-		return nil, err
-	}
-	return w, nil
+// CheckURL validates a file:// or s3:// sink URL as Open would, short of
+// touching the directory or the bucket (`highwater config check`).
+func CheckURL(rawURL string) error {
+	_, err := ParseURL(rawURL)
+	return err
 }
 
 // ParseURL turns a file:// or s3:// sink URL into a Config.
@@ -240,7 +237,7 @@ func parseSize(s string) (int64, error) {
 }
 
 // Open opens a writer on cfg.Root, creating the directory if needed.
-func Open(ctx context.Context, cfg Config, logger *zap.Logger) (*Writer, error) {
+func OpenConfig(ctx context.Context, cfg Config, logger *zap.Logger) (*Writer, error) {
 	if logger == nil {
 		logger = zap.NewNop()
 	}

@@ -376,7 +376,7 @@ func TestCrashBeforeManifestLeavesWindowInvisibleAndRewriteReplaces(t *testing.T
 	t.Run("s3", func(t *testing.T) {
 		endpoint := fakeS3(t)
 		crashScenario(t, func(t *testing.T) *Writer {
-			w, err := OpenURL(context.Background(), "s3://lake/cdc/feed?endpoint="+endpoint, sinks.Options{}, nil)
+			w, err := Open(context.Background(), "s3://lake/cdc/feed?endpoint="+endpoint, sinks.Options{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -505,7 +505,7 @@ func TestFormatsAndCompressions(t *testing.T) {
 	} {
 		t.Run(string(tc.format)+"/"+tc.compression, func(t *testing.T) {
 			dir := t.TempDir()
-			w, err := OpenURL(context.Background(), fmt.Sprintf("file://%s?format=%s&compression=%s", dir, tc.format, tc.compression), sinks.Options{}, nil)
+			w, err := Open(context.Background(), fmt.Sprintf("file://%s?format=%s&compression=%s", dir, tc.format, tc.compression), sinks.Options{}, nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -646,6 +646,7 @@ func TestBadInputIsAnError(t *testing.T) {
 		{"decimal too wide", dec, ch(sinks.OpInsert, h(1), int64(1), schemas.Decimal{Unscaled: big.NewInt(123456), Scale: 2}), "does not fit"},
 		{"decimal too precise", dec, ch(sinks.OpInsert, h(1), int64(1), schemas.Decimal{Unscaled: big.NewInt(1234), Scale: 3}), "fractional digits"},
 		{"bad UUID", table("u", []int{0}, col("u", schemas.KindUUID)), ch(sinks.OpInsert, h(1), "nope"), "invalid UUID"},
+		{"braced UUID", table("u", []int{0}, col("u", schemas.KindUUID)), ch(sinks.OpInsert, h(1), "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}"), "invalid UUID"},
 		{"negative HLC", tb, ch(sinks.OpInsert, schemas.HLC{WallTime: -1}, int64(1), "a", int64(1)), "negative HLC"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -692,7 +693,7 @@ func TestParseURL(t *testing.T) {
 		}
 	}
 	for _, u := range []string{"file:///d?format=csv", "file:///d?compression=brotli", "file:///d?format=ndjson&compression=snappy"} {
-		if _, err := OpenURL(context.Background(), u, sinks.Options{}, nil); err == nil {
+		if _, err := Open(context.Background(), u, sinks.Options{}, nil); err == nil {
 			t.Errorf("%s: opened, want an error", u)
 		}
 	}

@@ -86,7 +86,7 @@ func tryCommit(w sinks.Writer, cps []sinks.Checkpoint, writes ...write) error {
 func openDir(t *testing.T, dir string, cfg Config) *Writer {
 	t.Helper()
 	cfg.Root = dir
-	w, err := Open(context.Background(), cfg, nil)
+	w, err := OpenConfig(context.Background(), cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -2,11 +2,12 @@ package files
 
 import (
 	"bufio"
-	"container/heap"
 	"encoding/binary"
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/highwater-dev/highwater/internal/kmerge"
 )
 
 // recordSource yields records in order; nil at the end.
@@ -57,26 +58,18 @@ func (r *runReader) advance() (bool, error) {
 
 // mergeSource is a k-way merge of sorted runs.
 type mergeSource struct {
-	h    runHeap
+	h *kmerge.Heap[*runReader]
+	// last is the run of the record next returned last; next advances it.
 	last *runReader
 	all  []*runReader
 }
 
-type runHeap []*runReader
-
-func (h runHeap) Len() int           { return len(h) }
-func (h runHeap) Less(i, j int) bool { return compareRecords(h[i].cur, h[j].cur) < 0 }
-func (h runHeap) Swap(i, j int)      { h[i], h[j] = h[j], h[i] }
-func (h *runHeap) Push(x any)        { *h = append(*h, x.(*runReader)) }
-func (h *runHeap) Pop() any {
-	old := *h
-	x := old[len(old)-1]
-	*h = old[:len(old)-1]
-	return x
-}
+// before orders runs by their current records.
+func (a *runReader) before(b *runReader) bool { return compareRecords(a.cur, b.cur) < 0 }
 
 func newMergeSource(runs []string) (*mergeSource, error) {
 	ms := &mergeSource{}
+	var live []*runReader
 	for _, name := range runs {
 		f, err := os.Open(name)
 		if err != nil {
@@ -91,29 +84,32 @@ func newMergeSource(runs []string) (*mergeSource, error) {
 			return nil, err
 		}
 		if ok {
-			ms.h = append(ms.h, r)
+			live = append(live, r)
 		}
 	}
-	heap.Init(&ms.h)
+	ms.h = kmerge.New(live, (*runReader).before)
 	return ms, nil
 }
 
 // next returns the smallest record; it stays valid until the next call.
 func (ms *mergeSource) next() ([]byte, error) {
 	if ms.last != nil {
+		// last is the heap's top: advance it in place.
 		ok, err := ms.last.advance()
 		if err != nil {
 			return nil, err
 		}
 		if ok {
-			heap.Push(&ms.h, ms.last)
+			ms.h.Fixed()
+		} else {
+			ms.h.Pop()
 		}
 		ms.last = nil
 	}
-	if len(ms.h) == 0 {
+	if ms.h.Len() == 0 {
 		return nil, nil
 	}
-	r := heap.Pop(&ms.h).(*runReader)
+	r := ms.h.Top()
 	ms.last = r
 	return r.cur, nil
 }

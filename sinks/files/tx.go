@@ -7,6 +7,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/highwater-dev/highwater/internal/txguard"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -14,9 +15,9 @@ import (
 // Tx is one window. It implements sinks.Tx. Nothing it writes is visible
 // as complete before Commit writes the window's manifest.
 type Tx struct {
-	w    *Writer
-	err  error
-	done bool
+	w *Writer
+	// guard holds the first failure and whether the window ended.
+	guard txguard.Guard
 
 	tables map[string]*tableWindow
 	order  []*tableWindow
@@ -38,42 +39,25 @@ type Tx struct {
 
 var _ sinks.Tx = (*Tx)(nil)
 
-func (tx *Tx) usable() error {
-	if tx.done {
-		return errors.New("window transaction already finished")
-	}
-	if tx.err != nil {
-		return fmt.Errorf("window transaction failed earlier: %w", tx.err)
-	}
-	return nil
-}
-
-func (tx *Tx) fail(err error) error {
-	if tx.err == nil {
-		tx.err = err
-	}
-	return err
-}
-
 // Write adds changes of one table version to the window.
 func (tx *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) error {
-	if err := tx.usable(); err != nil {
+	if err := tx.guard.Check(); err != nil {
 		return err
 	}
 	if err := ctx.Err(); err != nil {
-		return tx.fail(fmt.Errorf("write: %w", err))
+		return tx.guard.Fail(fmt.Errorf("write: %w", err))
 	}
 	if table == nil {
-		return tx.fail(errors.New("write: nil table"))
+		return tx.guard.Fail(errors.New("write: nil table"))
 	}
 	if table.Name == "" {
-		return tx.fail(errors.New("write: table without a name"))
+		return tx.guard.Fail(errors.New("write: table without a name"))
 	}
 	tw := tx.tables[table.Name]
 	if tw == nil {
 		dir, err := tx.w.tableDir(ctx, table.Name)
 		if err != nil {
-			return tx.fail(err)
+			return tx.guard.Fail(err)
 		}
 		tw = &tableWindow{name: table.Name, dir: dir, byTable: map[*schemas.Table]int{}}
 		tx.tables[table.Name] = tw
@@ -81,26 +65,26 @@ func (tx *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.C
 	}
 	vi, err := tw.version(table)
 	if err != nil {
-		return tx.fail(fmt.Errorf("write table %q: %w", table.Name, err))
+		return tx.guard.Fail(fmt.Errorf("write table %q: %w", table.Name, err))
 	}
 	if err := tx.stage(tw, vi, changes); err != nil {
-		return tx.fail(fmt.Errorf("write table %q: %w", table.Name, err))
+		return tx.guard.Fail(fmt.Errorf("write table %q: %w", table.Name, err))
 	}
 	return nil
 }
 
 // Checkpoint records partitions' progress in the window's manifest.
 func (tx *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
-	if err := tx.usable(); err != nil {
+	if err := tx.guard.Check(); err != nil {
 		return err
 	}
 	for _, cp := range cps {
 		if cp.Group == "" || cp.Topic == "" {
-			return tx.fail(fmt.Errorf("checkpoint: empty group or topic in %+v", cp))
+			return tx.guard.Fail(fmt.Errorf("checkpoint: empty group or topic in %+v", cp))
 		}
 		for k := range tx.cps {
 			if k.group != cp.Group {
-				return tx.fail(fmt.Errorf("checkpoint: one window holds groups %q and %q", k.group, cp.Group))
+				return tx.guard.Fail(fmt.Errorf("checkpoint: one window holds groups %q and %q", k.group, cp.Group))
 			}
 			break
 		}
@@ -112,7 +96,7 @@ func (tx *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) error {
 // DeadLetters adds records set aside by the decoder to the window; Commit
 // writes them as NDJSON under _dlq/ before the manifest.
 func (tx *Tx) DeadLetters(ctx context.Context, dls []sinks.DeadLetter) error {
-	if err := tx.usable(); err != nil {
+	if err := tx.guard.Check(); err != nil {
 		return err
 	}
 	for _, dl := range dls {
@@ -126,10 +110,10 @@ func (tx *Tx) DeadLetters(ctx context.Context, dls []sinks.DeadLetter) error {
 // Commit already wrote are not complete (no manifest names them) and are
 // replaced or deleted when the window is written again.
 func (tx *Tx) Rollback(ctx context.Context) error {
-	if tx.done {
+	if tx.guard.Ended() {
 		return nil
 	}
-	tx.done = true
+	tx.guard.End()
 	tx.cleanup()
 	return nil
 }
@@ -147,13 +131,13 @@ func (tx *Tx) cleanup() {
 // Commit writes the window: data files, dead letters, table catalog, the
 // manifest, then the checkpoint object.
 func (tx *Tx) Commit(ctx context.Context) error {
-	if err := tx.usable(); err != nil {
+	if err := tx.guard.Check(); err != nil {
 		return err
 	}
-	tx.done = true
+	tx.guard.End()
 	defer tx.cleanup()
 	if err := tx.commit(ctx); err != nil {
-		tx.err = err
+		tx.guard.Set(err)
 		return err
 	}
 	return nil

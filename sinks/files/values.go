@@ -2,7 +2,6 @@ package files
 
 import (
 	"encoding/binary"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
@@ -12,6 +11,7 @@ import (
 	"github.com/parquet-go/parquet-go"
 
 	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
 )
 
 // Values are converted once, in Tx.Write, into a compact binary form that
@@ -39,11 +39,6 @@ const (
 	codecList
 )
 
-// maxDecimalPrecision is the widest DECIMAL that Parquet readers
-// (Snowflake, BigQuery, DuckDB, Spark) take as a number; wider CockroachDB
-// decimals, and decimals without a declared precision, are stored as text.
-const maxDecimalPrecision = 38
-
 // column is one column of a table version as the files hold it.
 type column struct {
 	name  string
@@ -70,7 +65,7 @@ func newColumn(name string, t schemas.Type, key bool) (*column, error) {
 		c.codec = codecBytes
 	case schemas.KindDecimal:
 		switch {
-		case decimalAsText(t):
+		case sinks.DecimalAsText(t):
 			c.codec, c.decText = codecBytes, true
 		case t.Precision <= 18:
 			c.codec = codecInt64
@@ -96,10 +91,6 @@ func newColumn(name string, t schemas.Type, key bool) (*column, error) {
 		return nil, fmt.Errorf("column %q: unsupported type %s", name, t)
 	}
 	return c, nil
-}
-
-func decimalAsText(t schemas.Type) bool {
-	return t.Precision < 1 || t.Precision > maxDecimalPrecision || t.Scale < 0 || t.Scale > t.Precision
 }
 
 // node returns the column's Parquet schema node (without its repetition).
@@ -413,23 +404,12 @@ func (c *column) skipLeaf(r *reader) {
 	}
 }
 
-// canonicalUUID returns s in the canonical lowercase hyphenated form. It
-// accepts any case, and the 32-digit form without hyphens or in braces.
+// canonicalUUID returns s, a UUID as sinks.ParseUUID accepts it, in the
+// canonical lowercase hyphenated form the files store.
 func canonicalUUID(s string) (string, error) {
-	h := make([]byte, 0, 32)
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; c {
-		case '-', '{', '}':
-		default:
-			h = append(h, c)
-		}
-	}
-	var u [16]byte
-	if len(h) != 32 {
-		return "", fmt.Errorf("invalid UUID %q", s)
-	}
-	if _, err := hex.Decode(u[:], h); err != nil {
-		return "", fmt.Errorf("invalid UUID %q", s)
+	u, err := sinks.ParseUUID(s)
+	if err != nil {
+		return "", err
 	}
 	return formatUUID(u[:]), nil
 }

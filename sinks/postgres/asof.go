@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -130,18 +131,18 @@ func (w *Writer) createAsOf(ctx context.Context, tx pgx.Tx, mirror string, cols,
 // refers to the argument as $1: a column named hlc would take precedence
 // over an argument named so.
 func asOfFunctions(fn, mirror, changes string, cols, key []string) []string {
-	u := quoteIdent(sinks.UpdatedColumn)
+	u := sqlident.Quote(sinks.UpdatedColumn)
 	keys := identList(key)
 	sel := make([]string, len(cols))
 	for i, c := range cols {
-		sel[i] = "v." + quoteIdent(c)
+		sel[i] = "v." + sqlident.Quote(c)
 	}
 	body := `SELECT ` + strings.Join(sel, ", ") + ` FROM (
 	SELECT DISTINCT ON (` + keys + `) * FROM ` + changes + `
 	WHERE ` + u + ` <= $1
 	ORDER BY ` + keys + `, ` + u + ` DESC
 ) AS v
-WHERE v.` + quoteIdent(sinks.OpColumn) + ` <> '` + sinks.OpDelete.String() + `'`
+WHERE v.` + sqlident.Quote(sinks.OpColumn) + ` <> '` + sinks.OpDelete.String() + `'`
 	return []string{
 		`CREATE OR REPLACE FUNCTION ` + fn + `(hlc numeric) RETURNS SETOF ` + mirror + `
 LANGUAGE sql STABLE AS ` + dollarQuote(body),

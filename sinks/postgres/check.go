@@ -108,7 +108,7 @@ func checkValue(t schemas.Type, v any) error {
 		}
 	case schemas.KindUUID:
 		if x, ok := v.(string); ok {
-			_, err := parseUUID(x)
+			_, err := sinks.ParseUUID(x)
 			return err
 		}
 	case schemas.KindTime:

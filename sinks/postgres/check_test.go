@@ -49,6 +49,10 @@ func TestCheckChangeRefusesWhatPostgresRefuses(t *testing.T) {
 		{"json_invalid", js, `{"a":`, false, "not valid JSON"},
 		{"json_raw_nul", js, "\"a\x00\"", false, "NUL"},
 		{"bad_uuid", kind(schemas.KindUUID), "not-a-uuid", false, "invalid UUID"},
+		// One UUID rule for every writer (sinks.ParseUUID).
+		{"braced_uuid", kind(schemas.KindUUID), "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}", false, "invalid UUID"},
+		{"uuid_32_digits", kind(schemas.KindUUID), "6ba7b8109dad11d180b400c04fd430c8", false, "invalid UUID"},
+		{"uuid_upper_case", kind(schemas.KindUUID), "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", true, ""},
 		{"time_negative", kind(schemas.KindTime), -time.Second, false, "outside"},
 		{"time_24h", kind(schemas.KindTime), 24 * time.Hour, true, ""},
 		{"date_min", kind(schemas.KindDate), date(-4713, 11, 24), true, ""},

@@ -9,16 +9,10 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
-
-// quoteIdent quotes a SQL identifier. Names from schemas are data: they are
-// always quoted, whatever they contain (checkIdent has rejected what
-// PostgreSQL cannot represent).
-func quoteIdent(s string) string {
-	return `"` + strings.ReplaceAll(s, `"`, `""`) + `"`
-}
 
 // checkIdent rejects names PostgreSQL cannot hold as given: empty, with NUL,
 // not UTF-8, or longer than 63 bytes (which the server would silently
@@ -212,7 +206,7 @@ func columnDefs(cols []wantColumn, key []string) string {
 	}
 	var b strings.Builder
 	for _, c := range cols {
-		b.WriteString(quoteIdent(c.name))
+		b.WriteString(sqlident.Quote(c.name))
 		b.WriteByte(' ')
 		b.WriteString(c.typ)
 		if isKey[c.name] {
@@ -226,7 +220,7 @@ func columnDefs(cols []wantColumn, key []string) string {
 func identList(names []string) string {
 	q := make([]string, len(names))
 	for i, n := range names {
-		q[i] = quoteIdent(n)
+		q[i] = sqlident.Quote(n)
 	}
 	return strings.Join(q, ", ")
 }
@@ -234,7 +228,7 @@ func identList(names []string) string {
 func addColumns(rel string, cols []wantColumn) string {
 	parts := make([]string, len(cols))
 	for i, c := range cols {
-		parts[i] = "ADD COLUMN " + quoteIdent(c.name) + " " + c.typ
+		parts[i] = "ADD COLUMN " + sqlident.Quote(c.name) + " " + c.typ
 	}
 	return "ALTER TABLE " + rel + " " + strings.Join(parts, ", ")
 }
@@ -299,7 +293,7 @@ func (x *Tx) evolve(ctx context.Context, tt *txTable, want []wantColumn, key []s
 	if _, err := needsDDL(); err != nil {
 		return err
 	}
-	upd := quoteIdent(sinks.UpdatedColumn)
+	upd := sqlident.Quote(sinks.UpdatedColumn)
 	var stmts []string
 	if !tt.target.exists {
 		stmts = append(stmts, "CREATE TABLE "+w.qualified(tt.name)+" ("+columnDefs(want, key)+
@@ -310,7 +304,7 @@ func (x *Tx) evolve(ctx context.Context, tt *txTable, want []wantColumn, key []s
 	if w.opts.Changelog {
 		if !tt.changes.exists {
 			stmts = append(stmts, "CREATE TABLE "+w.qualified(tt.name+sinks.ChangesSuffix)+" ("+columnDefs(want, key)+
-				upd+" numeric(38,10) NOT NULL, "+quoteIdent(sinks.OpColumn)+" text NOT NULL, PRIMARY KEY ("+
+				upd+" numeric(38,10) NOT NULL, "+sqlident.Quote(sinks.OpColumn)+" text NOT NULL, PRIMARY KEY ("+
 				identList(key)+", "+upd+"))")
 		} else if m, _ := diff(tt.name+sinks.ChangesSuffix, tt.changes, want); len(m) > 0 {
 			stmts = append(stmts, addColumns(w.qualified(tt.name+sinks.ChangesSuffix), m))

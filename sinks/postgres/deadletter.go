@@ -44,7 +44,7 @@ func (w *Writer) ensureDeadLetterTable(ctx context.Context, tx pgx.Tx) error {
 // stored (same group, topic, partition and offset) is left as it is.
 func (x *Tx) DeadLetters(ctx context.Context, dls []sinks.DeadLetter) (err error) {
 	defer markLockTimeout(&err)
-	if err := x.usable(); err != nil {
+	if err := x.guard.Check(); err != nil {
 		return err
 	}
 	if len(dls) == 0 {
@@ -59,9 +59,9 @@ func (x *Tx) DeadLetters(ctx context.Context, dls []sinks.DeadLetter) (err error
 	for i, dl := range dls {
 		switch {
 		case dl.Group == "" || dl.Topic == "":
-			return x.fail(fmt.Errorf("postgres: dead letter %s[%d]@%d: empty group or topic", dl.Topic, dl.Partition, dl.Offset))
+			return x.guard.Fail(fmt.Errorf("postgres: dead letter %s[%d]@%d: empty group or topic", dl.Topic, dl.Partition, dl.Offset))
 		case dl.Partition < 0 || dl.Offset < 0:
-			return x.fail(fmt.Errorf("postgres: dead letter %s[%d]@%d: negative partition or offset", dl.Topic, dl.Partition, dl.Offset))
+			return x.guard.Fail(fmt.Errorf("postgres: dead letter %s[%d]@%d: negative partition or offset", dl.Topic, dl.Partition, dl.Offset))
 		}
 		groups[i], topics[i], parts[i], offsets[i] = dl.Group, dl.Topic, dl.Partition, dl.Offset
 		if !dl.Timestamp.IsZero() {
@@ -82,7 +82,7 @@ func (x *Tx) DeadLetters(ctx context.Context, dls []sinks.DeadLetter) (err error
 		ON CONFLICT (consumer_group, topic, "partition", "offset") DO NOTHING`,
 		groups, topics, parts, offsets, stamps, keys, values, ids, stages, errs)
 	if err != nil {
-		return x.fail(fmt.Errorf("postgres: writing %d dead letters to %s: %w", n, x.w.qualified(sinks.DeadLetterTable), err))
+		return x.guard.Fail(fmt.Errorf("postgres: writing %d dead letters to %s: %w", n, x.w.qualified(sinks.DeadLetterTable), err))
 	}
 	return nil
 }

@@ -29,7 +29,7 @@ import (
 // for the same partition.
 func (x *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) (err error) {
 	defer markLockTimeout(&err)
-	if err := x.usable(); err != nil {
+	if err := x.guard.Check(); err != nil {
 		return err
 	}
 	if len(held) == 0 {
@@ -37,20 +37,20 @@ func (x *Tx) Fence(ctx context.Context, held []sinks.Checkpoint) (err error) {
 	}
 	want, err := fenceSet(held)
 	if err != nil {
-		return x.fail(fmt.Errorf("postgres: %w", err))
+		return x.guard.Fail(fmt.Errorf("postgres: %w", err))
 	}
 	for _, cp := range want {
 		k := partKey{cp.Group, cp.Topic, cp.Partition}
 		if x.checkpointed[k] {
-			return x.fail(fmt.Errorf("postgres: Fence of %s[%d] after its Checkpoint in the same window", cp.Topic, cp.Partition))
+			return x.guard.Fail(fmt.Errorf("postgres: Fence of %s[%d] after its Checkpoint in the same window", cp.Topic, cp.Partition))
 		}
 		if h, ok := x.held[k]; ok && h.Resolved != cp.Resolved {
-			return x.fail(fmt.Errorf("postgres: %s[%d] fenced at both %s and %s", cp.Topic, cp.Partition, h.Resolved, cp.Resolved))
+			return x.guard.Fail(fmt.Errorf("postgres: %s[%d] fenced at both %s and %s", cp.Topic, cp.Partition, h.Resolved, cp.Resolved))
 		}
 	}
 	stored, err := x.storedCheckpoints(ctx, want, false)
 	if err != nil {
-		return x.fail(err)
+		return x.guard.Fail(err)
 	}
 	if err := x.compare(ctx, want, stored); err != nil {
 		return err
@@ -71,7 +71,7 @@ func (x *Tx) lockFence(ctx context.Context) error {
 	want, _ = fenceSet(want)
 	stored, err := x.storedCheckpoints(ctx, want, true)
 	if err != nil {
-		x.fail(err)
+		x.guard.Fail(err)
 		x.end(ctx)
 		return err
 	}
@@ -95,7 +95,7 @@ func (x *Tx) compare(ctx context.Context, want []sinks.Checkpoint, stored map[pa
 		return nil
 	}
 	fe := &sinks.FencedError{Stored: differ}
-	x.fail(fe)
+	x.guard.Fail(fe)
 	// Release any locks now: the window cannot commit.
 	_ = x.end(ctx)
 	return fe

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -59,5 +60,5 @@ func TestMembersNameTablesInTurn(t *testing.T) {
 	expectRows(t, "record", got, [][]string{{"x", "x", "x_changes"}, {"x_changes", mapped, mapped + "_changes"}})
 	expectRows(t, "x", query(t, url, `SELECT v FROM x`), [][]string{{"from x"}})
 	expectRows(t, "x's changelog", query(t, url, `SELECT v FROM x_changes`), [][]string{{"from x"}})
-	expectRows(t, "x_changes", query(t, url, `SELECT v FROM `+quoteIdent(mapped)), [][]string{{"from x_changes"}})
+	expectRows(t, "x_changes", query(t, url, `SELECT v FROM `+sqlident.Quote(mapped)), [][]string{{"from x_changes"}})
 }

@@ -28,6 +28,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/internal/redact"
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -234,7 +235,7 @@ func (w *Writer) Schema() string { return w.schema }
 
 // qualified returns the quoted schema-qualified name of a relation.
 func (w *Writer) qualified(name string) string {
-	return quoteIdent(w.schema) + "." + quoteIdent(name)
+	return sqlident.Quote(w.schema) + "." + sqlident.Quote(name)
 }
 
 // ensureCatalog creates the schema, the checkpoint table and the watermark
@@ -264,8 +265,8 @@ func (w *Writer) ensureCatalog(ctx context.Context) error {
 			return fmt.Errorf("reading the catalog: %w", err)
 		}
 		if !hasSchema {
-			if _, err := tx.Exec(ctx, "CREATE SCHEMA "+quoteIdent(w.schema)); err != nil {
-				return fmt.Errorf("creating schema %s: %w", quoteIdent(w.schema), err)
+			if _, err := tx.Exec(ctx, "CREATE SCHEMA "+sqlident.Quote(w.schema)); err != nil {
+				return fmt.Errorf("creating schema %s: %w", sqlident.Quote(w.schema), err)
 			}
 		}
 		cp := w.qualified(sinks.CheckpointsTable)
@@ -304,7 +305,7 @@ func (w *Writer) ensureCatalog(ctx context.Context) error {
 	})
 	w.release(conn)
 	if err != nil {
-		return fmt.Errorf("postgres: preparing schema %s: %w", quoteIdent(w.schema), err)
+		return fmt.Errorf("postgres: preparing schema %s: %w", sqlident.Quote(w.schema), err)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -167,9 +168,9 @@ func TestTypesRoundTrip(t *testing.T) {
 	for _, tbl := range []string{"types", "types_changes"} {
 		var sel []string
 		for _, c := range cases {
-			sel = append(sel, quoteIdent(c.name)+"::text")
+			sel = append(sel, sqlident.Quote(c.name)+"::text")
 		}
-		rows := query(t, utc, "SELECT "+strings.Join(sel, ", ")+" FROM "+quoteIdent(tbl)+" ORDER BY id")
+		rows := query(t, utc, "SELECT "+strings.Join(sel, ", ")+" FROM "+sqlident.Quote(tbl)+" ORDER BY id")
 		if len(rows) != 2 {
 			t.Fatalf("%s: %d rows, want 2", tbl, len(rows))
 		}
@@ -202,6 +203,7 @@ func TestBadValuesAreErrors(t *testing.T) {
 		{"nul_string", kind(schemas.KindString), "a\x00b", "NUL"},
 		{"bad_utf8", kind(schemas.KindString), "a\xffb", "UTF-8"},
 		{"bad_uuid", kind(schemas.KindUUID), "not-a-uuid", "invalid UUID"},
+		{"uuid_32_digits", kind(schemas.KindUUID), "6ba7b8109dad11d180b400c04fd430c8", "invalid UUID"},
 		{"wrong_go_type", kind(schemas.KindInt), int32(5), "int32"},
 		{"bad_time", kind(schemas.KindTime), -time.Second, "outside"},
 		{"bad_array", arrayOf(kind(schemas.KindInt)), []any{"x"}, "array element 0"},
@@ -244,8 +246,8 @@ func TestHostileNames(t *testing.T) {
 		tb := table(n, col(colName, kind(schemas.KindInt)), col("Select", kind(schemas.KindString)), col("", kind(schemas.KindString)))
 		tb.Columns[2].Name = "?column?"
 		apply(t, w, nil, write{tb, []sinks.Change{change(sinks.OpInsert, ts(1), int64(i), n, "q")}})
-		got := query(t, url, fmt.Sprintf(`SELECT %s::text, %s, %s FROM %s.%s`, quoteIdent(colName), quoteIdent("Select"),
-			quoteIdent("?column?"), quoteIdent(schema), quoteIdent(n)))
+		got := query(t, url, fmt.Sprintf(`SELECT %s::text, %s, %s FROM %s.%s`, sqlident.Quote(colName), sqlident.Quote("Select"),
+			sqlident.Quote("?column?"), sqlident.Quote(schema), sqlident.Quote(n)))
 		expectRows(t, "table "+n, got, [][]string{{fmt.Sprint(i), n, "q"}})
 	}
 	if got := query(t, url, `SELECT count(*) FROM pg_namespace WHERE nspname = 'public'`); got[0][0] != "1" {
@@ -293,9 +295,9 @@ func TestURLOptions(t *testing.T) {
 		}
 		apply(t, w, []sinks.Checkpoint{{Group: "g", Topic: c.schema, Resolved: ts(1), NextOffset: 1}},
 			write{kv("t"), []sinks.Change{change(sinks.OpUpsert, ts(1), int64(1), c.schema)}})
-		got := query(t, url, fmt.Sprintf(`SELECT v FROM %s.t`, quoteIdent(c.schema)))
+		got := query(t, url, fmt.Sprintf(`SELECT v FROM %s.t`, sqlident.Quote(c.schema)))
 		expectRows(t, c.param, got, [][]string{{c.schema}})
-		got = query(t, url, fmt.Sprintf(`SELECT topic FROM %s.highwater_checkpoints`, quoteIdent(c.schema)))
+		got = query(t, url, fmt.Sprintf(`SELECT topic FROM %s.highwater_checkpoints`, sqlident.Quote(c.schema)))
 		expectRows(t, c.param+" checkpoints", got, [][]string{{c.schema}})
 	}
 	if got := query(t, url, `SELECT count(*) FROM pg_class WHERE relname = 't' AND relnamespace = 'public'::regnamespace`); got[0][0] != "0" {

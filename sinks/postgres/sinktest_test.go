@@ -6,6 +6,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
@@ -37,6 +38,6 @@ func TestConformance(t *testing.T) {
 			t.Helper()
 			return query(t, d.get(t), sql)
 		},
-		Quote: sinktest.QuoteIdent,
+		Quote: sqlident.Quote,
 	})
 }

@@ -13,6 +13,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/internal/sqlident"
+	"github.com/highwater-dev/highwater/internal/txguard"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -22,9 +24,9 @@ type Tx struct {
 	w    *Writer
 	conn *pgx.Conn
 	tx   pgx.Tx
-	// err is the first failure; after it the transaction can only roll back.
-	err    error
-	done   bool
+	// guard holds the first failure (after it the transaction can only
+	// roll back) and whether the transaction ended.
+	guard  txguard.Guard
 	tables map[string]*txTable
 	stages int
 	seq    int64
@@ -86,38 +88,20 @@ func (w *Writer) Begin(ctx context.Context) (sinks.Tx, error) {
 	}
 }
 
-func (x *Tx) usable() error {
-	if x.done {
-		if fe := (*sinks.FencedError)(nil); errors.As(x.err, &fe) {
-			return x.err
-		}
-		return errors.New("postgres: transaction already ended")
-	}
-	return x.err
-}
-
-// fail records the transaction's first error.
-func (x *Tx) fail(err error) error {
-	if x.err == nil {
-		x.err = err
-	}
-	return err
-}
-
 // Write stages changes of one table version: it evolves the mirror table to
 // the version's columns and COPYs the changes into a temporary staging
 // table. The mirror table itself is updated at Commit, once every change of
 // the window is known.
 func (x *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) (err error) {
 	defer markLockTimeout(&err)
-	if err := x.usable(); err != nil {
+	if err := x.guard.Check(); err != nil {
 		return err
 	}
 	if table == nil {
-		return x.fail(errors.New("postgres: Write with a nil table"))
+		return x.guard.Fail(errors.New("postgres: Write with a nil table"))
 	}
 	if err := x.write(ctx, table, changes); err != nil {
-		return x.fail(fmt.Errorf("postgres: writing table %q: %w", table.Name, err))
+		return x.guard.Fail(fmt.Errorf("postgres: writing table %q: %w", table.Name, err))
 	}
 	return nil
 }
@@ -203,14 +187,14 @@ func (x *Tx) syncStage(ctx context.Context, tt *txTable) error {
 		tt.stage = "hw_stage_" + strconv.Itoa(x.stages)
 		// No constraints: the staging table takes every version as sent;
 		// the merge picks the newest per key.
-		sql := "CREATE TEMP TABLE " + quoteIdent(tt.stage) + " (" + columnDefs(missing, nil) +
-			quoteIdent(sinks.UpdatedColumn) + " numeric(38,10) NOT NULL, " + quoteIdent(sinks.OpColumn) + " text NOT NULL, " +
-			quoteIdent(seqColumn) + " bigint NOT NULL) ON COMMIT DROP"
+		sql := "CREATE TEMP TABLE " + sqlident.Quote(tt.stage) + " (" + columnDefs(missing, nil) +
+			sqlident.Quote(sinks.UpdatedColumn) + " numeric(38,10) NOT NULL, " + sqlident.Quote(sinks.OpColumn) + " text NOT NULL, " +
+			sqlident.Quote(seqColumn) + " bigint NOT NULL) ON COMMIT DROP"
 		if _, err := x.tx.Exec(ctx, sql); err != nil {
 			return fmt.Errorf("creating the staging table: %w", err)
 		}
 	} else if len(missing) > 0 {
-		if _, err := x.tx.Exec(ctx, addColumns("pg_temp."+quoteIdent(tt.stage), missing)); err != nil {
+		if _, err := x.tx.Exec(ctx, addColumns("pg_temp."+sqlident.Quote(tt.stage), missing)); err != nil {
 			return fmt.Errorf("adding columns to the staging table: %w", err)
 		}
 	}
@@ -277,7 +261,7 @@ func (s *changeSource) Err() error { return s.err }
 // fenced checkpoint rows.
 func (x *Tx) Checkpoint(ctx context.Context, cps []sinks.Checkpoint) (err error) {
 	defer markLockTimeout(&err)
-	if err := x.usable(); err != nil {
+	if err := x.guard.Check(); err != nil {
 		return err
 	}
 	if len(cps) == 0 {
@@ -330,7 +314,7 @@ func (x *Tx) writeCheckpoints(ctx context.Context, cps []sinks.Checkpoint) error
 		WHERE EXCLUDED.resolved >= c.resolved`,
 		groups, topics, parts, resolved, offsets)
 	if err != nil {
-		return x.fail(fmt.Errorf("postgres: writing %d checkpoints to %s: %w", len(groups), x.w.qualified(sinks.CheckpointsTable), err))
+		return x.guard.Fail(fmt.Errorf("postgres: writing %d checkpoints to %s: %w", len(groups), x.w.qualified(sinks.CheckpointsTable), err))
 	}
 	return nil
 }
@@ -340,16 +324,16 @@ func (x *Tx) writeCheckpoints(ctx context.Context, cps []sinks.Checkpoint) error
 // it is visible.
 func (x *Tx) Commit(ctx context.Context) (err error) {
 	defer markLockTimeout(&err)
-	if x.done {
-		if fe := (*sinks.FencedError)(nil); errors.As(x.err, &fe) {
+	if x.guard.Ended() {
+		if fe := (*sinks.FencedError)(nil); errors.As(x.guard.Err(), &fe) {
 			// Fence rolled back already; say why, not just that it ended.
-			return x.err
+			return x.guard.Err()
 		}
 		return errors.New("postgres: transaction already ended")
 	}
-	if x.err != nil {
+	if x.guard.Err() != nil {
 		x.end(ctx)
-		return fmt.Errorf("postgres: commit of a failed transaction (rolled back): %w", x.err)
+		return fmt.Errorf("postgres: commit of a failed transaction (rolled back): %w", x.guard.Err())
 	}
 	if len(x.held) > 0 {
 		// The fence first: the merges below are the window's long part,
@@ -375,7 +359,7 @@ func (x *Tx) Commit(ctx context.Context) (err error) {
 		}
 		start := time.Now()
 		if err := x.merge(ctx, tt); err != nil {
-			x.fail(err)
+			x.guard.Fail(err)
 			x.end(ctx)
 			return err
 		}
@@ -385,7 +369,7 @@ func (x *Tx) Commit(ctx context.Context) (err error) {
 	start := time.Now()
 	err = x.tx.Commit(ctx)
 	x.w.log.Debug("postgres window committed", zap.Duration("commit", time.Since(start)), zap.Error(err))
-	x.done = true
+	x.guard.End()
 	x.w.release(x.conn)
 	if err != nil {
 		return fmt.Errorf("postgres: COMMIT (the window is not applied): %w", err)
@@ -400,24 +384,24 @@ func (x *Tx) Commit(ctx context.Context) (err error) {
 // version per key and HLC), so a replay leaves it alone. Then the changelog
 // keeps every (key, _hw_updated) once.
 func (x *Tx) merge(ctx context.Context, tt *txTable) error {
-	upd, op := quoteIdent(sinks.UpdatedColumn), quoteIdent(sinks.OpColumn)
+	upd, op := sqlident.Quote(sinks.UpdatedColumn), sqlident.Quote(sinks.OpColumn)
 	target := x.w.qualified(tt.name)
-	stage := "pg_temp." + quoteIdent(tt.stage)
+	stage := "pg_temp." + sqlident.Quote(tt.stage)
 	keys := identList(tt.key)
 	cols := tt.stageCols.order
 	var on, set []string
 	for _, k := range tt.key {
-		on = append(on, "t."+quoteIdent(k)+" = l."+quoteIdent(k))
+		on = append(on, "t."+sqlident.Quote(k)+" = l."+sqlident.Quote(k))
 	}
 	for _, c := range cols {
 		if !slices.Contains(tt.key, c) {
-			set = append(set, quoteIdent(c)+" = EXCLUDED."+quoteIdent(c))
+			set = append(set, sqlident.Quote(c)+" = EXCLUDED."+sqlident.Quote(c))
 		}
 	}
 	set = append(set, upd+" = EXCLUDED."+upd)
 	colList := identList(cols) + ", " + upd
 	sql := `WITH latest AS (
-	SELECT DISTINCT ON (` + keys + `) * FROM ` + stage + ` ORDER BY ` + keys + `, ` + upd + ` DESC, ` + quoteIdent(seqColumn) + ` DESC
+	SELECT DISTINCT ON (` + keys + `) * FROM ` + stage + ` ORDER BY ` + keys + `, ` + upd + ` DESC, ` + sqlident.Quote(seqColumn) + ` DESC
 ), deleted AS (
 	DELETE FROM ` + target + ` AS t USING latest AS l
 	WHERE l.` + op + ` = 'delete' AND ` + strings.Join(on, " AND ") + ` AND t.` + upd + ` < l.` + upd + `
@@ -451,7 +435,7 @@ WHERE t.` + upd + ` < EXCLUDED.` + upd
 // Rollback abandons the transaction; it is a no-op after Commit or
 // Rollback.
 func (x *Tx) Rollback(ctx context.Context) error {
-	if x.done {
+	if x.guard.Ended() {
 		return nil
 	}
 	return x.end(ctx)
@@ -459,7 +443,7 @@ func (x *Tx) Rollback(ctx context.Context) error {
 
 // end rolls back and hands the connection back.
 func (x *Tx) end(ctx context.Context) error {
-	x.done = true
+	x.guard.End()
 	err := x.tx.Rollback(ctx)
 	x.w.release(x.conn)
 	if err != nil && !x.conn.IsClosed() {

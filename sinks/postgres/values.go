@@ -1,7 +1,6 @@
 package postgres
 
 import (
-	"encoding/hex"
 	"fmt"
 	"math/big"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgtype"
 
 	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/sinks"
 )
 
 // toPG converts a decoded value (Go types as documented on schemas.Kind) to
@@ -74,7 +74,7 @@ func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
 		}
 	case schemas.KindUUID:
 		if x, ok := v.(string); ok {
-			u, err := parseUUID(x)
+			u, err := sinks.ParseUUID(x)
 			if err != nil {
 				return nil, err
 			}
@@ -142,23 +142,6 @@ func constrainedDecimal(t schemas.Type) bool {
 
 func hlcToPG(h schemas.HLC) pgtype.Numeric {
 	return pgtype.Numeric{Int: h.Unscaled(), Exp: -10, Valid: true}
-}
-
-// parseUUID parses the canonical hyphenated form (any case), and the
-// 32-digit form without hyphens.
-func parseUUID(s string) ([16]byte, error) {
-	var u [16]byte
-	h := s
-	if len(s) == 36 && s[8] == '-' && s[13] == '-' && s[18] == '-' && s[23] == '-' {
-		h = s[:8] + s[9:13] + s[14:18] + s[19:23] + s[24:]
-	}
-	if len(h) != 32 {
-		return u, fmt.Errorf("invalid UUID %q", truncate(s))
-	}
-	if _, err := hex.Decode(u[:], []byte(h)); err != nil {
-		return u, fmt.Errorf("invalid UUID %q", truncate(s))
-	}
-	return u, nil
 }
 
 func truncate(s string) string {

@@ -64,12 +64,6 @@ type Harness struct {
 	Second func(t *testing.T, opts sinks.Options) sinks.Writer
 }
 
-// QuoteIdent quotes ident as ANSI SQL does (DuckDB, PostgreSQL): in double
-// quotes, with embedded double quotes doubled.
-func QuoteIdent(ident string) string {
-	return `"` + strings.ReplaceAll(ident, `"`, `""`) + `"`
-}
-
 // QueryDB returns a Harness.Query that runs queries through db and scans
 // every column as text. It suits any database/sql driver whose columns
 // convert to strings; the suite casts its columns to VARCHAR.
