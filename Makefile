@@ -55,7 +55,7 @@ check-deploy: build
 ## demo: the whole pipeline on an embedded broker, registry and DuckDB file.
 ## The first build compiles DuckDB's C++ through cgo: say so before it starts.
 demo:
-	@echo "Building $(BIN). The first build compiles DuckDB (C++, cgo) and takes about 4 minutes on 2 cores; later builds take seconds."
+	@echo "Building $(BIN). The first build compiles DuckDB (C++, cgo) and takes 3-4 minutes on 2 cores; later builds take seconds."
 	@$(GO) build -ldflags "$(LDFLAGS)" -o $(BIN) ./cmd/highwater
 	$(BIN) demo
 

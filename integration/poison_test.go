@@ -272,7 +272,7 @@ func playPoisoned(t *testing.T, f *feed, k *poisonKit) schemas.HLC {
 }
 
 // startPolicyMember runs an in-process member with a poison policy; it
-// fetches schemas through processor.SchemaSource, as `highwater run` does.
+// fetches schemas from the registry, as `highwater run` does.
 func startPolicyMember(t *testing.T, f *feed, wh warehouse, group, sinkURL string, policy processor.ErrorPolicy) *member {
 	t.Helper()
 	log := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))

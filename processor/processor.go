@@ -74,9 +74,9 @@ type Config struct {
 	PollRecords int
 
 	// OnError is what happens to a poison record, one that can never be
-	// decoded or applied (see ErrorPolicy). Default OnErrorFail. Decoder
-	// should fetch its schemas through SchemaSource, so that a failing
-	// registry is retried rather than taken for poison.
+	// decoded or applied (see ErrorPolicy). Default OnErrorFail. A
+	// registry that fails is retried, never taken for poison: the decoder
+	// marks such errors schemas.ErrSchemaUnavailable.
 	OnError ErrorPolicy
 	// DeadLetterTopic receives poison records with OnErrorDLQ; it is
 	// created if missing. Default "<Group>.dlq".
