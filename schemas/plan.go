@@ -548,7 +548,36 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 	if !hasUpdated {
 		return ErrNoUpdated
 	}
+	p.table.Name = qualifiedTableName(t, p.table.Name)
+	if p.before != nil {
+		p.before.Name = qualifiedTableName(t, p.before.Name)
+	}
 	return nil
+}
+
+// qualifiedTableName returns the table's identity: bare, the row record's
+// unescaped name, or db.schema.table for a changefeed WITH full_table_name.
+// CockroachDB names the envelope record after avro_schema_prefix + the
+// target's statement-time name, which full_table_name qualifies
+// (db.public.table), while the row record keeps the bare table name; so
+// two tables of one name in two databases differ only in the envelope's
+// name (encoder_avro.go rawTableName, changefeed_stmt.go
+// getChangefeedTargetName).
+func qualifiedTableName(env *avro.RecordSchema, bare string) string {
+	name, err := UnescapeName(env.Name())
+	if err != nil {
+		return bare
+	}
+	name, ok := strings.CutSuffix(name, "_envelope")
+	if !ok {
+		return bare
+	}
+	// The namespace is the avro_schema_prefix, which also prefixes the name.
+	name = strings.TrimPrefix(name, env.Namespace())
+	if name == bare || !strings.HasSuffix(name, "."+bare) || strings.Count(name[:len(name)-len(bare)], ".") < 2 {
+		return bare
+	}
+	return name
 }
 
 func compileKey(id int, text string, maxDepth int) *keyPlan {

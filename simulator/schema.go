@@ -176,8 +176,8 @@ type envelopeOpts struct {
 
 // valueSchema is the wrapped envelope (avro.go NewEnvelopeRecord, §2.1):
 // before? (previous descriptor version), after, updated?, mvcc_timestamp?.
-func valueSchema(tableName string, o envelopeOpts, before, after *tableSchema) string {
-	inner := schemas.SQLNameToAvroName(tableName)
+func valueSchema(tableName, bare string, o envelopeOpts, before, after *tableSchema) string {
+	inner := schemas.SQLNameToAvroName(bare)
 	var fs []*avroField
 	if o.diff {
 		rec := &avroRecord{SchemaType: "record", Name: inner + "_before", Fields: before.fields(), Namespace: o.prefix}
@@ -280,7 +280,7 @@ func (s *Sim) valueCodec(ctx context.Context, t *table, before, after int) (*val
 	if vc, ok := t.values[[2]int{before, after}]; ok {
 		return vc, nil
 	}
-	sch := valueSchema(t.name, s.env, t.versions[before], t.versions[after])
+	sch := valueSchema(t.name, t.bare, s.env, t.versions[before], t.versions[after])
 	codec, err := goavro.NewCodec(sch)
 	if err != nil {
 		return nil, fmt.Errorf("value schema: %w", err)
@@ -289,7 +289,7 @@ func (s *Sim) valueCodec(ctx context.Context, t *table, before, after int) (*val
 	if err != nil {
 		return nil, err
 	}
-	inner := schemas.SQLNameToAvroName(t.name)
+	inner := schemas.SQLNameToAvroName(t.bare)
 	vc := &valueCodec{codec: codec, header: header(id),
 		beforeName: fullName(s.opts.SchemaPrefix, inner+"_before"), afterName: fullName(s.opts.SchemaPrefix, inner),
 		before: t.versions[before], after: t.versions[after]}

@@ -36,6 +36,11 @@ type TableDef struct {
 	PrimaryKey []string
 	// Enums declares ENUM types the table uses, like Options.Enums.
 	Enums map[string][]string
+	// Database is the table's database ("defaultdb" when empty). It shows
+	// only with Options.FullTableName, where the table is named
+	// "<Database>.public.<Name>" in topics, subjects, the envelope record,
+	// the simulator's API and its Oracle.
+	Database string
 }
 
 // Options configure a Sim: where it writes and which changefeed options it
@@ -58,6 +63,11 @@ type Options struct {
 	SchemaPrefix string
 	// TopicPrefix is the Kafka URI's topic_prefix.
 	TopicPrefix string
+	// FullTableName mimics the changefeed option full_table_name: topics,
+	// subjects, the key record and the envelope record are named after
+	// "<database>.public.<table>" (escaped), the row records after the bare
+	// table. Tables are then addressed by that qualified name.
+	FullTableName bool
 	// ResolvedV1 mimics the v1 (sarama) Kafka sink: the resolved schema is
 	// "<topic>_envelope" under "<topic>-value". By default it mimics the v2
 	// sink: "_envelope" under subject "-value", one payload for all topics.
@@ -287,10 +297,18 @@ func (s *Sim) buildTable(def TableDef) (*table, error) {
 		}
 		sch.key = append(sch.key, i)
 	}
-	topic := schemas.SQLNameToKafkaName(s.opts.TopicPrefix + def.Name)
-	sub := schemas.SQLNameToKafkaName(s.opts.SchemaPrefix + def.Name)
+	name := def.Name
+	if s.opts.FullTableName {
+		db := def.Database
+		if db == "" {
+			db = "defaultdb"
+		}
+		name = db + ".public." + def.Name
+	}
+	topic := schemas.SQLNameToKafkaName(s.opts.TopicPrefix + name)
+	sub := schemas.SQLNameToKafkaName(s.opts.SchemaPrefix + name)
 	return &table{
-		name: def.Name, topic: topic, keySubject: sub + "-key", valSubject: sub + "-value",
+		name: name, bare: def.Name, topic: topic, keySubject: sub + "-key", valSubject: sub + "-value",
 		versions: []*tableSchema{sch}, values: map[[2]int]*valueCodec{}, rows: map[string]*rowState{},
 	}, nil
 }

@@ -10,7 +10,11 @@ import (
 )
 
 type table struct {
+	// name is the statement-time name: the table, or db.public.table
+	// WITH full_table_name. bare is the table's own name, which the row
+	// records carry either way.
 	name       string
+	bare       string
 	topic      string
 	keySubject string
 	valSubject string
