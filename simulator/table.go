@@ -103,11 +103,23 @@ type rowVersion struct {
 }
 
 func (s *Sim) table(name string) (*table, error) {
-	t, ok := s.byName[name]
-	if !ok {
+	if t, ok := s.byName[name]; ok {
+		return t, nil
+	}
+	// WITH full_table_name a bare name finds the one table of that name.
+	var found *table
+	for _, t := range s.tables {
+		if t.bare == name && t.name != name {
+			if found != nil {
+				return nil, fmt.Errorf("simulator: table %q is ambiguous (%q, %q): use the full name", name, found.name, t.name)
+			}
+			found = t
+		}
+	}
+	if found == nil {
 		return nil, fmt.Errorf("simulator: unknown table %q", name)
 	}
-	return t, nil
+	return found, nil
 }
 
 func (t *table) normalizeKey(key []any) ([]any, error) {
