@@ -3,6 +3,7 @@ package schemas
 import (
 	"context"
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -115,6 +116,32 @@ func TestOtherFormatsAreRefusedNamingFormatAvro(t *testing.T) {
 			if !strings.Contains(err.Error(), want) {
 				t.Errorf("%s: error %q does not contain %q", tc.name, err, want)
 			}
+		}
+	}
+}
+
+// WITH virtual_columns = 'null' a virtual computed column is in every row
+// record with a NULL value, even when declared NOT NULL: the column model
+// must say nullable, or a warehouse would refuse the NULLs.
+func TestVirtualColumnsAreNullable(t *testing.T) {
+	for _, tc := range []struct {
+		hint     string
+		nullable bool
+	}{
+		{"v INT8 NOT NULL AS (a + 1) VIRTUAL", true},
+		{"v INT8 NULL AS (a + 1) VIRTUAL", true},
+		{`"V" STRING NOT NULL AS (lower(b)) VIRTUAL`, true},
+		{"v INT8 NOT NULL AS (a + 1) STORED", false},
+		{"v INT8 NOT NULL", false},
+	} {
+		schema := `{"type":"record","name":"foo","fields":[{"type":["null","long"],"name":"a","default":null,"__crdb__":"a INT8 NOT NULL"},` +
+			`{"type":["null","long"],"name":"v","default":null,"__crdb__":` + strconv.Quote(tc.hint) + `}]}`
+		p := compileKey(1, schema, defaultMaxSchemaDepth)
+		if p.err != nil {
+			t.Fatalf("%s: %v", tc.hint, p.err)
+		}
+		if got := p.cols[1].Nullable; got != tc.nullable {
+			t.Errorf("%s: nullable %v, want %v", tc.hint, got, tc.nullable)
 		}
 	}
 }

@@ -60,6 +60,12 @@ func parseCRDBHint(h string) (sqlType string, nullable bool) {
 	return rest, true
 }
 
+// virtualHint reports whether a __crdb__ hint is a virtual computed column's
+// ("<col> <TYPE> NULL|NOT NULL AS (<expr>) VIRTUAL"). CockroachDB leaves such
+// columns out of its messages unless the changefeed has virtual_columns =
+// 'null', which sends them NULL whatever their declared nullability.
+func virtualHint(h string) bool { return strings.HasSuffix(h, ") VIRTUAL") }
+
 // sqlBase returns the upper-cased base name of a SQL type: the text before
 // any "(", "[" or space, with "TIMESTAMP ... WITH TIME ZONE" as TIMESTAMPTZ.
 func sqlBase(sqlType string) string {
@@ -105,6 +111,9 @@ func (c *compiler) column(f *avro.Field, where string) (Column, *node, error) {
 	hint, hinted := crdbHint(f)
 	if hinted {
 		col.SQLType, col.Nullable = parseCRDBHint(hint)
+		if virtualHint(hint) {
+			col.Nullable = true
+		}
 	}
 	t, n, err := c.columnType(f.Type(), col.SQLType, hinted)
 	if err != nil {

@@ -48,6 +48,7 @@ type column struct {
 	dflt     string // SQL default expression, "" for none
 	crdb     string // the __crdb__ metadata
 	dfn      func(*Sim, schemas.HLC) any
+	virtual  bool // a virtual computed column: always NULL (virtual_columns = 'null')
 }
 
 func newColumn(def ColumnDef, enums map[string][]string) (*column, error) {
@@ -60,6 +61,14 @@ func newColumn(def ColumnDef, enums map[string][]string) (*column, error) {
 	}
 	c := &column{name: def.Name, avroName: schemas.SQLNameToAvroName(def.Name), typ: t, notNull: def.NotNull, dflt: def.Default}
 	c.crdb = crdbColumnString(def.Name, t.sql, def.NotNull, def.Default)
+	if def.Virtual != "" {
+		if def.Default != "" {
+			return nil, fmt.Errorf("column %q: a computed column cannot have a DEFAULT", def.Name)
+		}
+		// ColumnDescriptor.SQLStringNotHumanReadable of a computed column.
+		c.crdb += " AS (" + def.Virtual + ") VIRTUAL"
+		c.virtual = true
+	}
 	return c, nil
 }
 

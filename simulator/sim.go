@@ -25,6 +25,11 @@ type ColumnDef struct {
 	Type    string
 	NotNull bool
 	Default string
+	// Virtual, when set, makes the column a virtual computed column with
+	// this expression (`AS (Virtual) VIRTUAL`), emitted as the changefeed
+	// option virtual_columns = 'null' does: present in every row record,
+	// its value always NULL (also in the Oracle), whatever is written to it.
+	Virtual string
 }
 
 // TableDef declares a table. Columns are in table order; PrimaryKey lists
@@ -275,6 +280,9 @@ func (s *Sim) buildTable(def TableDef) (*table, error) {
 	}
 	for _, cd := range cols {
 		if pk[cd.Name] {
+			if cd.Virtual != "" {
+				return nil, fmt.Errorf("primary key column %q: the simulator's virtual columns are always NULL", cd.Name)
+			}
 			cd.NotNull = true // primary-key columns are implicitly NOT NULL
 		}
 		c, err := s.newColumn(cd)

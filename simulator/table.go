@@ -153,6 +153,9 @@ func (s *Sim) rowValues(t *table, row map[string]any, ts schemas.HLC) ([]any, er
 	}
 	vals := make([]any, len(sch.cols))
 	for i, c := range sch.cols {
+		if c.virtual {
+			continue // virtual_columns = 'null'
+		}
 		v, present := row[c.name]
 		var err error
 		if present {
