@@ -81,7 +81,8 @@ type Record struct {
 	// Updated is the row's `updated` timestamp, or the resolved timestamp.
 	Updated HLC
 	// Table is the unescaped SQL table name ("table.family" with
-	// split_column_families); "" for resolved messages.
+	// split_column_families, "db.schema.table" with full_table_name); ""
+	// for resolved messages.
 	Table string
 	// Key is the Avro body of the Kafka key (after the 5-byte header): the
 	// row's identity. It aliases the key argument.

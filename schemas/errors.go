@@ -53,6 +53,12 @@ func (e *DecodeError) Error() string {
 // Unwrap returns the underlying error.
 func (e *DecodeError) Unwrap() error { return e.Err }
 
+// notAvroHint says which changefeed options give messages highwater reads:
+// a message without the Confluent header is another format (format = json
+// starts with '{', format = protobuf with a field tag such as 0x0a) or was
+// written without a registry.
+const notAvroHint = "not Confluent Avro: highwater reads only changefeeds created WITH format = avro, confluent_schema_registry = '...'; format = json, csv, parquet and protobuf are refused"
+
 // FrameHeaderSize is the length of the Confluent wire-format header: the
 // magic byte 0 and a 4-byte big-endian schema id.
 const FrameHeaderSize = 5
@@ -61,10 +67,10 @@ const FrameHeaderSize = 5
 // body. The body aliases b.
 func ParseFrame(b []byte) (id int, body []byte, err error) {
 	if len(b) < FrameHeaderSize {
-		return -1, nil, fmt.Errorf("%w: %d bytes, shorter than the 5-byte header", ErrBadFrame, len(b))
+		return -1, nil, fmt.Errorf("%w: %d bytes, shorter than the 5-byte header (%s)", ErrBadFrame, len(b), notAvroHint)
 	}
 	if b[0] != 0 {
-		return -1, nil, fmt.Errorf("%w: magic byte 0x%02x, want 0x00", ErrBadFrame, b[0])
+		return -1, nil, fmt.Errorf("%w: magic byte 0x%02x, want 0x00 (%s)", ErrBadFrame, b[0], notAvroHint)
 	}
 	return int(int32(binary.BigEndian.Uint32(b[1:5]))), b[5:], nil
 }

@@ -60,6 +60,12 @@ func parseCRDBHint(h string) (sqlType string, nullable bool) {
 	return rest, true
 }
 
+// virtualHint reports whether a __crdb__ hint is a virtual computed column's
+// ("<col> <TYPE> NULL|NOT NULL AS (<expr>) VIRTUAL"). CockroachDB leaves such
+// columns out of its messages unless the changefeed has virtual_columns =
+// 'null', which sends them NULL whatever their declared nullability.
+func virtualHint(h string) bool { return strings.HasSuffix(h, ") VIRTUAL") }
+
 // sqlBase returns the upper-cased base name of a SQL type: the text before
 // any "(", "[" or space, with "TIMESTAMP ... WITH TIME ZONE" as TIMESTAMPTZ.
 func sqlBase(sqlType string) string {
@@ -105,6 +111,9 @@ func (c *compiler) column(f *avro.Field, where string) (Column, *node, error) {
 	hint, hinted := crdbHint(f)
 	if hinted {
 		col.SQLType, col.Nullable = parseCRDBHint(hint)
+		if virtualHint(hint) {
+			col.Nullable = true
+		}
 	}
 	t, n, err := c.columnType(f.Type(), col.SQLType, hinted)
 	if err != nil {
@@ -548,7 +557,36 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 	if !hasUpdated {
 		return ErrNoUpdated
 	}
+	p.table.Name = qualifiedTableName(t, p.table.Name)
+	if p.before != nil {
+		p.before.Name = qualifiedTableName(t, p.before.Name)
+	}
 	return nil
+}
+
+// qualifiedTableName returns the table's identity: bare, the row record's
+// unescaped name, or db.schema.table for a changefeed WITH full_table_name.
+// CockroachDB names the envelope record after avro_schema_prefix + the
+// target's statement-time name, which full_table_name qualifies
+// (db.public.table), while the row record keeps the bare table name; so
+// two tables of one name in two databases differ only in the envelope's
+// name (encoder_avro.go rawTableName, changefeed_stmt.go
+// getChangefeedTargetName).
+func qualifiedTableName(env *avro.RecordSchema, bare string) string {
+	name, err := UnescapeName(env.Name())
+	if err != nil {
+		return bare
+	}
+	name, ok := strings.CutSuffix(name, "_envelope")
+	if !ok {
+		return bare
+	}
+	// The namespace is the avro_schema_prefix, which also prefixes the name.
+	name = strings.TrimPrefix(name, env.Namespace())
+	if name == bare || !strings.HasSuffix(name, "."+bare) || strings.Count(name[:len(name)-len(bare)], ".") < 2 {
+		return bare
+	}
+	return name
 }
 
 func compileKey(id int, text string, maxDepth int) *keyPlan {

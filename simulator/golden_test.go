@@ -45,8 +45,8 @@ func TestSchemaGoldens(t *testing.T) {
 	snow := mustTable(t, TableDef{Name: "☃", Columns: []ColumnDef{{Name: "🍦", Type: "INT"}}, PrimaryKey: []string{"🍦"}})
 	cases := []struct{ name, got, want string }{
 		{"key", keySchema("foo", "", v), goldenFooKey},
-		{"value default", valueSchema("foo", envelopeOpts{}, v, v), goldenFooValue},
-		{"value diff updated mvcc", valueSchema("foo", envelopeOpts{diff: true, updated: true, mvcc: true}, v, v), goldenFooValueFull},
+		{"value default", valueSchema("foo", "foo", envelopeOpts{}, v, v), goldenFooValue},
+		{"value diff updated mvcc", valueSchema("foo", "foo", envelopeOpts{diff: true, updated: true, mvcc: true}, v, v), goldenFooValueFull},
 		{"resolved v1", resolvedSchema("foo", ""), goldenResolvedV1},
 		{"resolved v2", resolvedSchema("", ""), goldenResolvedV2},
 		// TestAvroSchema/escaping: the key schema and the table record are the same string.
@@ -55,8 +55,15 @@ func TestSchemaGoldens(t *testing.T) {
 		// §8.2 with avro_schema_prefix=super.
 		{"prefix key", keySchema("foo", "super", v),
 			`{"type":"record","name":"superfoo","fields":[{"type":["null","long"],"name":"a","default":null,"__crdb__":"a INT8 NOT NULL"}],"namespace":"super"}`},
-		{"prefix value", valueSchema("foo", envelopeOpts{updated: true, prefix: "super"}, v, v),
+		{"prefix value", valueSchema("foo", "foo", envelopeOpts{updated: true, prefix: "super"}, v, v),
 			`{"type":"record","name":"superfoo_envelope","fields":[{"type":["null",{"type":"record","name":"foo","fields":[{"type":["null","long"],"name":"a","default":null,"__crdb__":"a INT8 NOT NULL"},{"type":["null","string"],"name":"b","default":null,"__crdb__":"b STRING NULL"}],"namespace":"super"}],"name":"after","default":null},{"type":["null","string"],"name":"updated","default":null}],"namespace":"super"}`},
+		// full_table_name with avro_schema_prefix=super: key and envelope
+		// after prefix + db.public.table, the row record after the bare table
+		// (encoder_avro.go rawTableName).
+		{"full name key", keySchema("movr.public.foo", "super", v),
+			`{"type":"record","name":"supermovr_u002e_public_u002e_foo","fields":[{"type":["null","long"],"name":"a","default":null,"__crdb__":"a INT8 NOT NULL"}],"namespace":"super"}`},
+		{"full name value", valueSchema("movr.public.foo", "foo", envelopeOpts{updated: true, prefix: "super"}, v, v),
+			`{"type":"record","name":"supermovr_u002e_public_u002e_foo_envelope","fields":[{"type":["null",{"type":"record","name":"foo","fields":[{"type":["null","long"],"name":"a","default":null,"__crdb__":"a INT8 NOT NULL"},{"type":["null","string"],"name":"b","default":null,"__crdb__":"b STRING NULL"}],"namespace":"super"}],"name":"after","default":null},{"type":["null","string"],"name":"updated","default":null}],"namespace":"super"}`},
 	}
 	for _, c := range cases {
 		if c.got != c.want {

@@ -50,7 +50,8 @@ func (o *Oracle) Tables() []string {
 // Columns returns the column names of table's current schema version, in
 // table order.
 func (o *Oracle) Columns(table string) []string {
-	t, ok := o.s.byName[table]
+	t, err := o.s.table(table)
+	ok := err == nil
 	if !ok {
 		return nil
 	}
@@ -66,7 +67,8 @@ func (o *Oracle) Columns(table string) []string {
 
 // Rows returns the table AS OF SYSTEM TIME at, sorted by primary key.
 func (o *Oracle) Rows(table string, at schemas.HLC) []Row {
-	t, ok := o.s.byName[table]
+	t, err := o.s.table(table)
+	ok := err == nil
 	if !ok {
 		return nil
 	}
@@ -93,7 +95,8 @@ func (o *Oracle) Rows(table string, at schemas.HLC) []Row {
 // Versions returns every version ever emitted for table, once each, in HLC
 // order (ties, i.e. one transaction, by primary key).
 func (o *Oracle) Versions(table string) []Version {
-	t, ok := o.s.byName[table]
+	t, err := o.s.table(table)
+	ok := err == nil
 	if !ok {
 		return nil
 	}

@@ -48,6 +48,7 @@ type column struct {
 	dflt     string // SQL default expression, "" for none
 	crdb     string // the __crdb__ metadata
 	dfn      func(*Sim, schemas.HLC) any
+	virtual  bool // a virtual computed column: always NULL (virtual_columns = 'null')
 }
 
 func newColumn(def ColumnDef, enums map[string][]string) (*column, error) {
@@ -60,6 +61,14 @@ func newColumn(def ColumnDef, enums map[string][]string) (*column, error) {
 	}
 	c := &column{name: def.Name, avroName: schemas.SQLNameToAvroName(def.Name), typ: t, notNull: def.NotNull, dflt: def.Default}
 	c.crdb = crdbColumnString(def.Name, t.sql, def.NotNull, def.Default)
+	if def.Virtual != "" {
+		if def.Default != "" {
+			return nil, fmt.Errorf("column %q: a computed column cannot have a DEFAULT", def.Name)
+		}
+		// ColumnDescriptor.SQLStringNotHumanReadable of a computed column.
+		c.crdb += " AS (" + def.Virtual + ") VIRTUAL"
+		c.virtual = true
+	}
 	return c, nil
 }
 
@@ -176,8 +185,8 @@ type envelopeOpts struct {
 
 // valueSchema is the wrapped envelope (avro.go NewEnvelopeRecord, §2.1):
 // before? (previous descriptor version), after, updated?, mvcc_timestamp?.
-func valueSchema(tableName string, o envelopeOpts, before, after *tableSchema) string {
-	inner := schemas.SQLNameToAvroName(tableName)
+func valueSchema(tableName, bare string, o envelopeOpts, before, after *tableSchema) string {
+	inner := schemas.SQLNameToAvroName(bare)
 	var fs []*avroField
 	if o.diff {
 		rec := &avroRecord{SchemaType: "record", Name: inner + "_before", Fields: before.fields(), Namespace: o.prefix}
@@ -280,7 +289,7 @@ func (s *Sim) valueCodec(ctx context.Context, t *table, before, after int) (*val
 	if vc, ok := t.values[[2]int{before, after}]; ok {
 		return vc, nil
 	}
-	sch := valueSchema(t.name, s.env, t.versions[before], t.versions[after])
+	sch := valueSchema(t.name, t.bare, s.env, t.versions[before], t.versions[after])
 	codec, err := goavro.NewCodec(sch)
 	if err != nil {
 		return nil, fmt.Errorf("value schema: %w", err)
@@ -289,7 +298,7 @@ func (s *Sim) valueCodec(ctx context.Context, t *table, before, after int) (*val
 	if err != nil {
 		return nil, err
 	}
-	inner := schemas.SQLNameToAvroName(t.name)
+	inner := schemas.SQLNameToAvroName(t.bare)
 	vc := &valueCodec{codec: codec, header: header(id),
 		beforeName: fullName(s.opts.SchemaPrefix, inner+"_before"), afterName: fullName(s.opts.SchemaPrefix, inner),
 		before: t.versions[before], after: t.versions[after]}

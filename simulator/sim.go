@@ -25,6 +25,11 @@ type ColumnDef struct {
 	Type    string
 	NotNull bool
 	Default string
+	// Virtual, when set, makes the column a virtual computed column with
+	// this expression (`AS (Virtual) VIRTUAL`), emitted as the changefeed
+	// option virtual_columns = 'null' does: present in every row record,
+	// its value always NULL (also in the Oracle), whatever is written to it.
+	Virtual string
 }
 
 // TableDef declares a table. Columns are in table order; PrimaryKey lists
@@ -36,6 +41,11 @@ type TableDef struct {
 	PrimaryKey []string
 	// Enums declares ENUM types the table uses, like Options.Enums.
 	Enums map[string][]string
+	// Database is the table's database ("defaultdb" when empty). It shows
+	// only with Options.FullTableName, where the table is named
+	// "<Database>.public.<Name>" in topics, subjects, the envelope record,
+	// the simulator's API and its Oracle.
+	Database string
 }
 
 // Options configure a Sim: where it writes and which changefeed options it
@@ -58,6 +68,11 @@ type Options struct {
 	SchemaPrefix string
 	// TopicPrefix is the Kafka URI's topic_prefix.
 	TopicPrefix string
+	// FullTableName mimics the changefeed option full_table_name: topics,
+	// subjects, the key record and the envelope record are named after
+	// "<database>.public.<table>" (escaped), the row records after the bare
+	// table. Tables are then addressed by that qualified name.
+	FullTableName bool
 	// ResolvedV1 mimics the v1 (sarama) Kafka sink: the resolved schema is
 	// "<topic>_envelope" under "<topic>-value". By default it mimics the v2
 	// sink: "_envelope" under subject "-value", one payload for all topics.
@@ -265,6 +280,9 @@ func (s *Sim) buildTable(def TableDef) (*table, error) {
 	}
 	for _, cd := range cols {
 		if pk[cd.Name] {
+			if cd.Virtual != "" {
+				return nil, fmt.Errorf("primary key column %q: the simulator's virtual columns are always NULL", cd.Name)
+			}
 			cd.NotNull = true // primary-key columns are implicitly NOT NULL
 		}
 		c, err := s.newColumn(cd)
@@ -287,10 +305,18 @@ func (s *Sim) buildTable(def TableDef) (*table, error) {
 		}
 		sch.key = append(sch.key, i)
 	}
-	topic := schemas.SQLNameToKafkaName(s.opts.TopicPrefix + def.Name)
-	sub := schemas.SQLNameToKafkaName(s.opts.SchemaPrefix + def.Name)
+	name := def.Name
+	if s.opts.FullTableName {
+		db := def.Database
+		if db == "" {
+			db = "defaultdb"
+		}
+		name = db + ".public." + def.Name
+	}
+	topic := schemas.SQLNameToKafkaName(s.opts.TopicPrefix + name)
+	sub := schemas.SQLNameToKafkaName(s.opts.SchemaPrefix + name)
 	return &table{
-		name: def.Name, topic: topic, keySubject: sub + "-key", valSubject: sub + "-value",
+		name: name, bare: def.Name, topic: topic, keySubject: sub + "-key", valSubject: sub + "-value",
 		versions: []*tableSchema{sch}, values: map[[2]int]*valueCodec{}, rows: map[string]*rowState{},
 	}, nil
 }

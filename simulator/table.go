@@ -10,7 +10,11 @@ import (
 )
 
 type table struct {
+	// name is the statement-time name: the table, or db.public.table
+	// WITH full_table_name. bare is the table's own name, which the row
+	// records carry either way.
 	name       string
+	bare       string
 	topic      string
 	keySubject string
 	valSubject string
@@ -99,11 +103,23 @@ type rowVersion struct {
 }
 
 func (s *Sim) table(name string) (*table, error) {
-	t, ok := s.byName[name]
-	if !ok {
+	if t, ok := s.byName[name]; ok {
+		return t, nil
+	}
+	// WITH full_table_name a bare name finds the one table of that name.
+	var found *table
+	for _, t := range s.tables {
+		if t.bare == name && t.name != name {
+			if found != nil {
+				return nil, fmt.Errorf("simulator: table %q is ambiguous (%q, %q): use the full name", name, found.name, t.name)
+			}
+			found = t
+		}
+	}
+	if found == nil {
 		return nil, fmt.Errorf("simulator: unknown table %q", name)
 	}
-	return t, nil
+	return found, nil
 }
 
 func (t *table) normalizeKey(key []any) ([]any, error) {
@@ -137,6 +153,9 @@ func (s *Sim) rowValues(t *table, row map[string]any, ts schemas.HLC) ([]any, er
 	}
 	vals := make([]any, len(sch.cols))
 	for i, c := range sch.cols {
+		if c.virtual {
+			continue // virtual_columns = 'null'
+		}
 		v, present := row[c.name]
 		var err error
 		if present {

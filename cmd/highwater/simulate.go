@@ -33,6 +33,8 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 	reorder := fs.Bool("reorder", false, "interleave rows across keys between resolved timestamps")
 	diff := fs.Bool("diff", true, "include the before image (WITH diff)")
 	prefix := fs.String("topic-prefix", "", "topic name prefix")
+	schemaPrefix := fs.String("avro-schema-prefix", "", "mimic the changefeed option avro_schema_prefix (subjects, record names, namespace)")
+	fullName := fs.Bool("full-table-name", false, "mimic the changefeed option full_table_name: topics, subjects and envelopes named defaultdb.public.<table>")
 	seed := fs.Int64("seed", 1, "random seed (0: time-based)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
@@ -45,6 +47,8 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 			Partitions:    *partitions,
 			Diff:          *diff,
 			TopicPrefix:   *prefix,
+			SchemaPrefix:  *schemaPrefix,
+			FullTableName: *fullName,
 			Seed:          *seed,
 			DuplicateProb: *dupProb,
 			Reorder:       *reorder,
