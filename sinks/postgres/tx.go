@@ -247,7 +247,7 @@ func (s *changeSource) Values() ([]any, error) {
 		s.buf[j] = c
 	}
 	n := len(ch.Values)
-	s.buf[n] = hlcToPG(ch.Updated)
+	s.buf[n] = hlcValue(ch.Updated)
 	s.buf[n+1] = ch.Op.String()
 	*s.seq++
 	s.buf[n+2] = *s.seq
