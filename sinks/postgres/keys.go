@@ -16,6 +16,10 @@ import (
 // BIGINT and TEXT columns. A key with a column of any other type (UUID
 // text forms, ±0.0, NUMERIC scales, time zones), or a key seen twice, marks
 // the table as possibly repeated, and the merge sorts as before.
+//
+// The set is bounded: past maxStagedKeys keys the table is taken as
+// possibly repeated and the set is dropped, so that a huge window costs the
+// sort, not unbounded memory.
 type stagedKeys struct {
 	repeated bool
 	ints     map[int64]struct{}
@@ -23,9 +27,16 @@ type stagedKeys struct {
 	buf      []byte
 }
 
+// maxStagedKeys bounds stagedKeys: about 40 bytes a BIGINT key.
+const maxStagedKeys = 1 << 20
+
 // add records the key of ch, a change of table version v.
 func (s *stagedKeys) add(v *schemas.Table, ch *sinks.Change) {
 	if s.repeated {
+		return
+	}
+	if len(s.ints)+len(s.strs) >= maxStagedKeys {
+		*s = stagedKeys{repeated: true}
 		return
 	}
 	if len(v.Key) == 1 && v.Columns[v.Key[0]].Type.Kind == schemas.KindInt {

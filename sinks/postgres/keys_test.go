@@ -95,3 +95,23 @@ func TestMergeUniqueKeys(t *testing.T) {
 			[][]string{{"10", "10"}})
 	}
 }
+
+// TestStagedKeysBounded checks that the key set stops growing at
+// maxStagedKeys: the table is then taken as repeated and the set dropped.
+func TestStagedKeysBounded(t *testing.T) {
+	tb := kv("t")
+	var s stagedKeys
+	ch := change(sinks.OpInsert, ts(1), int64(0), "v")
+	for i := range maxStagedKeys {
+		ch.Values[0] = int64(i)
+		s.add(tb, &ch)
+	}
+	if s.repeated {
+		t.Fatalf("%d distinct keys taken as repeated", maxStagedKeys)
+	}
+	ch.Values[0] = int64(maxStagedKeys)
+	s.add(tb, &ch)
+	if !s.repeated || s.ints != nil {
+		t.Fatalf("past %d keys: repeated = %v, %d keys kept; want repeated and none kept", maxStagedKeys, s.repeated, len(s.ints))
+	}
+}
