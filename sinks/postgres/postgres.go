@@ -399,6 +399,7 @@ func (w *Writer) acquire(ctx context.Context) (*pgx.Conn, error) {
 	for attempt := 1; ; attempt++ {
 		conn, err := pgx.ConnectConfig(ctx, w.cfg)
 		if err == nil {
+			registerFastNumeric(conn)
 			if attempt > 1 {
 				w.log.Info("postgres reconnected", zap.Int("attempts", attempt))
 			}

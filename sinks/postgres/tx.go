@@ -60,6 +60,10 @@ type txTable struct {
 	want    []wantColumn
 	isKey   []bool
 	copyCol []string
+	// keys tells whether a key is staged more than once; deletes counts
+	// the staged deletes.
+	keys    stagedKeys
+	deletes int64
 }
 
 // Begin starts the transaction of one window. If the server went away since
@@ -247,10 +251,14 @@ func (s *changeSource) Values() ([]any, error) {
 		s.buf[j] = c
 	}
 	n := len(ch.Values)
-	s.buf[n] = hlcToPG(ch.Updated)
+	s.buf[n] = hlcValue(ch.Updated)
 	s.buf[n+1] = ch.Op.String()
 	*s.seq++
 	s.buf[n+2] = *s.seq
+	tt.keys.add(tt.version, ch)
+	if ch.Op == sinks.OpDelete {
+		tt.deletes++
+	}
 	return s.buf, nil
 }
 
@@ -400,6 +408,12 @@ func (x *Tx) merge(ctx context.Context, tt *txTable) error {
 	}
 	set = append(set, upd+" = EXCLUDED."+upd)
 	colList := identList(cols) + ", " + upd
+	if !tt.keys.repeated {
+		if err := x.mergeUnique(ctx, tt, target, stage, keys, on, set, colList); err != nil {
+			return err
+		}
+		return x.appendChangelog(ctx, tt, stage, keys)
+	}
 	sql := `WITH latest AS (
 	SELECT DISTINCT ON (` + keys + `) * FROM ` + stage + ` ORDER BY ` + keys + `, ` + upd + ` DESC, ` + sqlident.Quote(seqColumn) + ` DESC
 ), deleted AS (
@@ -413,9 +427,42 @@ WHERE t.` + upd + ` < EXCLUDED.` + upd
 	if _, err := x.tx.Exec(ctx, sql); err != nil {
 		return fmt.Errorf("postgres: applying %d staged changes to %s: %w", tt.rows, target, err)
 	}
+	return x.appendChangelog(ctx, tt, stage, keys)
+}
+
+// mergeUnique is merge for a staging table that holds every key at most
+// once (stagedKeys): the staged rows go to the mirror as they are, without
+// the sort that picks each key's newest version, and the deletes, if any,
+// in a statement of their own.
+func (x *Tx) mergeUnique(ctx context.Context, tt *txTable, target, stage, keys string, on, set []string, colList string) error {
+	upd, op := sqlident.Quote(sinks.UpdatedColumn), sqlident.Quote(sinks.OpColumn)
+	where := ""
+	if tt.deletes > 0 {
+		sql := `DELETE FROM ` + target + ` AS t USING ` + stage + ` AS l
+WHERE l.` + op + ` = 'delete' AND ` + strings.Join(on, " AND ") + ` AND t.` + upd + ` < l.` + upd
+		if _, err := x.tx.Exec(ctx, sql); err != nil {
+			return fmt.Errorf("postgres: applying %d staged deletes to %s: %w", tt.deletes, target, err)
+		}
+		where = ` WHERE ` + op + ` <> 'delete'`
+	}
+	sql := `INSERT INTO ` + target + ` AS t (` + colList + `)
+SELECT ` + colList + ` FROM ` + stage + where + `
+ON CONFLICT (` + keys + `) DO UPDATE SET ` + strings.Join(set, ", ") + `
+WHERE t.` + upd + ` < EXCLUDED.` + upd
+	if _, err := x.tx.Exec(ctx, sql); err != nil {
+		return fmt.Errorf("postgres: applying %d staged changes to %s: %w", tt.rows, target, err)
+	}
+	return nil
+}
+
+// appendChangelog keeps every staged (key, _hw_updated) once in the
+// table's changelog, if the writer keeps one.
+func (x *Tx) appendChangelog(ctx context.Context, tt *txTable, stage, keys string) error {
 	if !x.w.opts.Changelog {
 		return nil
 	}
+	upd, op := sqlident.Quote(sinks.UpdatedColumn), sqlident.Quote(sinks.OpColumn)
+	cols := tt.stageCols.order
 	var clCols []string
 	for _, c := range cols {
 		if _, ok := tt.changes.cols[c]; ok {
@@ -424,7 +471,7 @@ WHERE t.` + upd + ` < EXCLUDED.` + upd
 	}
 	cl := x.w.qualified(tt.name + sinks.ChangesSuffix)
 	list := identList(clCols) + ", " + upd + ", " + op
-	sql = `INSERT INTO ` + cl + ` (` + list + `) SELECT ` + list + ` FROM ` + stage +
+	sql := `INSERT INTO ` + cl + ` (` + list + `) SELECT ` + list + ` FROM ` + stage +
 		` ON CONFLICT (` + keys + `, ` + upd + `) DO NOTHING`
 	if _, err := x.tx.Exec(ctx, sql); err != nil {
 		return fmt.Errorf("postgres: appending %d changes to %s: %w", tt.rows, cl, err)

@@ -26,30 +26,35 @@ func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
 	}
 	switch t.Kind {
 	case schemas.KindInt:
-		if x, ok := v.(int64); ok {
-			return x, nil
+		if _, ok := v.(int64); ok {
+			return v, nil // v, not x: boxing x again would allocate
 		}
 	case schemas.KindFloat:
-		if x, ok := v.(float64); ok {
-			return x, nil
+		if _, ok := v.(float64); ok {
+			return v, nil
 		}
 	case schemas.KindBool:
-		if x, ok := v.(bool); ok {
-			return x, nil
+		if _, ok := v.(bool); ok {
+			return v, nil
 		}
 	case schemas.KindString:
 		if x, ok := v.(string); ok {
 			if err := checkText(x); err != nil {
 				return nil, err
 			}
-			return x, nil
+			return v, nil
 		}
 	case schemas.KindBytes:
-		if x, ok := v.([]byte); ok {
-			return x, nil
+		if _, ok := v.([]byte); ok {
+			return v, nil
 		}
 	case schemas.KindDecimal:
 		if x, ok := v.(schemas.Decimal); ok {
+			if x.Special == "" {
+				if n, ok := decimalNum(x.Unscaled, x.Scale); ok {
+					return n, nil
+				}
+			}
 			n, err := decimalToPG(x)
 			if err == nil && n.InfinityModifier != pgtype.Finite && constrainedDecimal(t) {
 				*nonFinite++
@@ -70,6 +75,9 @@ func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
 		}
 	case schemas.KindTimestamp, schemas.KindTimestampTZ:
 		if x, ok := v.(time.Time); ok {
+			if x.Location() == time.UTC {
+				return v, nil
+			}
 			return x.UTC(), nil
 		}
 	case schemas.KindUUID:
@@ -85,7 +93,7 @@ func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
 			if err := checkJSON(x); err != nil {
 				return nil, err
 			}
-			return x, nil
+			return v, nil
 		}
 	case schemas.KindInterval:
 		if x, ok := v.(schemas.Interval); ok {
