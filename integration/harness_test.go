@@ -29,6 +29,7 @@ import (
 	"github.com/highwater-dev/highwater/internal/devstack"
 	"github.com/highwater-dev/highwater/internal/pgtest"
 	"github.com/highwater-dev/highwater/internal/sqlident"
+	"github.com/highwater-dev/highwater/internal/testfeed"
 	"github.com/highwater-dev/highwater/processor"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
@@ -112,11 +113,7 @@ type feed struct {
 
 func newFeed(t *testing.T, opts simulator.Options, tables ...simulator.TableDef) *feed {
 	t.Helper()
-	stack, err := devstack.Start(devstack.Options{DataDir: filepath.Join(t.TempDir(), "kafka")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stack.Close)
+	stack := testfeed.Stack(t, devstack.Options{DataDir: filepath.Join(t.TempDir(), "kafka")})
 	opts.Brokers = stack.Brokers()
 	opts.RegistryURL = stack.RegistryURL()
 	if opts.Partitions == 0 {
@@ -125,11 +122,7 @@ func newFeed(t *testing.T, opts simulator.Options, tables ...simulator.TableDef)
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	sim, err := simulator.New(context.Background(), opts, tables...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
+	sim := testfeed.Sim(t, context.Background(), opts, tables...)
 	return &feed{stack: stack, sim: sim, opts: opts}
 }
 
