@@ -192,11 +192,19 @@ type memberConfig struct {
 	// observe keeps the member's warnings and errors in member.logs, for
 	// tests that check what the member went through.
 	observe bool
+	// onError is processor.Config.OnError, the poison policy.
+	onError processor.ErrorPolicy
+	// log, when set, is the logger of the member's processor and buffer
+	// (the default logs warnings and errors to the test log).
+	log *zap.Logger
 }
 
 func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 	t.Helper()
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	log := mc.log
+	if log == nil {
+		log = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	}
 	var logs *observer.ObservedLogs
 	if mc.observe {
 		var core zapcore.Core
@@ -228,6 +236,7 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 		Changelog:        mc.changelog,
 		StopAt:           mc.stopAt,
 		KafkaOptions:     mc.kafkaOpts,
+		OnError:          mc.onError,
 		SessionTimeout:   2 * time.Second,
 		RebalanceTimeout: 5 * time.Second,
 		Logger:           log,
