@@ -7,6 +7,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/highwater-dev/highwater/schemas"
 )
 
 // waitGroupSettled waits until the broker reports group Stable with
@@ -45,5 +47,20 @@ func waitGroupSettled(t *testing.T, f *feed, group string, members int, timeout 
 			t.Fatalf("group %s did not settle with %d members owning all %d partitions within %s (last state %s)", group, members, want, timeout, last)
 		}
 		time.Sleep(25 * time.Millisecond)
+	}
+}
+
+// waitResolvedPast waits until the feed has resolved a timestamp above
+// than, failing t after timeout: with than read after some event (a cut,
+// a backlog written), the next resolved timestamp covers everything
+// written before it. A steady feed resolves several times a second.
+func waitResolvedPast(t *testing.T, f *feed, than schemas.HLC, timeout time.Duration) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !than.Less(f.sim.LastResolved()) {
+		if time.Now().After(deadline) {
+			t.Fatalf("the feed resolved nothing past %s within %s", than, timeout)
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }
