@@ -257,6 +257,22 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 	return m
 }
 
+// stopped waits for the member to stop by itself, as on a fault it must
+// not go past, and returns its run error; after timeout it stops the member
+// and fails t, naming on, the fault it should have stopped on.
+func (m *member) stopped(t *testing.T, timeout time.Duration, on string) error {
+	t.Helper()
+	select {
+	case err := <-m.done:
+		return err
+	case <-time.After(timeout):
+		m.stop()
+		<-m.done
+		t.Fatalf("the member did not stop on %s within %s; stats %+v", on, timeout, m.proc.Stats())
+		return nil
+	}
+}
+
 // wait waits for the member to stop by itself (StopAt) and fails the test on
 // an error or a timeout.
 func (m *member) wait(t *testing.T, timeout time.Duration) {

@@ -501,13 +501,7 @@ func TestPoisonRecordFailsWithItsLocation(t *testing.T) {
 			if _, err := f.sim.Resolve(ctx); err != nil {
 				t.Fatal(err)
 			}
-			var runErr error
-			select {
-			case runErr = <-m.done:
-			case <-time.After(time.Minute):
-				m.stop()
-				t.Fatal("the member did not stop on the poison record")
-			}
+			runErr := m.stopped(t, time.Minute, "the poison record")
 			if runErr == nil || !strings.Contains(runErr.Error(), poison.where()) || !strings.Contains(runErr.Error(), "schema id") {
 				t.Fatalf("error = %v, want it to name %s and its schema id", runErr, poison.where())
 			}

@@ -334,13 +334,7 @@ func TestRecordPoisonFailsWithItsLocationOnPostgres(t *testing.T) {
 			}
 			sinkURL := pg.CreateDB(t)
 			m, logs := startLoggedMember(t, f, "g-records-fail", sinkURL, processor.OnErrorFail)
-			var runErr error
-			select {
-			case runErr = <-m.done:
-			case <-time.After(time.Minute):
-				m.stop()
-				t.Fatalf("the member did not stop on the %s record: %+v", pk.kind, m.proc.Stats())
-			}
+			runErr := m.stopped(t, time.Minute, "the "+pk.kind+" record")
 			if runErr == nil || !strings.Contains(runErr.Error(), inj[0].where()) {
 				t.Fatalf("error = %v, want it to name %s", runErr, inj[0].where())
 			}
