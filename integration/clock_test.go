@@ -281,13 +281,7 @@ func TestFutureTimestampFailsWithItsLocation(t *testing.T) {
 			if _, err := f.sim.Resolve(ctx); err != nil {
 				t.Fatal(err)
 			}
-			var runErr error
-			select {
-			case runErr = <-m.done:
-			case <-time.After(time.Minute):
-				m.stop()
-				t.Fatal("the member did not stop on the future record")
-			}
+			runErr := m.stopped(t, time.Minute, "the future record")
 			if runErr == nil || !errors.Is(runErr, processor.ErrClockSkew) {
 				t.Fatalf("error = %v, want processor.ErrClockSkew", runErr)
 			}

@@ -348,8 +348,8 @@ func TestFaults(t *testing.T) {
 		cut := time.Now()
 		proxy.Cut()
 		// Schema ids the members cached keep working: windows are applied
-		// while the registry is down.
-		time.Sleep(time.Second)
+		// while the registry is down, those resolved after the cut too.
+		waitResolvedPast(t, e.f, e.f.sim.LastResolved(), 20*time.Second)
 		e.waitWatermark(t, e.f.sim.LastResolved(), 20*time.Second, "cached schema ids while the registry is down")
 		// A schema change registers a new id that the members cannot
 		// fetch until the registry is back: they wait and retry.
@@ -398,7 +398,8 @@ func TestFaults(t *testing.T) {
 		if err := e.f.sim.Run(context.Background(), simulator.Workload{Txns: 4000, KeysPerTable: 3000, RowsPerTxn: 3}); err != nil {
 			t.Fatal(err)
 		}
-		time.Sleep(time.Second)
+		// mark: the first resolved timestamp that covers the backlog.
+		waitResolvedPast(t, e.f, e.f.sim.LastResolved(), 20*time.Second)
 		mark := e.f.sim.LastResolved()
 		start := time.Now()
 		e.startMembers(t, memberConfig{diskBudget: 16 << 10})

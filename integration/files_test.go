@@ -248,7 +248,7 @@ func TestFilesSinkKillNine(t *testing.T) {
 	// The aimed kill: the member owns every partition and is idle before
 	// the feed starts.
 	cmd, stderr := startRun()
-	time.Sleep(7 * time.Second)
+	waitGroupSettled(t, f, "g-files-kill", 1, time.Minute)
 	armed.Store(true)
 	finalCh := make(chan schemas.HLC, 1)
 	playErr := make(chan error, 1)

@@ -29,6 +29,7 @@ import (
 	"github.com/highwater-dev/highwater/internal/devstack"
 	"github.com/highwater-dev/highwater/internal/pgtest"
 	"github.com/highwater-dev/highwater/internal/sqlident"
+	"github.com/highwater-dev/highwater/internal/testfeed"
 	"github.com/highwater-dev/highwater/processor"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
@@ -112,11 +113,7 @@ type feed struct {
 
 func newFeed(t *testing.T, opts simulator.Options, tables ...simulator.TableDef) *feed {
 	t.Helper()
-	stack, err := devstack.Start(devstack.Options{DataDir: filepath.Join(t.TempDir(), "kafka")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(stack.Close)
+	stack := testfeed.Stack(t, devstack.Options{DataDir: filepath.Join(t.TempDir(), "kafka")})
 	opts.Brokers = stack.Brokers()
 	opts.RegistryURL = stack.RegistryURL()
 	if opts.Partitions == 0 {
@@ -125,11 +122,7 @@ func newFeed(t *testing.T, opts simulator.Options, tables ...simulator.TableDef)
 	if opts.Logger == nil {
 		opts.Logger = zap.NewNop()
 	}
-	sim, err := simulator.New(context.Background(), opts, tables...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(sim.Close)
+	sim := testfeed.Sim(t, context.Background(), opts, tables...)
 	return &feed{stack: stack, sim: sim, opts: opts}
 }
 
@@ -199,11 +192,19 @@ type memberConfig struct {
 	// observe keeps the member's warnings and errors in member.logs, for
 	// tests that check what the member went through.
 	observe bool
+	// onError is processor.Config.OnError, the poison policy.
+	onError processor.ErrorPolicy
+	// log, when set, is the logger of the member's processor and buffer
+	// (the default logs warnings and errors to the test log).
+	log *zap.Logger
 }
 
 func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 	t.Helper()
-	log := zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	log := mc.log
+	if log == nil {
+		log = zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel))
+	}
 	var logs *observer.ObservedLogs
 	if mc.observe {
 		var core zapcore.Core
@@ -235,6 +236,7 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 		Changelog:        mc.changelog,
 		StopAt:           mc.stopAt,
 		KafkaOptions:     mc.kafkaOpts,
+		OnError:          mc.onError,
 		SessionTimeout:   2 * time.Second,
 		RebalanceTimeout: 5 * time.Second,
 		Logger:           log,
@@ -253,6 +255,22 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 		m.done <- err
 	}()
 	return m
+}
+
+// stopped waits for the member to stop by itself, as on a fault it must
+// not go past, and returns its run error; after timeout it stops the member
+// and fails t, naming on, the fault it should have stopped on.
+func (m *member) stopped(t *testing.T, timeout time.Duration, on string) error {
+	t.Helper()
+	select {
+	case err := <-m.done:
+		return err
+	case <-time.After(timeout):
+		m.stop()
+		<-m.done
+		t.Fatalf("the member did not stop on %s within %s; stats %+v", on, timeout, m.proc.Stats())
+		return nil
+	}
 }
 
 // wait waits for the member to stop by itself (StopAt) and fails the test on

@@ -399,13 +399,7 @@ func TestPoisonRecordStopsWithItsLocation(t *testing.T) {
 	if err := f.sim.Run(ctx, simulator.Workload{Txns: 10, KeysPerTable: 20, RowsPerTxn: 2, ResolveEvery: 5}); err != nil {
 		t.Fatal(err)
 	}
-	var runErr error
-	select {
-	case runErr = <-m.done:
-	case <-time.After(time.Minute):
-		m.stop()
-		t.Fatal("the member did not stop on the poison record")
-	}
+	runErr := m.stopped(t, time.Minute, "the poison record")
 	want := fmt.Sprintf("%s[0]@%d", topic, poison.Offset)
 	if runErr == nil || !strings.Contains(runErr.Error(), want) {
 		t.Fatalf("error = %v, want it to name %s", runErr, want)

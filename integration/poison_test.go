@@ -22,12 +22,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
-	"github.com/highwater-dev/highwater/buffer"
 	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/processor"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
-	"github.com/highwater-dev/highwater/sinks"
 )
 
 // The poison-record scenarios: a simulated feed into which records that can
@@ -271,37 +269,12 @@ func playPoisoned(t *testing.T, f *feed, k *poisonKit) schemas.HLC {
 	return final
 }
 
-// startPolicyMember runs an in-process member with a poison policy; it
-// fetches schemas from the registry, as `highwater run` does.
+// startPolicyMember runs an in-process member with a poison policy that
+// logs only errors to the test log.
 func startPolicyMember(t *testing.T, f *feed, wh warehouse, group, sinkURL string, policy processor.ErrorPolicy) *member {
 	t.Helper()
-	log := zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))
-	reg, err := schemas.NewRegistry(f.stack.RegistryURL())
-	if err != nil {
-		t.Fatal(err)
-	}
-	buf, err := buffer.Open(buffer.Options{Dir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w := wh.open(t, sinkURL, sinks.Options{})
-	proc, err := processor.New(processor.Config{
-		Brokers: f.stack.Brokers(), Topics: f.sim.Topics(), Group: group,
-		Decoder: schemas.NewDecoder(reg), Buffer: buf, Writer: w,
-		OnError: policy, SessionTimeout: 2 * time.Second, RebalanceTimeout: 5 * time.Second, Logger: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m := &member{proc: proc, done: make(chan error, 1), stop: cancel}
-	go func() {
-		err := proc.Run(ctx)
-		w.Close()
-		buf.Close()
-		m.done <- err
-	}()
-	return m
+	return startMember(t, f, wh, memberConfig{group: group, sinkURL: sinkURL, onError: policy,
+		log: zaptest.NewLogger(t, zaptest.Level(zap.ErrorLevel))})
 }
 
 // openDB opens the warehouse at sinkURL for reading (the member must have
@@ -528,13 +501,7 @@ func TestPoisonRecordFailsWithItsLocation(t *testing.T) {
 			if _, err := f.sim.Resolve(ctx); err != nil {
 				t.Fatal(err)
 			}
-			var runErr error
-			select {
-			case runErr = <-m.done:
-			case <-time.After(time.Minute):
-				m.stop()
-				t.Fatal("the member did not stop on the poison record")
-			}
+			runErr := m.stopped(t, time.Minute, "the poison record")
 			if runErr == nil || !strings.Contains(runErr.Error(), poison.where()) || !strings.Contains(runErr.Error(), "schema id") {
 				t.Fatalf("error = %v, want it to name %s and its schema id", runErr, poison.where())
 			}

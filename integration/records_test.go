@@ -16,7 +16,6 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
-	"github.com/highwater-dev/highwater/buffer"
 	"github.com/highwater-dev/highwater/processor"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
@@ -169,35 +168,15 @@ func startLoggedMember(t *testing.T, f *feed, group, sinkURL string, policy proc
 	t.Helper()
 	core, logs := observer.New(zap.DebugLevel)
 	log := zap.New(zapcore.NewTee(core, zaptest.NewLogger(t, zaptest.Level(zap.WarnLevel)).Core()))
-	reg, err := schemas.NewRegistry(f.stack.RegistryURL())
-	if err != nil {
-		t.Fatal(err)
+	wh := pgWarehouse()
+	wh.open = func(t *testing.T, url string, opts sinks.Options) sinks.Writer {
+		w, err := postgres.Open(context.Background(), url, opts, log)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return w
 	}
-	buf, err := buffer.Open(buffer.Options{Dir: t.TempDir(), Logger: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	w, err := postgres.Open(context.Background(), sinkURL, sinks.Options{}, log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	proc, err := processor.New(processor.Config{
-		Brokers: f.stack.Brokers(), Topics: f.sim.Topics(), Group: group,
-		Decoder: schemas.NewDecoder(reg), Buffer: buf, Writer: w,
-		OnError: policy, SessionTimeout: 2 * time.Second, RebalanceTimeout: 5 * time.Second, Logger: log,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	m := &member{proc: proc, done: make(chan error, 1), stop: cancel}
-	go func() {
-		err := proc.Run(ctx)
-		w.Close()
-		buf.Close()
-		m.done <- err
-	}()
-	return m, logs
+	return startMember(t, f, wh, memberConfig{group: group, sinkURL: sinkURL, onError: policy, log: log}), logs
 }
 
 // keyLeaks reports whether s holds more of key than its 16-byte prefix:
@@ -355,13 +334,7 @@ func TestRecordPoisonFailsWithItsLocationOnPostgres(t *testing.T) {
 			}
 			sinkURL := pg.CreateDB(t)
 			m, logs := startLoggedMember(t, f, "g-records-fail", sinkURL, processor.OnErrorFail)
-			var runErr error
-			select {
-			case runErr = <-m.done:
-			case <-time.After(time.Minute):
-				m.stop()
-				t.Fatalf("the member did not stop on the %s record: %+v", pk.kind, m.proc.Stats())
-			}
+			runErr := m.stopped(t, time.Minute, "the "+pk.kind+" record")
 			if runErr == nil || !strings.Contains(runErr.Error(), inj[0].where()) {
 				t.Fatalf("error = %v, want it to name %s", runErr, inj[0].where())
 			}

@@ -135,14 +135,7 @@ func TestRetentionGapStopsTheMember(t *testing.T) {
 func runUntilGap(t *testing.T, f *feed, wh warehouse, mc memberConfig) *processor.RetentionGapError {
 	t.Helper()
 	m := startMember(t, f, wh, mc)
-	var err error
-	select {
-	case err = <-m.done:
-	case <-time.After(time.Minute):
-		m.stop()
-		<-m.done
-		t.Fatalf("the member did not stop at the retention gap within a minute; stats %+v", m.proc.Stats())
-	}
+	err := m.stopped(t, time.Minute, "the retention gap")
 	var gap *processor.RetentionGapError
 	if !errors.As(err, &gap) {
 		t.Fatalf("member stopped with %v, want a retention gap error", err)

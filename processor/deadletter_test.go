@@ -2,7 +2,6 @@ package processor
 
 import (
 	"context"
-	"database/sql"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -29,6 +28,7 @@ import (
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/duckdb"
+	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
 
 // Avro encoding of the few shapes the tests need.
@@ -164,35 +164,7 @@ func (r *rig) ingest(t *testing.T, recs ...*kgo.Record) error {
 
 func (r *rig) query(t *testing.T, q string) [][]string {
 	t.Helper()
-	rows, err := r.w.DB().Query(q)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	defer rows.Close()
-	cols, err := rows.Columns()
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	var out [][]string
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		row := make([]string, len(cols))
-		for i, v := range vals {
-			row[i] = v.String
-			if !v.Valid {
-				row[i] = "NULL"
-			}
-		}
-		out = append(out, row)
-	}
-	return out
+	return sinktest.Rows(t, r.w.DB(), q)
 }
 
 // bufferedDeadLetters returns the offsets of the dead letters buffered on

@@ -11,6 +11,7 @@ import (
 
 	"github.com/highwater-dev/highwater/buffer"
 	"github.com/highwater-dev/highwater/internal/devstack"
+	"github.com/highwater-dev/highwater/internal/testfeed"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
 	"github.com/highwater-dev/highwater/sinks"
@@ -38,26 +39,11 @@ func (r *recordingObserver) WindowApplied(through schemas.HLC, took time.Duratio
 // applied timestamps and offsets, the rebalance count, and one Observer
 // call per committed window.
 func TestPartitionStatsAndObserver(t *testing.T) {
-	stack, err := devstack.Start(devstack.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stack.Close()
+	stack := testfeed.Stack(t, devstack.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sim, err := simulator.New(ctx, simulator.Options{Brokers: stack.Brokers(), RegistryURL: stack.RegistryURL(), Partitions: 3, Diff: true, Seed: 11},
-		simulator.TelemetryTables()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	if err := sim.RunTelemetry(ctx, simulator.Workload{Txns: 400, KeysPerTable: 40, RowsPerTxn: 2, DeleteProb: 0.1, ResolveEvery: 100}); err != nil {
-		t.Fatal(err)
-	}
-	final, err := sim.Resolve(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := testfeed.On(t, ctx, stack, simulator.Options{Partitions: 3, Diff: true, Seed: 11}, simulator.TelemetryTables()...)
+	final := testfeed.Telemetry(t, ctx, sim, simulator.Workload{Txns: 400, KeysPerTable: 40, RowsPerTxn: 2, DeleteProb: 0.1, ResolveEvery: 100})
 	reg, err := schemas.NewRegistry(stack.RegistryURL())
 	if err != nil {
 		t.Fatal(err)

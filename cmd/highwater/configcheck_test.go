@@ -18,6 +18,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
 	"github.com/highwater-dev/highwater/config"
+	"github.com/highwater-dev/highwater/internal/testfeed"
 	"github.com/highwater-dev/highwater/simulator"
 )
 
@@ -144,7 +145,7 @@ func TestSecretsNeverReachLogsOrOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer cluster.Close()
+	t.Cleanup(cluster.Close) // after the simulator's cleanup, which flushes to it
 	// The registry wants basic auth from highwater; the simulator, which
 	// has no credentials option, registers its schemas without.
 	fake := srfake.NewRegistry()
@@ -165,19 +166,9 @@ func TestSecretsNeverReachLogsOrOutput(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	sim, err := simulator.New(ctx, simulator.Options{Brokers: cluster.ListenAddrs(), RegistryURL: reg.URL, Partitions: 2, Diff: true, Seed: 7, KafkaOpts: kopts},
+	sim := testfeed.Sim(t, ctx, simulator.Options{Brokers: cluster.ListenAddrs(), RegistryURL: reg.URL, Partitions: 2, Diff: true, Seed: 7, KafkaOpts: kopts},
 		simulator.TelemetryTables()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	if err := sim.RunTelemetry(ctx, simulator.Workload{Txns: 300, KeysPerTable: 30, RowsPerTxn: 2, DeleteProb: 0.1, ResolveEvery: 50}); err != nil {
-		t.Fatal(err)
-	}
-	final, err := sim.Resolve(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	final := testfeed.Telemetry(t, ctx, sim, simulator.Workload{Txns: 300, KeysPerTable: 30, RowsPerTxn: 2, DeleteProb: 0.1, ResolveEvery: 50})
 
 	t.Setenv("HIGHWATER_REGISTRY_PASSWORD", regSecret)
 	args := func(sink string, extra ...string) []string {

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/highwater-dev/highwater/internal/devstack"
+	"github.com/highwater-dev/highwater/internal/testfeed"
 )
 
 func runArgs(t *testing.T, args ...string) (string, error) {
@@ -22,11 +23,7 @@ func runArgs(t *testing.T, args ...string) (string, error) {
 }
 
 func TestRunRejectsBadConfigurationClearly(t *testing.T) {
-	stack, err := devstack.Start(devstack.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stack.Close()
+	stack := testfeed.Stack(t, devstack.Options{})
 	dir := t.TempDir()
 	base := func(sink string, extra ...string) []string {
 		return append([]string{"run", "--brokers", stack.Brokers()[0], "--registry", stack.RegistryURL(),

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/highwater-dev/highwater/internal/devstack"
+	"github.com/highwater-dev/highwater/internal/testfeed"
 	"github.com/highwater-dev/highwater/simulator"
 )
 
@@ -23,26 +24,11 @@ import (
 // counters, the flush histogram, the per-partition gauges and /readyz must
 // all come from the live pipeline.
 func TestRunServesMetrics(t *testing.T) {
-	stack, err := devstack.Start(devstack.Options{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer stack.Close()
+	stack := testfeed.Stack(t, devstack.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	sim, err := simulator.New(ctx, simulator.Options{Brokers: stack.Brokers(), RegistryURL: stack.RegistryURL(), Partitions: 2, Diff: true, Seed: 5, Live: true},
-		simulator.TelemetryTables()...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sim.Close()
-	if err := sim.RunTelemetry(ctx, simulator.Workload{Txns: 300, KeysPerTable: 30, RowsPerTxn: 2, DeleteProb: 0.1, ResolveEvery: 50}); err != nil {
-		t.Fatal(err)
-	}
-	final, err := sim.Resolve(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
+	sim := testfeed.On(t, ctx, stack, simulator.Options{Partitions: 2, Diff: true, Seed: 5, Live: true}, simulator.TelemetryTables()...)
+	final := testfeed.Telemetry(t, ctx, sim, simulator.Workload{Txns: 300, KeysPerTable: 30, RowsPerTxn: 2, DeleteProb: 0.1, ResolveEvery: 50})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

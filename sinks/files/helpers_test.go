@@ -16,6 +16,7 @@ import (
 
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
+	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
 
 // base is a realistic wall time (2022-08-04), so HLC text has 19 digits.
@@ -153,35 +154,7 @@ func duck(t *testing.T) *sql.DB {
 // query returns every row as text, NULL as "NULL".
 func query(t *testing.T, db *sql.DB, q string, args ...any) [][]string {
 	t.Helper()
-	rows, err := db.Query(q, args...)
-	if err != nil {
-		t.Fatalf("%s: %v", q, err)
-	}
-	defer rows.Close()
-	cols, _ := rows.Columns()
-	out := [][]string{}
-	for rows.Next() {
-		vals := make([]sql.NullString, len(cols))
-		ptrs := make([]any, len(cols))
-		for i := range vals {
-			ptrs[i] = &vals[i]
-		}
-		if err := rows.Scan(ptrs...); err != nil {
-			t.Fatal(err)
-		}
-		row := make([]string, len(cols))
-		for i, v := range vals {
-			row[i] = "NULL"
-			if v.Valid {
-				row[i] = v.String
-			}
-		}
-		out = append(out, row)
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
-	return out
+	return sinktest.Rows(t, db, q, args...)
 }
 
 // parquetGlob is the DuckDB read_parquet call over a table's files, in

@@ -70,38 +70,7 @@ type Harness struct {
 func QueryDB(db func(t *testing.T) *sql.DB) func(t *testing.T, q string) [][]string {
 	return func(t *testing.T, q string) [][]string {
 		t.Helper()
-		rows, err := db(t).QueryContext(context.Background(), q)
-		if err != nil {
-			t.Fatalf("query %s: %v", q, err)
-		}
-		defer rows.Close()
-		cols, err := rows.Columns()
-		if err != nil {
-			t.Fatalf("query %s: columns: %v", q, err)
-		}
-		out := [][]string{}
-		for rows.Next() {
-			vals := make([]sql.NullString, len(cols))
-			ptrs := make([]any, len(cols))
-			for i := range vals {
-				ptrs[i] = &vals[i]
-			}
-			if err := rows.Scan(ptrs...); err != nil {
-				t.Fatalf("query %s: scan: %v", q, err)
-			}
-			row := make([]string, len(cols))
-			for i, v := range vals {
-				row[i] = Null
-				if v.Valid {
-					row[i] = v.String
-				}
-			}
-			out = append(out, row)
-		}
-		if err := rows.Err(); err != nil {
-			t.Fatalf("query %s: %v", q, err)
-		}
-		return out
+		return Rows(t, db(t), q)
 	}
 }
 
