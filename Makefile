@@ -24,7 +24,7 @@ unit:
 ## others run the highwater binary as a subprocess, which -race does not
 ## reach, and take minutes). About 2.5 min on 2 cores once compiled; see
 ## docs/TESTING.md.
-RACE_PKGS ?= ./schemas/ ./buffer/ ./processor/ ./sinks/... ./simulator/ ./metrics/ ./config/ ./internal/...
+RACE_PKGS ?= ./schemas/ ./hlc/ ./model/ ./buffer/ ./processor/ ./sinks/... ./simulator/ ./metrics/ ./config/ ./internal/...
 RACE_E2E  ?= ^(TestMirrorEqualsSourceAsOfFrontier|TestTwoMembersShareTheFeed|TestPostgresDownMidFeed|TestFilesSinkLatestPerKeyEqualsSource|TestPoisonRecordStopsWithItsLocation)$$
 race:
 	$(GO) test -race -count=1 -timeout 15m $(RACE_PKGS)
@@ -33,7 +33,7 @@ race:
 fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzExtract$$' -fuzztime $(FUZZTIME) ./schemas
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeRow$$' -fuzztime $(FUZZTIME) ./schemas
-	$(GO) test -run '^$$' -fuzz '^FuzzNameEscapeRoundTrip$$' -fuzztime $(FUZZTIME) ./schemas
+	$(GO) test -run '^$$' -fuzz '^FuzzNameEscapeRoundTrip$$' -fuzztime $(FUZZTIME) ./model
 	$(GO) test -run '^$$' -fuzz '^FuzzDecodeBudget$$' -fuzztime $(FUZZTIME) ./schemas
 	$(GO) test -run '^$$' -fuzz '^FuzzDifferential$$' -fuzztime $(FUZZTIME) ./schemas
 

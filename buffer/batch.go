@@ -10,7 +10,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // Batch collects events and partition metadata for one Write. It is not safe
@@ -33,13 +33,13 @@ type Batch struct {
 type bent struct {
 	part       int32 // index into Batch.parts
 	k0, k1, v1 int   // key is arena[k0:k1], value arena[k1:v1]
-	ts         schemas.HLC
+	ts         hlc.Timestamp
 	off        int64
 }
 
 type bpart struct {
 	p           Partition
-	resolved    schemas.HLC
+	resolved    hlc.Timestamp
 	hasResolved bool
 	consumed    int64
 	hasConsumed bool
@@ -82,7 +82,7 @@ func (b *Batch) Add(p Partition, ev Event) {
 // SetResolved records ts as the latest resolved timestamp seen on p. The
 // store keeps the largest resolved timestamp ever written for p: a resolved
 // timestamp is a guarantee that does not expire.
-func (b *Batch) SetResolved(p Partition, ts schemas.HLC) {
+func (b *Batch) SetResolved(p Partition, ts hlc.Timestamp) {
 	bp := &b.parts[b.part(p)]
 	if !bp.hasResolved || bp.resolved.Less(ts) {
 		bp.resolved = ts
@@ -189,7 +189,7 @@ type batchWrite struct {
 	// deltaN and deltaB are the events and bytes each partition gains,
 	// maxTS its newest event's HLC.
 	deltaN, deltaB []int64
-	maxTS          []schemas.HLC
+	maxTS          []hlc.Timestamp
 	// offs are each partition's offset index entries, written as runs
 	// after the events.
 	offs [][]offHLC
@@ -202,7 +202,7 @@ func (s *Store) newBatchWrite(b *Batch, pts []*part) *batchWrite {
 		s: s, b: b, pts: pts,
 		deltaN: make([]int64, len(b.parts)),
 		deltaB: make([]int64, len(b.parts)),
-		maxTS:  make([]schemas.HLC, len(b.parts)),
+		maxTS:  make([]hlc.Timestamp, len(b.parts)),
 		offs:   make([][]offHLC, len(b.parts)),
 		check:  s.db.NewTransaction(false),
 		wb:     s.db.NewWriteBatch(),

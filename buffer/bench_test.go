@@ -15,7 +15,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // benchValue is a 150-byte payload, the size of a typical Avro row.
@@ -34,7 +34,7 @@ func benchFill(tb testing.TB, s *Store, parts []Partition, start, n, batchSize i
 			p := parts[i%len(parts)]
 			k := i / len(parts)
 			key = strconv.AppendInt(append(key[:0], "row/"...), int64(k%100_000), 10)
-			ts := schemas.HLC{WallTime: 1_700_000_000_000_000_000 + int64(k)*1000}
+			ts := hlc.Timestamp{WallTime: 1_700_000_000_000_000_000 + int64(k)*1000}
 			if jitter > 0 {
 				ts.WallTime -= int64(k%7) * jitter
 			}
@@ -138,7 +138,7 @@ func BenchmarkTrim(b *testing.B) {
 	for i := 0; done < b.N; i++ {
 		b.StopTimer()
 		benchFill(b, s, parts, i*window, window, 10_000, 0)
-		through := schemas.HLC{WallTime: 1_700_000_000_000_000_000 + int64((i+1)*window/len(parts)-1)*1000}
+		through := hlc.Timestamp{WallTime: 1_700_000_000_000_000_000 + int64((i+1)*window/len(parts)-1)*1000}
 		b.StartTimer()
 		start := time.Now()
 		if err := s.Trim(context.Background(), parts, through); err != nil {
@@ -159,7 +159,7 @@ func BenchmarkLowOffset(b *testing.B) {
 	s := benchOpen(b)
 	p := []Partition{{"orders", 0}}
 	benchFill(b, s, p, 0, 1_010_000, 10_000, 0)
-	through := schemas.HLC{WallTime: 1_700_000_000_000_000_000 + 9_999*1000}
+	through := hlc.Timestamp{WallTime: 1_700_000_000_000_000_000 + 9_999*1000}
 	for b.Loop() {
 		off, err := s.LowOffset(p[0], through)
 		if err != nil || off != 10_000 {

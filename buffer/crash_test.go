@@ -9,7 +9,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // envCrashDir makes TestCrashHelper run as the crash victim in that
@@ -27,7 +27,7 @@ func crashEvent(off int64) Event {
 		src = off - 4
 	}
 	return Event{
-		Updated: schemas.HLC{WallTime: 1000 + src/4*10 + src%7, Logical: int32(src % 2)},
+		Updated: hlc.Timestamp{WallTime: 1000 + src/4*10 + src%7, Logical: int32(src % 2)},
 		Table:   fmt.Sprintf("t%d", src%3),
 		Key:     []byte(fmt.Sprintf("k%d", src%5000)),
 		Offset:  off,
@@ -40,8 +40,8 @@ const crashBatch = 700
 
 // crashResolved is the resolved timestamp written with the batch ending
 // before offset next: safely behind every later record's HLC.
-func crashResolved(next int64) schemas.HLC {
-	return schemas.HLC{WallTime: 1000 + next/4*10 - 20}
+func crashResolved(next int64) hlc.Timestamp {
+	return hlc.Timestamp{WallTime: 1000 + next/4*10 - 20}
 }
 
 // TestCrashHelper is the victim process of TestCrashKeepsMetadataBehindEvents:
@@ -159,7 +159,7 @@ func TestCrashKeepsMetadataBehindEvents(t *testing.T) {
 	if st.Events != int64(len(stored)) || s.Usage().Events != st.Events {
 		t.Fatalf("State.Events %d, Usage %+v, stored %d", st.Events, s.Usage(), len(stored))
 	}
-	for _, through := range []schemas.HLC{st.Base, crashResolved(st.Consumed - 3000), st.Resolved} {
+	for _, through := range []hlc.Timestamp{st.Base, crashResolved(st.Consumed - 3000), st.Resolved} {
 		want := st.Consumed
 		for off := int64(0); off < st.Consumed; off++ {
 			if e := crashEvent(off); through.Less(e.Updated) && st.Base.Less(e.Updated) {

@@ -34,7 +34,7 @@ func TestDeadLettersRoundTripInOffsetOrder(t *testing.T) {
 	b := s.NewBatch()
 	// Added out of order, and with an event in the same batch.
 	b.AddDeadLetter(p, want[2])
-	b.Add(p, ev(hlc(10, 0), "a", "k1", 4))
+	b.Add(p, ev(at(10, 0), "a", "k1", 4))
 	b.AddDeadLetter(p, want[0])
 	b.AddDeadLetter(p, want[1])
 	b.AddDeadLetter(other, DeadLetter{Offset: 1, Stage: "ingest", Error: "other partition"})
@@ -93,7 +93,7 @@ func TestResetAndDropRetireDeadLetters(t *testing.T) {
 	if err := s.Write(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Reset(p, hlc(5, 0), 0); err != nil {
+	if err := s.Reset(p, at(5, 0), 0); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Drop(q); err != nil {

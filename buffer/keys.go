@@ -6,7 +6,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // Key layout (all integers big-endian so that byte order is numeric order):
@@ -35,9 +35,9 @@ const (
 
 	idSize     = 4
 	offsetSize = 8
-	metaSize   = 2*schemas.HLCSize + 3*8
+	metaSize   = 2*hlc.Size + 3*8
 	// eventHead is the length of an event key before the table name.
-	eventHead = 1 + idSize + schemas.HLCSize
+	eventHead = 1 + idSize + hlc.Size
 	// runKeySize is the length of an offset index run key.
 	runKeySize = 1 + idSize + offsetSize + 8
 )
@@ -64,7 +64,7 @@ func decodePartKey(k []byte) (Partition, error) {
 }
 
 // appendEventKey appends the key of an event of partition id.
-func appendEventKey(b []byte, id uint32, ts schemas.HLC, table string, key []byte) []byte {
+func appendEventKey(b []byte, id uint32, ts hlc.Timestamp, table string, key []byte) []byte {
 	b = append(b, prefixEvent)
 	b = binary.BigEndian.AppendUint32(b, id)
 	b = ts.AppendBinary(b)
@@ -75,11 +75,11 @@ func appendEventKey(b []byte, id uint32, ts schemas.HLC, table string, key []byt
 
 // decodeEventKey splits an event key (with its 'e'|id head) into its parts.
 // The returned table and key alias k.
-func decodeEventKey(k []byte) (ts schemas.HLC, table, key []byte, err error) {
+func decodeEventKey(k []byte) (ts hlc.Timestamp, table, key []byte, err error) {
 	if len(k) < eventHead+1 || k[0] != prefixEvent {
 		return ts, nil, nil, fmt.Errorf("malformed event key %s", HexPrefix(k))
 	}
-	ts, err = schemas.DecodeHLC(k[1+idSize:])
+	ts, err = hlc.Decode(k[1+idSize:])
 	if err != nil {
 		return ts, nil, nil, err
 	}
@@ -91,14 +91,14 @@ func decodeEventKey(k []byte) (ts schemas.HLC, table, key []byte, err error) {
 }
 
 // eventHLC decodes just the HLC of an event key.
-func eventHLC(k []byte) schemas.HLC {
-	ts, _ := schemas.DecodeHLC(k[1+idSize:])
+func eventHLC(k []byte) hlc.Timestamp {
+	ts, _ := hlc.Decode(k[1+idSize:])
 	return ts
 }
 
 // eventSeekAfter returns the smallest possible event key of id whose HLC is
 // after ts, or the end of id's event range when ts is the largest HLC.
-func eventSeekAfter(id uint32, ts schemas.HLC) []byte {
+func eventSeekAfter(id uint32, ts hlc.Timestamp) []byte {
 	if ts.WallTime == 1<<63-1 && ts.Logical == 1<<31-1 {
 		return idPrefix(prefixEvent, id+1)
 	}
@@ -121,7 +121,7 @@ const runEntries = 60
 // offHLC is one offset index entry.
 type offHLC struct {
 	off int64
-	ts  schemas.HLC
+	ts  hlc.Timestamp
 }
 
 // appendRunKey appends the key of an offset index run of id starting at
@@ -136,7 +136,7 @@ func appendRunKey(b []byte, id uint32, first int64, seq uint64) []byte {
 // appendRun appends the value of a run: its largest HLC, then each entry
 // (sorted by offset) as uvarint(offset - first) and HLC.
 func appendRun(b []byte, run []offHLC) []byte {
-	var maxTS schemas.HLC
+	var maxTS hlc.Timestamp
 	for _, e := range run {
 		if maxTS.Less(e.ts) {
 			maxTS = e.ts
@@ -159,31 +159,31 @@ func runFirst(k []byte) (int64, error) {
 }
 
 // runMax returns the largest HLC of a run value.
-func runMax(v []byte) (schemas.HLC, error) {
-	return schemas.DecodeHLC(v)
+func runMax(v []byte) (hlc.Timestamp, error) {
+	return hlc.Decode(v)
 }
 
 // runLow returns the smallest offset of a run with an HLC after through.
-func runLow(first int64, v []byte, through schemas.HLC) (int64, bool, error) {
-	v = v[min(len(v), schemas.HLCSize):]
+func runLow(first int64, v []byte, through hlc.Timestamp) (int64, bool, error) {
+	v = v[min(len(v), hlc.Size):]
 	for len(v) > 0 {
 		d, n := binary.Uvarint(v)
-		if n <= 0 || len(v) < n+schemas.HLCSize {
+		if n <= 0 || len(v) < n+hlc.Size {
 			return 0, false, errors.New("malformed offset index run")
 		}
-		ts, _ := schemas.DecodeHLC(v[n:])
+		ts, _ := hlc.Decode(v[n:])
 		if through.Less(ts) {
 			return first + int64(d), true, nil
 		}
-		v = v[n+schemas.HLCSize:]
+		v = v[n+hlc.Size:]
 	}
 	return 0, false, nil
 }
 
 // meta is the persisted state of one partition id.
 type meta struct {
-	base     schemas.HLC
-	resolved schemas.HLC
+	base     hlc.Timestamp
+	resolved hlc.Timestamp
 	consumed int64
 	events   int64
 	bytes    int64
@@ -203,9 +203,9 @@ func decodeMeta(b []byte) (meta, error) {
 		return meta{}, errors.New("malformed partition metadata")
 	}
 	var m meta
-	m.base, _ = schemas.DecodeHLC(b)
-	m.resolved, _ = schemas.DecodeHLC(b[schemas.HLCSize:])
-	b = b[2*schemas.HLCSize:]
+	m.base, _ = hlc.Decode(b)
+	m.resolved, _ = hlc.Decode(b[hlc.Size:])
+	b = b[2*hlc.Size:]
 	m.consumed = int64(binary.BigEndian.Uint64(b))
 	m.events = int64(binary.BigEndian.Uint64(b[8:]))
 	m.bytes = int64(binary.BigEndian.Uint64(b[16:]))

@@ -36,14 +36,14 @@ func TestOversizeKeyIsRefusedPerEventWithoutTheKey(t *testing.T) {
 	defer s.Close()
 	const table = "orders"
 	atLimit := MaxEventKey - eventHead - len(table) - 1
-	fits := Event{Updated: hlc(1, 0), Table: table, Key: keyOf(atLimit), Offset: 0, Value: []byte("v")}
+	fits := Event{Updated: at(1, 0), Table: table, Key: keyOf(atLimit), Offset: 0, Value: []byte("v")}
 	if err := s.CheckEvent(fits); err != nil {
 		t.Fatalf("CheckEvent at the limit: %v", err)
 	}
 	write(t, s, pA, fits)
 
-	huge := Event{Updated: hlc(2, 0), Table: table, Key: keyOf(70000), Offset: 1, Value: []byte("v")}
-	over := Event{Updated: hlc(2, 0), Table: table, Key: keyOf(atLimit + 1), Offset: 2, Value: []byte("v")}
+	huge := Event{Updated: at(2, 0), Table: table, Key: keyOf(70000), Offset: 1, Value: []byte("v")}
+	over := Event{Updated: at(2, 0), Table: table, Key: keyOf(atLimit + 1), Offset: 2, Value: []byte("v")}
 	for _, e := range []Event{huge, over} {
 		err := s.CheckEvent(e)
 		if !errors.Is(err, ErrUnbufferable) {
@@ -65,7 +65,7 @@ func TestOversizeKeyIsRefusedPerEventWithoutTheKey(t *testing.T) {
 	if leaks(err.Error(), huge.Key) || len(err.Error()) > 300 {
 		t.Errorf("Write's error carries more than a key prefix (%d bytes): %.200s", len(err.Error()), err)
 	}
-	write(t, s, pA, Event{Updated: hlc(3, 0), Table: table, Key: []byte("k"), Offset: 3, Value: []byte("v")})
+	write(t, s, pA, Event{Updated: at(3, 0), Table: table, Key: []byte("k"), Offset: 3, Value: []byte("v")})
 	if st, _, _ := s.State(pA); st.Events != 2 {
 		t.Fatalf("%d events buffered, want the one at the limit and the later one", st.Events)
 	}

@@ -7,8 +7,8 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/kmerge"
-	"github.com/highwater-dev/highwater/schemas"
 )
 
 // ScanOptions tune Scan.
@@ -27,7 +27,7 @@ type ScanOptions struct {
 // streams: its memory does not depend on the number of events. It stops at
 // the first error of fn or when ctx is done. Unknown partitions have no
 // events.
-func (s *Store) Scan(ctx context.Context, parts []Partition, through schemas.HLC, opts ScanOptions, fn func(p Partition, ev Event) error) error {
+func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timestamp, opts ScanOptions, fn func(p Partition, ev Event) error) error {
 	if s.closed.Load() {
 		return fmt.Errorf("buffer: scan: store is closed")
 	}
@@ -50,7 +50,7 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through schemas.HLC
 		s.smu.RLock()
 		pt, ok := s.parts[p]
 		var id uint32
-		var base schemas.HLC
+		var base hlc.Timestamp
 		if ok {
 			id, base = pt.id, pt.m.base
 		}
@@ -125,8 +125,8 @@ type cursor struct {
 	part    Partition
 	order   int
 	prefix  []byte
-	base    schemas.HLC
-	through schemas.HLC
+	base    hlc.Timestamp
+	through hlc.Timestamp
 	reverse bool
 	key     []byte // current key, valid until it.Next
 	table   string

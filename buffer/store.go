@@ -14,7 +14,7 @@ import (
 	"github.com/dgraph-io/badger/v4/options"
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // Options configure a Store.
@@ -41,7 +41,7 @@ type Partition struct {
 // Event is one buffered changefeed row version.
 type Event struct {
 	// Updated is the row version's HLC (the changefeed's `updated`).
-	Updated schemas.HLC
+	Updated hlc.Timestamp
 	// Table is the source table; it may not contain a NUL byte.
 	Table string
 	// Key is the row's opaque identity (the framed Kafka key).
@@ -57,9 +57,9 @@ type Event struct {
 type State struct {
 	// Base is the HLC through which the partition's events were applied and
 	// trimmed (set by Reset and Trim only).
-	Base schemas.HLC
+	Base hlc.Timestamp
 	// Resolved is the latest resolved timestamp seen on the partition.
-	Resolved schemas.HLC
+	Resolved hlc.Timestamp
 	// Consumed is the next offset to fetch.
 	Consumed int64
 	// Events is the number of buffered (distinct) events.
@@ -187,20 +187,20 @@ type part struct {
 	m  meta
 	// maxHLC bounds every event HLC of id in the store: an event above it
 	// cannot be a duplicate, so Write skips the duplicate lookup for it.
-	maxHLC schemas.HLC
+	maxHLC hlc.Timestamp
 	// trimFrom is where the next trim starts its walk: no event of id below
 	// it is stored (a complete trim deleted them, and Write lowers it for
 	// an event written below it). Without it every trim would walk from the
 	// front of the range over the tombstones of the earlier trims that
 	// compaction has not dropped yet. Zero (walk everything) after Open.
 	// Guarded by Store.mu.
-	trimFrom schemas.HLC
+	trimFrom hlc.Timestamp
 	// While a trim of id walks without mu, trimming is set and Write keeps
 	// in lowWrite the lowest HLC it wrote (wroteLow says it did), so that
 	// the trim does not move trimFrom above an event it did not see.
 	// Guarded by Store.mu.
 	trimming, wroteLow bool
-	lowWrite           schemas.HLC
+	lowWrite           hlc.Timestamp
 	// deadFrom is where dead-letter walks start: those below it were
 	// trimmed (deadletter.go). Zero after Open.
 	deadFrom atomic.Int64
@@ -406,7 +406,7 @@ func (s *Store) load() error {
 
 // count returns the number and size of id's events and their largest HLC.
 // With maxOnly it only finds the largest HLC (one reverse seek).
-func (s *Store) count(id uint32, maxOnly bool) (n, size int64, maxHLC schemas.HLC, err error) {
+func (s *Store) count(id uint32, maxOnly bool) (n, size int64, maxHLC hlc.Timestamp, err error) {
 	prefix := idPrefix(prefixEvent, id)
 	err = s.db.View(func(txn *badger.Txn) error {
 		it := txn.NewIterator(badger.IteratorOptions{Reverse: true, Prefix: prefix})

@@ -13,12 +13,14 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
-func hlc(wall int64, logical int32) schemas.HLC { return schemas.HLC{WallTime: wall, Logical: logical} }
+func at(wall int64, logical int32) hlc.Timestamp {
+	return hlc.Timestamp{WallTime: wall, Logical: logical}
+}
 
-var maxHLC = hlc(1<<63-1, 1<<31-1)
+var maxHLC = at(1<<63-1, 1<<31-1)
 
 func openMem(t testing.TB, budget int64) *Store {
 	t.Helper()
@@ -42,7 +44,7 @@ func openDir(t testing.TB, dir string) *Store {
 // rec is a scanned event, copied.
 type rec struct {
 	P      Partition
-	TS     schemas.HLC
+	TS     hlc.Timestamp
 	Table  string
 	Key    string
 	Offset int64
@@ -53,7 +55,7 @@ func (r rec) String() string {
 	return fmt.Sprintf("%s[%d] %s %s/%s @%d=%s", r.P.Topic, r.P.Partition, r.TS, r.Table, r.Key, r.Offset, r.Value)
 }
 
-func ev(ts schemas.HLC, table, key string, off int64) Event {
+func ev(ts hlc.Timestamp, table, key string, off int64) Event {
 	return Event{Updated: ts, Table: table, Key: []byte(key), Offset: off, Value: []byte(fmt.Sprintf("v%d", off))}
 }
 
@@ -74,7 +76,7 @@ func write(t testing.TB, s *Store, p Partition, evs ...Event) {
 	}
 }
 
-func scan(t testing.TB, s *Store, parts []Partition, through schemas.HLC, reverse bool) []rec {
+func scan(t testing.TB, s *Store, parts []Partition, through hlc.Timestamp, reverse bool) []rec {
 	t.Helper()
 	var out []rec
 	err := s.Scan(context.Background(), parts, through, ScanOptions{Reverse: reverse}, func(p Partition, e Event) error {
@@ -117,22 +119,22 @@ func TestScanMergesPartitionsInOrder(t *testing.T) {
 	// Ties on HLC across partitions and tables; keys that are prefixes of
 	// each other; tables that are prefixes of each other.
 	write(t, s, pA,
-		ev(hlc(10, 0), "orders", "k2", 0),
-		ev(hlc(10, 0), "orders", "k1", 1),
-		ev(hlc(5, 3), "orders", "k9", 2),
-		ev(hlc(20, 0), "orders", "k", 3),
-		ev(hlc(20, 0), "orders", "k\x00", 4),
+		ev(at(10, 0), "orders", "k2", 0),
+		ev(at(10, 0), "orders", "k1", 1),
+		ev(at(5, 3), "orders", "k9", 2),
+		ev(at(20, 0), "orders", "k", 3),
+		ev(at(20, 0), "orders", "k\x00", 4),
 	)
 	write(t, s, pB,
-		ev(hlc(10, 0), "orders", "k15", 0),
-		ev(hlc(10, 1), "orders", "k0", 1),
-		ev(hlc(5, 2), "orders", "zz", 2),
+		ev(at(10, 0), "orders", "k15", 0),
+		ev(at(10, 1), "orders", "k0", 1),
+		ev(at(5, 2), "orders", "zz", 2),
 	)
 	write(t, s, pC,
-		ev(hlc(10, 0), "customers", "k3", 0),
-		ev(hlc(10, 0), "order", "k1", 1),
-		ev(hlc(1, 0), "customers", "a", 2),
-		ev(hlc(-1, 0), "customers", "neg", 3), // before the epoch still sorts first
+		ev(at(10, 0), "customers", "k3", 0),
+		ev(at(10, 0), "order", "k1", 1),
+		ev(at(1, 0), "customers", "a", 2),
+		ev(at(-1, 0), "customers", "neg", 3), // before the epoch still sorts first
 	)
 	parts := []Partition{pA, pB, pC}
 	got := scan(t, s, parts, maxHLC, false)
@@ -163,8 +165,8 @@ func TestScanMergesPartitionsInOrder(t *testing.T) {
 
 func TestScanIdenticalEventsInTwoPartitionsFollowPartsOrder(t *testing.T) {
 	s := openMem(t, 0)
-	write(t, s, pA, ev(hlc(1, 0), "t", "k", 0))
-	write(t, s, pB, ev(hlc(1, 0), "t", "k", 0))
+	write(t, s, pA, ev(at(1, 0), "t", "k", 0))
+	write(t, s, pB, ev(at(1, 0), "t", "k", 0))
 	for _, tc := range []struct {
 		parts   []Partition
 		reverse bool
@@ -188,23 +190,23 @@ func TestScanIdenticalEventsInTwoPartitionsFollowPartsOrder(t *testing.T) {
 func TestScanThroughIsInclusive(t *testing.T) {
 	s := openMem(t, 0)
 	write(t, s, pA,
-		ev(hlc(10, 0), "t", "a", 0),
-		ev(hlc(10, 1), "t", "b", 1),
-		ev(hlc(11, 0), "t", "c", 2),
-		ev(hlc(11, 0), "u", "d", 3),
+		ev(at(10, 0), "t", "a", 0),
+		ev(at(10, 1), "t", "b", 1),
+		ev(at(11, 0), "t", "c", 2),
+		ev(at(11, 0), "u", "d", 3),
 		ev(maxHLC, "t", "e", 4),
 	)
-	write(t, s, pB, ev(hlc(10, 1), "t", "x", 0))
+	write(t, s, pB, ev(at(10, 1), "t", "x", 0))
 	for _, tc := range []struct {
-		through schemas.HLC
+		through hlc.Timestamp
 		want    string
 	}{
-		{hlc(0, 0), ""},
-		{hlc(9, 2147483647), ""},
-		{hlc(10, 0), "a"},
-		{hlc(10, 1), "abx"},
-		{hlc(10, 2), "abx"},
-		{hlc(11, 0), "abxcd"},
+		{at(0, 0), ""},
+		{at(9, 2147483647), ""},
+		{at(10, 0), "a"},
+		{at(10, 1), "abx"},
+		{at(10, 2), "abx"},
+		{at(11, 0), "abxcd"},
 		{maxHLC, "abxcde"},
 	} {
 		for _, reverse := range []bool{false, true} {
@@ -228,23 +230,23 @@ func TestScanThroughIsInclusive(t *testing.T) {
 func TestDuplicatesCollapseKeepingSmallestOffset(t *testing.T) {
 	s := openMem(t, 0)
 	// Within one batch, the later copy (larger offset) collapses.
-	write(t, s, pA, ev(hlc(5, 0), "t", "k", 7), ev(hlc(5, 0), "t", "k", 3), ev(hlc(5, 0), "t", "other", 4))
+	write(t, s, pA, ev(at(5, 0), "t", "k", 7), ev(at(5, 0), "t", "k", 3), ev(at(5, 0), "t", "other", 4))
 	// A later batch re-delivers it with a larger offset: kept as offset 3.
-	write(t, s, pA, ev(hlc(5, 0), "t", "k", 12))
+	write(t, s, pA, ev(at(5, 0), "t", "k", 12))
 	// Same key, newer HLC: a distinct version, not a duplicate.
-	write(t, s, pA, ev(hlc(6, 0), "t", "k", 13))
+	write(t, s, pA, ev(at(6, 0), "t", "k", 13))
 	// Same key and HLC in another table: distinct.
-	write(t, s, pA, ev(hlc(5, 0), "u", "k", 14))
+	write(t, s, pA, ev(at(5, 0), "u", "k", 14))
 	// A re-read from an earlier offset (smaller than the stored copy)
 	// replaces it.
-	write(t, s, pA, ev(hlc(6, 0), "t", "k", 11))
+	write(t, s, pA, ev(at(6, 0), "t", "k", 11))
 
 	got := scan(t, s, []Partition{pA}, maxHLC, false)
 	want := []rec{
-		{pA, hlc(5, 0), "t", "k", 3, "v3"},
-		{pA, hlc(5, 0), "t", "other", 4, "v4"},
-		{pA, hlc(5, 0), "u", "k", 14, "v14"},
-		{pA, hlc(6, 0), "t", "k", 11, "v11"},
+		{pA, at(5, 0), "t", "k", 3, "v3"},
+		{pA, at(5, 0), "t", "other", 4, "v4"},
+		{pA, at(5, 0), "u", "k", 14, "v14"},
+		{pA, at(6, 0), "t", "k", 11, "v11"},
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("got %v\nwant %v", got, want)
@@ -256,7 +258,7 @@ func TestDuplicatesCollapseKeepingSmallestOffset(t *testing.T) {
 		t.Fatalf("Usage.Events = %d, want 4", u.Events)
 	}
 	// The same identity in another partition is not a duplicate.
-	write(t, s, pB, ev(hlc(5, 0), "t", "k", 0))
+	write(t, s, pB, ev(at(5, 0), "t", "k", 0))
 	if u := s.Usage(); u.Events != 5 {
 		t.Fatalf("Usage.Events = %d, want 5", u.Events)
 	}
@@ -264,16 +266,16 @@ func TestDuplicatesCollapseKeepingSmallestOffset(t *testing.T) {
 
 func TestLowOffset(t *testing.T) {
 	type step struct {
-		trim   *schemas.HLC // trim through this first, if set
+		trim   *hlc.Timestamp // trim through this first, if set
 		events []Event
 	}
-	h := func(w int64) schemas.HLC { return hlc(w, 0) }
-	ptr := func(x schemas.HLC) *schemas.HLC { return &x }
+	h := func(w int64) hlc.Timestamp { return at(w, 0) }
+	ptr := func(x hlc.Timestamp) *hlc.Timestamp { return &x }
 	for _, tc := range []struct {
 		name     string
 		steps    []step
 		consumed int64 // 0: max offset + 1
-		through  schemas.HLC
+		through  hlc.Timestamp
 		want     int64
 	}{
 		{name: "empty partition resumes at consumed", consumed: 42, through: h(5), want: 42},
@@ -355,7 +357,7 @@ func TestLowOffset(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := openMem(t, 0)
-			if err := s.Reset(pA, schemas.HLC{}, 0); err != nil {
+			if err := s.Reset(pA, hlc.Timestamp{}, 0); err != nil {
 				t.Fatal(err)
 			}
 			var maxOff int64
@@ -395,7 +397,7 @@ func TestLowOffset(t *testing.T) {
 	}
 	t.Run("unknown partition is an error", func(t *testing.T) {
 		s := openMem(t, 0)
-		if _, err := s.LowOffset(pA, hlc(1, 0)); err == nil {
+		if _, err := s.LowOffset(pA, at(1, 0)); err == nil {
 			t.Fatal("LowOffset of an unknown partition succeeded")
 		}
 	})
@@ -407,13 +409,13 @@ func TestLowOffsetMatchesOracle(t *testing.T) {
 	s := openMem(t, 0)
 	rng := rand.New(rand.NewPCG(1, 2))
 	type row struct {
-		ts  schemas.HLC
+		ts  hlc.Timestamp
 		key string
 		off int64
 	}
 	var live []row // events the store should hold (all copies, for the oracle)
 	var off int64
-	var trimmed schemas.HLC
+	var trimmed hlc.Timestamp
 	for round := 0; round < 60; round++ {
 		b := s.NewBatch()
 		for i := 0; i < 50; i++ {
@@ -421,7 +423,7 @@ func TestLowOffsetMatchesOracle(t *testing.T) {
 			if len(live) > 0 && rng.IntN(6) == 0 {
 				r = live[rng.IntN(len(live))] // duplicate delivery
 			} else {
-				r = row{ts: hlc(trimmed.WallTime+1+int64(rng.IntN(40)), int32(rng.IntN(3))), key: fmt.Sprintf("k%d", rng.IntN(30))}
+				r = row{ts: at(trimmed.WallTime+1+int64(rng.IntN(40)), int32(rng.IntN(3))), key: fmt.Sprintf("k%d", rng.IntN(30))}
 			}
 			r.off = off
 			off++
@@ -433,7 +435,7 @@ func TestLowOffsetMatchesOracle(t *testing.T) {
 			t.Fatal(err)
 		}
 		for q := 0; q < 5; q++ {
-			through := hlc(trimmed.WallTime+int64(rng.IntN(45)), int32(rng.IntN(3)))
+			through := at(trimmed.WallTime+int64(rng.IntN(45)), int32(rng.IntN(3)))
 			want := off
 			for _, r := range live {
 				if through.Less(r.ts) && r.off < want {
@@ -449,7 +451,7 @@ func TestLowOffsetMatchesOracle(t *testing.T) {
 			}
 		}
 		if round%3 == 2 {
-			trimmed = hlc(trimmed.WallTime+int64(rng.IntN(15)), 0)
+			trimmed = at(trimmed.WallTime+int64(rng.IntN(15)), 0)
 			if err := s.Trim(context.Background(), []Partition{pA}, trimmed); err != nil {
 				t.Fatal(err)
 			}
@@ -480,10 +482,10 @@ func TestLowOffsetMatchesOracle(t *testing.T) {
 
 func TestTrimThenScan(t *testing.T) {
 	s := openMem(t, 0)
-	write(t, s, pA, ev(hlc(1, 0), "t", "a", 0), ev(hlc(2, 0), "t", "b", 1), ev(hlc(3, 0), "t", "c", 2))
-	write(t, s, pB, ev(hlc(2, 0), "t", "x", 0), ev(hlc(4, 0), "t", "y", 1))
-	write(t, s, pC, ev(hlc(1, 0), "t", "untouched", 0))
-	if err := s.Trim(context.Background(), []Partition{pA, pB, {"unknown", 9}}, hlc(2, 0)); err != nil {
+	write(t, s, pA, ev(at(1, 0), "t", "a", 0), ev(at(2, 0), "t", "b", 1), ev(at(3, 0), "t", "c", 2))
+	write(t, s, pB, ev(at(2, 0), "t", "x", 0), ev(at(4, 0), "t", "y", 1))
+	write(t, s, pC, ev(at(1, 0), "t", "untouched", 0))
+	if err := s.Trim(context.Background(), []Partition{pA, pB, {"unknown", 9}}, at(2, 0)); err != nil {
 		t.Fatal(err)
 	}
 	var keys []string
@@ -495,23 +497,23 @@ func TestTrimThenScan(t *testing.T) {
 	}
 	for _, tc := range []struct {
 		p      Partition
-		base   schemas.HLC
+		base   hlc.Timestamp
 		events int64
-	}{{pA, hlc(2, 0), 1}, {pB, hlc(2, 0), 1}, {pC, schemas.HLC{}, 1}} {
+	}{{pA, at(2, 0), 1}, {pB, at(2, 0), 1}, {pC, hlc.Timestamp{}, 1}} {
 		if st := mustState(t, s, tc.p); st.Base != tc.base || st.Events != tc.events {
 			t.Errorf("%v: State %+v, want Base %s Events %d", tc.p, st, tc.base, tc.events)
 		}
 	}
 	// An event at the applied frontier arriving again is buffered and
 	// scanned (it is re-applied idempotently); Base never moves back.
-	write(t, s, pA, ev(hlc(2, 0), "t", "b", 3))
-	if err := s.Trim(context.Background(), []Partition{pA}, hlc(1, 0)); err != nil {
+	write(t, s, pA, ev(at(2, 0), "t", "b", 3))
+	if err := s.Trim(context.Background(), []Partition{pA}, at(1, 0)); err != nil {
 		t.Fatal(err)
 	}
-	if st := mustState(t, s, pA); st.Base != hlc(2, 0) || st.Events != 2 {
+	if st := mustState(t, s, pA); st.Base != at(2, 0) || st.Events != 2 {
 		t.Fatalf("State %+v, want Base 2 and 2 events", st)
 	}
-	if got := scan(t, s, []Partition{pA}, hlc(2, 0), false); len(got) != 1 || got[0].Key != "b" {
+	if got := scan(t, s, []Partition{pA}, at(2, 0), false); len(got) != 1 || got[0].Key != "b" {
 		t.Fatalf("scan through 2 = %v", got)
 	}
 	if u := s.Usage(); u.Events != 4 {
@@ -525,16 +527,16 @@ func TestTrimThenScan(t *testing.T) {
 // applied frontier), so that the counters stay exact.
 func TestTrimDeletesEventsWrittenBelowAnEarlierTrim(t *testing.T) {
 	s := openMem(t, 0)
-	write(t, s, pA, ev(hlc(10, 0), "t", "a", 0), ev(hlc(20, 0), "t", "b", 1), ev(hlc(30, 0), "t", "c", 2))
-	if err := s.Trim(context.Background(), []Partition{pA}, hlc(20, 0)); err != nil {
+	write(t, s, pA, ev(at(10, 0), "t", "a", 0), ev(at(20, 0), "t", "b", 1), ev(at(30, 0), "t", "c", 2))
+	if err := s.Trim(context.Background(), []Partition{pA}, at(20, 0)); err != nil {
 		t.Fatal(err)
 	}
 	// Below the trimmed point, at it, and above it.
-	write(t, s, pA, ev(hlc(5, 0), "t", "old", 3), ev(hlc(20, 0), "t", "b", 4), ev(hlc(25, 0), "t", "d", 5))
+	write(t, s, pA, ev(at(5, 0), "t", "old", 3), ev(at(20, 0), "t", "b", 4), ev(at(25, 0), "t", "d", 5))
 	if st := mustState(t, s, pA); st.Events != 4 {
 		t.Fatalf("before the second trim: %d events, want 4", st.Events)
 	}
-	if err := s.Trim(context.Background(), []Partition{pA}, hlc(25, 0)); err != nil {
+	if err := s.Trim(context.Background(), []Partition{pA}, at(25, 0)); err != nil {
 		t.Fatal(err)
 	}
 	if st := mustState(t, s, pA); st.Events != 1 || s.Usage().Events != 1 {
@@ -566,10 +568,10 @@ func TestTrimRunsBesideWritesAndMissesNothing(t *testing.T) {
 	const n = 30000
 	evs := make([]Event, 0, n)
 	for i := range n {
-		evs = append(evs, ev(hlc(int64(1000+i), 0), "t", fmt.Sprint("k", i), int64(i)))
+		evs = append(evs, ev(at(int64(1000+i), 0), "t", fmt.Sprint("k", i), int64(i)))
 	}
 	write(t, s, pA, evs...)
-	through := hlc(1000+n/2, 0)
+	through := at(1000+n/2, 0)
 	trimmed := make(chan error, 1)
 	go func() { trimmed <- s.Trim(context.Background(), []Partition{pA}, through) }()
 	// Write events below the trimmed point (history: a late duplicate)
@@ -584,7 +586,7 @@ func TestTrimRunsBesideWritesAndMissesNothing(t *testing.T) {
 			}
 			done = true
 		default:
-			write(t, s, pA, ev(hlc(500, int32(during)), "t", "late", off), ev(hlc(int64(1000+n+during), 0), "t", "new", off+1))
+			write(t, s, pA, ev(at(500, int32(during)), "t", "late", off), ev(at(int64(1000+n+during), 0), "t", "new", off+1))
 			off += 2
 			during++
 		}
@@ -594,7 +596,7 @@ func TestTrimRunsBesideWritesAndMissesNothing(t *testing.T) {
 	}
 	// Everything at or below the next trim's point goes, including the
 	// events written below `through` during the first trim's walk.
-	if err := s.Trim(context.Background(), []Partition{pA}, hlc(1000+n, 0)); err != nil {
+	if err := s.Trim(context.Background(), []Partition{pA}, at(1000+n, 0)); err != nil {
 		t.Fatal(err)
 	}
 	// What is stored is exactly the "new" events above that point: the
@@ -623,7 +625,7 @@ func TestTrimStopsOnCancel(t *testing.T) {
 	s := openMem(t, 0)
 	var evs []Event
 	for i := 0; i < 5000; i++ {
-		evs = append(evs, ev(hlc(int64(i), 0), "t", "k", int64(i)))
+		evs = append(evs, ev(at(int64(i), 0), "t", "k", int64(i)))
 	}
 	write(t, s, pA, evs...)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -651,18 +653,18 @@ func TestTrimStopsOnCancel(t *testing.T) {
 
 func TestReset(t *testing.T) {
 	s := openMem(t, 0)
-	write(t, s, pA, ev(hlc(1, 0), "t", "a", 0), ev(hlc(2, 0), "t", "b", 1))
-	write(t, s, pB, ev(hlc(1, 0), "t", "x", 0))
-	if err := s.Reset(pA, hlc(7, 0), 100); err != nil {
+	write(t, s, pA, ev(at(1, 0), "t", "a", 0), ev(at(2, 0), "t", "b", 1))
+	write(t, s, pB, ev(at(1, 0), "t", "x", 0))
+	if err := s.Reset(pA, at(7, 0), 100); err != nil {
 		t.Fatal(err)
 	}
-	if st := mustState(t, s, pA); st != (State{Base: hlc(7, 0), Resolved: hlc(7, 0), Consumed: 100}) {
+	if st := mustState(t, s, pA); st != (State{Base: at(7, 0), Resolved: at(7, 0), Consumed: 100}) {
 		t.Fatalf("State after Reset = %+v", st)
 	}
 	if got := scan(t, s, []Partition{pA}, maxHLC, false); len(got) != 0 {
 		t.Fatalf("events after Reset: %v", got)
 	}
-	if low, err := s.LowOffset(pA, hlc(7, 0)); err != nil || low != 100 {
+	if low, err := s.LowOffset(pA, at(7, 0)); err != nil || low != 100 {
 		t.Fatalf("LowOffset after Reset = %d, %v; want 100", low, err)
 	}
 	if u := s.Usage(); u.Events != 1 {
@@ -670,17 +672,17 @@ func TestReset(t *testing.T) {
 	}
 	// The new range starts empty; an event below Base (which the
 	// processor never buffers) is history and not delivered.
-	write(t, s, pA, ev(hlc(8, 0), "t", "b", 100), ev(hlc(2, 0), "t", "b", 101))
+	write(t, s, pA, ev(at(8, 0), "t", "b", 100), ev(at(2, 0), "t", "b", 101))
 	for _, reverse := range []bool{false, true} {
 		if got := scan(t, s, []Partition{pA}, maxHLC, reverse); len(got) != 1 || got[0].Offset != 100 {
 			t.Fatalf("after Reset and write (reverse=%v): %v", reverse, got)
 		}
 	}
 	// Reset of an unknown partition creates it.
-	if err := s.Reset(pC, hlc(3, 0), 5); err != nil {
+	if err := s.Reset(pC, at(3, 0), 5); err != nil {
 		t.Fatal(err)
 	}
-	if st := mustState(t, s, pC); st.Consumed != 5 || st.Base != hlc(3, 0) {
+	if st := mustState(t, s, pC); st.Consumed != 5 || st.Base != at(3, 0) {
 		t.Fatalf("State of new partition = %+v", st)
 	}
 	if got := scan(t, s, []Partition{pB}, maxHLC, false); len(got) != 1 {
@@ -690,8 +692,8 @@ func TestReset(t *testing.T) {
 
 func TestDropLeavesOtherPartitionsIntact(t *testing.T) {
 	s := openMem(t, 0)
-	write(t, s, pA, ev(hlc(1, 0), "t", "a", 0))
-	write(t, s, pB, ev(hlc(1, 0), "t", "b", 0), ev(hlc(2, 0), "t", "c", 1))
+	write(t, s, pA, ev(at(1, 0), "t", "a", 0))
+	write(t, s, pB, ev(at(1, 0), "t", "b", 0), ev(at(2, 0), "t", "c", 1))
 	if err := s.Drop(pA); err != nil {
 		t.Fatal(err)
 	}
@@ -711,7 +713,7 @@ func TestDropLeavesOtherPartitionsIntact(t *testing.T) {
 		t.Fatalf("Usage after Drop = %+v", u)
 	}
 	// Writing the dropped partition again starts it empty.
-	write(t, s, pA, ev(hlc(5, 0), "t", "z", 9))
+	write(t, s, pA, ev(at(5, 0), "t", "z", 9))
 	if st := mustState(t, s, pA); st.Events != 1 || st.Consumed != 10 {
 		t.Fatalf("re-created partition: %+v", st)
 	}
@@ -721,24 +723,24 @@ func TestStateSurvivesReopen(t *testing.T) {
 	dir := t.TempDir()
 	s := openDir(t, dir)
 	b := s.NewBatch()
-	b.Add(pA, ev(hlc(1, 0), "t", "a", 0))
-	b.Add(pA, ev(hlc(3, 0), "t", "c", 1))
-	b.Add(pB, ev(hlc(2, 0), "t", "b", 0))
-	b.SetResolved(pA, hlc(2, 0))
-	b.SetResolved(pA, hlc(1, 0)) // an older resolved never moves it back
+	b.Add(pA, ev(at(1, 0), "t", "a", 0))
+	b.Add(pA, ev(at(3, 0), "t", "c", 1))
+	b.Add(pB, ev(at(2, 0), "t", "b", 0))
+	b.SetResolved(pA, at(2, 0))
+	b.SetResolved(pA, at(1, 0)) // an older resolved never moves it back
 	b.SetConsumed(pA, 2)
 	b.SetConsumed(pB, 1)
 	if err := s.Write(context.Background(), b); err != nil {
 		t.Fatal(err)
 	}
-	if err := s.Trim(context.Background(), []Partition{pA}, hlc(1, 0)); err != nil {
+	if err := s.Trim(context.Background(), []Partition{pA}, at(1, 0)); err != nil {
 		t.Fatal(err)
 	}
-	write(t, s, pC, ev(hlc(1, 0), "t", "gone", 0))
+	write(t, s, pC, ev(at(1, 0), "t", "gone", 0))
 	if err := s.Drop(pC); err != nil {
 		t.Fatal(err)
 	}
-	wantA := State{Base: hlc(1, 0), Resolved: hlc(2, 0), Consumed: 2, Events: 1}
+	wantA := State{Base: at(1, 0), Resolved: at(2, 0), Consumed: 2, Events: 1}
 	if st := mustState(t, s, pA); st != wantA {
 		t.Fatalf("State before reopen %+v, want %+v", st, wantA)
 	}
@@ -782,7 +784,7 @@ func TestStateSurvivesReopen(t *testing.T) {
 		t.Fatal(err)
 	}
 	// Duplicates are still recognised after a reopen.
-	write(t, s, pA, ev(hlc(3, 0), "t", "c", 5))
+	write(t, s, pA, ev(at(3, 0), "t", "c", 5))
 	if st := mustState(t, s, pA); st.Events != 1 {
 		t.Fatalf("duplicate after reopen counted: %+v", st)
 	}
@@ -798,7 +800,7 @@ func TestOverBudgetFlipsAndRecovers(t *testing.T) {
 		}
 		b := s.NewBatch()
 		for i := 0; i < 10; i++ {
-			b.Add(pA, Event{Updated: hlc(off, 0), Table: "t", Key: []byte("key"), Offset: off, Value: bytes.Repeat([]byte{'x'}, 200)})
+			b.Add(pA, Event{Updated: at(off, 0), Table: "t", Key: []byte("key"), Offset: off, Value: bytes.Repeat([]byte{'x'}, 200)})
 			off++
 		}
 		b.SetConsumed(pA, off)
@@ -811,7 +813,7 @@ func TestOverBudgetFlipsAndRecovers(t *testing.T) {
 	}
 	// Trimming half is not enough if the rest is still over; trimming
 	// everything below the last HLCs is.
-	if err := s.Trim(context.Background(), []Partition{pA}, hlc(off-20, 0)); err != nil {
+	if err := s.Trim(context.Background(), []Partition{pA}, at(off-20, 0)); err != nil {
 		t.Fatal(err)
 	}
 	if s.OverBudget() {
@@ -827,14 +829,14 @@ func TestOverBudgetFlipsAndRecovers(t *testing.T) {
 
 func TestUsageCountsKeyAndValueBytes(t *testing.T) {
 	s := openMem(t, 0)
-	write(t, s, pA, Event{Updated: hlc(1, 0), Table: "tbl", Key: []byte("key1"), Offset: 0, Value: []byte("0123456789")})
-	write(t, s, pB, Event{Updated: hlc(1, 0), Table: "tbl", Key: []byte("k"), Offset: 0, Value: nil})
+	write(t, s, pA, Event{Updated: at(1, 0), Table: "tbl", Key: []byte("key1"), Offset: 0, Value: []byte("0123456789")})
+	write(t, s, pB, Event{Updated: at(1, 0), Table: "tbl", Key: []byte("k"), Offset: 0, Value: nil})
 	// Key: 'e' + id(4) + HLC(12) + table + 0 + key; value: offset(8) + payload.
 	want := int64((1+4+12+3+1+4)+(8+10)) + int64((1+4+12+3+1+1)+8)
 	if u := s.Usage(); u != (Usage{Events: 2, Bytes: want}) {
 		t.Fatalf("Usage = %+v, want 2 events, %d bytes", u, want)
 	}
-	if err := s.Trim(context.Background(), []Partition{pA, pB}, hlc(1, 0)); err != nil {
+	if err := s.Trim(context.Background(), []Partition{pA, pB}, at(1, 0)); err != nil {
 		t.Fatal(err)
 	}
 	if u := s.Usage(); u != (Usage{}) {
@@ -846,7 +848,7 @@ func TestScanStopsOnCancelAndError(t *testing.T) {
 	s := openMem(t, 0)
 	var evs []Event
 	for i := 0; i < 3000; i++ {
-		evs = append(evs, ev(hlc(int64(i), 0), "t", "k", int64(i)))
+		evs = append(evs, ev(at(int64(i), 0), "t", "k", int64(i)))
 	}
 	write(t, s, pA, evs...)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -875,7 +877,7 @@ func TestScanStopsOnCancelAndError(t *testing.T) {
 func TestBadInputIsAnError(t *testing.T) {
 	s := openMem(t, 0)
 	b := s.NewBatch()
-	b.Add(pA, ev(hlc(1, 0), "bad\x00table", "k", 0))
+	b.Add(pA, ev(at(1, 0), "bad\x00table", "k", 0))
 	if err := s.Write(context.Background(), b); err == nil || !strings.Contains(err.Error(), "NUL") {
 		t.Fatalf("Write with NUL in table name: %v", err)
 	}
@@ -892,7 +894,7 @@ func TestBadInputIsAnError(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
 	b = s.NewBatch()
-	b.Add(pA, ev(hlc(1, 0), "t", "k", 0))
+	b.Add(pA, ev(at(1, 0), "t", "k", 0))
 	if err := s.Write(ctx, b); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Write with canceled ctx: %v", err)
 	}
@@ -911,7 +913,7 @@ func TestConcurrentWriteScanTrim(t *testing.T) {
 	s := openMem(t, 0)
 	parts := []Partition{pA, pB}
 	for _, p := range parts {
-		if err := s.Reset(p, schemas.HLC{}, 0); err != nil {
+		if err := s.Reset(p, hlc.Timestamp{}, 0); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -922,7 +924,7 @@ func TestConcurrentWriteScanTrim(t *testing.T) {
 			b := s.NewBatch()
 			for i := 0; i < 100; i++ {
 				for _, p := range parts {
-					b.Add(p, ev(hlc(off/3, int32(off%3)), "t", fmt.Sprint(off%17), off))
+					b.Add(p, ev(at(off/3, int32(off%3)), "t", fmt.Sprint(off%17), off))
 					b.SetConsumed(p, off+1)
 				}
 				off++
@@ -942,7 +944,7 @@ func TestConcurrentWriteScanTrim(t *testing.T) {
 		default:
 		}
 		var prev *rec
-		err := s.Scan(context.Background(), parts, hlc(1000, 0), ScanOptions{}, func(p Partition, e Event) error {
+		err := s.Scan(context.Background(), parts, at(1000, 0), ScanOptions{}, func(p Partition, e Event) error {
 			r := rec{P: p, TS: e.Updated, Table: e.Table, Key: string(e.Key)}
 			if prev != nil && cmpRec(*prev, r) > 0 {
 				return fmt.Errorf("out of order: %v after %v", r, *prev)
@@ -959,7 +961,7 @@ func TestConcurrentWriteScanTrim(t *testing.T) {
 			t.Fatalf("LowOffset = %d, %v (Consumed %d)", low, err, st.Consumed)
 		}
 		st := mustState(t, s, pA)
-		if err := s.Trim(context.Background(), parts, hlc(st.Consumed/3-20, 0)); err != nil {
+		if err := s.Trim(context.Background(), parts, at(st.Consumed/3-20, 0)); err != nil {
 			t.Fatal(err)
 		}
 	}

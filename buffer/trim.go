@@ -13,7 +13,7 @@ import (
 
 	"github.com/dgraph-io/badger/v4"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // LowOffset returns the smallest Offset of any event of p with Updated >
@@ -26,7 +26,7 @@ import (
 // through. Trim removes the runs at or below its `through` from the front,
 // so the walk covers about the window being flushed divided by 60, never
 // the events buffered beyond it.
-func (s *Store) LowOffset(p Partition, through schemas.HLC) (int64, error) {
+func (s *Store) LowOffset(p Partition, through hlc.Timestamp) (int64, error) {
 	if s.closed.Load() {
 		return 0, fmt.Errorf("buffer: low offset: store is closed")
 	}
@@ -95,7 +95,7 @@ func (s *Store) LowOffset(p Partition, through schemas.HLC) (int64, error) {
 // ends half-way, the events left at or below through are no longer
 // delivered by Scan (except those equal to Base) and the next Trim deletes
 // them.
-func (s *Store) Trim(ctx context.Context, parts []Partition, through schemas.HLC) error {
+func (s *Store) Trim(ctx context.Context, parts []Partition, through hlc.Timestamp) error {
 	s.tmu.Lock()
 	defer s.tmu.Unlock()
 	s.mu.Lock()
@@ -173,7 +173,7 @@ func (f writeFailure) Unwrap() error { return f.err }
 // are left to the next trim, which starts low enough to see them (see
 // part.lowWrite). Failures that leave the counters behind the data come
 // back as writeFailure.
-func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) error {
+func (s *Store) trim(ctx context.Context, p Partition, through hlc.Timestamp) error {
 	s.mu.Lock()
 	pt := s.lookup(p)
 	if pt == nil {
@@ -233,7 +233,7 @@ func (s *Store) trim(ctx context.Context, p Partition, through schemas.HLC) erro
 }
 
 // trimBase moves pt's Base up to through. Callers hold mu.
-func (s *Store) trimBase(pt *part, through schemas.HLC) error {
+func (s *Store) trimBase(pt *part, through hlc.Timestamp) error {
 	// Base moves first: once the window is applied, events at or below it
 	// are history, and Scan never delivers events below Base. A crash or
 	// cancellation half-way then leaves only invisible leftovers, which the
@@ -257,7 +257,7 @@ func (s *Store) trimBase(pt *part, through schemas.HLC) error {
 // index runs at or below through, from a snapshot, without mu. It returns
 // the number and size of the events deleted and whether it got through
 // (false if ctx ended first).
-func (s *Store) trimWalk(ctx context.Context, pt *part, from, through schemas.HLC) (n, size int64, complete bool, err error) {
+func (s *Store) trimWalk(ctx context.Context, pt *part, from, through hlc.Timestamp) (n, size int64, complete bool, err error) {
 	var keys []byte
 	complete = true
 	wb := s.db.NewWriteBatch()
@@ -304,7 +304,7 @@ func (s *Store) trimWalk(ctx context.Context, pt *part, from, through schemas.HL
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		for it.Seek(prefix); it.ValidForPrefix(prefix); it.Next() {
 			item := it.Item()
-			var maxTS schemas.HLC
+			var maxTS hlc.Timestamp
 			if err := item.Value(func(v []byte) error {
 				var err error
 				maxTS, err = runMax(v)
@@ -333,7 +333,7 @@ func (s *Store) trimWalk(ctx context.Context, pt *part, from, through schemas.HL
 // base (and Resolved = base) and Consumed = next. p need not be known. The
 // switch is atomic: p moves to a new, empty key range in one transaction and
 // the old range is deleted in the background (or on the next Open).
-func (s *Store) Reset(p Partition, base schemas.HLC, next int64) error {
+func (s *Store) Reset(p Partition, base hlc.Timestamp, next int64) error {
 	return s.retire(p, &meta{base: base, resolved: base, consumed: next})
 }
 

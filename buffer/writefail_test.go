@@ -33,15 +33,15 @@ func corruptEvent(t *testing.T, s *Store, p Partition, e Event) {
 // store stays usable.
 func TestWriteFailingBeforeAnythingIsWrittenKeepsTheStore(t *testing.T) {
 	s := openMem(t, 0)
-	write(t, s, pA, ev(hlc(100, 0), "t", "top", 0))
-	corruptEvent(t, s, pA, ev(hlc(1, 0), "t", "bad", 0))
+	write(t, s, pA, ev(at(100, 0), "t", "top", 0))
+	corruptEvent(t, s, pA, ev(at(1, 0), "t", "bad", 0))
 	b := s.NewBatch()
-	b.Add(pA, ev(hlc(1, 0), "t", "bad", 5))
-	b.Add(pA, ev(hlc(2, 0), "t", "k", 6))
+	b.Add(pA, ev(at(1, 0), "t", "bad", 5))
+	b.Add(pA, ev(at(2, 0), "t", "k", 6))
 	if err := s.Write(context.Background(), b); err == nil || !strings.Contains(err.Error(), "malformed event value") {
 		t.Fatalf("Write over a corrupt event: %v", err)
 	}
-	write(t, s, pA, ev(hlc(3, 0), "t", "k", 7))
+	write(t, s, pA, ev(at(3, 0), "t", "k", 7))
 	if got := s.Usage().Events; got != 2 {
 		t.Fatalf("Usage().Events = %d, want 2", got)
 	}
@@ -54,8 +54,8 @@ func TestWriteFailingBeforeAnythingIsWrittenKeepsTheStore(t *testing.T) {
 // then refuse every further write with an error that says to reopen it.
 func TestWriteFailingAfterAPartialCommitFailsTheStore(t *testing.T) {
 	s := openMem(t, 0)
-	write(t, s, pA, ev(hlc(1_000_000, 0), "t", "top", 0)) // every batch event below needs the duplicate check
-	bad := ev(hlc(900_000, 0), "t", "bad", 0)
+	write(t, s, pA, ev(at(1_000_000, 0), "t", "top", 0)) // every batch event below needs the duplicate check
+	bad := ev(at(900_000, 0), "t", "bad", 0)
 	corruptEvent(t, s, pA, bad)
 
 	// 4000 events of ~900 bytes (below the value threshold, so in the LSM
@@ -65,7 +65,7 @@ func TestWriteFailingAfterAPartialCommitFailsTheStore(t *testing.T) {
 	const n = 4000
 	val := bytes.Repeat([]byte("x"), 900)
 	for i := range n {
-		b.Add(pA, Event{Updated: hlc(int64(i+1), 0), Table: "t", Key: []byte(fmt.Sprintf("k%d", i)), Offset: int64(i + 1), Value: val})
+		b.Add(pA, Event{Updated: at(int64(i+1), 0), Table: "t", Key: []byte(fmt.Sprintf("k%d", i)), Offset: int64(i + 1), Value: val})
 	}
 	bad.Offset = n + 1
 	b.Add(pA, bad)
@@ -76,7 +76,7 @@ func TestWriteFailingAfterAPartialCommitFailsTheStore(t *testing.T) {
 	// The premise: part of the batch is committed, unknown to the counters.
 	pt := s.lookup(pA)
 	err = s.db.View(func(txn *badger.Txn) error {
-		_, err := txn.Get(appendEventKey(nil, pt.id, hlc(1, 0), "t", []byte("k0")))
+		_, err := txn.Get(appendEventKey(nil, pt.id, at(1, 0), "t", []byte("k0")))
 		return err
 	})
 	if err != nil {
@@ -87,12 +87,12 @@ func TestWriteFailingAfterAPartialCommitFailsTheStore(t *testing.T) {
 	}
 
 	b = s.NewBatch()
-	b.Add(pA, ev(hlc(2_000_000, 0), "t", "later", n+2))
+	b.Add(pA, ev(at(2_000_000, 0), "t", "later", n+2))
 	err = s.Write(context.Background(), b)
 	if err == nil || !strings.Contains(err.Error(), "reopen the store") || !strings.Contains(err.Error(), "malformed event value") {
 		t.Fatalf("Write after a partially committed write: %v, want an error saying to reopen the store and why", err)
 	}
-	if err := s.Trim(context.Background(), []Partition{pA}, hlc(1_000_000, 0)); err == nil || !strings.Contains(err.Error(), "reopen the store") {
+	if err := s.Trim(context.Background(), []Partition{pA}, at(1_000_000, 0)); err == nil || !strings.Contains(err.Error(), "reopen the store") {
 		t.Fatalf("Trim after a partially committed write: %v", err)
 	}
 	if err := s.Drop(pA); err == nil || !errors.Is(err, s.failed) {

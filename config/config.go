@@ -18,9 +18,9 @@ import (
 	"github.com/spf13/pflag"
 	"gopkg.in/yaml.v3"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/schemas"
 )
 
 // Config is the configuration of `highwater run`.
@@ -443,11 +443,11 @@ func (c *Config) Validate() error {
 }
 
 // StopAtHLC parses StopAt; the zero HLC means "run forever".
-func (c *Config) StopAtHLC() (schemas.HLC, error) {
+func (c *Config) StopAtHLC() (hlc.Timestamp, error) {
 	if c.StopAt == "" {
-		return schemas.HLC{}, nil
+		return hlc.Timestamp{}, nil
 	}
-	h, err := schemas.ParseHLC(c.StopAt)
+	h, err := hlc.Parse(c.StopAt)
 	if err != nil {
 		return h, fmt.Errorf("stop-at: %w", err)
 	}

@@ -18,8 +18,8 @@ import (
 
 	"github.com/highwater-dev/highwater/config"
 	"github.com/highwater-dev/highwater/metrics"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks/files"
 )
 
@@ -259,7 +259,7 @@ func parseChangefeed(t *testing.T) changefeed {
 	// The topic is topic_prefix + the table's name, escaped for Kafka
 	// (docs/CHANGEFEED.md §7.2).
 	for _, tbl := range f.tables {
-		f.topics = append(f.topics, schemas.SQLNameToKafkaName(sinkURL.Query().Get("topic_prefix")+tbl))
+		f.topics = append(f.topics, model.SQLNameToKafkaName(sinkURL.Query().Get("topic_prefix")+tbl))
 	}
 	f.options = map[string]string{}
 	for _, opt := range splitOptions(m[3]) {

@@ -11,8 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/sqlident"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -32,7 +32,7 @@ func TestAsOfEqualsSourceAsOfPastHLCs(t *testing.T) {
 			f := newFeed(t, hostileOptions(23), feedTables()...)
 			sinkURL := wh.url(t)
 			m := startMember(t, f, wh, memberConfig{group: "g1", sinkURL: sinkURL, changelog: true})
-			final := playScenario(t, f, 1, func(h schemas.HLC) { m.awaitFrontier(t, h) })
+			final := playScenario(t, f, 1, func(h hlc.Timestamp) { m.awaitFrontier(t, h) })
 			m.proc.SetStopAt(final)
 			m.wait(t, 2*time.Minute)
 
@@ -114,7 +114,7 @@ func TestAsOfEqualsSourceAsOfPastHLCs(t *testing.T) {
 
 // asOfHLC is an HLC to travel to and why it was chosen.
 type asOfHLC struct {
-	at  schemas.HLC
+	at  hlc.Timestamp
 	why string
 }
 
@@ -122,12 +122,12 @@ type asOfHLC struct {
 // oracle's history, all at or after the initial scan (the feed's first
 // version: the source rows loaded before it have no earlier version in any
 // changelog) and at or before final.
-func asOfHLCs(t *testing.T, f *feed, final schemas.HLC, rng *rand.Rand) []asOfHLC {
+func asOfHLCs(t *testing.T, f *feed, final hlc.Timestamp, rng *rand.Rand) []asOfHLC {
 	t.Helper()
 	o := f.sim.Oracle()
 	var out []asOfHLC
-	add := func(h schemas.HLC, why string) { out = append(out, asOfHLC{h, why}) }
-	start := schemas.HLC{WallTime: math.MaxInt64}
+	add := func(h hlc.Timestamp, why string) { out = append(out, asOfHLC{h, why}) }
+	start := hlc.Timestamp{WallTime: math.MaxInt64}
 	for _, name := range o.Tables() {
 		if vs := o.Versions(name); len(vs) > 0 && vs[0].Updated.Less(start) {
 			start = vs[0].Updated
@@ -142,7 +142,7 @@ func asOfHLCs(t *testing.T, f *feed, final schemas.HLC, rng *rand.Rand) []asOfHL
 		// Just before a key's first version, for a key first written
 		// after the scan.
 		seen := map[string]bool{}
-		var firsts []schemas.HLC
+		var firsts []hlc.Timestamp
 		for _, v := range vs {
 			k := fmt.Sprint(v.Key)
 			if !seen[k] {
@@ -156,7 +156,7 @@ func asOfHLCs(t *testing.T, f *feed, final schemas.HLC, rng *rand.Rand) []asOfHL
 			t.Fatalf("%s: no key is first written after the initial scan", name)
 		}
 		add(justBefore(firsts[rng.IntN(len(firsts))]), name+": just before a key's first version")
-		var deletes, writes []schemas.HLC
+		var deletes, writes []hlc.Timestamp
 		for _, v := range vs {
 			if v.Op == "delete" {
 				deletes = append(deletes, v.Updated)
@@ -171,7 +171,7 @@ func asOfHLCs(t *testing.T, f *feed, final schemas.HLC, rng *rand.Rand) []asOfHL
 		add(writes[rng.IntN(len(writes))], name+": at a version")
 		// A random HLC between the scan and the end, off any version.
 		span := final.WallTime - start.WallTime
-		add(schemas.HLC{WallTime: start.WallTime + rng.Int64N(span+1), Logical: int32(rng.IntN(3))}, name+": random")
+		add(hlc.Timestamp{WallTime: start.WallTime + rng.Int64N(span+1), Logical: int32(rng.IntN(3))}, name+": random")
 	}
 	// The schema changes: the first version of orders with priority (the
 	// ADD COLUMN's backfill) and of order items without select (the DROP
@@ -181,7 +181,7 @@ func asOfHLCs(t *testing.T, f *feed, final schemas.HLC, rng *rand.Rand) []asOfHL
 			if v.Values != nil && is(v) {
 				add(justBefore(v.Updated), "just before "+why)
 				add(v.Updated, "at "+why)
-				add(schemas.HLC{WallTime: v.Updated.WallTime + 1}, "after "+why)
+				add(hlc.Timestamp{WallTime: v.Updated.WallTime + 1}, "after "+why)
 				return
 			}
 		}
@@ -200,9 +200,9 @@ func asOfHLCs(t *testing.T, f *feed, final schemas.HLC, rng *rand.Rand) []asOfHL
 }
 
 // justBefore returns the HLC right before h.
-func justBefore(h schemas.HLC) schemas.HLC {
+func justBefore(h hlc.Timestamp) hlc.Timestamp {
 	if h.Logical > 0 {
-		return schemas.HLC{WallTime: h.WallTime, Logical: h.Logical - 1}
+		return hlc.Timestamp{WallTime: h.WallTime, Logical: h.Logical - 1}
 	}
-	return schemas.HLC{WallTime: h.WallTime - 1, Logical: math.MaxInt32}
+	return hlc.Timestamp{WallTime: h.WallTime - 1, Logical: math.MaxInt32}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/processor"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
@@ -26,7 +27,7 @@ import (
 
 // year2200 has as many digits as today's HLCs, so a real row's `updated`
 // can be replaced in place.
-var year2200 = schemas.HLC{WallTime: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), Logical: 1}
+var year2200 = hlc.Timestamp{WallTime: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), Logical: 1}
 
 // futureKit produces year-2200 records into a feed's first topic.
 type futureKit struct {
@@ -131,7 +132,7 @@ func otherPartitions(f *feed, topic string, p int32) []int32 {
 }
 
 // awaitApplied waits until m has applied through h, failing after a minute.
-func awaitApplied(t *testing.T, m *member, h schemas.HLC) {
+func awaitApplied(t *testing.T, m *member, h hlc.Timestamp) {
 	t.Helper()
 	for deadline := time.Now().Add(time.Minute); m.proc.Stats().Frontier.Less(h); {
 		if time.Now().After(deadline) {
@@ -143,7 +144,7 @@ func awaitApplied(t *testing.T, m *member, h schemas.HLC) {
 
 // checkpointRange returns the lowest and highest resolved timestamp of the
 // warehouse checkpoints.
-func checkpointRange(t *testing.T, db *sql.DB, castText string) (lo, hi schemas.HLC) {
+func checkpointRange(t *testing.T, db *sql.DB, castText string) (lo, hi hlc.Timestamp) {
 	t.Helper()
 	var a, b string
 	q := fmt.Sprintf(`SELECT CAST(min(resolved) AS %s), CAST(max(resolved) AS %s) FROM highwater_checkpoints`, castText, castText)
@@ -151,10 +152,10 @@ func checkpointRange(t *testing.T, db *sql.DB, castText string) (lo, hi schemas.
 		t.Fatalf("%s: %v", q, err)
 	}
 	var err error
-	if lo, err = schemas.ParseHLC(a); err != nil {
+	if lo, err = hlc.Parse(a); err != nil {
 		t.Fatal(err)
 	}
-	if hi, err = schemas.ParseHLC(b); err != nil {
+	if hi, err = hlc.Parse(b); err != nil {
 		t.Fatal(err)
 	}
 	return lo, hi

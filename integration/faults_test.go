@@ -19,9 +19,9 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/devstack"
 	"github.com/highwater-dev/highwater/internal/pgtest"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
 )
 
@@ -76,7 +76,7 @@ func playSteady(t *testing.T, f *feed) *steadyFeed {
 }
 
 // finish stops the feed and returns its final resolved timestamp.
-func (s *steadyFeed) finish(t *testing.T) schemas.HLC {
+func (s *steadyFeed) finish(t *testing.T) hlc.Timestamp {
 	t.Helper()
 	close(s.stop)
 	if err := <-s.done; err != nil {
@@ -170,28 +170,28 @@ func (e *faultEnv) wait(t *testing.T, m *member, timeout time.Duration) {
 // watermark reads the feed-wide "complete through" HLC of the group from
 // the warehouse's watermark view (zero while some partition of the feed has
 // not been applied once). While the warehouse is down it returns zero.
-func (e *faultEnv) watermark() schemas.HLC {
+func (e *faultEnv) watermark() hlc.Timestamp {
 	return readWatermark(e.db, e.group)
 }
 
-func readWatermark(db *sql.DB, group string) schemas.HLC {
+func readWatermark(db *sql.DB, group string) hlc.Timestamp {
 	var text sql.NullString
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	err := db.QueryRowContext(ctx, `SELECT CAST(resolved AS TEXT) FROM highwater_watermark WHERE consumer_group = $1 AND topic IS NULL`, group).Scan(&text)
 	if err != nil || !text.Valid {
-		return schemas.HLC{}
+		return hlc.Timestamp{}
 	}
-	h, err := schemas.ParseHLC(text.String)
+	h, err := hlc.Parse(text.String)
 	if err != nil {
-		return schemas.HLC{}
+		return hlc.Timestamp{}
 	}
 	return h
 }
 
 // waitWatermark waits until the warehouse watermark reaches mark and
 // returns how long that took, or fails the test after timeout.
-func (e *faultEnv) waitWatermark(t *testing.T, mark schemas.HLC, timeout time.Duration, what string) time.Duration {
+func (e *faultEnv) waitWatermark(t *testing.T, mark hlc.Timestamp, timeout time.Duration, what string) time.Duration {
 	t.Helper()
 	start := time.Now()
 	for e.watermark().Less(mark) {
@@ -251,7 +251,7 @@ func (e *faultEnv) caughtUp(t *testing.T, what string) {
 
 // recovered logs the recovery time after a fault that ended at end: until
 // the watermark passes mark, the last resolved timestamp emitted before.
-func (e *faultEnv) recovered(t *testing.T, what string, end time.Time, mark schemas.HLC) {
+func (e *faultEnv) recovered(t *testing.T, what string, end time.Time, mark hlc.Timestamp) {
 	t.Helper()
 	e.waitWatermark(t, mark, 3*time.Minute, what)
 	t.Logf("%s: recovered in %s (fault end to the feed watermark passing %s, the last resolved emitted before the fault ended)",

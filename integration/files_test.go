@@ -25,8 +25,9 @@ import (
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/sqlident"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/files"
 )
@@ -159,7 +160,7 @@ func TestFilesSinkLatestPerKeyEqualsSource(t *testing.T) {
 			sinkURL := wh.url(t)
 			start := time.Now()
 			m := startMember(t, f, wh, memberConfig{group: "g-files", sinkURL: sinkURL, changelog: true})
-			final := playScenario(t, f, 2, func(h schemas.HLC) { m.awaitFrontier(t, h) })
+			final := playScenario(t, f, 2, func(h hlc.Timestamp) { m.awaitFrontier(t, h) })
 			m.proc.SetStopAt(final)
 			m.wait(t, 2*time.Minute)
 			logFigures(t, kind, start, m.proc.Stats())
@@ -250,10 +251,10 @@ func TestFilesSinkKillNine(t *testing.T) {
 	cmd, stderr := startRun()
 	waitGroupSettled(t, f, "g-files-kill", 1, time.Minute)
 	armed.Store(true)
-	finalCh := make(chan schemas.HLC, 1)
+	finalCh := make(chan hlc.Timestamp, 1)
 	playErr := make(chan error, 1)
 	go func() {
-		final, err := play(context.Background(), f.sim, 4, func(schemas.HLC) { time.Sleep(time.Second) })
+		final, err := play(context.Background(), f.sim, 4, func(hlc.Timestamp) { time.Sleep(time.Second) })
 		if err != nil {
 			playErr <- err
 			return
@@ -275,7 +276,7 @@ func TestFilesSinkKillNine(t *testing.T) {
 
 	// Random kills while the feed plays.
 	rng := rand.New(rand.NewPCG(3, 5))
-	var final schemas.HLC
+	var final hlc.Timestamp
 	for final.IsZero() || kills < 4 {
 		cmd, stderr := startRun()
 		time.Sleep(time.Duration(400+rng.IntN(1200)) * time.Millisecond)
@@ -307,7 +308,7 @@ func TestFilesSinkKillNine(t *testing.T) {
 // sink) with the oracle: per table, no (key, _hw_updated) twice, every
 // version of the history once, and the newest version per key (deletes
 // dropped) equal to the source AS OF final. The checkpoints must say final.
-func verifyFiles(t *testing.T, f *feed, wh warehouse, sinkURL, dir, group string, final schemas.HLC) {
+func verifyFiles(t *testing.T, f *feed, wh warehouse, sinkURL, dir, group string, final hlc.Timestamp) {
 	t.Helper()
 	ctx := context.Background()
 	oracle := duckWarehouse()
@@ -325,7 +326,7 @@ func verifyFiles(t *testing.T, f *feed, wh warehouse, sinkURL, dir, group string
 		t.Fatal(err)
 	}
 	for _, tbl := range models {
-		src := fmt.Sprintf("read_parquet('%s/%s/*/*/*.parquet', hive_partitioning=false, union_by_name=true)", dir, schemas.SQLNameToKafkaName(tbl.Name))
+		src := fmt.Sprintf("read_parquet('%s/%s/*/*/*.parquet', hive_partitioning=false, union_by_name=true)", dir, model.SQLNameToKafkaName(tbl.Name))
 		keys := make([]string, len(tbl.Key))
 		for i, k := range tbl.Key {
 			keys[i] = sqlident.Quote(tbl.Columns[k].Name)
@@ -374,7 +375,7 @@ QUALIFY row_number() OVER (PARTITION BY %s ORDER BY _hw_updated DESC) = 1 AND _h
 	}
 	var onDisk []string
 	for _, tbl := range models {
-		found, err := filepath.Glob(filepath.Join(dir, schemas.SQLNameToKafkaName(tbl.Name), "*", "*", "*.parquet"))
+		found, err := filepath.Glob(filepath.Join(dir, model.SQLNameToKafkaName(tbl.Name), "*", "*", "*.parquet"))
 		if err != nil {
 			t.Fatal(err)
 		}

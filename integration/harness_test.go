@@ -26,10 +26,12 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/devstack"
 	"github.com/highwater-dev/highwater/internal/pgtest"
 	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/internal/testfeed"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/processor"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
@@ -177,7 +179,7 @@ type memberConfig struct {
 	group     string
 	sinkURL   string
 	changelog bool
-	stopAt    schemas.HLC
+	stopAt    hlc.Timestamp
 	bufferDir string
 	// registryURL, when set, replaces the stack's registry URL (a proxy
 	// in front of it, for outages).
@@ -291,7 +293,7 @@ func (m *member) wait(t *testing.T, timeout time.Duration) {
 
 // tableModels returns the decoder's column model of the latest schema of
 // each source table, for writing the oracle through the same writer.
-func tableModels(t *testing.T, f *feed) map[string]*schemas.Table {
+func tableModels(t *testing.T, f *feed) map[string]*model.Table {
 	t.Helper()
 	ctx := context.Background()
 	cl, err := sr.NewClient(sr.URLs(f.stack.RegistryURL()))
@@ -303,9 +305,9 @@ func tableModels(t *testing.T, f *feed) map[string]*schemas.Table {
 		t.Fatal(err)
 	}
 	dec := schemas.NewDecoder(reg)
-	out := make(map[string]*schemas.Table)
+	out := make(map[string]*model.Table)
 	for _, name := range f.sim.Oracle().Tables() {
-		subject := schemas.SQLNameToKafkaName(f.opts.SchemaPrefix + name)
+		subject := model.SQLNameToKafkaName(f.opts.SchemaPrefix + name)
 		key, err := cl.SchemaByVersion(ctx, subject+"-key", -1)
 		if err != nil {
 			t.Fatalf("key schema of %s: %v", name, err)
@@ -326,7 +328,7 @@ func tableModels(t *testing.T, f *feed) map[string]*schemas.Table {
 // writeOracle writes the source tables AS OF at into w, through the same
 // writer as the pipeline, so that both sides store values alike and can be
 // compared with SQL.
-func writeOracle(t *testing.T, f *feed, w sinks.Writer, at schemas.HLC) map[string]*schemas.Table {
+func writeOracle(t *testing.T, f *feed, w sinks.Writer, at hlc.Timestamp) map[string]*model.Table {
 	t.Helper()
 	ctx := context.Background()
 	models := tableModels(t, f)
@@ -356,7 +358,7 @@ func writeOracle(t *testing.T, f *feed, w sinks.Writer, at schemas.HLC) map[stri
 
 // versionCounts is the number of versions per HLC of a table's history up
 // to at: what a changelog must hold.
-func versionCounts(f *feed, table string, at schemas.HLC) map[string]int {
+func versionCounts(f *feed, table string, at hlc.Timestamp) map[string]int {
 	out := map[string]int{}
 	for _, v := range f.sim.Oracle().Versions(table) {
 		if !at.Less(v.Updated) {
@@ -369,7 +371,7 @@ func versionCounts(f *feed, table string, at schemas.HLC) map[string]int {
 // compareMirror checks that mirror table name in db (qualified by
 // mirrorPrefix) holds exactly the oracle's rows (in oraclePrefix), column by
 // column including _hw_updated.
-func compareMirror(t *testing.T, db *sql.DB, mirrorPrefix, oraclePrefix string, tbl *schemas.Table) {
+func compareMirror(t *testing.T, db *sql.DB, mirrorPrefix, oraclePrefix string, tbl *model.Table) {
 	t.Helper()
 	_ = compareRows(t, db, tbl.Name, mirrorPrefix+sqlident.Quote(tbl.Name), oraclePrefix+sqlident.Quote(tbl.Name), tbl, false)
 }
@@ -378,7 +380,7 @@ func compareMirror(t *testing.T, db *sql.DB, mirrorPrefix, oraclePrefix string, 
 // call) holds exactly the rows of the relation oracle, column by column
 // including _hw_updated; what names it in errors. Unless allowEmpty, an
 // empty comparison fails too. It returns the number of rows of mirror.
-func compareRows(t *testing.T, db *sql.DB, what, mirror, oracle string, tbl *schemas.Table, allowEmpty bool) int {
+func compareRows(t *testing.T, db *sql.DB, what, mirror, oracle string, tbl *model.Table, allowEmpty bool) int {
 	t.Helper()
 	cols := make([]string, 0, len(tbl.Columns)+1)
 	for _, c := range tbl.Columns {
@@ -431,7 +433,7 @@ func showDiff(t *testing.T, db *sql.DB, q string) {
 
 // compareChangelog checks that <table>_changes holds every version of the
 // table's history once: per HLC, as many versions as the oracle emitted.
-func compareChangelog(t *testing.T, db *sql.DB, prefix string, f *feed, tbl *schemas.Table, at schemas.HLC, castText string) {
+func compareChangelog(t *testing.T, db *sql.DB, prefix string, f *feed, tbl *model.Table, at hlc.Timestamp, castText string) {
 	t.Helper()
 	want := versionCounts(f, tbl.Name, at)
 	q := fmt.Sprintf("SELECT CAST(_hw_updated AS %s), count(*) FROM %s GROUP BY 1", castText, prefix+sqlident.Quote(tbl.Name+"_changes"))
@@ -480,7 +482,7 @@ func logFigures(t *testing.T, what string, start time.Time, s processor.Stats) {
 // changefeed restart re-emits older versions. It fails the test, with the
 // frontier and stats it saw, if the member stops or does not get there:
 // going on would test the restart without the old duplicates it needs.
-func (m *member) awaitFrontier(t *testing.T, h schemas.HLC) {
+func (m *member) awaitFrontier(t *testing.T, h hlc.Timestamp) {
 	t.Helper()
 	deadline := time.After(time.Minute)
 	tick := time.NewTicker(20 * time.Millisecond)

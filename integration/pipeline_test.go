@@ -17,7 +17,8 @@ import (
 	_ "github.com/jackc/pgx/v5/stdlib"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/simulator"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -35,25 +36,25 @@ func hostileOptions(seed int64) simulator.Options {
 // schema changes with backfill. It returns the final resolved timestamp.
 // beforeRestart, if not nil, runs before the changefeed restart with the
 // checkpoint the restart re-emits from.
-func play(ctx context.Context, sim *simulator.Sim, scale int, beforeRestart func(checkpoint schemas.HLC)) (schemas.HLC, error) {
+func play(ctx context.Context, sim *simulator.Sim, scale int, beforeRestart func(checkpoint hlc.Timestamp)) (hlc.Timestamp, error) {
 	for i := int64(0); i < 20; i++ {
 		if err := sim.Load("orders", map[string]any{"region": fmt.Sprintf("r%d", i%3), "id": i, "status": "new"}); err != nil {
-			return schemas.HLC{}, err
+			return hlc.Timestamp{}, err
 		}
 	}
 	if _, err := sim.InitialScan(ctx); err != nil {
-		return schemas.HLC{}, fmt.Errorf("initial scan: %w", err)
+		return hlc.Timestamp{}, fmt.Errorf("initial scan: %w", err)
 	}
 	w := simulator.Workload{Txns: 100 * scale, KeysPerTable: 40 * scale, RowsPerTxn: 3, DeleteProb: 0.1, ResolveEvery: 15}
 	if err := sim.Run(ctx, w); err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	checkpoint, err := sim.Resolve(ctx)
 	if err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	if err := sim.Run(ctx, w); err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	if beforeRestart != nil {
 		beforeRestart(checkpoint)
@@ -61,26 +62,26 @@ func play(ctx context.Context, sim *simulator.Sim, scale int, beforeRestart func
 	// The changefeed restarts from an older checkpoint after later resolved
 	// timestamps went out: re-emitted versions, with gaps.
 	if err := sim.Restart(ctx, checkpoint, 0.3); err != nil {
-		return schemas.HLC{}, fmt.Errorf("restart: %w", err)
+		return hlc.Timestamp{}, fmt.Errorf("restart: %w", err)
 	}
 	if _, err := sim.Txn(ctx, func(tx *simulator.Txn) error {
 		return tx.Delete("orders", "nowhere", int64(1_000_000))
 	}); err != nil {
-		return schemas.HLC{}, fmt.Errorf("delete of an absent row: %w", err)
+		return hlc.Timestamp{}, fmt.Errorf("delete of an absent row: %w", err)
 	}
 	if _, err := sim.AddColumn(ctx, "orders", simulator.ColumnDef{Name: "priority", Type: "INT8", Default: "7"}, int64(7)); err != nil {
-		return schemas.HLC{}, fmt.Errorf("add column: %w", err)
+		return hlc.Timestamp{}, fmt.Errorf("add column: %w", err)
 	}
 	if _, err := sim.DropColumn(ctx, `order items ☃`, "select"); err != nil {
-		return schemas.HLC{}, fmt.Errorf("drop column: %w", err)
+		return hlc.Timestamp{}, fmt.Errorf("drop column: %w", err)
 	}
 	if err := sim.Run(ctx, w); err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	return sim.Resolve(ctx)
 }
 
-func playScenario(t *testing.T, f *feed, scale int, beforeRestart func(schemas.HLC)) schemas.HLC {
+func playScenario(t *testing.T, f *feed, scale int, beforeRestart func(hlc.Timestamp)) hlc.Timestamp {
 	t.Helper()
 	final, err := play(context.Background(), f.sim, scale, beforeRestart)
 	if err != nil {
@@ -103,7 +104,7 @@ func TestMirrorEqualsSourceAsOfFrontier(t *testing.T) {
 			// up to the latest resolved) arrive as old duplicates. Waiting
 			// only for the checkpoint let the member sit exactly there on
 			// a slow machine, and nothing re-emitted was older.
-			final := playScenario(t, f, 2, func(schemas.HLC) {
+			final := playScenario(t, f, 2, func(hlc.Timestamp) {
 				latest, err := f.sim.Resolve(context.Background())
 				if err != nil {
 					t.Fatal(err)
@@ -146,10 +147,10 @@ func TestKillNineAndSIGTERMRestarts(t *testing.T) {
 					"--log-level", "warn",
 				}, extra...)
 			}
-			finalCh := make(chan schemas.HLC, 1)
+			finalCh := make(chan hlc.Timestamp, 1)
 			playErr := make(chan error, 1)
 			go func() {
-				final, err := play(context.Background(), f.sim, 10, func(schemas.HLC) { time.Sleep(time.Second) })
+				final, err := play(context.Background(), f.sim, 10, func(hlc.Timestamp) { time.Sleep(time.Second) })
 				if err != nil {
 					playErr <- err
 					return
@@ -159,7 +160,7 @@ func TestKillNineAndSIGTERMRestarts(t *testing.T) {
 
 			rng := rand.New(rand.NewPCG(7, 9))
 			kills, terms := 0, 0
-			var final schemas.HLC
+			var final hlc.Timestamp
 			// Kill while the feed plays, and a few times more while the
 			// member catches up on the backlog.
 			for final.IsZero() || kills < 6 {
@@ -215,13 +216,13 @@ func TestKillNineAndSIGTERMRestarts(t *testing.T) {
 }
 
 // verify compares the warehouse at sinkURL with the oracle AS OF final.
-func verify(t *testing.T, f *feed, wh warehouse, sinkURL string, final schemas.HLC, changelog bool) {
+func verify(t *testing.T, f *feed, wh warehouse, sinkURL string, final hlc.Timestamp, changelog bool) {
 	t.Helper()
 	var (
 		db                         *sql.DB
 		mirrorPrefix, oraclePrefix string
 		castText                   string
-		models                     map[string]*schemas.Table
+		models                     map[string]*model.Table
 		err                        error
 	)
 	switch wh.name {
@@ -285,7 +286,7 @@ func TestPostgresDownMidFeed(t *testing.T) {
 		sep = "&"
 	}
 	m := startMember(t, f, wh, memberConfig{group: "g-pgdown", sinkURL: sinkURL + sep + "reconnect_timeout=500ms", changelog: true, observe: true})
-	final := playScenario(t, f, 3, func(checkpoint schemas.HLC) {
+	final := playScenario(t, f, 3, func(checkpoint hlc.Timestamp) {
 		// The member has windows behind it; take the warehouse away while
 		// the rest of the feed (restart, schema changes) arrives.
 		m.awaitFrontier(t, checkpoint)
@@ -313,7 +314,7 @@ func TestPostgresDownMidFeed(t *testing.T) {
 	}
 	frontier := m.proc.Stats().Frontier
 	for _, e := range failed {
-		through, err := schemas.ParseHLC(fmt.Sprint(e.ContextMap()["through"]))
+		through, err := hlc.Parse(fmt.Sprint(e.ContextMap()["through"]))
 		if err != nil {
 			t.Fatalf("failed window's through %v: %v", e.ContextMap()["through"], err)
 		}
@@ -337,7 +338,7 @@ func TestTwoMembersShareTheFeed(t *testing.T) {
 	b := startMember(t, f, wh, memberConfig{group: "g-two", sinkURL: sinkURL, changelog: true})
 	var split bool
 	bStopped := make(chan error, 1)
-	final := playScenario(t, f, 3, func(schemas.HLC) {
+	final := playScenario(t, f, 3, func(hlc.Timestamp) {
 		deadline := time.Now().Add(time.Minute)
 		for time.Now().Before(deadline) && !split {
 			split = a.proc.Stats().Partitions > 0 && b.proc.Stats().Partitions > 0

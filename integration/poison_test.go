@@ -22,9 +22,10 @@ import (
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/sqlident"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
 )
 
@@ -110,7 +111,7 @@ func newPoisonKit(t *testing.T, f *feed) *poisonKit {
 	if err != nil {
 		t.Fatal(err)
 	}
-	key, err := cl.SchemaByVersion(ctx, schemas.SQLNameToKafkaName(f.opts.SchemaPrefix+"orders")+"-key", -1)
+	key, err := cl.SchemaByVersion(ctx, model.SQLNameToKafkaName(f.opts.SchemaPrefix+"orders")+"-key", -1)
 	if err != nil {
 		t.Fatalf("orders key schema: %v", err)
 	}
@@ -125,7 +126,7 @@ func newPoisonKit(t *testing.T, f *feed) *poisonKit {
 	// As CockroachDB writes it: the SQL name escaped into a valid Avro
 	// name (an unescaped one is not valid Avro, and the decoder refuses it
 	// as poison at ingest); the decoder unescapes it back.
-	avroName := schemas.SQLNameToAvroName(hostileName)
+	avroName := model.SQLNameToAvroName(hostileName)
 	hostileField := `{"type":["null","long"],"name":` + strconv.Quote(avroName) + `,"default":null}`
 	k.otherValue = register("poison_other-value", envelope("poison_other", `{"type":["null","long"],"name":"x","default":null}`))
 	k.hostileKey = register("hostile-key", `{"type":"record","name":`+strconv.Quote(avroName)+`,"fields":[`+hostileField+`]}`)
@@ -166,7 +167,7 @@ func (k *poisonKit) ordersKeyFor(n int) []byte {
 	return confluent(k.ordersKey, avroLong(avroLong(body, 1), int64(n)))
 }
 
-func (k *poisonKit) valueOf(id int, x int64, updated schemas.HLC) []byte {
+func (k *poisonKit) valueOf(id int, x int64, updated hlc.Timestamp) []byte {
 	b := avroLong(avroLong(avroLong(nil, 1), 1), x)
 	return confluent(id, avroString(avroLong(b, 1), updated.String()))
 }
@@ -175,7 +176,7 @@ func (k *poisonKit) valueOf(id int, x int64, updated schemas.HLC) []byte {
 // spread over the topic's partitions, and one legitimate hostile-named row.
 // updated is the `updated` of the apply-stage ones: it must be newer than
 // anything the member applied, and covered by a later resolved timestamp.
-func (k *poisonKit) inject(updated schemas.HLC, kinds ...string) ([]injected, error) {
+func (k *poisonKit) inject(updated hlc.Timestamp, kinds ...string) ([]injected, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	ctx := context.Background()
@@ -232,35 +233,35 @@ func (k *poisonKit) all() []injected {
 // poisonFeed plays a feed with every kind of poison injected rounds times in
 // the middle, each time right after a resolved timestamp, and returns the
 // final resolved timestamp. between, if set, runs after each injection.
-func poisonFeed(ctx context.Context, f *feed, k *poisonKit, scale, rounds int, between func()) (schemas.HLC, error) {
+func poisonFeed(ctx context.Context, f *feed, k *poisonKit, scale, rounds int, between func()) (hlc.Timestamp, error) {
 	w := simulator.Workload{Txns: 60 * scale, KeysPerTable: 30 * scale, RowsPerTxn: 3, DeleteProb: 0.1, ResolveEvery: 10}
 	for round := 0; round < rounds; round++ {
 		if err := f.sim.Run(ctx, w); err != nil {
-			return schemas.HLC{}, err
+			return hlc.Timestamp{}, err
 		}
 		r, err := f.sim.Resolve(ctx)
 		if err != nil {
-			return schemas.HLC{}, err
+			return hlc.Timestamp{}, err
 		}
 		if k.sample == nil {
 			if err := k.loadSample(); err != nil {
-				return schemas.HLC{}, err
+				return hlc.Timestamp{}, err
 			}
 		}
 		if _, err := k.inject(r.Next()); err != nil {
-			return schemas.HLC{}, err
+			return hlc.Timestamp{}, err
 		}
 		if between != nil {
 			between()
 		}
 	}
 	if err := f.sim.Run(ctx, w); err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	return f.sim.Resolve(ctx)
 }
 
-func playPoisoned(t *testing.T, f *feed, k *poisonKit) schemas.HLC {
+func playPoisoned(t *testing.T, f *feed, k *poisonKit) hlc.Timestamp {
 	t.Helper()
 	final, err := poisonFeed(context.Background(), f, k, 1, 2, nil)
 	if err != nil {
@@ -514,7 +515,7 @@ func TestPoisonRecordFailsWithItsLocation(t *testing.T) {
 				t.Fatal(err)
 			}
 			db.Close()
-			at, err := schemas.ParseHLC(through)
+			at, err := hlc.Parse(through)
 			if err != nil {
 				t.Fatal(err)
 			}

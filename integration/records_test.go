@@ -16,8 +16,8 @@ import (
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/postgres"
@@ -98,7 +98,7 @@ func (k *recordKit) key(id int64) []byte {
 	return confluent(k.notesKey, avroLong(avroLong(nil, 1), id))
 }
 
-func (k *recordKit) value(schemaID int, id int64, s, j string, updated schemas.HLC) []byte {
+func (k *recordKit) value(schemaID int, id int64, s, j string, updated hlc.Timestamp) []byte {
 	b := avroLong(nil, 1) // after: the record
 	b = avroLong(avroLong(b, 1), id)
 	b = avroString(avroLong(b, 1), s)
@@ -108,7 +108,7 @@ func (k *recordKit) value(schemaID int, id int64, s, j string, updated schemas.H
 
 // inject produces two legitimate notes rows and one record of each kind
 // (all if none), spread over the partitions, at updated.
-func (k *recordKit) inject(ctx context.Context, updated schemas.HLC, kinds ...string) ([]injected, error) {
+func (k *recordKit) inject(ctx context.Context, updated hlc.Timestamp, kinds ...string) ([]injected, error) {
 	var out []injected
 	produce := func(kind, stage string, key, value []byte) error {
 		k.n++
@@ -350,7 +350,7 @@ func TestRecordPoisonFailsWithItsLocationOnPostgres(t *testing.T) {
 			if err := db.QueryRow(`SELECT CAST(max(resolved) AS TEXT) FROM highwater_checkpoints`).Scan(&through); err != nil {
 				t.Fatal(err)
 			}
-			if at, err := schemas.ParseHLC(through); err != nil || !at.Less(good.Next()) {
+			if at, err := hlc.Parse(through); err != nil || !at.Less(good.Next()) {
 				t.Errorf("a checkpoint at %s passed the poison record at %s (%v)", through, good.Next(), err)
 			}
 		})

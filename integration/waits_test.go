@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kadm"
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // waitGroupSettled waits until the broker reports group Stable with
@@ -54,7 +54,7 @@ func waitGroupSettled(t *testing.T, f *feed, group string, members int, timeout 
 // than, failing t after timeout: with than read after some event (a cut,
 // a backlog written), the next resolved timestamp covers everything
 // written before it. A steady feed resolves several times a second.
-func waitResolvedPast(t *testing.T, f *feed, than schemas.HLC, timeout time.Duration) {
+func waitResolvedPast(t *testing.T, f *feed, than hlc.Timestamp, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for !than.Less(f.sim.LastResolved()) {

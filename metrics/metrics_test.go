@@ -17,8 +17,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/duckdb"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
@@ -98,8 +99,8 @@ func TestMetricsAndReadiness(t *testing.T) {
 	}{
 		{"before any window", processor.Stats{}, http.StatusServiceUnavailable},
 		{"with partitions but no frontier", processor.Stats{Partitions: 2}, http.StatusServiceUnavailable},
-		{"with a frontier but no partitions", processor.Stats{Frontier: schemas.HLC{WallTime: time.Now().UnixNano()}}, http.StatusServiceUnavailable},
-		{"after a window", processor.Stats{Partitions: 2, Frontier: schemas.HLC{WallTime: time.Now().UnixNano()}}, http.StatusOK},
+		{"with a frontier but no partitions", processor.Stats{Frontier: hlc.Timestamp{WallTime: time.Now().UnixNano()}}, http.StatusServiceUnavailable},
+		{"after a window", processor.Stats{Partitions: 2, Frontier: hlc.Timestamp{WallTime: time.Now().UnixNano()}}, http.StatusOK},
 	} {
 		src.s.Store(&c.stats)
 		if code, _ := get("/readyz"); code != c.code {
@@ -136,8 +137,8 @@ func TestPartitionGauges(t *testing.T) {
 	src.s.Store(&processor.Stats{})
 	now := time.Now()
 	src.parts.Store(&[]processor.PartitionStat{
-		{Topic: "orders", Partition: 0, Resolved: schemas.HLC{WallTime: now.Add(-5 * time.Second).UnixNano()},
-			Applied: schemas.HLC{WallTime: now.Add(-65 * time.Second).UnixNano()}, NextOffset: 90, HighWatermark: 100},
+		{Topic: "orders", Partition: 0, Resolved: hlc.Timestamp{WallTime: now.Add(-5 * time.Second).UnixNano()},
+			Applied: hlc.Timestamp{WallTime: now.Add(-65 * time.Second).UnixNano()}, NextOffset: 90, HighWatermark: 100},
 		// No resolved yet and nothing fetched: no lag series rather
 		// than a lag since 1970.
 		{Topic: "orders", Partition: 1},
@@ -170,8 +171,8 @@ func TestObserverCountsCommittedRowsAndFlushes(t *testing.T) {
 	defer w.Close()
 	obs := NewObserver()
 	cw := obs.Writer(w)
-	table := sinktest.Table("orders", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("n", schemas.KindInt))
-	h := func(i int64) schemas.HLC { return schemas.HLC{WallTime: 1659643584586630201 + i} }
+	table := sinktest.Table("orders", []int{0}, sinktest.Col("id", model.KindInt), sinktest.Col("n", model.KindInt))
+	h := func(i int64) hlc.Timestamp { return hlc.Timestamp{WallTime: 1659643584586630201 + i} }
 	window := func(commit bool, changes ...sinks.Change) {
 		t.Helper()
 		tx, err := cw.Begin(ctx)
@@ -280,7 +281,7 @@ func BenchmarkGather(b *testing.B) {
 	parts := make([]processor.PartitionStat, 96)
 	for i := range parts {
 		parts[i] = processor.PartitionStat{Topic: "t" + strconv.Itoa(i%4), Partition: int32(i / 4),
-			Resolved: schemas.HLC{WallTime: now}, Applied: schemas.HLC{WallTime: now}, NextOffset: 10, HighWatermark: 20}
+			Resolved: hlc.Timestamp{WallTime: now}, Applied: hlc.Timestamp{WallTime: now}, NextOffset: 10, HighWatermark: 20}
 	}
 	src.parts.Store(&parts)
 	reg := NewRegistry(src)

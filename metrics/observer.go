@@ -7,8 +7,9 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -39,7 +40,7 @@ func NewObserver() *Observer {
 }
 
 // WindowApplied implements processor.Observer.
-func (o *Observer) WindowApplied(_ schemas.HLC, took time.Duration, _ int) {
+func (o *Observer) WindowApplied(_ hlc.Timestamp, took time.Duration, _ int) {
 	o.flush.WithLabelValues().Observe(took.Seconds())
 }
 
@@ -79,7 +80,7 @@ type countingTx struct {
 	counts map[string]*[4]int
 }
 
-func (t *countingTx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) error {
+func (t *countingTx) Write(ctx context.Context, table *model.Table, changes []sinks.Change) error {
 	if err := t.Tx.Write(ctx, table, changes); err != nil {
 		return err
 	}

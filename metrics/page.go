@@ -10,8 +10,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/schemas"
 )
 
 // PageInfo is what the status page says about the member beyond its
@@ -101,7 +101,7 @@ type hlcView struct {
 	Set            bool
 }
 
-func viewHLC(h schemas.HLC, now time.Time) hlcView {
+func viewHLC(h hlc.Timestamp, now time.Time) hlcView {
 	if h.IsZero() {
 		return hlcView{HLC: "-", Wall: "-", Age: "-"}
 	}
@@ -172,7 +172,7 @@ func page(src Source, info PageInfo, hist *history) http.HandlerFunc {
 		d.Ready, d.NotReady = ready(s)
 		if ps, ok := src.(PartitionSource); ok {
 			stats := ps.PartitionStats()
-			var oldest, newest schemas.HLC
+			var oldest, newest hlc.Timestamp
 			for i, p := range stats {
 				if i == 0 || p.Resolved.Less(oldest) {
 					oldest = p.Resolved

@@ -8,8 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/schemas"
 )
 
 // pageSource is a Source with partitions, for the status page.
@@ -23,7 +23,7 @@ func (p pageSource) PartitionStats() []processor.PartitionStat { return p.parts 
 
 func TestStatusPageShowsTheMember(t *testing.T) {
 	now := time.Now()
-	hlc := func(ago time.Duration) schemas.HLC { return schemas.HLC{WallTime: now.Add(-ago).UnixNano()} }
+	hlc := func(ago time.Duration) hlc.Timestamp { return hlc.Timestamp{WallTime: now.Add(-ago).UnixNano()} }
 	src := pageSource{
 		s: processor.Stats{Partitions: 2, Frontier: hlc(12 * time.Second), Windows: 41, RowsApplied: 9001, Consumed: 12345,
 			Buffered: 777, BufferBytes: 3 << 20, DeadLettersIngest: 2, DeadLettersApply: 1, Skipped: 0, Rebalances: 3,

@@ -11,6 +11,7 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/schemas"
 )
 
@@ -36,7 +37,7 @@ const (
 // valueOfTZeroWidth is a row of t of about 250 bytes (the in-memory
 // buffer's values stay under 1 KB) whose source field holds 40 arrays of
 // 2^20 nulls, 5 bytes each: 42M items before the budget, 1 s to skip.
-func valueOfTZeroWidth(id int64, updated schemas.HLC) []byte {
+func valueOfTZeroWidth(id int64, updated hlc.Timestamp) []byte {
 	b := avroLong(nil, 1)
 	b = avroLong(avroLong(b, 1), id)
 	b = avroString(avroLong(b, 1), "z")
@@ -53,7 +54,7 @@ func keyOfV(id int64) []byte { return framed(idKeyV, avroLong(avroLong(nil, 1), 
 
 // valueOfV is a row of v with d's unscaled value as big-endian bytes
 // (nil: NULL) and b's bit array elements (nil: NULL).
-func valueOfV(id int64, d []byte, bits []int64, updated schemas.HLC) []byte {
+func valueOfV(id int64, d []byte, bits []int64, updated hlc.Timestamp) []byte {
 	b := avroLong(nil, 1)
 	b = avroLong(avroLong(b, 1), id)
 	if d == nil {

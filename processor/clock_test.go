@@ -12,13 +12,14 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks/duckdb"
 )
 
 // year2200 is a timestamp from the future, as a forged or corrupted
 // message would carry it.
-var year2200 = schemas.HLC{WallTime: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), Logical: 1}
+var year2200 = hlc.Timestamp{WallTime: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC).UnixNano(), Logical: 1}
 
 // TestFutureTimestampsArePoison feeds one partition a good row, then the
 // record under test, then a resolved timestamp t1, under each policy. A
@@ -29,7 +30,7 @@ var year2200 = schemas.HLC{WallTime: time.Date(2200, 1, 1, 0, 0, 0, 0, time.UTC)
 func TestFutureTimestampsArePoison(t *testing.T) {
 	ctx := context.Background()
 	now := time.Now()
-	at := func(d time.Duration) schemas.HLC { return schemas.HLC{WallTime: now.Add(d).UnixNano()} }
+	at := func(d time.Duration) hlc.Timestamp { return hlc.Timestamp{WallTime: now.Add(d).UnixNano()} }
 	for _, tc := range []struct {
 		name   string
 		rec    *kgo.Record
@@ -139,7 +140,7 @@ func TestFutureTimestampsArePoison(t *testing.T) {
 }
 
 // recordHLC is the timestamp rec carries, as the decoder reads it.
-func recordHLC(t *testing.T, r *rig, rec *kgo.Record) schemas.HLC {
+func recordHLC(t *testing.T, r *rig, rec *kgo.Record) hlc.Timestamp {
 	t.Helper()
 	x, err := r.p.cfg.Decoder.Extract(context.Background(), "t", 0, 1, rec.Key, rec.Value)
 	if err != nil {

@@ -25,6 +25,8 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/duckdb"
@@ -63,7 +65,7 @@ const (
 
 func keyOfT(id int64) []byte { return framed(idKeyT, avroLong(avroLong(nil, 1), id)) }
 
-func valueOfT(id int64, name string, updated schemas.HLC) []byte {
+func valueOfT(id int64, name string, updated hlc.Timestamp) []byte {
 	b := avroLong(nil, 1) // after: record
 	b = avroLong(avroLong(b, 1), id)
 	b = avroString(avroLong(b, 1), name)
@@ -71,14 +73,14 @@ func valueOfT(id int64, name string, updated schemas.HLC) []byte {
 	return framed(idValueT, b)
 }
 
-func valueOfU(x int64, updated schemas.HLC) []byte {
+func valueOfU(x int64, updated hlc.Timestamp) []byte {
 	b := avroLong(nil, 1)
 	b = avroLong(avroLong(b, 1), x)
 	b = avroString(avroLong(b, 1), updated.String())
 	return framed(idValueU, b)
 }
 
-func resolvedOf(ts schemas.HLC, id int) []byte {
+func resolvedOf(ts hlc.Timestamp, id int) []byte {
 	return framed(id, avroString(avroLong(nil, 1), ts.String()))
 }
 
@@ -145,7 +147,7 @@ func newRig(t *testing.T, policy ErrorPolicy) *rig {
 
 // window is the rig's partition's window through f, built on its applied
 // checkpoint.
-func (r *rig) window(f schemas.HLC) window {
+func (r *rig) window(f hlc.Timestamp) window {
 	st := r.p.parts[r.part]
 	return window{f: f, parts: []buffer.Partition{r.part}, advance: []bool{st.applied.Less(f)},
 		held: []sinks.Checkpoint{{Group: "g", Topic: r.part.Topic, Partition: r.part.Partition, Resolved: st.applied, NextOffset: st.appliedNext}}}
@@ -222,8 +224,8 @@ func header(r *kgo.Record, key string) string {
 }
 
 var (
-	t1 = schemas.HLC{WallTime: 1700000000000000000}
-	t2 = schemas.HLC{WallTime: 1700000001000000000}
+	t1 = hlc.Timestamp{WallTime: 1700000000000000000}
+	t2 = hlc.Timestamp{WallTime: 1700000001000000000}
 )
 
 // poisonFeed is one partition's records: good rows and a resolved
@@ -264,7 +266,7 @@ func TestPoisonRecordsPerPolicy(t *testing.T) {
 		r2 := newRig(t, OnErrorFail)
 		feed := poisonFeed()
 		for _, i := range ingestPoison {
-			feed[i] = &kgo.Record{Value: resolvedOf(schemas.HLC{WallTime: 1}, idResolved)}
+			feed[i] = &kgo.Record{Value: resolvedOf(hlc.Timestamp{WallTime: 1}, idResolved)}
 		}
 		if err := r2.ingest(t, feed...); err != nil {
 			t.Fatal(err)
@@ -451,7 +453,7 @@ func TestRegistryFailuresAreNotPoisonButUnknownIDsAre(t *testing.T) {
 }
 
 func TestCheckRowKey(t *testing.T) {
-	table := &schemas.Table{Name: "t", Columns: []schemas.Column{{Name: "id"}, {Name: "name"}}, Key: []int{0}}
+	table := &model.Table{Name: "t", Columns: []model.Column{{Name: "id"}, {Name: "name"}}, Key: []int{0}}
 	for _, tc := range []struct {
 		name string
 		row  schemas.Row
@@ -461,8 +463,8 @@ func TestCheckRowKey(t *testing.T) {
 		{"delete", schemas.Row{Table: table, KeyValues: []any{int64(1)}}, true},
 		{"other row", schemas.Row{Table: table, KeyValues: []any{int64(2)}, After: []any{int64(1), "a"}}, false},
 		{"other type", schemas.Row{Table: table, KeyValues: []any{"1"}, After: []any{int64(1), "a"}}, false},
-		{"key of another table", schemas.Row{Table: &schemas.Table{Name: "u", Columns: []schemas.Column{{Name: "x"}}}, KeyValues: []any{int64(1)}, After: []any{int64(1)}}, false},
-		{"no key", schemas.Row{Table: &schemas.Table{Name: "u"}}, false},
+		{"key of another table", schemas.Row{Table: &model.Table{Name: "u", Columns: []model.Column{{Name: "x"}}}, KeyValues: []any{int64(1)}, After: []any{int64(1)}}, false},
+		{"no key", schemas.Row{Table: &model.Table{Name: "u"}}, false},
 		{"no table", schemas.Row{}, false},
 	} {
 		if err := checkRowKey(tc.row); (err == nil) != tc.ok {

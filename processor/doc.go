@@ -57,7 +57,9 @@
 //     metrics builds on.
 //
 // The other packages' docs continue the tour: schemas (changefeed records,
-// the Avro decoder and the schema registry), buffer, sinks and its writers,
+// the Avro decoder and the schema registry), model (the column model and
+// value types schemas produces and the writers consume), hlc (CockroachDB's
+// timestamps), buffer, sinks and its writers,
 // simulator (a CockroachDB changefeed for tests and the demo) and config
 // and cmd/highwater (flags and commands).
 package processor

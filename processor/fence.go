@@ -8,7 +8,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/buffer"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -46,7 +46,7 @@ const (
 	WindowCommitted WindowStage = "committed"
 )
 
-func (p *Processor) hook(stage WindowStage, through schemas.HLC) {
+func (p *Processor) hook(stage WindowStage, through hlc.Timestamp) {
 	if p.cfg.WindowHook != nil {
 		p.cfg.WindowHook(stage, through)
 	}
@@ -54,7 +54,7 @@ func (p *Processor) hook(stage WindowStage, through schemas.HLC) {
 
 // uncertainCommit is a window whose Commit was reported failed.
 type uncertainCommit struct {
-	f     schemas.HLC
+	f     hlc.Timestamp
 	owned []*partState
 	cps   []sinks.Checkpoint // the checkpoints the commit wrote, if it took effect
 	rows  int

@@ -16,6 +16,7 @@ import (
 	"go.uber.org/zap/zaptest"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/memsink"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
@@ -101,13 +102,13 @@ func (r *memRig) state() partState {
 	return *r.p.parts[r.part]
 }
 
-func row(id int64, name string, at schemas.HLC) *kgo.Record {
+func row(id int64, name string, at hlc.Timestamp) *kgo.Record {
 	return &kgo.Record{Key: keyOfT(id), Value: valueOfT(id, name, at)}
 }
 
-func resolved(at schemas.HLC) *kgo.Record { return &kgo.Record{Value: resolvedOf(at, idResolved)} }
+func resolved(at hlc.Timestamp) *kgo.Record { return &kgo.Record{Value: resolvedOf(at, idResolved)} }
 
-var t3 = schemas.HLC{WallTime: 1700000002000000000}
+var t3 = hlc.Timestamp{WallTime: 1700000002000000000}
 
 // names returns the mirror of table t as id -> name.
 func names(w *memsink.Writer) map[string]string {
@@ -130,7 +131,7 @@ func TestWindowRetriedAfterAFailure(t *testing.T) {
 			if err := r.window(t); err != nil {
 				t.Fatalf("a failed window stopped the feed: %v", err)
 			}
-			if n := len(r.w.Commits()); n != 0 || r.p.attempt != 1 || r.state().applied != (schemas.HLC{}) {
+			if n := len(r.w.Commits()); n != 0 || r.p.attempt != 1 || r.state().applied != (hlc.Timestamp{}) {
 				t.Fatalf("after the failure: %d commits, attempt %d, applied %s; want 0, 1, zero", n, r.p.attempt, r.state().applied)
 			}
 			if err := r.window(t); err != nil {

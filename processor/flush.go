@@ -11,7 +11,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/buffer"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -22,7 +22,7 @@ import (
 
 // flushJob is a window in flight.
 type flushJob struct {
-	f     schemas.HLC
+	f     hlc.Timestamp
 	owned []*partState
 	done  chan flushResult
 	// cancel stops the window (its partitions were lost); lost says so.
@@ -141,7 +141,7 @@ func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
 }
 
 // applied records a committed window through f of the partitions owned.
-func (p *Processor) applied(f schemas.HLC, owned []*partState, res flushResult, commit bool) {
+func (p *Processor) applied(f hlc.Timestamp, owned []*partState, res flushResult, commit bool) {
 	p.attempt = 0
 	p.uncertain = nil
 	// The window became closable when the last of its partitions' resolved
@@ -198,7 +198,7 @@ const flushAttempts = 8
 // checkpoints of the partitions marked in advance, fenced with held (the
 // checkpoints the window builds on, one per partition).
 type window struct {
-	f       schemas.HLC
+	f       hlc.Timestamp
 	parts   []buffer.Partition
 	advance []bool
 	held    []sinks.Checkpoint

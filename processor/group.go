@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/buffer"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -240,9 +240,9 @@ func (p *Processor) forget(ctx context.Context, parts map[string][]int32, why st
 
 // frontier is the min latest resolved over the owned partitions, and the min
 // applied frontier; ok is false while some partition has no resolved yet.
-func frontier(owned []*partState) (resolved, applied schemas.HLC, ok bool) {
+func frontier(owned []*partState) (resolved, applied hlc.Timestamp, ok bool) {
 	if len(owned) == 0 {
-		return schemas.HLC{}, schemas.HLC{}, false
+		return hlc.Timestamp{}, hlc.Timestamp{}, false
 	}
 	resolved, applied = owned[0].resolved, owned[0].applied
 	for _, st := range owned[1:] {
@@ -259,11 +259,11 @@ func frontier(owned []*partState) (resolved, applied schemas.HLC, ok bool) {
 // partState is what the member knows about one owned partition.
 type partState struct {
 	p       buffer.Partition
-	applied schemas.HLC // warehouse checkpoint
+	applied hlc.Timestamp // warehouse checkpoint
 	// appliedNext is the warehouse checkpoint's NextOffset: with applied,
 	// the checkpoint a window is built on (and fenced with).
 	appliedNext int64
-	resolved    schemas.HLC // latest resolved seen
+	resolved    hlc.Timestamp // latest resolved seen
 	// marks are the resolved timestamps seen above applied, with when each
 	// was ingested: a window through F became closable on this partition
 	// when the first resolved >= F arrived, which on a backlog is long
@@ -280,7 +280,7 @@ type partState struct {
 
 // resolvedMark is a resolved timestamp and when it was ingested.
 type resolvedMark struct {
-	h  schemas.HLC
+	h  hlc.Timestamp
 	at time.Time
 }
 
@@ -290,7 +290,7 @@ type resolvedMark struct {
 const maxMarks = 1024
 
 // mark records that the partition's resolved timestamp reached h at at.
-func (st *partState) mark(h schemas.HLC, at time.Time) {
+func (st *partState) mark(h hlc.Timestamp, at time.Time) {
 	if len(st.marks) >= maxMarks {
 		st.marks = append(st.marks[:0], st.marks[maxMarks/2:]...)
 	}
@@ -299,7 +299,7 @@ func (st *partState) mark(h schemas.HLC, at time.Time) {
 
 // closedAt returns when the partition's resolved timestamp first reached f
 // (zero if unknown) and forgets the marks at or below f.
-func (st *partState) closedAt(f schemas.HLC) time.Time {
+func (st *partState) closedAt(f hlc.Timestamp) time.Time {
 	var at time.Time
 	i := 0
 	for ; i < len(st.marks) && !f.Less(st.marks[i].h); i++ {

@@ -7,6 +7,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -35,7 +36,7 @@ import (
 // row alone: an error for anything else (a lost connection, a table the
 // warehouse cannot evolve) would condemn a record that is not at fault.
 type ChangeChecker interface {
-	CheckChange(table *schemas.Table, ch sinks.Change) error
+	CheckChange(table *model.Table, ch sinks.Change) error
 }
 
 // checkIngest refuses a row event the buffer cannot store. Resolved

@@ -18,6 +18,8 @@ import (
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -31,7 +33,7 @@ const (
 		`{"type":["null","string"],"name":"updated","default":null}]}`
 )
 
-func valueOfNUL(id int64, updated schemas.HLC) []byte {
+func valueOfNUL(id int64, updated hlc.Timestamp) []byte {
 	b := avroLong(nil, 1)
 	b = avroLong(avroLong(b, 1), id)
 	b = avroString(avroLong(b, 1), updated.String())
@@ -224,7 +226,7 @@ func (w nulRejecter) Begin(ctx context.Context) (sinks.Tx, error) {
 
 type nulRejecterTx struct{ sinks.Tx }
 
-func (x nulRejecterTx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) error {
+func (x nulRejecterTx) Write(ctx context.Context, table *model.Table, changes []sinks.Change) error {
 	for _, ch := range changes {
 		if err := nulIn(ch); err != nil {
 			return err
@@ -235,7 +237,7 @@ func (x nulRejecterTx) Write(ctx context.Context, table *schemas.Table, changes 
 
 type checkingRejecter struct{ nulRejecter }
 
-func (checkingRejecter) CheckChange(_ *schemas.Table, ch sinks.Change) error { return nulIn(ch) }
+func (checkingRejecter) CheckChange(_ *model.Table, ch sinks.Change) error { return nulIn(ch) }
 
 // TestRowsTheWarehouseCannotStoreArePoison: a row the writer's ChangeChecker
 // refuses is a poison record at apply: set aside inside its window under

@@ -4,12 +4,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 func TestClosedAtIsWhenTheResolvedFirstReachedTheFrontier(t *testing.T) {
 	base := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	h := func(n int64) schemas.HLC { return schemas.HLC{WallTime: n} }
+	h := func(n int64) hlc.Timestamp { return hlc.Timestamp{WallTime: n} }
 	at := func(s int) time.Time { return base.Add(time.Duration(s) * time.Second) }
 	cases := []struct {
 		name  string
@@ -43,13 +43,13 @@ func TestClosedAtIsWhenTheResolvedFirstReachedTheFrontier(t *testing.T) {
 func TestMarksStayBounded(t *testing.T) {
 	st := &partState{}
 	for i := range 10 * maxMarks {
-		st.mark(schemas.HLC{WallTime: int64(i + 1)}, time.Unix(int64(i), 0))
+		st.mark(hlc.Timestamp{WallTime: int64(i + 1)}, time.Unix(int64(i), 0))
 	}
 	if len(st.marks) > maxMarks {
 		t.Fatalf("%d marks kept, want at most %d", len(st.marks), maxMarks)
 	}
 	// The newest survive: a window through the last resolved closes at its time.
-	last := schemas.HLC{WallTime: int64(10 * maxMarks)}
+	last := hlc.Timestamp{WallTime: int64(10 * maxMarks)}
 	if got := st.closedAt(last); !got.Equal(time.Unix(int64(10*maxMarks-1), 0)) {
 		t.Fatalf("closedAt(last) = %v", got)
 	}

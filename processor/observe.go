@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // Observer is told what the processor does, for metrics that a snapshot
@@ -16,7 +16,7 @@ type Observer interface {
 	// WindowApplied is called once a window through the frontier has
 	// committed; took is its flush's duration (read from the buffer,
 	// decode, write, commit) and rows the changes it wrote.
-	WindowApplied(through schemas.HLC, took time.Duration, rows int)
+	WindowApplied(through hlc.Timestamp, took time.Duration, rows int)
 }
 
 // PartitionStat is what the member knows about one owned partition.
@@ -25,10 +25,10 @@ type PartitionStat struct {
 	Partition int32
 	// Resolved is the latest resolved timestamp read from the partition;
 	// zero until the first one arrives.
-	Resolved schemas.HLC
+	Resolved hlc.Timestamp
 	// Applied is the resolved timestamp the warehouse checkpoint holds
 	// for the partition.
-	Applied schemas.HLC
+	Applied hlc.Timestamp
 	// NextOffset is the offset after the last record read (0 before any
 	// record), and HighWatermark the partition's high watermark as of that
 	// fetch: HighWatermark - NextOffset is the consumer lag in records.
@@ -85,7 +85,7 @@ func (p *Processor) rebalanced(parts map[string][]int32) {
 }
 
 // observeWindow tells the Observer, if any, about a committed window.
-func (p *Processor) observeWindow(through schemas.HLC, took time.Duration, rows int) {
+func (p *Processor) observeWindow(through hlc.Timestamp, took time.Duration, rows int) {
 	if p.cfg.Observer != nil {
 		p.cfg.Observer.WindowApplied(through, took, rows)
 	}

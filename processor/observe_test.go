@@ -10,6 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/devstack"
 	"github.com/highwater-dev/highwater/internal/testfeed"
 	"github.com/highwater-dev/highwater/schemas"
@@ -21,12 +22,12 @@ import (
 // recordingObserver keeps every WindowApplied call.
 type recordingObserver struct {
 	mu      sync.Mutex
-	windows []schemas.HLC
+	windows []hlc.Timestamp
 	took    []time.Duration
 	rows    int
 }
 
-func (r *recordingObserver) WindowApplied(through schemas.HLC, took time.Duration, rows int) {
+func (r *recordingObserver) WindowApplied(through hlc.Timestamp, took time.Duration, rows int) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	r.windows = append(r.windows, through)

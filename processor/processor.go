@@ -13,6 +13,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -49,7 +50,7 @@ type Config struct {
 	// StopAt, when set, makes Run return nil once every partition of every
 	// feed topic is applied through a resolved timestamp >= StopAt, as the
 	// warehouse checkpoints show (whichever group member applied it).
-	StopAt schemas.HLC
+	StopAt hlc.Timestamp
 
 	// SessionTimeout is how long the group coordinator waits for a silent
 	// member (say, killed with -9) before it moves its partitions elsewhere.
@@ -105,7 +106,7 @@ type Config struct {
 	// constants). It is a test hook: the end-to-end tests use it to freeze
 	// a process at a precise point of a window. It must return quickly
 	// unless it means to stall the window.
-	WindowHook func(stage WindowStage, through schemas.HLC)
+	WindowHook func(stage WindowStage, through hlc.Timestamp)
 }
 
 func (c *Config) setDefaults() error {
@@ -190,7 +191,7 @@ type Processor struct {
 
 	stats struct {
 		consumed, resolvedMsgs, duplicates, rowsApplied, windows atomic.Int64
-		frontier, resolved                                       atomic.Pointer[schemas.HLC]
+		frontier, resolved                                       atomic.Pointer[hlc.Timestamp]
 		partitions                                               atomic.Int64
 		paused                                                   atomic.Bool
 		lastFlush, lastVisible                                   atomic.Int64
@@ -199,7 +200,7 @@ type Processor struct {
 		fenced, cancelled                                        atomic.Int64
 	}
 	latency *latencies
-	stopAt  atomic.Pointer[schemas.HLC]
+	stopAt  atomic.Pointer[hlc.Timestamp]
 	obs     observed
 	// dlq produces to the dead-letter topic (OnErrorDLQ only).
 	dlq *deadLetterProducer
@@ -225,7 +226,7 @@ func New(cfg Config) (*Processor, error) {
 
 // SetStopAt changes Config.StopAt while the processor runs (the demo learns
 // its final resolved timestamp only once the feed has played).
-func (p *Processor) SetStopAt(h schemas.HLC) { p.stopAt.Store(&h) }
+func (p *Processor) SetStopAt(h hlc.Timestamp) { p.stopAt.Store(&h) }
 
 // errStopReached ends the poll loop once StopAt is reached; Run turns it
 // into a nil error.
@@ -435,9 +436,9 @@ func isFatalFetchError(err error) bool {
 
 // stopReached reports whether the warehouse shows every partition of every
 // feed topic applied through StopAt.
-func (p *Processor) stopReached(ctx context.Context, stopAt schemas.HLC) (bool, error) {
+func (p *Processor) stopReached(ctx context.Context, stopAt hlc.Timestamp) (bool, error) {
 	p.mu.Lock()
-	var minApplied schemas.HLC
+	var minApplied hlc.Timestamp
 	owned := p.owned()
 	for i, st := range owned {
 		if i == 0 || st.applied.Less(minApplied) {

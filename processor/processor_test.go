@@ -4,11 +4,12 @@ import (
 	"testing"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-func h(w int64) schemas.HLC { return schemas.HLC{WallTime: w} }
+func h(w int64) hlc.Timestamp { return hlc.Timestamp{WallTime: w} }
 
 func TestFrontierIsMinResolvedAndWaitsForSilentPartitions(t *testing.T) {
 	part := func(n int32, resolved, applied int64) *partState {

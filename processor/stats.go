@@ -4,22 +4,22 @@ import (
 	"sync"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // Stats are the processor's running totals, safe to read while it runs.
 type Stats struct {
-	Consumed     int64       // row and resolved records read from Kafka
-	ResolvedMsgs int64       // resolved-timestamp records among them
-	Duplicates   int64       // rows dropped as older than their partition's applied frontier
-	Buffered     int64       // events in the buffer now
-	BufferBytes  int64       // buffer size on disk
-	RowsApplied  int64       // changes written to the warehouse
-	Windows      int64       // windows committed
-	Frontier     schemas.HLC // last applied frontier (min over owned partitions)
-	Resolved     schemas.HLC // min latest resolved over owned partitions
-	Partitions   int         // partitions owned
-	Paused       bool        // fetching paused by the buffer's disk budget
+	Consumed     int64         // row and resolved records read from Kafka
+	ResolvedMsgs int64         // resolved-timestamp records among them
+	Duplicates   int64         // rows dropped as older than their partition's applied frontier
+	Buffered     int64         // events in the buffer now
+	BufferBytes  int64         // buffer size on disk
+	RowsApplied  int64         // changes written to the warehouse
+	Windows      int64         // windows committed
+	Frontier     hlc.Timestamp // last applied frontier (min over owned partitions)
+	Resolved     hlc.Timestamp // min latest resolved over owned partitions
+	Partitions   int           // partitions owned
+	Paused       bool          // fetching paused by the buffer's disk budget
 	LastFlush    time.Duration
 	LastVisible  time.Duration // resolved-to-visible latency of the last window
 	Rebalances   int64         // partition assignments, revocations and losses

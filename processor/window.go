@@ -6,6 +6,8 @@ import (
 	"sort"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -18,7 +20,7 @@ import (
 // iteration would walk every tombstone the earlier windows' trims left below
 // the window.
 // Poison events are handled by Config.OnError (poisonApply) into poison.
-func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer.Partition, f schemas.HLC, poison *windowPoison) (int, error) {
+func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer.Partition, f hlc.Timestamp, poison *windowPoison) (int, error) {
 	w := &windowWriter{ctx: ctx, tx: tx, batch: p.cfg.FlushBatch, maxBytes: p.cfg.FlushBytes, pending: make(map[string]*pendingTable)}
 	apply := func(bp buffer.Partition, ev buffer.Event) error {
 		row, err := p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)
@@ -82,7 +84,7 @@ type newestVersions struct {
 type versionSlot struct {
 	part    buffer.Partition
 	table   string
-	updated schemas.HLC
+	updated hlc.Timestamp
 	offset  int64
 	k0, k1  int // key: arena[k0:k1]
 	v0, v1  int // value: arena[v0:v1]
@@ -150,7 +152,7 @@ type windowWriter struct {
 }
 
 type pendingTable struct {
-	table   *schemas.Table
+	table   *model.Table
 	changes []sinks.Change
 	bytes   int
 }

@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
@@ -16,7 +17,7 @@ type recordingTx struct {
 	writes []int
 }
 
-func (tx *recordingTx) Write(_ context.Context, _ *schemas.Table, changes []sinks.Change) error {
+func (tx *recordingTx) Write(_ context.Context, _ *model.Table, changes []sinks.Change) error {
 	tx.writes = append(tx.writes, len(changes))
 	return nil
 }
@@ -25,23 +26,23 @@ func (tx *recordingTx) Write(_ context.Context, _ *schemas.Table, changes []sink
 // to FlushBatch rows per table and FlushBytes bytes over all tables, the
 // size of a row being its decoder estimate or at least its Avro length.
 func TestWindowWriterBoundsQueuedBytes(t *testing.T) {
-	a := &schemas.Table{Name: "a", Columns: []schemas.Column{{Name: "k"}}, Key: []int{0}}
-	b := &schemas.Table{Name: "b", Columns: []schemas.Column{{Name: "k"}}, Key: []int{0}}
+	a := &model.Table{Name: "a", Columns: []model.Column{{Name: "k"}}, Key: []int{0}}
+	b := &model.Table{Name: "b", Columns: []model.Column{{Name: "k"}}, Key: []int{0}}
 	for _, tc := range []struct {
 		name       string
 		batch      int
 		maxBytes   int
 		rows       int
-		tables     []*schemas.Table // round robin
-		size       int              // schemas.Row.Size
-		avroLen    int              // len(key)+len(value)
+		tables     []*model.Table // round robin
+		size       int            // schemas.Row.Size
+		avroLen    int            // len(key)+len(value)
 		wantWrites []int
 	}{
-		{"rows under both bounds", 100, 1 << 20, 10, []*schemas.Table{a}, 1000, 100, []int{10}},
-		{"row bound per table", 4, 1 << 20, 10, []*schemas.Table{a}, 1000, 100, []int{4, 4, 2}},
-		{"byte bound from the decoder's size", 20000, 10 << 10, 25, []*schemas.Table{a}, 1 << 10, 100, []int{10, 10, 5}},
-		{"byte bound from the Avro length when larger", 20000, 10 << 10, 25, []*schemas.Table{a}, 0, 1 << 10, []int{10, 10, 5}},
-		{"byte bound over all tables", 20000, 10 << 10, 12, []*schemas.Table{a, b}, 1 << 10, 100, []int{5, 5, 1, 1}},
+		{"rows under both bounds", 100, 1 << 20, 10, []*model.Table{a}, 1000, 100, []int{10}},
+		{"row bound per table", 4, 1 << 20, 10, []*model.Table{a}, 1000, 100, []int{4, 4, 2}},
+		{"byte bound from the decoder's size", 20000, 10 << 10, 25, []*model.Table{a}, 1 << 10, 100, []int{10, 10, 5}},
+		{"byte bound from the Avro length when larger", 20000, 10 << 10, 25, []*model.Table{a}, 0, 1 << 10, []int{10, 10, 5}},
+		{"byte bound over all tables", 20000, 10 << 10, 12, []*model.Table{a, b}, 1 << 10, 100, []int{5, 5, 1, 1}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			tx := &recordingTx{}

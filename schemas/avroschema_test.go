@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"strings"
 	"testing"
+
+	"github.com/highwater-dev/highwater/model"
 )
 
 // A writer may reuse a record by name instead of spelling it out again:
@@ -95,7 +97,7 @@ func TestSchemaVersionsDoNotShareNames(t *testing.T) {
 	if p1.err != nil || p2.err != nil {
 		t.Fatal(p1.err, p2.err)
 	}
-	if len(p1.table.Columns) != 2 || len(p2.table.Columns) != 3 || p2.table.Columns[2].Type.Kind != KindFloat {
+	if len(p1.table.Columns) != 2 || len(p2.table.Columns) != 3 || p2.table.Columns[2].Type.Kind != model.KindFloat {
 		t.Fatalf("v1 %+v, v2 %+v", p1.table.Columns, p2.table.Columns)
 	}
 	borrowed := `{"type":"record","name":"foo_envelope","fields":[{"type":["null","foo"],"name":"after","default":null},` +

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/linkedin/goavro/v2"
+
+	"github.com/highwater-dev/highwater/model"
 )
 
 // schemaTexts serves writer schemas from memory. The fuzz target below
@@ -93,7 +95,7 @@ func addBudgetSeeds(f *testing.F) {
 	for _, row := range typeRows {
 		after := map[string]any{}
 		for _, c := range typeCols {
-			after[SQLNameToAvroName(c.name)] = row.native[c.name]
+			after[model.SQLNameToAvroName(c.name)] = row.native[c.name]
 		}
 		kb, err := kc.BinaryFromNative(nil, map[string]any{"a": row.native["a"]})
 		if err != nil {

@@ -6,6 +6,9 @@ import (
 	"encoding/hex"
 	"strings"
 	"testing"
+
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // hostileText is n bytes of printable text that does not repeat, so that
@@ -72,9 +75,9 @@ func TestErrorsQuoteOnlyAPrefixOfKeyAndValue(t *testing.T) {
 	}
 	digits := strings.Repeat("9", 70000)
 	for name, err := range map[string]error{
-		"HLC digits":   func() error { _, err := ParseHLC(digits); return err }(),
-		"HLC text":     func() error { _, err := ParseHLC(string(huge)); return err }(),
-		"interval":     func() error { _, err := ParseInterval("P" + string(huge)); return err }(),
+		"HLC digits":   func() error { _, err := hlc.Parse(digits); return err }(),
+		"HLC text":     func() error { _, err := hlc.Parse(string(huge)); return err }(),
+		"interval":     func() error { _, err := model.ParseInterval("P" + string(huge)); return err }(),
 		"decimal text": func() error { r := reader{b: str(huge)}; _, err := r.value(&node{op: opDecimalSpecial}); return err }(),
 	} {
 		if err == nil || len(err.Error()) > 300 {

@@ -7,6 +7,9 @@ import (
 	"sync"
 
 	"go.uber.org/zap"
+
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // SchemaSource gives writer schemas by registry id. Registry implements it.
@@ -79,7 +82,7 @@ type Record struct {
 	// a value schema whose only field is `resolved`.
 	Resolved bool
 	// Updated is the row's `updated` timestamp, or the resolved timestamp.
-	Updated HLC
+	Updated hlc.Timestamp
 	// Table is the unescaped SQL table name ("table.family" with
 	// split_column_families, "db.schema.table" with full_table_name); ""
 	// for resolved messages.
@@ -99,9 +102,9 @@ type Row struct {
 	// Table is the column model of the value schema's after/record record,
 	// with primary-key flags from the key schema. It is the same pointer for
 	// every record written with the same value (and key) schema ids.
-	Table   *Table
-	Updated HLC
-	// After holds len(Table.Columns) values (see Kind for their Go types),
+	Table   *model.Table
+	Updated hlc.Timestamp
+	// After holds len(Table.Columns) values (see model.Kind for their Go types),
 	// or is nil for a delete.
 	After []any
 	// Diff is set when the envelope has a `before` field (the diff option).
@@ -109,12 +112,12 @@ type Row struct {
 	// Before is the previous row image (nil when null), with the columns of
 	// BeforeTable, which may differ from Table across a schema change.
 	Before      []any
-	BeforeTable *Table
+	BeforeTable *model.Table
 	// KeyValues are the primary-key values decoded from the Kafka key, in
 	// key-schema field order.
 	KeyValues []any
 	// MVCC is the mvcc_timestamp when the envelope has one.
-	MVCC HLC
+	MVCC hlc.Timestamp
 	// Size approximates the bytes of memory the decoded values hold: the
 	// value slots, strings, byte slices, array items, BIT strings and
 	// decimals. It is cheap (counted per allocation while decoding) and
@@ -317,58 +320,58 @@ func roleName(r envRole) string {
 }
 
 // hlcField reads a ["null","string"] timestamp field; null is an error.
-func (r *reader) hlcField(f *envField, name string) (HLC, error) {
+func (r *reader) hlcField(f *envField, name string) (hlc.Timestamp, error) {
 	if f.nullIdx >= 0 {
 		idx, err := r.long()
 		if err != nil {
-			return HLC{}, fmt.Errorf("%s: %w", name, err)
+			return hlc.Timestamp{}, fmt.Errorf("%s: %w", name, err)
 		}
 		if idx == f.nullIdx {
-			return HLC{}, fmt.Errorf("%s is null", name)
+			return hlc.Timestamp{}, fmt.Errorf("%s is null", name)
 		}
 		if idx != f.valIdx {
-			return HLC{}, fmt.Errorf("%s: union branch %d out of range", name, idx)
+			return hlc.Timestamp{}, fmt.Errorf("%s: union branch %d out of range", name, idx)
 		}
 	}
 	b, err := r.bytes()
 	if err != nil {
-		return HLC{}, fmt.Errorf("%s: %w", name, err)
+		return hlc.Timestamp{}, fmt.Errorf("%s: %w", name, err)
 	}
 	if h, ok := parseHLCBytes(b); ok {
 		return h, nil
 	}
-	h, err := ParseHLC(string(b))
+	h, err := hlc.Parse(string(b))
 	if err != nil {
-		return HLC{}, fmt.Errorf("%s: %w", name, err)
+		return hlc.Timestamp{}, fmt.Errorf("%s: %w", name, err)
 	}
 	return h, nil
 }
 
-// parseHLCBytes is ParseHLC's allocation-free fast path for the canonical
+// parseHLCBytes is hlc.Parse's allocation-free fast path for the canonical
 // "<wallnanos>.<10 digits>" form; ok is false for anything else.
-func parseHLCBytes(b []byte) (HLC, bool) {
+func parseHLCBytes(b []byte) (hlc.Timestamp, bool) {
 	if len(b) < 12 || len(b) > 30 || b[len(b)-11] != '.' {
-		return HLC{}, false
+		return hlc.Timestamp{}, false
 	}
 	var wall uint64
 	for _, c := range b[:len(b)-11] {
 		if c < '0' || c > '9' {
-			return HLC{}, false
+			return hlc.Timestamp{}, false
 		}
 		wall = wall*10 + uint64(c-'0')
 	}
 	var logical uint64
 	for _, c := range b[len(b)-10:] {
 		if c < '0' || c > '9' {
-			return HLC{}, false
+			return hlc.Timestamp{}, false
 		}
 		logical = logical*10 + uint64(c-'0')
 	}
 	// At most 19 wall digits, so wall cannot have wrapped uint64.
 	if wall > 1<<63-1 || logical > 1<<31-1 {
-		return HLC{}, false
+		return hlc.Timestamp{}, false
 	}
-	return HLC{WallTime: int64(wall), Logical: int32(logical)}, true
+	return hlc.Timestamp{WallTime: int64(wall), Logical: int32(logical)}, true
 }
 
 // DecodeRow fully decodes a row message into typed column values. Errors
@@ -423,7 +426,7 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 		switch f.role {
 		case roleAfter, roleRecord, roleBefore:
 			var cols []*node
-			var tbl *Table
+			var tbl *model.Table
 			if f.role == roleBefore {
 				cols, tbl = p.beforeCols, p.before
 			} else {
@@ -477,7 +480,7 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 
 // optRecord reads a ["null", record] envelope field into column values; nil
 // when null.
-func (r *reader) optRecord(f *envField, cols []*node, t *Table, dst []any) ([]any, error) {
+func (r *reader) optRecord(f *envField, cols []*node, t *model.Table, dst []any) ([]any, error) {
 	name := "after"
 	switch f.role {
 	case roleBefore:
@@ -512,15 +515,15 @@ func (r *reader) optRecord(f *envField, cols []*node, t *Table, dst []any) ([]an
 }
 
 // optHLC reads a ["null","string"] timestamp field; null gives the zero HLC.
-func (r *reader) optHLC(f *envField, name string) (HLC, error) {
+func (r *reader) optHLC(f *envField, name string) (hlc.Timestamp, error) {
 	if f.nullIdx >= 0 {
 		save := r.i
 		idx, err := r.long()
 		if err != nil {
-			return HLC{}, fmt.Errorf("%s: %w", name, err)
+			return hlc.Timestamp{}, fmt.Errorf("%s: %w", name, err)
 		}
 		if idx == f.nullIdx {
-			return HLC{}, nil
+			return hlc.Timestamp{}, nil
 		}
 		r.i = save
 	}

@@ -3,12 +3,14 @@ package schemas
 import (
 	"context"
 	"errors"
+
+	"github.com/highwater-dev/highwater/model"
 )
 
 // Table returns the column model that DecodeRow gives rows written with
 // these key and value schema ids (the same pointer), without a record: for
 // tools that prepare a warehouse table, and for tests that write an oracle.
-func (d *Decoder) Table(ctx context.Context, keySchemaID, valueSchemaID int) (*Table, error) {
+func (d *Decoder) Table(ctx context.Context, keySchemaID, valueSchemaID int) (*model.Table, error) {
 	p, err := d.valuePlan(ctx, valueSchemaID)
 	if err != nil {
 		return nil, &DecodeError{SchemaID: valueSchemaID, Err: err}

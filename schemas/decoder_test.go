@@ -10,6 +10,9 @@ import (
 	"testing"
 
 	"go.uber.org/zap"
+
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // Schema ids of the goldens; texts as CockroachDB registers them
@@ -65,7 +68,7 @@ type goldenCase struct {
 	wantAfter  []any
 	wantBefore []any
 	wantDiff   bool
-	wantMVCC   HLC
+	wantMVCC   hlc.Timestamp
 	wantTable  string
 	wantCols   []string
 }
@@ -74,69 +77,69 @@ var goldenCases = []goldenCase{
 	{
 		name: "insert with updated", key: goldenKey,
 		value:     "00 00000003 02 " + rowBar + " " + tsUpdated,
-		want:      Record{Table: "foo", Key: []byte{2, 2}, Updated: HLC{1, 2}, KeySchemaID: 1, ValueSchemaID: 3},
+		want:      Record{Table: "foo", Key: []byte{2, 2}, Updated: hlc.Timestamp{WallTime: 1, Logical: 2}, KeySchemaID: 1, ValueSchemaID: 3},
 		wantAfter: []any{int64(1), "bar"}, wantTable: "foo", wantCols: []string{"a", "b"},
 	},
 	{
 		name: "delete with updated", key: goldenKey,
 		value: "00 00000003 00 " + tsUpdated,
-		want:  Record{Table: "foo", Key: []byte{2, 2}, Updated: HLC{1, 2}, Delete: true, KeySchemaID: 1, ValueSchemaID: 3},
+		want:  Record{Table: "foo", Key: []byte{2, 2}, Updated: hlc.Timestamp{WallTime: 1, Logical: 2}, Delete: true, KeySchemaID: 1, ValueSchemaID: 3},
 	},
 	{
 		name: "diff insert: before null comes first", key: goldenKey,
 		value:     "00 00000004 00 02 " + rowBar + " " + tsUpdated,
-		want:      Record{Table: "foo", Key: []byte{2, 2}, Updated: HLC{1, 2}, KeySchemaID: 1, ValueSchemaID: 4},
+		want:      Record{Table: "foo", Key: []byte{2, 2}, Updated: hlc.Timestamp{WallTime: 1, Logical: 2}, KeySchemaID: 1, ValueSchemaID: 4},
 		wantAfter: []any{int64(1), "bar"}, wantDiff: true,
 	},
 	{
 		name: "diff delete: before holds the old row", key: goldenKey,
 		value:      "00 00000004 02 " + rowBar + " 00 " + tsUpdated,
-		want:       Record{Table: "foo", Key: []byte{2, 2}, Updated: HLC{1, 2}, Delete: true, KeySchemaID: 1, ValueSchemaID: 4},
+		want:       Record{Table: "foo", Key: []byte{2, 2}, Updated: hlc.Timestamp{WallTime: 1, Logical: 2}, Delete: true, KeySchemaID: 1, ValueSchemaID: 4},
 		wantBefore: []any{int64(1), "bar"}, wantDiff: true,
 	},
 	{
 		name: "diff update with mvcc_timestamp", key: goldenKey,
 		value:      "00 00000005 02 02 02 02 06 'old' 02 " + rowBar + " " + tsUpdated + " 02 18 '1.0000000001'",
-		want:       Record{Table: "foo", Key: []byte{2, 2}, Updated: HLC{1, 2}, KeySchemaID: 1, ValueSchemaID: 5},
+		want:       Record{Table: "foo", Key: []byte{2, 2}, Updated: hlc.Timestamp{WallTime: 1, Logical: 2}, KeySchemaID: 1, ValueSchemaID: 5},
 		wantAfter:  []any{int64(1), "bar"},
-		wantBefore: []any{int64(1), "old"}, wantDiff: true, wantMVCC: HLC{1, 1},
+		wantBefore: []any{int64(1), "old"}, wantDiff: true, wantMVCC: hlc.Timestamp{WallTime: 1, Logical: 1},
 	},
 	{
 		name: "bare envelope: record after metadata", key: goldenKey,
 		value:     "00 00000006 " + tsUpdated + " 02 " + rowBar,
-		want:      Record{Table: "foo", Key: []byte{2, 2}, Updated: HLC{1, 2}, KeySchemaID: 1, ValueSchemaID: 6},
+		want:      Record{Table: "foo", Key: []byte{2, 2}, Updated: hlc.Timestamp{WallTime: 1, Logical: 2}, KeySchemaID: 1, ValueSchemaID: 6},
 		wantAfter: []any{int64(1), "bar"},
 	},
 	{
 		name: "bare delete", key: goldenKey,
 		value: "00 00000006 " + tsUpdated + " 00",
-		want:  Record{Table: "foo", Key: []byte{2, 2}, Updated: HLC{1, 2}, Delete: true, KeySchemaID: 1, ValueSchemaID: 6},
+		want:  Record{Table: "foo", Key: []byte{2, 2}, Updated: hlc.Timestamp{WallTime: 1, Logical: 2}, Delete: true, KeySchemaID: 1, ValueSchemaID: 6},
 	},
 	{
 		name:  "resolved, v1 sink (<topic>_envelope)",
 		value: "00 00000007 " + tsUpdated,
-		want:  Record{Resolved: true, Updated: HLC{1, 2}, KeySchemaID: -1, ValueSchemaID: 7},
+		want:  Record{Resolved: true, Updated: hlc.Timestamp{WallTime: 1, Logical: 2}, KeySchemaID: -1, ValueSchemaID: 7},
 	},
 	{
 		name:  "resolved, v2 sink (_envelope), real timestamp",
 		value: "00 00000008 02 3c '1659643584586630201.0000000000'",
-		want:  Record{Resolved: true, Updated: HLC{1659643584586630201, 0}, KeySchemaID: -1, ValueSchemaID: 8},
+		want:  Record{Resolved: true, Updated: hlc.Timestamp{WallTime: 1659643584586630201, Logical: 0}, KeySchemaID: -1, ValueSchemaID: 8},
 	},
 	{
 		name:  "resolved with old synthetic marker",
 		value: "00 00000008 02 1a '1.0000000002?'",
-		want:  Record{Resolved: true, Updated: HLC{1, 2}, KeySchemaID: -1, ValueSchemaID: 8},
+		want:  Record{Resolved: true, Updated: hlc.Timestamp{WallTime: 1, Logical: 2}, KeySchemaID: -1, ValueSchemaID: 8},
 	},
 	{
 		name: "avro_schema_prefix namespace is stripped", key: "00 00000009 02 02",
 		value:     "00 0000000a 02 " + rowBar + " " + tsUpdated,
-		want:      Record{Table: "foo", Key: []byte{2, 2}, Updated: HLC{1, 2}, KeySchemaID: 9, ValueSchemaID: 10},
+		want:      Record{Table: "foo", Key: []byte{2, 2}, Updated: hlc.Timestamp{WallTime: 1, Logical: 2}, KeySchemaID: 9, ValueSchemaID: 10},
 		wantAfter: []any{int64(1), "bar"}, wantTable: "foo", wantCols: []string{"a", "b"},
 	},
 	{
 		name: "escaped names are unescaped", key: "00 0000000b 02 54",
 		value:     "00 0000000c 02 02 54 " + tsUpdated,
-		want:      Record{Table: "☃", Key: []byte{2, 0x54}, Updated: HLC{1, 2}, KeySchemaID: 11, ValueSchemaID: 12},
+		want:      Record{Table: "☃", Key: []byte{2, 0x54}, Updated: hlc.Timestamp{WallTime: 1, Logical: 2}, KeySchemaID: 11, ValueSchemaID: 12},
 		wantAfter: []any{int64(42)}, wantTable: "☃", wantCols: []string{"🍦"},
 	},
 }
@@ -220,9 +223,9 @@ func TestColumnModelFromGoldenSchema(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Column{
-		{Name: "a", AvroName: "a", Type: Type{Kind: KindInt}, SQLType: "INT8", Nullable: false, PrimaryKey: true},
-		{Name: "b", AvroName: "b", Type: Type{Kind: KindString}, SQLType: "STRING", Nullable: true},
+	want := []model.Column{
+		{Name: "a", AvroName: "a", Type: model.Type{Kind: model.KindInt}, SQLType: "INT8", Nullable: false, PrimaryKey: true},
+		{Name: "b", AvroName: "b", Type: model.Type{Kind: model.KindString}, SQLType: "STRING", Nullable: true},
 	}
 	for i, c := range want {
 		got := row.Table.Columns[i]
@@ -395,39 +398,6 @@ func TestCRDBHintParsing(t *testing.T) {
 	}
 }
 
-func TestParseInterval(t *testing.T) {
-	for _, tc := range []struct {
-		in   string
-		want Interval
-		ok   bool
-	}{
-		{"P1Y2M3DT4H5M6S", Interval{Months: 14, Days: 3, Micros: (4*3600 + 5*60 + 6) * 1e6}, true},
-		{"P1YT-0.006S", Interval{Months: 12, Micros: -6000}, true},
-		{"PT0S", Interval{}, true},
-		{"P-1Y-2M-3DT-4H-5M-6.5S", Interval{Months: -14, Days: -3, Micros: -(4*3600+5*60+6)*1e6 - 500000}, true},
-		{"PT1.000001S", Interval{Micros: 1000001}, true},
-		{"P2W", Interval{Days: 14}, true},
-		{"-P1D", Interval{Days: -1}, true},
-		{"P", Interval{}, false},
-		{"1Y", Interval{}, false},
-		{"P1X", Interval{}, false},
-		{"P1.5Y", Interval{}, false},
-		{"PT99999999999999999999H", Interval{}, false},
-		{"P3000000000Y", Interval{}, false},
-	} {
-		got, err := ParseInterval(tc.in)
-		if (err == nil) != tc.ok || (tc.ok && got != tc.want) {
-			t.Errorf("ParseInterval(%q) = %+v, %v; want %+v ok=%v", tc.in, got, err, tc.want, tc.ok)
-		}
-		if tc.ok {
-			back, err := ParseInterval(got.String())
-			if err != nil || back != got {
-				t.Errorf("ParseInterval(%q.String()=%q) = %+v, %v", tc.in, got.String(), back, err)
-			}
-		}
-	}
-}
-
 func TestHostileArraysAndLengths(t *testing.T) {
 	arrValue := `{"type":"record","name":"t_envelope","fields":[{"type":["null",{"type":"record","name":"t","fields":[` +
 		`{"type":["null",{"type":"array","items":["null","long"]}],"name":"arr","default":null,"__crdb__":"arr INT8[] NULL"},` +
@@ -492,13 +462,13 @@ func TestDecoderConcurrentUseFetchesOncePerID(t *testing.T) {
 	d := NewDecoder(reg, WithLogger(zap.NewNop()))
 	key := hx(t, goldenKey)
 	value := hx(t, "00 00000004 00 02 "+rowBar+" "+tsUpdated)
-	tables := make(chan *Table, 8*50)
+	tables := make(chan *model.Table, 8*50)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
 			for range 50 {
 				rec, err := d.Extract(context.Background(), "foo", 0, 0, key, value)
-				if err != nil || rec.Updated != (HLC{1, 2}) {
+				if err != nil || rec.Updated != (hlc.Timestamp{WallTime: 1, Logical: 2}) {
 					t.Error(rec, err)
 					return
 				}

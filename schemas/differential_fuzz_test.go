@@ -15,6 +15,9 @@ import (
 	"time"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // FuzzDifferential checks the hand-written decoder against hamba/avro's
@@ -133,7 +136,7 @@ func FuzzDifferential(f *testing.F) {
 			if want := envRow(env) == nil; rec.Delete != want {
 				t.Fatalf("Extract delete %v, hamba's after is nil: %v%s", rec.Delete, want, where())
 			}
-			if h, err := ParseHLC(env["updated"].(string)); err != nil || h != rec.Updated {
+			if h, err := hlc.Parse(env["updated"].(string)); err != nil || h != rec.Updated {
 				t.Fatalf("Extract updated %v, hamba %q%s", rec.Updated, env["updated"], where())
 			}
 			if rec.Table != vp.table.Name || !bytes.Equal(rec.Key, kb) {
@@ -222,15 +225,15 @@ func envRow(env map[string]any) any {
 
 // hlcOf parses an envelope timestamp field; a null is an error unless
 // nullable.
-func hlcOf(env map[string]any, name string, nullable bool) (HLC, error) {
+func hlcOf(env map[string]any, name string, nullable bool) (hlc.Timestamp, error) {
 	v, ok := env[name]
 	if !ok || v == nil {
 		if nullable {
-			return HLC{}, nil
+			return hlc.Timestamp{}, nil
 		}
-		return HLC{}, fmt.Errorf("%s is null", name)
+		return hlc.Timestamp{}, fmt.Errorf("%s is null", name)
 	}
-	return ParseHLC(v.(string))
+	return hlc.Parse(v.(string))
 }
 
 // diffViolation is a CockroachDB rule that hamba's decoding of a message
@@ -281,7 +284,7 @@ func diffViolations(vp *valuePlan, kp *keyPlan, env, key map[string]any) []diffV
 	return append(out, recordViolations("key", kp.cols, key)...)
 }
 
-func recordViolations(name string, cols []Column, rec any) []diffViolation {
+func recordViolations(name string, cols []model.Column, rec any) []diffViolation {
 	if rec == nil {
 		return nil
 	}
@@ -297,18 +300,18 @@ func recordViolations(name string, cols []Column, rec any) []diffViolation {
 
 // valueViolation checks one hamba-decoded value against what CockroachDB
 // guarantees for its column type.
-func valueViolation(ty Type, sqlType string, v any) error {
+func valueViolation(ty model.Type, sqlType string, v any) error {
 	switch x := v.(type) {
 	case nil:
 		return nil
 	case string:
 		switch ty.Kind {
-		case KindDecimal:
+		case model.KindDecimal:
 			if x != "NaN" && x != "Infinity" && x != "-Infinity" {
 				return fmt.Errorf("decimal string %q", x)
 			}
-		case KindInterval:
-			_, err := ParseInterval(x)
+		case model.KindInterval:
+			_, err := model.ParseInterval(x)
 			return err
 		}
 	case *big.Rat:
@@ -318,11 +321,11 @@ func valueViolation(ty Type, sqlType string, v any) error {
 			return fmt.Errorf("decimal %s has more than %d digits", x.FloatString(ty.Scale), ty.Precision)
 		}
 	case time.Duration:
-		if ty.Kind == KindTime && (x < 0 || x > 24*time.Hour) {
+		if ty.Kind == model.KindTime && (x < 0 || x > 24*time.Hour) {
 			return fmt.Errorf("time of day %v", x)
 		}
 	case []any:
-		if ty.Kind == KindString { // BIT/VARBIT
+		if ty.Kind == model.KindString { // BIT/VARBIT
 			_, err := bitText(x, sqlType)
 			return err
 		}
@@ -389,7 +392,7 @@ func diffRow(vp *valuePlan, kp *keyPlan, row Row, env, key map[string]any) error
 	return nil
 }
 
-func diffRecord(cols []Column, fast []any, rec any) error {
+func diffRecord(cols []model.Column, fast []any, rec any) error {
 	if rec == nil || fast == nil {
 		if (rec == nil) != (fast == nil) {
 			return fmt.Errorf("fast %v, hamba %v", fast, rec)
@@ -410,7 +413,7 @@ func diffRecord(cols []Column, fast []any, rec any) error {
 
 // diffValue compares a fast-decoded value (the Go type its Kind documents)
 // with hamba's generic value of the same bytes.
-func diffValue(ty Type, sqlType string, fast, h any) error {
+func diffValue(ty model.Type, sqlType string, fast, h any) error {
 	if fast == nil || h == nil {
 		if (fast == nil) != (h == nil) {
 			return fmt.Errorf("fast %#v, hamba %#v", fast, h)
@@ -419,7 +422,7 @@ func diffValue(ty Type, sqlType string, fast, h any) error {
 	}
 	bad := func() error { return fmt.Errorf("fast %#v, hamba %#v", fast, h) }
 	switch ty.Kind {
-	case KindInt:
+	case model.KindInt:
 		var n int64
 		switch x := h.(type) {
 		case int:
@@ -432,7 +435,7 @@ func diffValue(ty Type, sqlType string, fast, h any) error {
 		if fast != n {
 			return bad()
 		}
-	case KindFloat:
+	case model.KindFloat:
 		var g float64
 		switch x := h.(type) {
 		case float32:
@@ -445,11 +448,11 @@ func diffValue(ty Type, sqlType string, fast, h any) error {
 		if f, ok := fast.(float64); !ok || math.Float64bits(f) != math.Float64bits(g) {
 			return bad()
 		}
-	case KindBool, KindUUID, KindJSON:
+	case model.KindBool, model.KindUUID, model.KindJSON:
 		if fast != h {
 			return bad()
 		}
-	case KindString:
+	case model.KindString:
 		if words, ok := h.([]any); ok {
 			s, err := bitText(words, sqlType)
 			if err != nil || fast != s {
@@ -458,13 +461,13 @@ func diffValue(ty Type, sqlType string, fast, h any) error {
 		} else if fast != h {
 			return bad()
 		}
-	case KindBytes:
+	case model.KindBytes:
 		b, ok := fast.([]byte)
 		if !ok || !bytes.Equal(b, h.([]byte)) {
 			return bad()
 		}
-	case KindDecimal:
-		d := fast.(Decimal)
+	case model.KindDecimal:
+		d := fast.(model.Decimal)
 		switch x := h.(type) {
 		case string:
 			if d.Special != x || d.Unscaled != nil {
@@ -481,21 +484,21 @@ func diffValue(ty Type, sqlType string, fast, h any) error {
 		default:
 			return bad()
 		}
-	case KindDate, KindTimestamp, KindTimestampTZ:
+	case model.KindDate, model.KindTimestamp, model.KindTimestampTZ:
 		a, b := fast.(time.Time), h.(time.Time)
 		if !a.Equal(b) || a.Location() != time.UTC {
 			return bad()
 		}
-	case KindTime:
+	case model.KindTime:
 		if fast != h {
 			return bad()
 		}
-	case KindInterval:
-		iv, err := ParseInterval(h.(string))
+	case model.KindInterval:
+		iv, err := model.ParseInterval(h.(string))
 		if err != nil || fast != iv {
 			return bad()
 		}
-	case KindArray:
+	case model.KindArray:
 		a, b := fast.([]any), h.([]any)
 		if len(a) != len(b) {
 			return bad()
@@ -648,7 +651,7 @@ func diffShape(shape []byte) *diffGen {
 			col = `"` + strings.ReplaceAll(sqlName, `"`, `""`) + `"`
 			g.name1 = sqlName
 		}
-		name := SQLNameToAvroName(sqlName)
+		name := model.SQLNameToAvroName(sqlName)
 		field := `{"type":["null",` + t + `],"name":"` + name + `","default":null`
 		switch h := g.next() % 4; {
 		case h == 0 && i >= g.nkey:
@@ -681,7 +684,7 @@ func (g *diffGen) schemas() (key, value string) {
 	if g.opts&32 != 0 {
 		g.table = "t.primary"
 	}
-	tn := SQLNameToAvroName(g.table)
+	tn := model.SQLNameToAvroName(g.table)
 	key = `{"type":"record","name":"` + tn + `","fields":[` + strings.Join(g.cols[:g.nkey], ",") + `]` + ns + `}`
 	ts := func(name string) string {
 		return `{"type":["null","string"],"name":"` + name + `","default":null}`

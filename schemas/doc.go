@@ -1,8 +1,10 @@
 // Package schemas decodes CockroachDB Avro changefeed messages as they
 // arrive from Kafka: the Confluent wire format, writer schemas by id from a
-// schema registry (Registry), the changefeed envelopes and resolved
-// messages, CockroachDB's HLC timestamps and name escaping, and the column
-// model of each table version.
+// schema registry (Registry), and the changefeed envelopes and resolved
+// messages. What it produces lives in packages of their own, so that the
+// buffer and the writers use it without depending on Avro or the registry:
+// timestamps are hlc.Timestamp, each table version's columns a
+// *model.Table, and column values the Go types model.Kind documents.
 //
 // Decoder has two speeds: Extract, for ingest, reads only the table, the
 // key bytes, `updated` and the delete flag without materialising the row;

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"github.com/linkedin/goavro/v2"
+
+	"github.com/highwater-dev/highwater/model"
 )
 
 // fuzzDecoder serves the golden schemas and the all-types schemas from an
@@ -49,7 +51,7 @@ func addSeeds(f *testing.F) {
 	row := typeRows[0]
 	after := map[string]any{}
 	for _, c := range typeCols {
-		after[SQLNameToAvroName(c.name)] = row.native[c.name]
+		after[model.SQLNameToAvroName(c.name)] = row.native[c.name]
 	}
 	kb, err := kc.BinaryFromNative(nil, map[string]any{"a": row.native["a"]})
 	if err != nil {
@@ -63,39 +65,39 @@ func addSeeds(f *testing.F) {
 }
 
 // valueMatchesType reports whether v has the Go type documented for t.Kind.
-func valueMatchesType(v any, t Type) bool {
+func valueMatchesType(v any, t model.Type) bool {
 	if v == nil {
 		return true
 	}
 	switch t.Kind {
-	case KindInt:
+	case model.KindInt:
 		_, ok := v.(int64)
 		return ok
-	case KindFloat:
+	case model.KindFloat:
 		_, ok := v.(float64)
 		return ok
-	case KindBool:
+	case model.KindBool:
 		_, ok := v.(bool)
 		return ok
-	case KindString, KindUUID, KindJSON:
+	case model.KindString, model.KindUUID, model.KindJSON:
 		_, ok := v.(string)
 		return ok
-	case KindBytes:
+	case model.KindBytes:
 		_, ok := v.([]byte)
 		return ok
-	case KindDecimal:
-		d, ok := v.(Decimal)
+	case model.KindDecimal:
+		d, ok := v.(model.Decimal)
 		return ok && (d.Special != "") != (d.Unscaled != nil)
-	case KindDate, KindTimestamp, KindTimestampTZ:
+	case model.KindDate, model.KindTimestamp, model.KindTimestampTZ:
 		tm, ok := v.(time.Time)
 		return ok && tm.Location() == time.UTC
-	case KindTime:
+	case model.KindTime:
 		_, ok := v.(time.Duration)
 		return ok
-	case KindInterval:
-		_, ok := v.(Interval)
+	case model.KindInterval:
+		_, ok := v.(model.Interval)
 		return ok
-	case KindArray:
+	case model.KindArray:
 		a, ok := v.([]any)
 		if !ok {
 			return false

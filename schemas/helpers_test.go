@@ -14,6 +14,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
+
+	"github.com/highwater-dev/highwater/model"
 )
 
 // schemaFile reads a verbatim schema text from testdata.
@@ -85,8 +87,8 @@ func hx(t testing.TB, s string) []byte {
 // and location, everything else deeply.
 func sameValue(a, b any) bool {
 	switch av := a.(type) {
-	case Decimal:
-		bv, ok := b.(Decimal)
+	case model.Decimal:
+		bv, ok := b.(model.Decimal)
 		if !ok || av.Special != bv.Special || av.Scale != bv.Scale || (av.Unscaled == nil) != (bv.Unscaled == nil) {
 			return false
 		}
@@ -109,10 +111,10 @@ func sameValue(a, b any) bool {
 	return reflect.DeepEqual(a, b)
 }
 
-func dec(unscaled string, scale int) Decimal {
+func dec(unscaled string, scale int) model.Decimal {
 	v, ok := new(big.Int).SetString(unscaled, 10)
 	if !ok {
 		panic(unscaled)
 	}
-	return Decimal{Unscaled: v, Scale: scale}
+	return model.Decimal{Unscaled: v, Scale: scale}
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/linkedin/goavro/v2"
+
+	"github.com/highwater-dev/highwater/model"
 )
 
 // fooSchemas returns the key and value schema texts CockroachDB registers for
@@ -21,8 +23,8 @@ func fooSchemas(stmt, prefix string) (key, value string) {
 		ns = `,"namespace":"` + prefix + `"`
 	}
 	a := `{"type":["null","long"],"name":"a","default":null,"__crdb__":"a INT8 NOT NULL"}`
-	key = `{"type":"record","name":"` + SQLNameToAvroName(prefix+stmt) + `","fields":[` + a + `]` + ns + `}`
-	value = `{"type":"record","name":"` + SQLNameToAvroName(prefix+stmt) + `_envelope","fields":[{"type":["null",{"type":"record","name":"foo","fields":[` + a +
+	key = `{"type":"record","name":"` + model.SQLNameToAvroName(prefix+stmt) + `","fields":[` + a + `]` + ns + `}`
+	value = `{"type":"record","name":"` + model.SQLNameToAvroName(prefix+stmt) + `_envelope","fields":[{"type":["null",{"type":"record","name":"foo","fields":[` + a +
 		`,{"type":["null","string"],"name":"b","default":null,"__crdb__":"b STRING NULL"}]` + ns + `}],"name":"after","default":null},{"type":["null","string"],"name":"updated","default":null}]` + ns + `}`
 	return key, value
 }

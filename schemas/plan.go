@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/hamba/avro/v2"
+
+	"github.com/highwater-dev/highwater/model"
 )
 
 // This file compiles parsed schemas into plans: the column model (Table) and
@@ -102,12 +104,12 @@ func (c *compiler) node(n node) (*node, error) {
 }
 
 // column compiles one column field of a table record.
-func (c *compiler) column(f *avro.Field, where string) (Column, *node, error) {
-	name, err := UnescapeName(f.Name())
+func (c *compiler) column(f *avro.Field, where string) (model.Column, *node, error) {
+	name, err := model.UnescapeName(f.Name())
 	if err != nil {
-		return Column{}, nil, fmt.Errorf("%s field %q: %w", where, f.Name(), err)
+		return model.Column{}, nil, fmt.Errorf("%s field %q: %w", where, f.Name(), err)
 	}
-	col := Column{Name: name, AvroName: f.Name(), Nullable: true}
+	col := model.Column{Name: name, AvroName: f.Name(), Nullable: true}
 	hint, hinted := crdbHint(f)
 	if hinted {
 		col.SQLType, col.Nullable = parseCRDBHint(hint)
@@ -117,7 +119,7 @@ func (c *compiler) column(f *avro.Field, where string) (Column, *node, error) {
 	}
 	t, n, err := c.columnType(f.Type(), col.SQLType, hinted)
 	if err != nil {
-		return Column{}, nil, fmt.Errorf("%s column %q: %w", where, name, err)
+		return model.Column{}, nil, fmt.Errorf("%s column %q: %w", where, name, err)
 	}
 	col.Type = t
 	return col, n, nil
@@ -125,17 +127,17 @@ func (c *compiler) column(f *avro.Field, where string) (Column, *node, error) {
 
 // columnType compiles a column's Avro type, which CockroachDB writes as
 // ["null", T] (["null", decimal, "string"] for DECIMAL).
-func (c *compiler) columnType(s avro.Schema, sqlType string, hinted bool) (Type, *node, error) {
+func (c *compiler) columnType(s avro.Schema, sqlType string, hinted bool) (model.Type, *node, error) {
 	us, ok := s.(*avro.UnionSchema)
 	if !ok {
 		return c.scalar(s, sqlType, hinted)
 	}
 	u, err := c.node(node{op: opUnion, minSize: 1})
 	if err != nil {
-		return Type{}, nil, err
+		return model.Type{}, nil, err
 	}
 	var main avro.Schema
-	var mainType Type
+	var mainType model.Type
 	var mainDec *avro.DecimalLogicalSchema
 	for _, b := range us.Types() {
 		var bn *node
@@ -143,7 +145,7 @@ func (c *compiler) columnType(s avro.Schema, sqlType string, hinted bool) (Type,
 		case b.Type() == avro.Null:
 			bn, err = c.node(node{op: opNull})
 		case main == nil:
-			var ty Type
+			var ty model.Type
 			ty, bn, err = c.scalar(b, sqlType, hinted)
 			if err == nil {
 				main, mainType = b, ty
@@ -155,12 +157,12 @@ func (c *compiler) columnType(s avro.Schema, sqlType string, hinted bool) (Type,
 			err = fmt.Errorf("unsupported union of %s and %s", kindName(main), kindName(b))
 		}
 		if err != nil {
-			return Type{}, nil, err
+			return model.Type{}, nil, err
 		}
 		u.branches = append(u.branches, bn)
 	}
 	if main == nil {
-		return Type{}, nil, errors.New("union of only null")
+		return model.Type{}, nil, errors.New("union of only null")
 	}
 	return mainType, u, nil
 }
@@ -174,99 +176,99 @@ func isPlain(s avro.Schema) bool {
 // kindName names s's Avro type for errors: a reference by the type it names.
 func kindName(s avro.Schema) avro.Type { return deref(s).Type() }
 
-func (c *compiler) scalar(s avro.Schema, sqlType string, hinted bool) (Type, *node, error) {
+func (c *compiler) scalar(s avro.Schema, sqlType string, hinted bool) (model.Type, *node, error) {
 	base := sqlBase(sqlType)
 	lt, dec, err := logicalOf(s)
 	if err != nil {
-		return Type{}, nil, err
+		return model.Type{}, nil, err
 	}
-	var ty Type
+	var ty model.Type
 	var n node
 	switch s.Type() {
 	case avro.Boolean:
-		ty, n = Type{Kind: KindBool}, node{op: opBool, minSize: 1}
+		ty, n = model.Type{Kind: model.KindBool}, node{op: opBool, minSize: 1}
 	case avro.Int:
 		switch lt {
 		case avro.Date:
-			ty, n = Type{Kind: KindDate}, node{op: opDate, minSize: 1}
+			ty, n = model.Type{Kind: model.KindDate}, node{op: opDate, minSize: 1}
 		case avro.TimeMillis:
-			ty, n = Type{Kind: KindTime}, node{op: opTimeMillis, minSize: 1}
+			ty, n = model.Type{Kind: model.KindTime}, node{op: opTimeMillis, minSize: 1}
 		default:
-			ty, n = Type{Kind: KindInt}, node{op: opInt, minSize: 1}
+			ty, n = model.Type{Kind: model.KindInt}, node{op: opInt, minSize: 1}
 		}
 	case avro.Long:
 		switch lt {
 		case avro.TimeMicros:
-			ty, n = Type{Kind: KindTime}, node{op: opTimeMicros, minSize: 1}
+			ty, n = model.Type{Kind: model.KindTime}, node{op: opTimeMicros, minSize: 1}
 		case avro.TimestampMicros, avro.TimestampMillis:
 			o := opTimestampMicros
 			if lt == avro.TimestampMillis {
 				o = opTimestampMillis
 			}
-			k := KindTimestamp
+			k := model.KindTimestamp
 			if base == "TIMESTAMPTZ" {
-				k = KindTimestampTZ
+				k = model.KindTimestampTZ
 			}
-			ty, n = Type{Kind: k}, node{op: o, minSize: 1}
+			ty, n = model.Type{Kind: k}, node{op: o, minSize: 1}
 		default:
-			ty, n = Type{Kind: KindInt}, node{op: opLong, minSize: 1}
+			ty, n = model.Type{Kind: model.KindInt}, node{op: opLong, minSize: 1}
 		}
 	case avro.Float:
-		ty, n = Type{Kind: KindFloat}, node{op: opFloat, minSize: 4}
+		ty, n = model.Type{Kind: model.KindFloat}, node{op: opFloat, minSize: 4}
 	case avro.Double:
-		ty, n = Type{Kind: KindFloat}, node{op: opDouble, minSize: 8}
+		ty, n = model.Type{Kind: model.KindFloat}, node{op: opDouble, minSize: 8}
 	case avro.Bytes:
 		if dec != nil {
-			ty = Type{Kind: KindDecimal, Precision: dec.Precision(), Scale: dec.Scale()}
+			ty = model.Type{Kind: model.KindDecimal, Precision: dec.Precision(), Scale: dec.Scale()}
 			n = node{op: opDecimal, scale: dec.Scale(), dec: newDecimalLimit(dec.Precision()), minSize: 1}
 		} else {
-			ty, n = Type{Kind: KindBytes}, node{op: opBytes, minSize: 1}
+			ty, n = model.Type{Kind: model.KindBytes}, node{op: opBytes, minSize: 1}
 		}
 	case avro.String:
 		switch base {
 		case "UUID":
-			ty, n = Type{Kind: KindUUID}, node{op: opString, minSize: 1}
+			ty, n = model.Type{Kind: model.KindUUID}, node{op: opString, minSize: 1}
 		case "JSONB", "JSON":
-			ty, n = Type{Kind: KindJSON}, node{op: opString, minSize: 1}
+			ty, n = model.Type{Kind: model.KindJSON}, node{op: opString, minSize: 1}
 		case "INTERVAL":
-			ty, n = Type{Kind: KindInterval}, node{op: opInterval, minSize: 1}
+			ty, n = model.Type{Kind: model.KindInterval}, node{op: opInterval, minSize: 1}
 		default:
-			ty, n = Type{Kind: KindString}, node{op: opString, minSize: 1}
+			ty, n = model.Type{Kind: model.KindString}, node{op: opString, minSize: 1}
 		}
 	case avro.Array:
 		return c.array(s.(*avro.ArraySchema), sqlType, base, hinted)
 	case avro.Record:
-		return Type{}, nil, fmt.Errorf("nested record %q is not a supported column type", s.(*avro.RecordSchema).FullName())
+		return model.Type{}, nil, fmt.Errorf("nested record %q is not a supported column type", s.(*avro.RecordSchema).FullName())
 	case avro.Ref:
-		return Type{}, nil, fmt.Errorf("named type %q is not a supported column type", deref(s).(avro.NamedSchema).FullName())
+		return model.Type{}, nil, fmt.Errorf("named type %q is not a supported column type", deref(s).(avro.NamedSchema).FullName())
 	case avro.Null:
-		return Type{}, nil, errors.New("column of type null")
+		return model.Type{}, nil, errors.New("column of type null")
 	case avro.Map, avro.Enum, avro.Fixed:
-		return Type{}, nil, fmt.Errorf("unsupported Avro type %q", s.Type())
+		return model.Type{}, nil, fmt.Errorf("unsupported Avro type %q", s.Type())
 	default:
-		return Type{}, nil, fmt.Errorf("unsupported Avro type %s", s.Type())
+		return model.Type{}, nil, fmt.Errorf("unsupported Avro type %s", s.Type())
 	}
 	nn, err := c.node(n)
 	if err != nil {
-		return Type{}, nil, err
+		return model.Type{}, nil, err
 	}
 	return ty, nn, nil
 }
 
 // array compiles an array column: CockroachDB's arrays have nullable items;
 // an array of plain longs is its BIT/VARBIT encoding.
-func (c *compiler) array(s *avro.ArraySchema, sqlType, base string, hinted bool) (Type, *node, error) {
+func (c *compiler) array(s *avro.ArraySchema, sqlType, base string, hinted bool) (model.Type, *node, error) {
 	items := s.Items()
 	if items.Type() == avro.Long && isPlain(items) && (!hinted || base == "BIT" || base == "VARBIT") {
 		elem, err := c.node(node{op: opLong, minSize: 1})
 		if err != nil {
-			return Type{}, nil, err
+			return model.Type{}, nil, err
 		}
 		n, err := c.node(node{op: opBits, bits: bitWidth(sqlType), elem: elem, minSize: 1})
 		if err != nil {
-			return Type{}, nil, err
+			return model.Type{}, nil, err
 		}
-		return Type{Kind: KindString}, n, nil
+		return model.Type{Kind: model.KindString}, n, nil
 	}
 	// The element's SQL type is the array's without "[]" (INT8[] ->
 	// INT8), which tells e.g. UUID[] and TIMESTAMPTZ[] elements apart.
@@ -276,16 +278,16 @@ func (c *compiler) array(s *avro.ArraySchema, sqlType, base string, hinted bool)
 	}
 	et, en, err := c.columnType(items, elemSQL, hinted && elemSQL != "")
 	if err != nil {
-		return Type{}, nil, fmt.Errorf("array items: %w", err)
+		return model.Type{}, nil, fmt.Errorf("array items: %w", err)
 	}
-	if et.Kind == KindArray {
-		return Type{}, nil, errors.New("nested arrays are not supported")
+	if et.Kind == model.KindArray {
+		return model.Type{}, nil, errors.New("nested arrays are not supported")
 	}
 	n, err := c.node(node{op: opArray, elem: en, minSize: 1})
 	if err != nil {
-		return Type{}, nil, err
+		return model.Type{}, nil, err
 	}
-	return Type{Kind: KindArray, Elem: &et}, n, nil
+	return model.Type{Kind: model.KindArray, Elem: &et}, n, nil
 }
 
 // skip compiles any supported Avro type for skipping only (envelope fields
@@ -351,12 +353,12 @@ func (c *compiler) skip(s avro.Schema) (*node, error) {
 
 // record compiles a table record (after, before, record, or the key) into
 // its column model and per-column nodes.
-func (c *compiler) record(s avro.Schema, where string) (name string, cols []Column, nodes []*node, skip *node, err error) {
+func (c *compiler) record(s avro.Schema, where string) (name string, cols []model.Column, nodes []*node, skip *node, err error) {
 	t, ok := deref(s).(*avro.RecordSchema)
 	if !ok {
 		return "", nil, nil, nil, fmt.Errorf("%s is %s, want a record", where, s.Type())
 	}
-	name, err = UnescapeName(t.Name())
+	name, err = model.UnescapeName(t.Name())
 	if err != nil {
 		return "", nil, nil, nil, fmt.Errorf("%s record name: %w", where, err)
 	}
@@ -412,10 +414,10 @@ type valuePlan struct {
 	resolved bool
 	fields   []envField
 
-	table      *Table // after/record columns, no primary-key flags
+	table      *model.Table // after/record columns, no primary-key flags
 	cols       []*node
 	hasBefore  bool
-	before     *Table
+	before     *model.Table
 	beforeCols []*node
 
 	rows syncMap[int, *rowTables] // by key schema id
@@ -424,14 +426,14 @@ type valuePlan struct {
 // rowTables are the Tables of one (value schema, key schema) pair: the
 // column models with primary-key flags set.
 type rowTables struct {
-	table, before *Table
+	table, before *model.Table
 }
 
 // keyPlan is everything compiled from one key schema id.
 type keyPlan struct {
 	id    int
 	err   error
-	cols  []Column
+	cols  []model.Column
 	nodes []*node
 }
 
@@ -512,7 +514,7 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 			case "before":
 				ef.role = roleBefore
 				p.hasBefore = true
-				p.before = &Table{Name: strings.TrimSuffix(name, "_before"), Columns: cols}
+				p.before = &model.Table{Name: strings.TrimSuffix(name, "_before"), Columns: cols}
 				p.beforeCols = nodes
 			default:
 				if hasRow {
@@ -523,7 +525,7 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 				if f.Name() == "record" {
 					ef.role = roleRecord
 				}
-				p.table = &Table{Name: name, Columns: cols}
+				p.table = &model.Table{Name: name, Columns: cols}
 				p.cols = nodes
 			}
 		case "updated", "mvcc_timestamp", "resolved":
@@ -573,7 +575,7 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 // name (encoder_avro.go rawTableName, changefeed_stmt.go
 // getChangefeedTargetName).
 func qualifiedTableName(env *avro.RecordSchema, bare string) string {
-	name, err := UnescapeName(env.Name())
+	name, err := model.UnescapeName(env.Name())
 	if err != nil {
 		return bare
 	}
@@ -611,11 +613,11 @@ func compileKey(id int, text string, maxDepth int) *keyPlan {
 
 // withKey returns t's copy with primary-key flags and Key indexes set from
 // the key schema's fields, matched by Avro field name.
-func withKey(t *Table, key *keyPlan) *Table {
+func withKey(t *model.Table, key *keyPlan) *model.Table {
 	if t == nil {
 		return nil
 	}
-	nt := &Table{Name: t.Name, Columns: append([]Column(nil), t.Columns...)}
+	nt := &model.Table{Name: t.Name, Columns: append([]model.Column(nil), t.Columns...)}
 	for _, kc := range key.cols {
 		for i := range nt.Columns {
 			if nt.Columns[i].AvroName == kc.AvroName {

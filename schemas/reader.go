@@ -8,6 +8,9 @@ import (
 	"math/big"
 	"strings"
 	"time"
+
+	"github.com/highwater-dev/highwater/internal/redact"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // op is what a compiled plan node does with its bytes.
@@ -346,7 +349,7 @@ func (r *reader) value(n *node) (any, error) {
 			}
 		}
 		r.out += len(b) + decimalSize
-		return Decimal{Unscaled: v, Scale: n.scale}, nil
+		return model.Decimal{Unscaled: v, Scale: n.scale}, nil
 	case opDecimalSpecial:
 		b, err := r.bytes()
 		if err != nil {
@@ -354,9 +357,9 @@ func (r *reader) value(n *node) (any, error) {
 		}
 		switch s := string(b); s {
 		case "NaN", "Infinity", "-Infinity":
-			return Decimal{Special: s, Scale: n.scale}, nil
+			return model.Decimal{Special: s, Scale: n.scale}, nil
 		default:
-			return nil, fmt.Errorf("decimal string branch %s is not NaN, Infinity or -Infinity", clip(s))
+			return nil, fmt.Errorf("decimal string branch %s is not NaN, Infinity or -Infinity", redact.Clip(s))
 		}
 	case opDate:
 		v, err := r.long()
@@ -396,7 +399,7 @@ func (r *reader) value(n *node) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		iv, err := ParseInterval(string(b))
+		iv, err := model.ParseInterval(string(b))
 		if err != nil {
 			return nil, err
 		}

@@ -8,6 +8,9 @@ import (
 	"time"
 
 	"github.com/linkedin/goavro/v2"
+
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // typeCol is one column of the all-types table: its Avro type exactly as
@@ -17,45 +20,45 @@ type typeCol struct {
 	name     string // SQL name
 	avroType string // JSON of the field's type
 	hint     string
-	want     Type
+	want     model.Type
 	sqlType  string
 	nullable bool
 }
 
 var typeCols = []typeCol{
-	{"a", `["null","long"]`, "a INT8 NOT NULL", Type{Kind: KindInt}, "INT8", false},
-	{"i2", `["null","long"]`, "i2 INT2 NULL", Type{Kind: KindInt}, "INT2", true},
-	{"f8", `["null","double"]`, "f8 FLOAT8 NULL", Type{Kind: KindFloat}, "FLOAT8", true},
-	{"f4", `["null","double"]`, "f4 FLOAT4 NULL", Type{Kind: KindFloat}, "FLOAT4", true},
-	{"bo", `["null","boolean"]`, "bo BOOL NULL", Type{Kind: KindBool}, "BOOL", true},
-	{"d", `["null",{"type":"bytes","logicalType":"decimal","precision":10,"scale":2},"string"]`, "d DECIMAL(10,2) NULL", Type{Kind: KindDecimal, Precision: 10, Scale: 2}, "DECIMAL(10,2)", true},
-	{"d0", `["null",{"type":"bytes","logicalType":"decimal","precision":5,"scale":0},"string"]`, "d0 DECIMAL(5) NULL", Type{Kind: KindDecimal, Precision: 5}, "DECIMAL(5)", true},
+	{"a", `["null","long"]`, "a INT8 NOT NULL", model.Type{Kind: model.KindInt}, "INT8", false},
+	{"i2", `["null","long"]`, "i2 INT2 NULL", model.Type{Kind: model.KindInt}, "INT2", true},
+	{"f8", `["null","double"]`, "f8 FLOAT8 NULL", model.Type{Kind: model.KindFloat}, "FLOAT8", true},
+	{"f4", `["null","double"]`, "f4 FLOAT4 NULL", model.Type{Kind: model.KindFloat}, "FLOAT4", true},
+	{"bo", `["null","boolean"]`, "bo BOOL NULL", model.Type{Kind: model.KindBool}, "BOOL", true},
+	{"d", `["null",{"type":"bytes","logicalType":"decimal","precision":10,"scale":2},"string"]`, "d DECIMAL(10,2) NULL", model.Type{Kind: model.KindDecimal, Precision: 10, Scale: 2}, "DECIMAL(10,2)", true},
+	{"d0", `["null",{"type":"bytes","logicalType":"decimal","precision":5,"scale":0},"string"]`, "d0 DECIMAL(5) NULL", model.Type{Kind: model.KindDecimal, Precision: 5}, "DECIMAL(5)", true},
 	// Before CockroachDB #118815 a zero scale was omitted.
-	{"dold", `["null",{"type":"bytes","logicalType":"decimal","precision":5},"string"]`, "dold DECIMAL(5) NULL", Type{Kind: KindDecimal, Precision: 5}, "DECIMAL(5)", true},
-	{"dbig", `["null",{"type":"bytes","logicalType":"decimal","precision":38,"scale":10},"string"]`, "dbig DECIMAL(38,10) NULL", Type{Kind: KindDecimal, Precision: 38, Scale: 10}, "DECIMAL(38,10)", true},
-	{"s", `["null","string"]`, "s STRING NULL", Type{Kind: KindString}, "STRING", true},
-	{"vc", `["null","string"]`, "vc VARCHAR(10) NULL", Type{Kind: KindString}, "VARCHAR(10)", true},
-	{"col", `["null","string"]`, "col STRING COLLATE de NULL", Type{Kind: KindString}, "STRING COLLATE de", true},
-	{"by", `["null","bytes"]`, "by BYTES NULL", Type{Kind: KindBytes}, "BYTES", true},
-	{"dt", `["null",{"type":"int","logicalType":"date"}]`, "dt DATE NULL", Type{Kind: KindDate}, "DATE", true},
-	{"tm", `["null",{"type":"long","logicalType":"time-micros"}]`, "tm TIME NULL", Type{Kind: KindTime}, "TIME", true},
-	{"ttz", `["null","string"]`, "ttz TIMETZ NULL", Type{Kind: KindString}, "TIMETZ", true},
-	{"ts", `["null",{"type":"long","logicalType":"timestamp-micros"}]`, "ts TIMESTAMP NULL", Type{Kind: KindTimestamp}, "TIMESTAMP", true},
-	{"tstz", `["null",{"type":"long","logicalType":"timestamp-micros"}]`, "tstz TIMESTAMPTZ NULL", Type{Kind: KindTimestampTZ}, "TIMESTAMPTZ", true},
-	{"iv", `["null","string"]`, "iv INTERVAL NULL", Type{Kind: KindInterval}, "INTERVAL", true},
-	{"u", `["null","string"]`, "u UUID NULL", Type{Kind: KindUUID}, "UUID", true},
-	{"ip", `["null","string"]`, "ip INET NULL", Type{Kind: KindString}, "INET", true},
-	{"j", `["null","string"]`, "j JSONB NULL", Type{Kind: KindJSON}, "JSONB", true},
-	{"e", `["null","string"]`, "e public.status NULL", Type{Kind: KindString}, "public.status", true},
-	{"arr", `["null",{"type":"array","items":["null","long"]}]`, "arr INT8[] NULL", Type{Kind: KindArray, Elem: &Type{Kind: KindInt}}, "INT8[]", true},
-	{"uarr", `["null",{"type":"array","items":["null","string"]}]`, "uarr UUID[] NULL", Type{Kind: KindArray, Elem: &Type{Kind: KindUUID}}, "UUID[]", true},
-	{"barr", `["null",{"type":"array","items":["null","boolean"]}]`, "barr BOOL[] NULL", Type{Kind: KindArray, Elem: &Type{Kind: KindBool}}, "BOOL[]", true},
-	{"tsarr", `["null",{"type":"array","items":["null",{"type":"long","logicalType":"timestamp-micros"}]}]`, "tsarr TIMESTAMPTZ[] NULL", Type{Kind: KindArray, Elem: &Type{Kind: KindTimestampTZ}}, "TIMESTAMPTZ[]", true},
-	{"bit", `["null",{"type":"array","items":"long"}]`, "bit BIT(3) NULL", Type{Kind: KindString}, "BIT(3)", true},
-	{"vb", `["null",{"type":"array","items":"long"}]`, "vb VARBIT NULL", Type{Kind: KindString}, "VARBIT", true},
-	{"geo", `["null","bytes"]`, "geo GEOGRAPHY NULL", Type{Kind: KindBytes}, "GEOGRAPHY", true},
-	{"box", `["null","string"]`, "box BOX2D NULL", Type{Kind: KindString}, "BOX2D", true},
-	{"my col", `["null","string"]`, `"my col" STRING NOT NULL DEFAULT 'x'`, Type{Kind: KindString}, "STRING", false},
+	{"dold", `["null",{"type":"bytes","logicalType":"decimal","precision":5},"string"]`, "dold DECIMAL(5) NULL", model.Type{Kind: model.KindDecimal, Precision: 5}, "DECIMAL(5)", true},
+	{"dbig", `["null",{"type":"bytes","logicalType":"decimal","precision":38,"scale":10},"string"]`, "dbig DECIMAL(38,10) NULL", model.Type{Kind: model.KindDecimal, Precision: 38, Scale: 10}, "DECIMAL(38,10)", true},
+	{"s", `["null","string"]`, "s STRING NULL", model.Type{Kind: model.KindString}, "STRING", true},
+	{"vc", `["null","string"]`, "vc VARCHAR(10) NULL", model.Type{Kind: model.KindString}, "VARCHAR(10)", true},
+	{"col", `["null","string"]`, "col STRING COLLATE de NULL", model.Type{Kind: model.KindString}, "STRING COLLATE de", true},
+	{"by", `["null","bytes"]`, "by BYTES NULL", model.Type{Kind: model.KindBytes}, "BYTES", true},
+	{"dt", `["null",{"type":"int","logicalType":"date"}]`, "dt DATE NULL", model.Type{Kind: model.KindDate}, "DATE", true},
+	{"tm", `["null",{"type":"long","logicalType":"time-micros"}]`, "tm TIME NULL", model.Type{Kind: model.KindTime}, "TIME", true},
+	{"ttz", `["null","string"]`, "ttz TIMETZ NULL", model.Type{Kind: model.KindString}, "TIMETZ", true},
+	{"ts", `["null",{"type":"long","logicalType":"timestamp-micros"}]`, "ts TIMESTAMP NULL", model.Type{Kind: model.KindTimestamp}, "TIMESTAMP", true},
+	{"tstz", `["null",{"type":"long","logicalType":"timestamp-micros"}]`, "tstz TIMESTAMPTZ NULL", model.Type{Kind: model.KindTimestampTZ}, "TIMESTAMPTZ", true},
+	{"iv", `["null","string"]`, "iv INTERVAL NULL", model.Type{Kind: model.KindInterval}, "INTERVAL", true},
+	{"u", `["null","string"]`, "u UUID NULL", model.Type{Kind: model.KindUUID}, "UUID", true},
+	{"ip", `["null","string"]`, "ip INET NULL", model.Type{Kind: model.KindString}, "INET", true},
+	{"j", `["null","string"]`, "j JSONB NULL", model.Type{Kind: model.KindJSON}, "JSONB", true},
+	{"e", `["null","string"]`, "e public.status NULL", model.Type{Kind: model.KindString}, "public.status", true},
+	{"arr", `["null",{"type":"array","items":["null","long"]}]`, "arr INT8[] NULL", model.Type{Kind: model.KindArray, Elem: &model.Type{Kind: model.KindInt}}, "INT8[]", true},
+	{"uarr", `["null",{"type":"array","items":["null","string"]}]`, "uarr UUID[] NULL", model.Type{Kind: model.KindArray, Elem: &model.Type{Kind: model.KindUUID}}, "UUID[]", true},
+	{"barr", `["null",{"type":"array","items":["null","boolean"]}]`, "barr BOOL[] NULL", model.Type{Kind: model.KindArray, Elem: &model.Type{Kind: model.KindBool}}, "BOOL[]", true},
+	{"tsarr", `["null",{"type":"array","items":["null",{"type":"long","logicalType":"timestamp-micros"}]}]`, "tsarr TIMESTAMPTZ[] NULL", model.Type{Kind: model.KindArray, Elem: &model.Type{Kind: model.KindTimestampTZ}}, "TIMESTAMPTZ[]", true},
+	{"bit", `["null",{"type":"array","items":"long"}]`, "bit BIT(3) NULL", model.Type{Kind: model.KindString}, "BIT(3)", true},
+	{"vb", `["null",{"type":"array","items":"long"}]`, "vb VARBIT NULL", model.Type{Kind: model.KindString}, "VARBIT", true},
+	{"geo", `["null","bytes"]`, "geo GEOGRAPHY NULL", model.Type{Kind: model.KindBytes}, "GEOGRAPHY", true},
+	{"box", `["null","string"]`, "box BOX2D NULL", model.Type{Kind: model.KindString}, "BOX2D", true},
+	{"my col", `["null","string"]`, `"my col" STRING NOT NULL DEFAULT 'x'`, model.Type{Kind: model.KindString}, "STRING", false},
 }
 
 // typesSchemas builds the key and value schemas of the all-types table the
@@ -63,7 +66,7 @@ var typeCols = []typeCol{
 func typesSchemas() (key, value string) {
 	var fields []string
 	for _, c := range typeCols {
-		fields = append(fields, `{"type":`+c.avroType+`,"name":"`+SQLNameToAvroName(c.name)+`","default":null,"__crdb__":"`+strings.ReplaceAll(c.hint, `"`, `\"`)+`"}`)
+		fields = append(fields, `{"type":`+c.avroType+`,"name":"`+model.SQLNameToAvroName(c.name)+`","default":null,"__crdb__":"`+strings.ReplaceAll(c.hint, `"`, `\"`)+`"}`)
 	}
 	key = `{"type":"record","name":"types","fields":[` + fields[0] + `]}`
 	value = `{"type":"record","name":"types_envelope","fields":[{"type":["null",{"type":"record","name":"types","fields":[` +
@@ -124,7 +127,7 @@ var typeRows = []typeRow{
 			"tm": 11045000000 * time.Microsecond, "ttz": "03:04:05+01:00:00",
 			"ts":   time.Date(2019, 1, 2, 3, 4, 5, 0, time.UTC),
 			"tstz": time.Date(2019, 1, 2, 3, 4, 5, 123456000, time.UTC),
-			"iv":   Interval{Months: 14, Days: 3, Micros: 14706 * 1e6}, "u": uuid1, "ip": "190.0.0.0/24",
+			"iv":   model.Interval{Months: 14, Days: 3, Micros: 14706 * 1e6}, "u": uuid1, "ip": "190.0.0.0/24",
 			"j": `{"b": 1}`, "e": "open",
 			"arr":   []any{int64(42), nil, int64(42), int64(43)},
 			"uarr":  []any{uuid1, nil},
@@ -151,13 +154,13 @@ var typeRows = []typeRow{
 		},
 		want: map[string]any{
 			"a": int64(-9223372036854775808), "i2": int64(9223372036854775807),
-			"d": Decimal{Special: "NaN", Scale: 2}, "d0": Decimal{Special: "Infinity"}, "dold": Decimal{Special: "-Infinity"},
+			"d": model.Decimal{Special: "NaN", Scale: 2}, "d0": model.Decimal{Special: "Infinity"}, "dold": model.Decimal{Special: "-Infinity"},
 			"dbig": dec("-99999999999999999999999999999999999999", 10),
 			"s":    "", "by": []byte{},
 			"dt": date(1500, 3, 1), "tm": 24 * time.Hour,
 			"ts":   time.Date(2290, 1, 1, 12, 0, 0, 0, time.UTC),
 			"tstz": time.Date(1600, 6, 1, 0, 0, 0, 1000, time.UTC),
-			"iv":   Interval{Months: 12, Micros: -6000}, "j": "null",
+			"iv":   model.Interval{Months: 12, Micros: -6000}, "j": "null",
 			"arr": []any{}, "uarr": []any{nil}, "barr": []any{},
 			"tsarr": []any{nil, time.Date(1, 1, 1, 0, 0, 0, 0, time.UTC)},
 			"bit":   "", "vb": all64, "my col": `it's "quoted"`,
@@ -193,13 +196,13 @@ func TestEveryTypeRoundTripsThroughGoavro(t *testing.T) {
 		t.Run(row.name, func(t *testing.T) {
 			after := map[string]any{}
 			for _, c := range typeCols {
-				after[SQLNameToAvroName(c.name)] = row.native[c.name] // nil when absent
+				after[model.SQLNameToAvroName(c.name)] = row.native[c.name] // nil when absent
 			}
 			kb, err := keyCodec.BinaryFromNative(nil, map[string]any{"a": row.native["a"]})
 			if err != nil {
 				t.Fatal(err)
 			}
-			ts := HLC{WallTime: 1700000000000000000 + int64(ri), Logical: 3}
+			ts := hlc.Timestamp{WallTime: 1700000000000000000 + int64(ri), Logical: 3}
 			vb, err := valueCodec.BinaryFromNative(nil, map[string]any{"after": u("types", after), "updated": u("string", ts.String())})
 			if err != nil {
 				t.Fatal(err)
@@ -256,7 +259,7 @@ func TestTypesWithoutHintsFallBackToAvro(t *testing.T) {
 	if p.err != nil {
 		t.Fatal(p.err)
 	}
-	want := map[string]Kind{"tstz": KindTimestamp, "ts": KindTimestamp, "u": KindString, "j": KindString, "iv": KindString, "bit": KindString, "arr": KindArray}
+	want := map[string]model.Kind{"tstz": model.KindTimestamp, "ts": model.KindTimestamp, "u": model.KindString, "j": model.KindString, "iv": model.KindString, "bit": model.KindString, "arr": model.KindArray}
 	for _, col := range p.table.Columns {
 		if k, ok := want[col.Name]; ok && col.Type.Kind != k {
 			t.Errorf("column %q kind %s without hint, want %s", col.Name, col.Type.Kind, k)

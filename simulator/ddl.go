@@ -7,7 +7,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // AddColumn adds col to table as a schema change at a new HLC: a new value
@@ -15,31 +15,31 @@ import (
 // re-emitted at the change HLC with the new schema (schema_change_policy=
 // backfill), the new column set to backfill (or its DEFAULT when backfill is
 // nil).
-func (s *Sim) AddColumn(ctx context.Context, table string, col ColumnDef, backfill any) (schemas.HLC, error) {
+func (s *Sim) AddColumn(ctx context.Context, table string, col ColumnDef, backfill any) (hlc.Timestamp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usableCtx(ctx); err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	t, err := s.table(table)
 	if err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	old := t.cur()
 	if _, dup := old.byName[col.Name]; dup {
-		return schemas.HLC{}, fmt.Errorf("simulator: column %q of %q already exists", col.Name, table)
+		return hlc.Timestamp{}, fmt.Errorf("simulator: column %q of %q already exists", col.Name, table)
 	}
 	c, err := s.newColumn(col)
 	if err != nil {
-		return schemas.HLC{}, fmt.Errorf("simulator: add column to %q: %w", table, err)
+		return hlc.Timestamp{}, fmt.Errorf("simulator: add column to %q: %w", table, err)
 	}
 	bv, err := c.typ.normalize(backfill)
 	if err != nil {
-		return schemas.HLC{}, fmt.Errorf("simulator: add column %q backfill: %w", col.Name, err)
+		return hlc.Timestamp{}, fmt.Errorf("simulator: add column %q backfill: %w", col.Name, err)
 	}
 	ts := s.tick()
 	if bv == nil && c.dfn == nil && c.notNull && len(t.liveRows()) > 0 {
-		return schemas.HLC{}, fmt.Errorf("simulator: add column %q: NOT NULL column needs a backfill value or DEFAULT", col.Name)
+		return hlc.Timestamp{}, fmt.Errorf("simulator: add column %q: NOT NULL column needs a backfill value or DEFAULT", col.Name)
 	}
 	next := &tableSchema{version: old.version + 1, since: ts, cols: append(slices.Clone(old.cols), c),
 		byName: map[string]int{}, key: old.key}
@@ -57,26 +57,26 @@ func (s *Sim) AddColumn(ctx context.Context, table string, col ColumnDef, backfi
 
 // DropColumn drops a non-key column as a schema change at a new HLC, with a
 // new value schema and a backfill of every row without the column.
-func (s *Sim) DropColumn(ctx context.Context, table, col string) (schemas.HLC, error) {
+func (s *Sim) DropColumn(ctx context.Context, table, col string) (hlc.Timestamp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usableCtx(ctx); err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	t, err := s.table(table)
 	if err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	old := t.cur()
 	j, ok := old.byName[col]
 	if !ok {
-		return schemas.HLC{}, fmt.Errorf("simulator: column %q of %q does not exist", col, table)
+		return hlc.Timestamp{}, fmt.Errorf("simulator: column %q of %q does not exist", col, table)
 	}
 	if slices.Contains(old.key, j) {
-		return schemas.HLC{}, fmt.Errorf("simulator: cannot drop primary-key column %q of %q", col, table)
+		return hlc.Timestamp{}, fmt.Errorf("simulator: cannot drop primary-key column %q of %q", col, table)
 	}
 	if len(old.cols) == 1 {
-		return schemas.HLC{}, fmt.Errorf("simulator: cannot drop the last column of %q", table)
+		return hlc.Timestamp{}, fmt.Errorf("simulator: cannot drop the last column of %q", table)
 	}
 	ts := s.tick()
 	next := &tableSchema{version: old.version + 1, since: ts, byName: map[string]int{}}

@@ -5,28 +5,28 @@ import (
 	"strings"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // parseDefault turns a column's DEFAULT expression into a function giving
 // the value of a row written at an HLC. It understands literals and the
 // functions changefeed tables commonly use.
-func parseDefault(c *column) (func(*Sim, schemas.HLC) any, error) {
+func parseDefault(c *column) (func(*Sim, hlc.Timestamp) any, error) {
 	expr := strings.TrimSpace(c.dflt)
 	lower := strings.ToLower(expr)
 	switch lower {
 	case "null":
-		return func(*Sim, schemas.HLC) any { return nil }, nil
+		return func(*Sim, hlc.Timestamp) any { return nil }, nil
 	case "unique_rowid()":
 		if c.typ.fam != famInt || c.typ.width != 64 {
 			return nil, fmt.Errorf("unique_rowid() needs INT8, column is %s", c.typ.sql)
 		}
-		return func(s *Sim, ts schemas.HLC) any { return s.uniqueRowID(ts) }, nil
+		return func(s *Sim, ts hlc.Timestamp) any { return s.uniqueRowID(ts) }, nil
 	case "now()", "current_timestamp()", "current_timestamp", "transaction_timestamp()":
 		switch c.typ.fam {
 		case famTimestamp, famTimestampTZ, famDate:
 			t := c.typ
-			return func(_ *Sim, ts schemas.HLC) any {
+			return func(_ *Sim, ts hlc.Timestamp) any {
 				v, _ := t.normalize(ts.Time()) // a time.Time always normalizes
 				return v
 			}, nil
@@ -36,7 +36,7 @@ func parseDefault(c *column) (func(*Sim, schemas.HLC) any, error) {
 		if c.typ.fam != famUUID {
 			return nil, fmt.Errorf("%s needs a UUID column, column is %s", expr, c.typ.sql)
 		}
-		return func(s *Sim, _ schemas.HLC) any { return randomUUID(s.rng) }, nil
+		return func(s *Sim, _ hlc.Timestamp) any { return randomUUID(s.rng) }, nil
 	}
 	lit := expr
 	if i := strings.Index(lit, ":::"); i > 0 {
@@ -57,7 +57,7 @@ func parseDefault(c *column) (func(*Sim, schemas.HLC) any, error) {
 	if err != nil {
 		return nil, fmt.Errorf("DEFAULT %s: %w", expr, err)
 	}
-	return func(*Sim, schemas.HLC) any { return v }, nil
+	return func(*Sim, hlc.Timestamp) any { return v }, nil
 }
 
 // literalValue converts a SQL literal (string or bool) to a canonical value
@@ -111,7 +111,7 @@ func literalValue(t *colType, raw any) (any, error) {
 // uniqueRowID mimics unique_rowid(): a timestamp in 10µs units shifted left
 // 15 bits, plus a sequence (CockroachDB puts the node id there), always
 // increasing.
-func (s *Sim) uniqueRowID(ts schemas.HLC) int64 {
+func (s *Sim) uniqueRowID(ts hlc.Timestamp) int64 {
 	id := (ts.WallTime/10000)<<15 | 1
 	if id <= s.rowidSeq {
 		id = s.rowidSeq + 1

@@ -6,14 +6,14 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // message is an encoded row message waiting to be produced.
 type message struct {
 	t     *table
 	rs    *rowState
-	ts    schemas.HLC
+	ts    hlc.Timestamp
 	value []byte
 }
 
@@ -76,15 +76,15 @@ func project(from *tableSchema, vals []any, to *tableSchema) []any {
 // then sends a resolved message at a new HLC (later than every row) to every
 // partition of every topic, as CockroachDB's v2 Kafka sink does
 // (FlushResolvedPayload, §4.1).
-func (s *Sim) Resolve(ctx context.Context) (schemas.HLC, error) {
+func (s *Sim) Resolve(ctx context.Context) (hlc.Timestamp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usableCtx(ctx); err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	ts := s.tick()
 	if err := s.flush(ctx); err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	var v2 []byte
 	if !s.opts.ResolvedV1 {
@@ -92,7 +92,7 @@ func (s *Sim) Resolve(ctx context.Context) (schemas.HLC, error) {
 		// to every topic.
 		b, err := s.resolvedPayload(ctx, "", ts)
 		if err != nil {
-			return schemas.HLC{}, fmt.Errorf("simulator: %w", err)
+			return hlc.Timestamp{}, fmt.Errorf("simulator: %w", err)
 		}
 		v2 = b
 	}
@@ -101,7 +101,7 @@ func (s *Sim) Resolve(ctx context.Context) (schemas.HLC, error) {
 		if s.opts.ResolvedV1 {
 			b, err := s.resolvedPayload(ctx, t.topic, ts)
 			if err != nil {
-				return schemas.HLC{}, fmt.Errorf("simulator: %w", err)
+				return hlc.Timestamp{}, fmt.Errorf("simulator: %w", err)
 			}
 			payload = b
 		}
@@ -110,7 +110,7 @@ func (s *Sim) Resolve(ctx context.Context) (schemas.HLC, error) {
 		}
 	}
 	if err := s.flush(ctx); err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	s.lastResolved = ts
 	return ts, nil
@@ -144,11 +144,11 @@ func (s *Sim) Flush(ctx context.Context) error {
 // InitialScan emits every existing row of every table with updated = the
 // scan HLC and a null before, like a changefeed's initial scan;
 // mvcc_timestamp is the row's own commit HLC.
-func (s *Sim) InitialScan(ctx context.Context) (schemas.HLC, error) {
+func (s *Sim) InitialScan(ctx context.Context) (hlc.Timestamp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usableCtx(ctx); err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	ts := s.tick()
 	type ref struct {
@@ -167,16 +167,16 @@ func (s *Sim) InitialScan(ctx context.Context) (schemas.HLC, error) {
 	s.state.Unlock()
 	for _, r := range refs {
 		if err := s.emit(ctx, r.t, r.rs, len(r.rs.hist)-1); err != nil {
-			return schemas.HLC{}, err
+			return hlc.Timestamp{}, err
 		}
 	}
 	return ts, nil
 }
 
 // prevHLC is hlc.Timestamp.Prev: the largest HLC before h.
-func prevHLC(h schemas.HLC) schemas.HLC {
+func prevHLC(h hlc.Timestamp) hlc.Timestamp {
 	if h.Logical > 0 {
-		return schemas.HLC{WallTime: h.WallTime, Logical: h.Logical - 1}
+		return hlc.Timestamp{WallTime: h.WallTime, Logical: h.Logical - 1}
 	}
-	return schemas.HLC{WallTime: h.WallTime - 1, Logical: 1<<31 - 1}
+	return hlc.Timestamp{WallTime: h.WallTime - 1, Logical: 1<<31 - 1}
 }

@@ -4,7 +4,7 @@ import (
 	"fmt"
 	"sync"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // encBatch is how many committed versions wait before they are encoded
@@ -30,7 +30,7 @@ type encJob struct {
 // encWorker holds one goroutine's reusable goavro natives.
 type encWorker struct {
 	scratch  map[*valueCodec]*codecScratch
-	lastTS   schemas.HLC
+	lastTS   hlc.Timestamp
 	lastText string
 }
 
@@ -50,7 +50,7 @@ func newCodecScratch(vc *valueCodec) *codecScratch {
 	return cs
 }
 
-func (w *encWorker) hlcText(ts schemas.HLC) string {
+func (w *encWorker) hlcText(ts hlc.Timestamp) string {
 	if ts != w.lastTS || w.lastText == "" {
 		w.lastTS, w.lastText = ts, ts.String()
 	}

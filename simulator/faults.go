@@ -8,7 +8,7 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // send hands m to the producer, and again with DuplicateProb.
@@ -61,7 +61,7 @@ func (s *Sim) sendPending() {
 // gapProb (the "gaps" CockroachDB documents for duplicates). Re-sent versions may be older than resolved
 // messages already sent, which the changefeed guarantees allow for
 // previously seen rows.
-func (s *Sim) Restart(ctx context.Context, from schemas.HLC, gapProb float64) error {
+func (s *Sim) Restart(ctx context.Context, from hlc.Timestamp, gapProb float64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usableCtx(ctx); err != nil {
@@ -82,7 +82,7 @@ func (s *Sim) Restart(ctx context.Context, from schemas.HLC, gapProb float64) er
 		t  *table
 		rs *rowState
 		i  int
-		ts schemas.HLC
+		ts hlc.Timestamp
 	}
 	var refs []ref
 	for _, t := range s.tables {

@@ -14,7 +14,8 @@ import (
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // feedRow is one decoded row message.
@@ -26,7 +27,7 @@ type feedRow struct {
 	keyBytes  []byte
 	key       map[string]any
 	value     map[string]any
-	updated   schemas.HLC
+	updated   hlc.Timestamp
 	raw       []byte
 }
 
@@ -34,7 +35,7 @@ type feedResolved struct {
 	topic     string
 	partition int32
 	offset    int64
-	ts        schemas.HLC
+	ts        hlc.Timestamp
 }
 
 func decodeFeed(t *testing.T, d *decoder, recs []*kgo.Record) ([]feedRow, []feedResolved) {
@@ -58,13 +59,13 @@ func decodeFeed(t *testing.T, d *decoder, recs []*kgo.Record) ([]feedRow, []feed
 	return rows, res
 }
 
-func hlcField(t *testing.T, v map[string]any, name string) schemas.HLC {
+func hlcField(t *testing.T, v map[string]any, name string) hlc.Timestamp {
 	t.Helper()
 	u, ok := v[name].(map[string]any)
 	if !ok {
 		t.Fatalf("field %s missing in %v", name, v)
 	}
-	h, err := schemas.ParseHLC(u["string"].(string))
+	h, err := hlc.Parse(u["string"].(string))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -77,14 +78,14 @@ func hlcField(t *testing.T, v map[string]any, name string) schemas.HLC {
 type orderCheck struct {
 	partitionOf map[string]string            // key -> topic/partition
 	seen        map[string]map[string][]byte // key -> updated -> value
-	latest      map[string]schemas.HLC       // key -> newest ts seen
-	resolved    map[string]schemas.HLC       // topic/partition -> latest resolved
+	latest      map[string]hlc.Timestamp     // key -> newest ts seen
+	resolved    map[string]hlc.Timestamp     // topic/partition -> latest resolved
 	failures    []string
 }
 
 func newOrderCheck() *orderCheck {
 	return &orderCheck{partitionOf: map[string]string{}, seen: map[string]map[string][]byte{},
-		latest: map[string]schemas.HLC{}, resolved: map[string]schemas.HLC{}}
+		latest: map[string]hlc.Timestamp{}, resolved: map[string]hlc.Timestamp{}}
 }
 
 func (c *orderCheck) fail(f string, args ...any) {
@@ -180,7 +181,7 @@ func TestOrderValidatorRules(t *testing.T) {
 		t.Error(f)
 	}
 	// Resolved: on every partition of every topic, the same timestamps.
-	perPart := map[string][]schemas.HLC{}
+	perPart := map[string][]hlc.Timestamp{}
 	for _, r := range res {
 		k := fmt.Sprintf("%s/%d", r.topic, r.partition)
 		perPart[k] = append(perPart[k], r.ts)
@@ -188,7 +189,7 @@ func TestOrderValidatorRules(t *testing.T) {
 	if len(perPart) != 8 {
 		t.Errorf("resolved on %d partitions, want 8", len(perPart))
 	}
-	var first []schemas.HLC
+	var first []hlc.Timestamp
 	for _, ts := range perPart {
 		if first == nil {
 			first = ts
@@ -313,13 +314,13 @@ func TestRoundTripAllTypes(t *testing.T) {
 var isoRE = regexp.MustCompile(`^P(?:(-?\d+)Y)?(?:(-?\d+)M)?(?:(-?\d+)D)?(?:T(?:(-?\d+)H)?(?:(-?\d+)M)?(?:(-?)(\d+)(?:\.(\d+))?S)?)?$`)
 
 // parseISOInterval is an independent reader of the ISO 8601 text.
-func parseISOInterval(s string) (schemas.Interval, error) {
+func parseISOInterval(s string) (model.Interval, error) {
 	m := isoRE.FindStringSubmatch(s)
 	if m == nil {
-		return schemas.Interval{}, fmt.Errorf("bad interval %q", s)
+		return model.Interval{}, fmt.Errorf("bad interval %q", s)
 	}
 	n := func(x string) int64 { v, _ := strconv.ParseInt(x, 10, 64); return v }
-	iv := schemas.Interval{Months: int32(n(m[1])*12 + n(m[2])), Days: int32(n(m[3]))}
+	iv := model.Interval{Months: int32(n(m[1])*12 + n(m[2])), Days: int32(n(m[3]))}
 	frac := (m[8] + "000000")[:6]
 	secs := n(m[7])*1e6 + n(frac)
 	if m[6] == "-" {
@@ -374,7 +375,7 @@ func sameValue(want, got any) error {
 		if !bytes.Equal(w, g.([]byte)) {
 			return fmt.Errorf("bytes differ")
 		}
-	case schemas.Decimal:
+	case model.Decimal:
 		if w.Special != "" {
 			if g != w.Special {
 				return fmt.Errorf("want %s, got %v", w.Special, g)
@@ -390,7 +391,7 @@ func sameValue(want, got any) error {
 		if g != w {
 			return fmt.Errorf("want %s, got %v", w, g)
 		}
-	case schemas.Interval:
+	case model.Interval:
 		iv, err := parseISOInterval(g.(string))
 		if err != nil || iv != w {
 			return fmt.Errorf("want %+v, got %s (%v)", w, g, err)

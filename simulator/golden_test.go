@@ -16,7 +16,8 @@ import (
 	"github.com/twmb/franz-go/pkg/sr"
 	"github.com/twmb/franz-go/pkg/sr/srfake"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // Schema texts as CockroachDB registers them (docs/CHANGEFEED.md §1.2, §4.2, §8.2).
@@ -167,9 +168,9 @@ func TestValueGoldens(t *testing.T) {
 		{"DECIMAL(4,2)", "1.2", `{"bytes.decimal":"x"}`},
 		{"DECIMAL(12,2)", "100", `{"bytes.decimal":"'\u0010"}`},
 		{"DECIMAL(4,2)", "NaN", `{"string":"NaN"}`},
-		{"INTERVAL", schemas.Interval{Months: 14, Days: 3, Micros: (4*3600 + 5*60 + 6) * 1e6}, `{"string":"P1Y2M3DT4H5M6S"}`},
-		{"INTERVAL", schemas.Interval{Months: 12, Micros: -6000}, `{"string":"P1YT-0.006S"}`},
-		{"INTERVAL", schemas.Interval{}, `{"string":"PT0S"}`},
+		{"INTERVAL", model.Interval{Months: 14, Days: 3, Micros: (4*3600 + 5*60 + 6) * 1e6}, `{"string":"P1Y2M3DT4H5M6S"}`},
+		{"INTERVAL", model.Interval{Months: 12, Micros: -6000}, `{"string":"P1YT-0.006S"}`},
+		{"INTERVAL", model.Interval{}, `{"string":"PT0S"}`},
 		{"BIT(3)", "010", `{"array":[3,4611686018427387904]}`},
 		{"INT8[]", []any{int64(42), nil, int64(42), int64(43)}, `{"array":[{"long":42},null,{"long":42},{"long":43}]}`},
 		{"JSONB", `{"b":1,"a":[1,2]}`, `{"string":"{\"a\": [1, 2], \"b\": 1}"}`},
@@ -316,7 +317,7 @@ func TestWireBytes(t *testing.T) {
 		t.Fatal(err)
 	}
 	recs := consumeAll(t, opts.Brokers, "foo")
-	str := func(h schemas.HLC) []byte { return append([]byte{0x02, byte(2 * len(h.String()))}, h.String()...) }
+	str := func(h hlc.Timestamp) []byte { return append([]byte{0x02, byte(2 * len(h.String()))}, h.String()...) }
 	wantKey := []byte{0, 0, 0, 0, 1, 0x02, 0x02}
 	wantInsert := append([]byte{0, 0, 0, 0, 2, 0x02, 0x02, 0x02, 0x02, 0x06, 'b', 'a', 'r'}, str(ts1)...)
 	wantDelete := append([]byte{0, 0, 0, 0, 2, 0x00}, str(ts2)...)
@@ -375,7 +376,7 @@ func TestWireBytesDiffAndV1(t *testing.T) {
 	if _, err := s.Resolve(ctx); err != nil {
 		t.Fatal(err)
 	}
-	str := func(h schemas.HLC) []byte { return append([]byte{0x02, byte(2 * len(h.String()))}, h.String()...) }
+	str := func(h hlc.Timestamp) []byte { return append([]byte{0x02, byte(2 * len(h.String()))}, h.String()...) }
 	rec := []byte{0x02, 0x02, 0x02, 0x06, 'b', 'a', 'r'} // a: branch 1, long 1; b: branch 1, "bar"
 	wantInsert := append(append(append([]byte{0, 0, 0, 0, 2, 0x00, 0x02}, rec...), str(ts1)...), str(ts1)...)
 	wantDelete := append(append(append(append([]byte{0, 0, 0, 0, 2, 0x02}, rec...), 0x00), str(ts2)...), str(ts2)...) // mvcc = updated
@@ -419,7 +420,7 @@ func TestRegistrationRequest(t *testing.T) {
 }
 
 // ratOf is d as a big.Rat, for comparisons.
-func ratOf(d schemas.Decimal) *big.Rat { return new(big.Rat).SetFrac(d.Unscaled, pow10(d.Scale)) }
+func ratOf(d model.Decimal) *big.Rat { return new(big.Rat).SetFrac(d.Unscaled, pow10(d.Scale)) }
 
 func TestFNV32aMatchesStdlib(t *testing.T) {
 	for _, b := range [][]byte{nil, {0}, []byte("hello"), {0, 0, 0, 0, 1, 2, 2}} {

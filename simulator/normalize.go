@@ -12,11 +12,11 @@ import (
 	"strings"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // normalize turns a caller's Go value into the canonical value the oracle
-// keeps (the Go type schemas.Kind documents), or an error naming what is
+// keeps (the Go type model.Kind documents), or an error naming what is
 // wrong. nil stays nil (SQL NULL).
 func (t *colType) normalize(v any) (any, error) {
 	if v == nil {
@@ -153,12 +153,12 @@ func (t *colType) normalize(v any) (any, error) {
 		return tm.UTC().Round(time.Microsecond), nil
 	case famInterval:
 		switch x := v.(type) {
-		case schemas.Interval:
+		case model.Interval:
 			return x, nil
 		case time.Duration:
-			return schemas.Interval{Micros: x.Microseconds()}, nil
+			return model.Interval{Micros: x.Microseconds()}, nil
 		}
-		return nil, fmt.Errorf("want schemas.Interval for INTERVAL, got %T", v)
+		return nil, fmt.Errorf("want model.Interval for INTERVAL, got %T", v)
 	case famArray:
 		items, err := toAnySlice(v)
 		if err != nil {
@@ -229,9 +229,9 @@ func convSlice[T any](s []T) []any {
 }
 
 func (t *colType) normalizeDecimal(v any) (any, error) {
-	var d schemas.Decimal
+	var d model.Decimal
 	switch x := v.(type) {
-	case schemas.Decimal:
+	case model.Decimal:
 		d = x
 		if d.Special == "" && d.Unscaled == nil {
 			d.Unscaled = new(big.Int)
@@ -244,9 +244,9 @@ func (t *colType) normalizeDecimal(v any) (any, error) {
 	default:
 		n, ok := toInt64(v)
 		if !ok {
-			return nil, fmt.Errorf("want schemas.Decimal or a decimal string for %s, got %T", t.sql, v)
+			return nil, fmt.Errorf("want model.Decimal or a decimal string for %s, got %T", t.sql, v)
 		}
-		d = schemas.Decimal{Unscaled: big.NewInt(n)}
+		d = model.Decimal{Unscaled: big.NewInt(n)}
 	}
 	if d.Special != "" {
 		switch d.Special {
@@ -270,7 +270,7 @@ func (t *colType) normalizeDecimal(v any) (any, error) {
 		return nil, fmt.Errorf("value with precision %d, scale %d must round to an absolute value less than 10^%d: %s",
 			t.prec, t.scale, t.prec-t.scale, d)
 	}
-	return schemas.Decimal{Unscaled: u, Scale: t.scale}, nil
+	return model.Decimal{Unscaled: u, Scale: t.scale}, nil
 }
 
 var pow10s = func() []*big.Int {
@@ -289,17 +289,17 @@ func pow10(n int) *big.Int {
 	return new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(n)), nil)
 }
 
-func parseDecimal(s string) (schemas.Decimal, error) {
+func parseDecimal(s string) (model.Decimal, error) {
 	switch s {
 	case "NaN", "Infinity", "-Infinity":
-		return schemas.Decimal{Special: s}, nil
+		return model.Decimal{Special: s}, nil
 	}
 	digits, frac, _ := strings.Cut(s, ".")
 	u, ok := new(big.Int).SetString(digits+frac, 10)
 	if !ok || strings.ContainsAny(frac, "+-") {
-		return schemas.Decimal{}, fmt.Errorf("invalid decimal %q", s)
+		return model.Decimal{}, fmt.Errorf("invalid decimal %q", s)
 	}
-	return schemas.Decimal{Unscaled: u, Scale: len(frac)}, nil
+	return model.Decimal{Unscaled: u, Scale: len(frac)}, nil
 }
 
 func canonicalUUID(s string) (string, error) {

@@ -8,7 +8,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // Oracle is the simulator's record of the source tables: every version of
@@ -24,13 +25,13 @@ type Row struct {
 	// (nil for NULL).
 	Values map[string]any
 	// Updated is the HLC of the version in effect (what `updated` said).
-	Updated schemas.HLC
+	Updated hlc.Timestamp
 }
 
 // Version is one emitted row version.
 type Version struct {
 	Key     []any
-	Updated schemas.HLC
+	Updated hlc.Timestamp
 	// Op is insert, update or delete when the feed has diff (insert means
 	// the message's before is null), else upsert or delete.
 	Op string
@@ -66,7 +67,7 @@ func (o *Oracle) Columns(table string) []string {
 }
 
 // Rows returns the table AS OF SYSTEM TIME at, sorted by primary key.
-func (o *Oracle) Rows(table string, at schemas.HLC) []Row {
+func (o *Oracle) Rows(table string, at hlc.Timestamp) []Row {
 	t, err := o.s.table(table)
 	ok := err == nil
 	if !ok {
@@ -76,7 +77,7 @@ func (o *Oracle) Rows(table string, at schemas.HLC) []Row {
 	defer o.s.state.RUnlock()
 	var out []Row
 	for _, rs := range t.order {
-		i, found := slices.BinarySearchFunc(rs.hist, at, func(v rowVersion, at schemas.HLC) int {
+		i, found := slices.BinarySearchFunc(rs.hist, at, func(v rowVersion, at hlc.Timestamp) int {
 			return v.ts.Compare(at)
 		})
 		if !found {
@@ -183,8 +184,8 @@ func compareValues(a, b any) int {
 		if y, ok := b.(time.Duration); ok {
 			return cmp.Compare(x, y)
 		}
-	case schemas.Decimal:
-		if y, ok := b.(schemas.Decimal); ok && x.Special == "" && y.Special == "" && x.Scale == y.Scale {
+	case model.Decimal:
+		if y, ok := b.(model.Decimal); ok && x.Special == "" && y.Special == "" && x.Scale == y.Scale {
 			return x.Unscaled.Cmp(y.Unscaled)
 		}
 	}

@@ -11,7 +11,8 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // AllTypesEnum is the ENUM type AllTypesTable uses.
@@ -136,7 +137,7 @@ func randomFor(rng *rand.Rand, t *colType) any {
 		return b
 	case famDecimal:
 		if rng.Intn(64) == 0 {
-			return schemas.Decimal{Special: []string{"NaN", "Infinity", "-Infinity"}[rng.Intn(3)]}
+			return model.Decimal{Special: []string{"NaN", "Infinity", "-Infinity"}[rng.Intn(3)]}
 		}
 		digits := 1 + rng.Intn(t.prec)
 		var u *big.Int
@@ -148,7 +149,7 @@ func randomFor(rng *rand.Rand, t *colType) any {
 		if rng.Intn(3) == 0 {
 			u.Neg(u)
 		}
-		return schemas.Decimal{Unscaled: u, Scale: t.scale}
+		return model.Decimal{Unscaled: u, Scale: t.scale}
 	case famDate:
 		days := rng.Int63n(200*365) - 70*365
 		return time.Unix(days*86400, 0).UTC()
@@ -161,7 +162,7 @@ func randomFor(rng *rand.Rand, t *colType) any {
 	case famJSON:
 		return randomJSON(rng)
 	case famInterval:
-		iv := schemas.Interval{Months: int32(rng.Intn(40)), Days: int32(rng.Intn(60)), Micros: rng.Int63n(1e11)}
+		iv := model.Interval{Months: int32(rng.Intn(40)), Days: int32(rng.Intn(60)), Micros: rng.Int63n(1e11)}
 		if rng.Intn(4) == 0 {
 			iv.Micros = -iv.Micros
 		}
@@ -247,7 +248,7 @@ func keyValue(t *colType, idx, j int) any {
 	case famBytes:
 		v = []byte(fmt.Sprintf("k%06d", idx))
 	case famDecimal:
-		v = schemas.Decimal{Unscaled: new(big.Int).Mul(big.NewInt(int64(idx)), pow10(t.scale)), Scale: t.scale}
+		v = model.Decimal{Unscaled: new(big.Int).Mul(big.NewInt(int64(idx)), pow10(t.scale)), Scale: t.scale}
 	case famDate:
 		v = time.Unix(int64(idx)*86400, 0).UTC()
 	case famTime:
@@ -257,7 +258,7 @@ func keyValue(t *colType, idx, j int) any {
 	case famUUID:
 		v = fmt.Sprintf("00000000-0000-4000-8000-%012x", idx)
 	case famInterval:
-		v = schemas.Interval{Micros: int64(idx) * 1e6}
+		v = model.Interval{Micros: int64(idx) * 1e6}
 	case famINet:
 		v = fmt.Sprintf("10.%d.%d.%d", idx>>16&255, idx>>8&255, idx&255)
 	case famBit, famVarbit:
@@ -340,7 +341,7 @@ func (s *Sim) Run(ctx context.Context, w Workload) error {
 			tables = append(tables, t)
 		}
 	}
-	var resolved []schemas.HLC
+	var resolved []hlc.Timestamp
 	for i := 0; i < w.Txns; i++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -398,7 +399,7 @@ func (tx *Txn) randomWrite(t *table, w *Workload) error {
 // afterTxn follows a workload's i-th transaction with its resolved and
 // restart cadence; resolved collects the resolved timestamps sent, since a
 // restart re-emits from the second-to-last one.
-func (s *Sim) afterTxn(ctx context.Context, i int, w *Workload, resolved *[]schemas.HLC) error {
+func (s *Sim) afterTxn(ctx context.Context, i int, w *Workload, resolved *[]hlc.Timestamp) error {
 	if w.ResolveEvery > 0 && (i+1)%w.ResolveEvery == 0 {
 		ts, err := s.Resolve(ctx)
 		if err != nil {
@@ -407,7 +408,7 @@ func (s *Sim) afterTxn(ctx context.Context, i int, w *Workload, resolved *[]sche
 		*resolved = append(*resolved, ts)
 	}
 	if w.RestartEvery > 0 && (i+1)%w.RestartEvery == 0 {
-		var from schemas.HLC
+		var from hlc.Timestamp
 		if n := len(*resolved); n >= 2 {
 			from = (*resolved)[n-2]
 		}

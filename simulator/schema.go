@@ -8,10 +8,12 @@ import (
 	"strings"
 	"unicode/utf8"
 
-	"github.com/highwater-dev/highwater/internal/sqlident"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/linkedin/goavro/v2"
 	"golang.org/x/text/unicode/norm"
+
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/internal/sqlident"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // avroField and avroRecord mirror CockroachDB's avro.SchemaField and
@@ -47,7 +49,7 @@ type column struct {
 	notNull  bool
 	dflt     string // SQL default expression, "" for none
 	crdb     string // the __crdb__ metadata
-	dfn      func(*Sim, schemas.HLC) any
+	dfn      func(*Sim, hlc.Timestamp) any
 	virtual  bool // a virtual computed column: always NULL (virtual_columns = 'null')
 }
 
@@ -59,7 +61,7 @@ func newColumn(def ColumnDef, enums map[string][]string) (*column, error) {
 	if err != nil {
 		return nil, fmt.Errorf("column %q: %w", def.Name, err)
 	}
-	c := &column{name: def.Name, avroName: schemas.SQLNameToAvroName(def.Name), typ: t, notNull: def.NotNull, dflt: def.Default}
+	c := &column{name: def.Name, avroName: model.SQLNameToAvroName(def.Name), typ: t, notNull: def.NotNull, dflt: def.Default}
 	c.crdb = crdbColumnString(def.Name, t.sql, def.NotNull, def.Default)
 	if def.Virtual != "" {
 		if def.Default != "" {
@@ -151,7 +153,7 @@ using values varbit varchar variadic virtual when where window with work of ordi
 // order and the Avro records built from them.
 type tableSchema struct {
 	version int
-	since   schemas.HLC // first HLC at which this version is valid
+	since   hlc.Timestamp // first HLC at which this version is valid
 	cols    []*column
 	byName  map[string]int
 	key     []int // indexes into cols, primary-index order
@@ -174,7 +176,7 @@ func keySchema(tableName, prefix string, ts *tableSchema) string {
 	for i, k := range ts.key {
 		fs[i] = all[k]
 	}
-	return marshalSchema(&avroRecord{SchemaType: "record", Name: schemas.SQLNameToAvroName(prefix + tableName), Fields: fs, Namespace: prefix})
+	return marshalSchema(&avroRecord{SchemaType: "record", Name: model.SQLNameToAvroName(prefix + tableName), Fields: fs, Namespace: prefix})
 }
 
 // envelopeOpts are the changefeed options that shape the value envelope.
@@ -186,7 +188,7 @@ type envelopeOpts struct {
 // valueSchema is the wrapped envelope (avro.go NewEnvelopeRecord, §2.1):
 // before? (previous descriptor version), after, updated?, mvcc_timestamp?.
 func valueSchema(tableName, bare string, o envelopeOpts, before, after *tableSchema) string {
-	inner := schemas.SQLNameToAvroName(bare)
+	inner := model.SQLNameToAvroName(bare)
 	var fs []*avroField
 	if o.diff {
 		rec := &avroRecord{SchemaType: "record", Name: inner + "_before", Fields: before.fields(), Namespace: o.prefix}
@@ -200,13 +202,13 @@ func valueSchema(tableName, bare string, o envelopeOpts, before, after *tableSch
 	if o.mvcc {
 		fs = append(fs, &avroField{SchemaType: []any{"null", "string"}, Name: "mvcc_timestamp"})
 	}
-	return marshalSchema(&avroRecord{SchemaType: "record", Name: schemas.SQLNameToAvroName(o.prefix+tableName) + "_envelope", Fields: fs, Namespace: o.prefix})
+	return marshalSchema(&avroRecord{SchemaType: "record", Name: model.SQLNameToAvroName(o.prefix+tableName) + "_envelope", Fields: fs, Namespace: o.prefix})
 }
 
 // resolvedSchema is the resolved-timestamp envelope for topic ("" for the v2
 // sink, §4.2).
 func resolvedSchema(topic, prefix string) string {
-	return marshalSchema(&avroRecord{SchemaType: "record", Name: schemas.SQLNameToAvroName(topic) + "_envelope",
+	return marshalSchema(&avroRecord{SchemaType: "record", Name: model.SQLNameToAvroName(topic) + "_envelope",
 		Fields: []*avroField{{SchemaType: []any{"null", "string"}, Name: "resolved"}}, Namespace: prefix})
 }
 
@@ -259,13 +261,13 @@ func (s *Sim) registerResolved(ctx context.Context) error {
 }
 
 // resolvedPayload encodes a resolved message for topic ("" for the v2 sink).
-func (s *Sim) resolvedPayload(ctx context.Context, topic string, ts schemas.HLC) ([]byte, error) {
+func (s *Sim) resolvedPayload(ctx context.Context, topic string, ts hlc.Timestamp) ([]byte, error) {
 	sch := resolvedSchema(topic, s.opts.SchemaPrefix)
 	codec, err := goavro.NewCodec(sch)
 	if err != nil {
 		return nil, fmt.Errorf("resolved schema: %w", err)
 	}
-	id, err := s.reg.register(ctx, schemas.SQLNameToKafkaName(topic)+"-value", sch)
+	id, err := s.reg.register(ctx, model.SQLNameToKafkaName(topic)+"-value", sch)
 	if err != nil {
 		return nil, err
 	}
@@ -298,7 +300,7 @@ func (s *Sim) valueCodec(ctx context.Context, t *table, before, after int) (*val
 	if err != nil {
 		return nil, err
 	}
-	inner := schemas.SQLNameToAvroName(t.bare)
+	inner := model.SQLNameToAvroName(t.bare)
 	vc := &valueCodec{codec: codec, header: header(id),
 		beforeName: fullName(s.opts.SchemaPrefix, inner+"_before"), afterName: fullName(s.opts.SchemaPrefix, inner),
 		before: t.versions[before], after: t.versions[after]}

@@ -13,7 +13,8 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // ColumnDef declares one column. Type is CockroachDB SQL (INT8, STRING,
@@ -127,11 +128,11 @@ type Sim struct {
 	rng          *rand.Rand
 	dupRng       *rand.Rand // duplicate decisions, in send order
 	bgDone       chan struct{}
-	clock        schemas.HLC
+	clock        hlc.Timestamp
 	tables       []*table
 	byName       map[string]*table
 	pending      []*message
-	lastResolved schemas.HLC
+	lastResolved hlc.Timestamp
 	rowidSeq     int64
 	encQ         []encJob // committed versions waiting for encoding
 	encSpare     []encJob
@@ -186,7 +187,7 @@ func New(ctx context.Context, opts Options, tables ...TableDef) (*Sim, error) {
 		env:    envelopeOpts{diff: opts.Diff, updated: true, mvcc: opts.MVCCTimestamp, prefix: opts.SchemaPrefix},
 		rng:    rand.New(rand.NewSource(opts.Seed)),
 		dupRng: rand.New(rand.NewSource(opts.Seed ^ 0x5eed)),
-		clock:  schemas.HLC{WallTime: opts.Start.UnixNano()},
+		clock:  hlc.Timestamp{WallTime: opts.Start.UnixNano()},
 		byName: map[string]*table{},
 	}
 	s.promise = s.recordErr
@@ -313,8 +314,8 @@ func (s *Sim) buildTable(def TableDef) (*table, error) {
 		}
 		name = db + ".public." + def.Name
 	}
-	topic := schemas.SQLNameToKafkaName(s.opts.TopicPrefix + name)
-	sub := schemas.SQLNameToKafkaName(s.opts.SchemaPrefix + name)
+	topic := model.SQLNameToKafkaName(s.opts.TopicPrefix + name)
+	sub := model.SQLNameToKafkaName(s.opts.SchemaPrefix + name)
 	return &table{
 		name: name, bare: def.Name, topic: topic, keySubject: sub + "-key", valSubject: sub + "-value",
 		versions: []*tableSchema{sch}, values: map[[2]int]*valueCodec{}, rows: map[string]*rowState{},
@@ -411,7 +412,7 @@ func (s *Sim) Produced() int64 {
 }
 
 // LastResolved returns the HLC of the last resolved messages sent.
-func (s *Sim) LastResolved() schemas.HLC {
+func (s *Sim) LastResolved() hlc.Timestamp {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.lastResolved
@@ -424,10 +425,10 @@ func (s *Sim) Oracle() *Oracle { return s.oracle }
 // previous one. Usually the wall time moves on by a random step; sometimes
 // only the logical counter does, as on a busy CockroachDB node. A Live
 // clock takes the local time instead.
-func (s *Sim) tick() schemas.HLC {
+func (s *Sim) tick() hlc.Timestamp {
 	if s.opts.Live {
 		if now := time.Now().UnixNano(); s.clock.WallTime < now {
-			s.clock = schemas.HLC{WallTime: now}
+			s.clock = hlc.Timestamp{WallTime: now}
 		} else {
 			s.clock = s.clock.Next()
 		}
@@ -436,7 +437,7 @@ func (s *Sim) tick() schemas.HLC {
 	if s.rng.Intn(4) == 0 {
 		s.clock = s.clock.Next()
 	} else {
-		s.clock = schemas.HLC{WallTime: s.clock.WallTime + 1 + s.rng.Int63n(int64(s.opts.MaxClockStep))}
+		s.clock = hlc.Timestamp{WallTime: s.clock.WallTime + 1 + s.rng.Int63n(int64(s.opts.MaxClockStep))}
 	}
 	return s.clock
 }

@@ -12,7 +12,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 func TestTxnLastWriteWinsAndOracleAsOf(t *testing.T) {
@@ -61,7 +61,7 @@ func TestTxnLastWriteWinsAndOracleAsOf(t *testing.T) {
 	if !ts1.Less(ts2) || !ts2.Less(ts3) {
 		t.Fatalf("HLCs not increasing: %s %s %s", ts1, ts2, ts3)
 	}
-	rows := func(at schemas.HLC) string {
+	rows := func(at hlc.Timestamp) string {
 		var b strings.Builder
 		for _, r := range o.Rows("foo", at) {
 			fmt.Fprintf(&b, "%v=%v@%t ", r.Key, r.Values["b"], r.Updated == at)
@@ -69,7 +69,7 @@ func TestTxnLastWriteWinsAndOracleAsOf(t *testing.T) {
 		return b.String()
 	}
 	for _, c := range []struct {
-		at   schemas.HLC
+		at   hlc.Timestamp
 		want string
 	}{
 		{prevHLC(ts1), ""},
@@ -108,10 +108,10 @@ func TestHLCStrictlyIncreasing(t *testing.T) {
 	e := newEnv(t)
 	s := newSim(t, e.opts(1), fooTable())
 	ctx := context.Background()
-	var prev schemas.HLC
+	var prev hlc.Timestamp
 	logical := 0
 	for i := 0; i < 200; i++ {
-		var ts schemas.HLC
+		var ts hlc.Timestamp
 		var err error
 		if i%10 == 9 {
 			ts, err = s.Resolve(ctx)
@@ -149,9 +149,9 @@ func TestLiveClockNeverRunsAhead(t *testing.T) {
 	s := newSim(t, opts, fooTable())
 	ctx := context.Background()
 	before := time.Now()
-	var prev schemas.HLC
+	var prev hlc.Timestamp
 	for i := 0; i < 2000; i++ {
-		var ts schemas.HLC
+		var ts hlc.Timestamp
 		var err error
 		if i%100 == 99 {
 			ts, err = s.Resolve(ctx)
@@ -389,7 +389,7 @@ func TestBadInput(t *testing.T) {
 	if err := s.Load("t", map[string]any{"id": "x"}); err == nil {
 		t.Error("bad load accepted")
 	}
-	if err := s.Restart(ctx, schemas.HLC{}, 2); err == nil {
+	if err := s.Restart(ctx, hlc.Timestamp{}, 2); err == nil {
 		t.Error("gapProb 2 accepted")
 	}
 	// The defaults apply: s is NOT NULL DEFAULT 'none'.
@@ -440,7 +440,7 @@ func TestOracleConcurrentReads(t *testing.T) {
 			case <-stop:
 				return
 			default:
-				_ = s.Oracle().Rows("foo", schemas.HLC{WallTime: 1 << 62})
+				_ = s.Oracle().Rows("foo", hlc.Timestamp{WallTime: 1 << 62})
 				_ = s.Oracle().Versions("foo")
 			}
 		}

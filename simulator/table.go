@@ -6,7 +6,7 @@ import (
 
 	"github.com/linkedin/goavro/v2"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 type table struct {
@@ -32,7 +32,7 @@ type table struct {
 func (t *table) cur() *tableSchema { return t.versions[len(t.versions)-1] }
 
 // schemaAt is the table version valid at ts.
-func (t *table) schemaAt(ts schemas.HLC) *tableSchema {
+func (t *table) schemaAt(ts hlc.Timestamp) *tableSchema {
 	for i := len(t.versions) - 1; i > 0; i-- {
 		if !ts.Less(t.versions[i].since) {
 			return t.versions[i]
@@ -86,7 +86,7 @@ type rowState struct {
 	hist []rowVersion
 	// sentTS is the newest version handed to the producer; versions are
 	// sent in key order, so every emitted version at or below it was sent.
-	sentTS schemas.HLC
+	sentTS hlc.Timestamp
 }
 
 const (
@@ -95,8 +95,8 @@ const (
 )
 
 type rowVersion struct {
-	ts     schemas.HLC
-	mvcc   schemas.HLC
+	ts     hlc.Timestamp
+	mvcc   hlc.Timestamp
 	vals   []any // nil: deleted
 	schema int32 // index into table.versions
 	flags  uint8
@@ -144,7 +144,7 @@ func (t *table) normalizeKey(key []any) ([]any, error) {
 
 // rowValues builds the canonical values of a full row of t's current
 // version from row.
-func (s *Sim) rowValues(t *table, row map[string]any, ts schemas.HLC) ([]any, error) {
+func (s *Sim) rowValues(t *table, row map[string]any, ts hlc.Timestamp) ([]any, error) {
 	sch := t.cur()
 	for name := range row {
 		if _, ok := sch.byName[name]; !ok {

@@ -5,7 +5,8 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // TelemetryTables returns the demo feed: product telemetry like the feed
@@ -87,7 +88,7 @@ func (s *Sim) RunTelemetry(ctx context.Context, w Workload) error {
 	}
 	nodes := map[int64]*telemetryNode{}
 	uses := map[[2]any]int64{}
-	var resolved []schemas.HLC
+	var resolved []hlc.Timestamp
 	for i := 0; i < w.Txns; i++ {
 		if err := ctx.Err(); err != nil {
 			return err
@@ -129,7 +130,7 @@ func (s *Sim) RunTelemetry(ctx context.Context, w Workload) error {
 				uptime := now.Sub(n.started)
 				if err := tx.Upsert("features", map[string]any{
 					"feature": f, "internal": rng.Intn(10) == 0, "node": id, "timestamp": now,
-					"uptime": schemas.Interval{Micros: uptime.Microseconds()}, "uses": uses[k], "version": version,
+					"uptime": model.Interval{Micros: uptime.Microseconds()}, "uses": uses[k], "version": version,
 				}); err != nil {
 					return err
 				}

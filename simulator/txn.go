@@ -6,14 +6,14 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // Txn is one CockroachDB transaction in progress. All its writes share one
 // HLC; for each row only the last write is emitted.
 type Txn struct {
 	s      *Sim
-	ts     schemas.HLC
+	ts     hlc.Timestamp
 	writes []write
 	idx    map[*table]map[string]int
 	done   bool
@@ -29,26 +29,26 @@ type write struct {
 // Txn runs fn as one transaction and, if it returns nil, commits and emits
 // its writes. The transaction's HLC is taken before fn runs and is strictly
 // later than every earlier HLC. fn must not call other Sim methods.
-func (s *Sim) Txn(ctx context.Context, fn func(tx *Txn) error) (schemas.HLC, error) {
+func (s *Sim) Txn(ctx context.Context, fn func(tx *Txn) error) (hlc.Timestamp, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.usableCtx(ctx); err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	tx := &Txn{s: s, ts: s.tick()}
 	err := fn(tx)
 	tx.done = true
 	if err != nil {
-		return schemas.HLC{}, err
+		return hlc.Timestamp{}, err
 	}
 	return tx.ts, s.commit(ctx, tx)
 }
 
 // HLC returns the transaction's commit timestamp.
-func (tx *Txn) HLC() schemas.HLC { return tx.ts }
+func (tx *Txn) HLC() hlc.Timestamp { return tx.ts }
 
 // Upsert writes a whole row: columns missing from row are NULL, or their
-// DEFAULT. Values use the Go types schemas.Kind documents.
+// DEFAULT. Values use the Go types model.Kind documents.
 func (tx *Txn) Upsert(table string, row map[string]any) error {
 	if tx.done {
 		return errors.New("simulator: transaction already finished")

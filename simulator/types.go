@@ -7,7 +7,7 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // family is the simulator's finer split of CockroachDB types: it decides the
@@ -40,7 +40,7 @@ const (
 // colType is a parsed CockroachDB column type.
 type colType struct {
 	fam   family
-	kind  schemas.Kind
+	kind  model.Kind
 	sql   string // Type.SQLString() as __crdb__ prints it
 	width int    // INT2/4/8 and FLOAT4/8 bit width; BIT(n)/VARBIT(n) length (0 = unbounded VARBIT)
 	prec  int    // DECIMAL precision
@@ -65,7 +65,7 @@ func parseType(s string, enums map[string][]string) (*colType, error) {
 		if len(labels) == 0 {
 			return nil, fmt.Errorf("enum %s has no labels", raw)
 		}
-		return finishType(&colType{fam: famEnum, kind: schemas.KindString, sql: raw, labels: labels})
+		return finishType(&colType{fam: famEnum, kind: model.KindString, sql: raw, labels: labels})
 	}
 	up := strings.ToUpper(raw)
 	if strings.HasSuffix(up, "[]") {
@@ -76,7 +76,7 @@ func parseType(s string, enums map[string][]string) (*colType, error) {
 		if elem.fam == famArray {
 			return nil, fmt.Errorf("type %s: nested arrays are not supported", raw)
 		}
-		return finishType(&colType{fam: famArray, kind: schemas.KindArray, sql: elem.sql + "[]", elem: elem})
+		return finishType(&colType{fam: famArray, kind: model.KindArray, sql: elem.sql + "[]", elem: elem})
 	}
 	if i := strings.Index(up, " COLLATE "); i > 0 {
 		base := strings.TrimSpace(up[:i])
@@ -87,7 +87,7 @@ func parseType(s string, enums map[string][]string) (*colType, error) {
 		if loc == "" {
 			return nil, fmt.Errorf("type %s: missing collation", raw)
 		}
-		return finishType(&colType{fam: famCollated, kind: schemas.KindString, sql: "STRING COLLATE " + loc})
+		return finishType(&colType{fam: famCollated, kind: model.KindString, sql: "STRING COLLATE " + loc})
 	}
 	name, args, err := splitTypeArgs(up)
 	if err != nil {
@@ -101,19 +101,19 @@ func parseType(s string, enums map[string][]string) (*colType, error) {
 	}
 	switch name {
 	case "INT", "INT8", "INTEGER", "BIGINT", "INT64":
-		return noArgs(&colType{fam: famInt, kind: schemas.KindInt, sql: "INT8", width: 64})
+		return noArgs(&colType{fam: famInt, kind: model.KindInt, sql: "INT8", width: 64})
 	case "INT4":
-		return noArgs(&colType{fam: famInt, kind: schemas.KindInt, sql: "INT4", width: 32})
+		return noArgs(&colType{fam: famInt, kind: model.KindInt, sql: "INT4", width: 32})
 	case "INT2", "SMALLINT":
-		return noArgs(&colType{fam: famInt, kind: schemas.KindInt, sql: "INT2", width: 16})
+		return noArgs(&colType{fam: famInt, kind: model.KindInt, sql: "INT2", width: 16})
 	case "FLOAT", "FLOAT8", "DOUBLE PRECISION":
-		return noArgs(&colType{fam: famFloat, kind: schemas.KindFloat, sql: "FLOAT8", width: 64})
+		return noArgs(&colType{fam: famFloat, kind: model.KindFloat, sql: "FLOAT8", width: 64})
 	case "FLOAT4", "REAL":
-		return noArgs(&colType{fam: famFloat, kind: schemas.KindFloat, sql: "FLOAT4", width: 32})
+		return noArgs(&colType{fam: famFloat, kind: model.KindFloat, sql: "FLOAT4", width: 32})
 	case "BOOL", "BOOLEAN":
-		return noArgs(&colType{fam: famBool, kind: schemas.KindBool, sql: "BOOL"})
+		return noArgs(&colType{fam: famBool, kind: model.KindBool, sql: "BOOL"})
 	case "STRING", "TEXT", "VARCHAR", "CHAR":
-		t := &colType{fam: famString, kind: schemas.KindString, sql: "STRING"}
+		t := &colType{fam: famString, kind: model.KindString, sql: "STRING"}
 		if name == "VARCHAR" || name == "CHAR" {
 			t.sql = name
 		}
@@ -124,7 +124,7 @@ func parseType(s string, enums map[string][]string) (*colType, error) {
 		}
 		return noArgs(t)
 	case "BYTES", "BYTEA", "BLOB":
-		return noArgs(&colType{fam: famBytes, kind: schemas.KindBytes, sql: "BYTES"})
+		return noArgs(&colType{fam: famBytes, kind: model.KindBytes, sql: "BYTES"})
 	case "DECIMAL", "NUMERIC", "DEC":
 		switch len(args) {
 		case 0:
@@ -135,26 +135,26 @@ func parseType(s string, enums map[string][]string) (*colType, error) {
 		if len(args) != 2 || args[0] < 1 || args[1] < 0 || args[1] > args[0] {
 			return nil, fmt.Errorf("type %s: bad precision/scale", raw)
 		}
-		return finishType(&colType{fam: famDecimal, kind: schemas.KindDecimal,
+		return finishType(&colType{fam: famDecimal, kind: model.KindDecimal,
 			sql: fmt.Sprintf("DECIMAL(%d,%d)", args[0], args[1]), prec: args[0], scale: args[1]})
 	case "DATE":
-		return noArgs(&colType{fam: famDate, kind: schemas.KindDate, sql: "DATE"})
+		return noArgs(&colType{fam: famDate, kind: model.KindDate, sql: "DATE"})
 	case "TIME":
-		return noArgs(&colType{fam: famTime, kind: schemas.KindTime, sql: "TIME"})
+		return noArgs(&colType{fam: famTime, kind: model.KindTime, sql: "TIME"})
 	case "TIMESTAMP":
-		return noArgs(&colType{fam: famTimestamp, kind: schemas.KindTimestamp, sql: "TIMESTAMP"})
+		return noArgs(&colType{fam: famTimestamp, kind: model.KindTimestamp, sql: "TIMESTAMP"})
 	case "TIMESTAMPTZ", "TIMESTAMP WITH TIME ZONE":
-		return noArgs(&colType{fam: famTimestampTZ, kind: schemas.KindTimestampTZ, sql: "TIMESTAMPTZ"})
+		return noArgs(&colType{fam: famTimestampTZ, kind: model.KindTimestampTZ, sql: "TIMESTAMPTZ"})
 	case "UUID":
-		return noArgs(&colType{fam: famUUID, kind: schemas.KindUUID, sql: "UUID"})
+		return noArgs(&colType{fam: famUUID, kind: model.KindUUID, sql: "UUID"})
 	case "JSONB", "JSON":
-		return noArgs(&colType{fam: famJSON, kind: schemas.KindJSON, sql: "JSONB"})
+		return noArgs(&colType{fam: famJSON, kind: model.KindJSON, sql: "JSONB"})
 	case "INTERVAL":
-		return noArgs(&colType{fam: famInterval, kind: schemas.KindInterval, sql: "INTERVAL"})
+		return noArgs(&colType{fam: famInterval, kind: model.KindInterval, sql: "INTERVAL"})
 	case "INET":
-		return noArgs(&colType{fam: famINet, kind: schemas.KindString, sql: "INET"})
+		return noArgs(&colType{fam: famINet, kind: model.KindString, sql: "INET"})
 	case "TIMETZ":
-		return noArgs(&colType{fam: famTimeTZ, kind: schemas.KindString, sql: "TIMETZ"})
+		return noArgs(&colType{fam: famTimeTZ, kind: model.KindString, sql: "TIMETZ"})
 	case "BIT":
 		n := 1
 		if len(args) == 1 && args[0] > 0 {
@@ -162,9 +162,9 @@ func parseType(s string, enums map[string][]string) (*colType, error) {
 		} else if args != nil {
 			return nil, fmt.Errorf("type %s: bad length", raw)
 		}
-		return finishType(&colType{fam: famBit, kind: schemas.KindString, sql: fmt.Sprintf("BIT(%d)", n), width: n})
+		return finishType(&colType{fam: famBit, kind: model.KindString, sql: fmt.Sprintf("BIT(%d)", n), width: n})
 	case "VARBIT", "BIT VARYING":
-		t := &colType{fam: famVarbit, kind: schemas.KindString, sql: "VARBIT"}
+		t := &colType{fam: famVarbit, kind: model.KindString, sql: "VARBIT"}
 		if len(args) == 1 && args[0] > 0 {
 			t.width = args[0]
 			t.sql = fmt.Sprintf("VARBIT(%d)", args[0])
@@ -268,7 +268,7 @@ func (t *colType) native(v any) any {
 }
 
 func (t *colType) nativeBranch(v any) string {
-	if t.fam == famDecimal && v.(schemas.Decimal).Special != "" {
+	if t.fam == famDecimal && v.(model.Decimal).Special != "" {
 		return "string"
 	}
 	return t.branch
@@ -277,13 +277,13 @@ func (t *colType) nativeBranch(v any) string {
 func (t *colType) nativeInner(v any) any {
 	switch t.fam {
 	case famDecimal:
-		d := v.(schemas.Decimal)
+		d := v.(model.Decimal)
 		if d.Special != "" {
 			return d.Special
 		}
 		return new(big.Rat).SetFrac(d.Unscaled, pow10(d.Scale))
 	case famInterval:
-		return v.(schemas.Interval).String()
+		return v.(model.Interval).String()
 	case famBit, famVarbit:
 		return bitWords(v.(string))
 	case famArray:

@@ -3,7 +3,7 @@ package sinks
 import (
 	"testing"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 )
 
 func TestDecimalAsText(t *testing.T) {
@@ -19,7 +19,7 @@ func TestDecimalAsText(t *testing.T) {
 		{10, 11, true},
 		{10, -1, true},
 	} {
-		typ := schemas.Type{Kind: schemas.KindDecimal, Precision: tc.p, Scale: tc.s}
+		typ := model.Type{Kind: model.KindDecimal, Precision: tc.p, Scale: tc.s}
 		if got := DecimalAsText(typ); got != tc.text {
 			t.Errorf("DecimalAsText(DECIMAL(%d,%d)) = %v, want %v", tc.p, tc.s, got, tc.text)
 		}

@@ -10,7 +10,8 @@ import (
 	"strings"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // Op is what happened to a row version.
@@ -41,9 +42,9 @@ func (o Op) String() string {
 // Change is one row version of one table.
 type Change struct {
 	Op      Op
-	Updated schemas.HLC
+	Updated hlc.Timestamp
 	// Values holds one value per Table.Columns, with the Go types documented
-	// on schemas.Kind. For OpDelete only the primary-key columns are set.
+	// on model.Kind. For OpDelete only the primary-key columns are set.
 	Values []any
 }
 
@@ -56,7 +57,7 @@ type Checkpoint struct {
 	Partition int32
 	// Resolved is the resolved timestamp through which the partition's
 	// changes are applied.
-	Resolved schemas.HLC
+	Resolved hlc.Timestamp
 	// NextOffset is the Kafka offset to resume fetching from: every change
 	// with updated > Resolved is at this offset or later.
 	NextOffset int64
@@ -88,7 +89,7 @@ type Tx interface {
 	// replaces a row whose _hw_updated is newer than the change's; the
 	// changelog keeps each (key, Updated) once.
 	// The changes slice and its values are only valid during the call.
-	Write(ctx context.Context, table *schemas.Table, changes []Change) error
+	Write(ctx context.Context, table *model.Table, changes []Change) error
 	// Fence makes this transaction commit only if each partition in held
 	// still has, in the warehouse, the checkpoint Resolved this member
 	// built the window on (held[i].Resolved; a partition with no stored

@@ -28,8 +28,8 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/config"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/devstack"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
 )
 
@@ -256,7 +256,7 @@ var benchTable = simulator.TableDef{
 // benchFeed produces events upserts over keys, with a resolved timestamp
 // every window events (never, if window is 0) and, if resolveAtEnd, one at
 // the end, whose HLC it returns.
-func benchFeed(ctx context.Context, stack *devstack.Stack, prefix string, partitions, events, keys, window int, resolveAtEnd bool) ([]string, schemas.HLC, error) {
+func benchFeed(ctx context.Context, stack *devstack.Stack, prefix string, partitions, events, keys, window int, resolveAtEnd bool) ([]string, hlc.Timestamp, error) {
 	sim, err := simulator.New(ctx, simulator.Options{
 		Brokers: stack.Brokers(), RegistryURL: stack.RegistryURL(), Partitions: partitions,
 		TopicPrefix: prefix, Seed: 42, Logger: zap.NewNop(),
@@ -265,7 +265,7 @@ func benchFeed(ctx context.Context, stack *devstack.Stack, prefix string, partit
 		Live: true,
 	}, benchTable)
 	if err != nil {
-		return nil, schemas.HLC{}, err
+		return nil, hlc.Timestamp{}, err
 	}
 	defer sim.Close()
 	rng := rand.New(rand.NewPCG(1, 2))
@@ -284,21 +284,21 @@ func benchFeed(ctx context.Context, stack *devstack.Stack, prefix string, partit
 			}
 			return nil
 		}); err != nil {
-			return nil, schemas.HLC{}, err
+			return nil, hlc.Timestamp{}, err
 		}
 		if window > 0 && (i+perTxn)%window < perTxn {
 			if _, err := sim.Resolve(ctx); err != nil {
-				return nil, schemas.HLC{}, err
+				return nil, hlc.Timestamp{}, err
 			}
 		}
 	}
-	var final schemas.HLC
+	var final hlc.Timestamp
 	if resolveAtEnd {
 		if final, err = sim.Resolve(ctx); err != nil {
-			return nil, schemas.HLC{}, err
+			return nil, hlc.Timestamp{}, err
 		}
 	} else if err := sim.Flush(ctx); err != nil {
-		return nil, schemas.HLC{}, err
+		return nil, hlc.Timestamp{}, err
 	}
 	return sim.Topics(), final, nil
 }
@@ -359,7 +359,7 @@ func rawDuckDBAppend(ctx context.Context, path string, rows int) (float64, error
 	start := time.Now()
 	ts := time.Unix(1_700_000_000, 0).UTC()
 	for i := 0; i < rows; i++ {
-		h := schemas.HLC{WallTime: ts.UnixNano() + int64(i)}
+		h := hlc.Timestamp{WallTime: ts.UnixNano() + int64(i)}
 		if err := app.AppendRow(int64(i), "changefeeds", true, int64(i%64), ts, int64(i), int64(i), "v25.2.1",
 			duckdb.Decimal{Width: 38, Scale: 10, Value: h.Unscaled()}); err != nil {
 			return 0, err
@@ -397,7 +397,7 @@ type benchSpec struct {
 	name, logLevel string
 	topics         []string
 	// stopAt: the process runs until it has applied it (--stop-at).
-	stopAt schemas.HLC
+	stopAt hlc.Timestamp
 	// holdEvents: the process is stopped (SIGTERM) once it has consumed
 	// that many records.
 	holdEvents int64

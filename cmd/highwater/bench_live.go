@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/devstack"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
 )
 
@@ -42,8 +42,8 @@ func newLiveFeed(ctx context.Context, stack *devstack.Stack, partitions, rate, k
 // stopAt is an HLC that the feed's last resolved timestamp passes: the
 // measured process runs with --stop-at it and exits once it has applied
 // the whole feed.
-func (f *liveFeed) stopAt(start time.Time) schemas.HLC {
-	return schemas.HLC{WallTime: start.Add(f.dur).UnixNano()}
+func (f *liveFeed) stopAt(start time.Time) hlc.Timestamp {
+	return hlc.Timestamp{WallTime: start.Add(f.dur).UnixNano()}
 }
 
 // run produces for the feed's duration from start, paced to the rate, a

@@ -17,10 +17,10 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/config"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/devstack"
 	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
 )
 
@@ -104,11 +104,11 @@ func newDemoCmd(stdout, stderr io.Writer) *cobra.Command {
 		go func() { pipeErr <- runPipeline(ctx, cfg, log, func(p *processor.Processor) { procCh <- p }) }()
 
 		simErr := make(chan error, 1)
-		finalCh := make(chan schemas.HLC, 1)
+		finalCh := make(chan hlc.Timestamp, 1)
 		go func() {
 			err := sim.RunTelemetry(ctx, simulator.Workload{Txns: *txns, KeysPerTable: *keys, RowsPerTxn: 4, DeleteProb: 0.05, ResolveEvery: 500, RestartEvery: 5000, GapProb: 0.3})
 			if err == nil {
-				var final schemas.HLC
+				var final hlc.Timestamp
 				if final, err = sim.Resolve(ctx); err == nil {
 					finalCh <- final
 				}
@@ -125,7 +125,7 @@ func newDemoCmd(stdout, stderr io.Writer) *cobra.Command {
 		tty := isTerminal(stdout)
 		tick := time.NewTicker(250 * time.Millisecond)
 		defer tick.Stop()
-		var final schemas.HLC
+		var final hlc.Timestamp
 		for done := false; !done; {
 			select {
 			case err := <-simErr:
@@ -210,7 +210,7 @@ func isTerminal(w io.Writer) bool {
 
 // demoSummary compares the mirror with the simulator's oracle and prints a
 // sample query.
-func demoSummary(ctx context.Context, w io.Writer, dbPath string, oracle *simulator.Oracle, final schemas.HLC, rowMessages int64) error {
+func demoSummary(ctx context.Context, w io.Writer, dbPath string, oracle *simulator.Oracle, final hlc.Timestamp, rowMessages int64) error {
 	db, err := sql.Open("duckdb", dbPath+"?access_mode=read_only")
 	if err != nil {
 		return err

@@ -11,8 +11,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/sqlident"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/files"
 )
@@ -21,21 +22,21 @@ import (
 // generated SQL: a newline followed by a statement (CockroachDB's Avro
 // names carry it as _u000a_), comment markers, quotes, backslashes, a
 // carriage return, Unicode line separators and non-ASCII letters.
-func hostileTables() []*schemas.Table {
-	str := schemas.Type{Kind: schemas.KindString}
-	i64 := schemas.Type{Kind: schemas.KindInt}
-	return []*schemas.Table{
-		{Name: "evil\nDROP TABLE victims; -- ", Key: []int{0}, Columns: []schemas.Column{
+func hostileTables() []*model.Table {
+	str := model.Type{Kind: model.KindString}
+	i64 := model.Type{Kind: model.KindInt}
+	return []*model.Table{
+		{Name: "evil\nDROP TABLE victims; -- ", Key: []int{0}, Columns: []model.Column{
 			{Name: "id\n); DROP TABLE t; --", Type: i64, PrimaryKey: true},
 			{Name: "it's", Type: str},
 			{Name: `back\slash`, Type: str},
 		}},
-		{Name: `close */ comment -- dash 'q' "dq" \ // ; $$`, Key: []int{1, 0}, Columns: []schemas.Column{
+		{Name: `close */ comment -- dash 'q' "dq" \ // ; $$`, Key: []int{1, 0}, Columns: []model.Column{
 			{Name: `"dq"`, Type: str, PrimaryKey: true},
 			{Name: "*/--", Type: i64, PrimaryKey: true},
 			{Name: "$$ dollar $$", Type: str},
 		}},
-		{Name: "uni ☃ \u2028 sep \r cr \t tab naïve", Key: []int{0}, Columns: []schemas.Column{
+		{Name: "uni ☃ \u2028 sep \r cr \t tab naïve", Key: []int{0}, Columns: []model.Column{
 			{Name: "ключ\u2029", Type: i64, PrimaryKey: true},
 			{Name: "x\r\nSELECT 1;", Type: str},
 		}},
@@ -60,11 +61,11 @@ func TestSnowflakeSQLHostileNames(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	at := schemas.HLC{WallTime: 1659643584586630201}
+	at := hlc.Timestamp{WallTime: 1659643584586630201}
 	for _, tbl := range hostileTables() {
 		vals := make([]any, len(tbl.Columns))
 		for i, c := range tbl.Columns {
-			if c.Type.Kind == schemas.KindInt {
+			if c.Type.Kind == model.KindInt {
 				vals[i] = int64(i)
 			} else {
 				vals[i] = "v"

@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/files"
 )
@@ -29,28 +30,28 @@ func TestSnowflakeSQLGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	str := schemas.Type{Kind: schemas.KindString}
-	orders := &schemas.Table{Name: "orders", Key: []int{1, 0}, Columns: []schemas.Column{
-		{Name: "id", Type: schemas.Type{Kind: schemas.KindInt}, PrimaryKey: true},
+	str := model.Type{Kind: model.KindString}
+	orders := &model.Table{Name: "orders", Key: []int{1, 0}, Columns: []model.Column{
+		{Name: "id", Type: model.Type{Kind: model.KindInt}, PrimaryKey: true},
 		{Name: "region", Type: str, PrimaryKey: true},
-		{Name: "amount", Type: schemas.Type{Kind: schemas.KindDecimal, Precision: 12, Scale: 2}},
-		{Name: "placed_at", Type: schemas.Type{Kind: schemas.KindTimestampTZ}},
-		{Name: "tags", Type: schemas.Type{Kind: schemas.KindArray, Elem: &str}},
-		{Name: "doc", Type: schemas.Type{Kind: schemas.KindJSON}},
+		{Name: "amount", Type: model.Type{Kind: model.KindDecimal, Precision: 12, Scale: 2}},
+		{Name: "placed_at", Type: model.Type{Kind: model.KindTimestampTZ}},
+		{Name: "tags", Type: model.Type{Kind: model.KindArray, Elem: &str}},
+		{Name: "doc", Type: model.Type{Kind: model.KindJSON}},
 	}}
-	odd := &schemas.Table{Name: `order items ☃`, Key: []int{0}, Columns: []schemas.Column{
-		{Name: "from", Type: schemas.Type{Kind: schemas.KindInt}, PrimaryKey: true},
-		{Name: `Mixed"Quote`, Type: schemas.Type{Kind: schemas.KindBool}},
-		{Name: "at", Type: schemas.Type{Kind: schemas.KindTimestamp}},
-		{Name: "d", Type: schemas.Type{Kind: schemas.KindDate}},
+	odd := &model.Table{Name: `order items ☃`, Key: []int{0}, Columns: []model.Column{
+		{Name: "from", Type: model.Type{Kind: model.KindInt}, PrimaryKey: true},
+		{Name: `Mixed"Quote`, Type: model.Type{Kind: model.KindBool}},
+		{Name: "at", Type: model.Type{Kind: model.KindTimestamp}},
+		{Name: "d", Type: model.Type{Kind: model.KindDate}},
 	}}
-	at := schemas.HLC{WallTime: 1659643584586630201}
+	at := hlc.Timestamp{WallTime: 1659643584586630201}
 	tx, err := w.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Write(ctx, orders, []sinks.Change{{Op: sinks.OpInsert, Updated: at, Values: []any{int64(1), "eu",
-		schemas.Decimal{Unscaled: big.NewInt(1250), Scale: 2}, time.Unix(1, 0).UTC(), []any{"a"}, `{}`}}}); err != nil {
+		model.Decimal{Unscaled: big.NewInt(1250), Scale: 2}, time.Unix(1, 0).UTC(), []any{"a"}, `{}`}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Write(ctx, odd, []sinks.Change{{Op: sinks.OpInsert, Updated: at, Values: []any{int64(1), true, nil, nil}}}); err != nil {

@@ -15,7 +15,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/highwater-dev/highwater/config"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -109,10 +109,10 @@ type point struct {
 	Resolved   string     `json:"resolved"`
 	WallTime   *time.Time `json:"wall_time"`
 	AgeSeconds *float64   `json:"age_seconds"`
-	hlc        schemas.HLC
+	hlc        hlc.Timestamp
 }
 
-func newPoint(h schemas.HLC, now time.Time) point {
+func newPoint(h hlc.Timestamp, now time.Time) point {
 	p := point{Resolved: h.String(), hlc: h}
 	if !h.IsZero() {
 		wall := h.Time().UTC()
@@ -131,7 +131,7 @@ func newStatus(group string, cps []sinks.Checkpoint, now time.Time) status {
 		return cps[i].Partition < cps[j].Partition
 	})
 	st := status{Group: group, Now: now.UTC()}
-	var feed schemas.HLC
+	var feed hlc.Timestamp
 	for i, cp := range cps {
 		st.Partitions = append(st.Partitions, partitionStatus{Topic: cp.Topic, Partition: cp.Partition, NextOffset: cp.NextOffset, point: newPoint(cp.Resolved, now)})
 		if i == 0 || cp.Resolved.Less(feed) {

@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/duckdb"
 )
@@ -45,8 +45,8 @@ func writeCheckpoints(t *testing.T, cps []sinks.Checkpoint) string {
 
 func TestStatusPrintsCheckpointsAndWatermark(t *testing.T) {
 	wall := time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC).UnixNano()
-	h := func(d time.Duration, logical int32) schemas.HLC {
-		return schemas.HLC{WallTime: wall + int64(d), Logical: logical}
+	h := func(d time.Duration, logical int32) hlc.Timestamp {
+		return hlc.Timestamp{WallTime: wall + int64(d), Logical: logical}
 	}
 	sink := writeCheckpoints(t, []sinks.Checkpoint{
 		{Group: "g", Topic: "orders", Partition: 1, Resolved: h(0, 0), NextOffset: 5400},
@@ -124,7 +124,7 @@ func TestStatusPrintsCheckpointsAndWatermark(t *testing.T) {
 
 func TestStatusRegisteredPartitionHoldsTheWatermark(t *testing.T) {
 	sink := writeCheckpoints(t, []sinks.Checkpoint{
-		{Group: "g", Topic: "orders", Partition: 0, Resolved: schemas.HLC{WallTime: time.Now().UnixNano()}, NextOffset: 10},
+		{Group: "g", Topic: "orders", Partition: 0, Resolved: hlc.Timestamp{WallTime: time.Now().UnixNano()}, NextOffset: 10},
 		{Group: "g", Topic: "orders", Partition: 1}, // registered, never applied
 	})
 	var out bytes.Buffer

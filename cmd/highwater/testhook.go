@@ -8,8 +8,8 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/schemas"
 )
 
 // testHookEnv names the end-to-end tests' hook (docs/TESTING.md): with
@@ -24,7 +24,7 @@ const testHookEnv = "HIGHWATER_TEST_HOOK_SIGSTOP"
 
 // windowTestHook returns the processor's WindowHook for the value of
 // testHookEnv, or nil when it is empty.
-func windowTestHook(spec string, log *zap.Logger) (func(processor.WindowStage, schemas.HLC), error) {
+func windowTestHook(spec string, log *zap.Logger) (func(processor.WindowStage, hlc.Timestamp), error) {
 	if spec == "" {
 		return nil, nil
 	}
@@ -41,7 +41,7 @@ func windowTestHook(spec string, log *zap.Logger) (func(processor.WindowStage, s
 	log = log.With(zap.String("test_hook", testHookEnv))
 	var seen atomic.Int64
 	var stopped atomic.Bool
-	return func(s processor.WindowStage, through schemas.HLC) {
+	return func(s processor.WindowStage, through hlc.Timestamp) {
 		if stopped.Load() {
 			log.Warn("test hook: window stage", zap.String("stage", string(s)), zap.Stringer("through", through))
 			return

@@ -19,7 +19,8 @@ import (
 	"sort"
 	"sync"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -39,7 +40,7 @@ const (
 // or in the changelog (every version once).
 type Version struct {
 	Op      sinks.Op
-	Updated schemas.HLC
+	Updated hlc.Timestamp
 	Values  []any
 }
 
@@ -243,7 +244,7 @@ type Tx struct {
 }
 
 type tableChange struct {
-	table  *schemas.Table
+	table  *model.Table
 	change sinks.Change
 }
 
@@ -294,7 +295,7 @@ func (w *Writer) fenceLocked(held []sinks.Checkpoint) error {
 }
 
 // Write implements sinks.Tx; it copies the changes.
-func (x *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) error {
+func (x *Tx) Write(ctx context.Context, table *model.Table, changes []sinks.Change) error {
 	if x.done {
 		return errDone
 	}
@@ -385,7 +386,7 @@ func (x *Tx) Commit(ctx context.Context) error {
 
 // apply stores one change: in the changelog once per (key, Updated), and
 // in the mirror unless the stored row is newer. The caller holds w.mu.
-func (w *Writer) apply(table *schemas.Table, c sinks.Change) {
+func (w *Writer) apply(table *model.Table, c sinks.Change) {
 	kv := make([]any, len(table.Key))
 	for i, k := range table.Key {
 		kv[i] = c.Values[k]

@@ -1,12 +1,16 @@
 // Package redact is highwater's one redaction of URLs for logs, errors and
 // output: a URL's password and the values of query parameters that look
 // like secrets become REDACTED. config.RedactURL is its public face; the
-// schemas package, which config imports, uses it directly.
+// schemas package, which config imports, uses it directly. Clip is the one
+// rule for quoting record text in an error: a short prefix, never a whole
+// value.
 package redact
 
 import (
+	"fmt"
 	"net/url"
 	"sort"
+	"strconv"
 	"strings"
 )
 
@@ -138,3 +142,25 @@ type redactedError struct {
 
 func (e *redactedError) Error() string { return e.msg }
 func (e *redactedError) Unwrap() error { return e.err }
+
+// clipBytes is how much of a decoded string an error may quote: enough to
+// recognise it, never a whole value (a record's text may be megabytes).
+const clipBytes = 64
+
+// Clip quotes at most the first 64 bytes of s, saying how long s is when it
+// is cut: the form in which errors may quote record text.
+func Clip(s string) string {
+	if len(s) > clipBytes {
+		return fmt.Sprintf("%q...(%d bytes)", s[:clipBytes], len(s))
+	}
+	return fmt.Sprintf("%q", s)
+}
+
+// NumErr returns the cause of a strconv error without the text it quotes
+// (strconv.NumError renders the whole input).
+func NumErr(err error) error {
+	if ne, ok := err.(*strconv.NumError); ok {
+		return ne.Err
+	}
+	return err
+}

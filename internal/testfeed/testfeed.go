@@ -10,8 +10,8 @@ import (
 	"context"
 	"testing"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/devstack"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/simulator"
 )
 
@@ -51,7 +51,7 @@ func On(t testing.TB, ctx context.Context, stack *devstack.Stack, opts simulator
 // simulator.TelemetryTables) and then resolves every partition, returning
 // the final resolved timestamp: a consumer that has applied through it
 // has applied the whole feed.
-func Telemetry(t testing.TB, ctx context.Context, sim *simulator.Sim, w simulator.Workload) schemas.HLC {
+func Telemetry(t testing.TB, ctx context.Context, sim *simulator.Sim, w simulator.Workload) hlc.Timestamp {
 	t.Helper()
 	if err := sim.RunTelemetry(ctx, w); err != nil {
 		t.Fatal(err)

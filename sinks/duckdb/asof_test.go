@@ -9,7 +9,8 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
@@ -39,12 +40,12 @@ func TestAsOfCreatedAtOpen(t *testing.T) {
 		return n
 	}
 	w := open(sinks.Options{Changelog: true})
-	tb := sinktest.Table("t", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("v", schemas.KindString))
+	tb := sinktest.Table("t", []int{0}, sinktest.Col("id", model.KindInt), sinktest.Col("v", model.KindString))
 	tx, err := w.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.Write(ctx, tb, []sinks.Change{{Op: sinks.OpInsert, Updated: schemas.HLC{WallTime: 5}, Values: []any{int64(1), "a"}}}); err != nil {
+	if err := tx.Write(ctx, tb, []sinks.Change{{Op: sinks.OpInsert, Updated: hlc.Timestamp{WallTime: 5}, Values: []any{int64(1), "a"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {

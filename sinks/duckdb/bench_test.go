@@ -10,7 +10,8 @@ import (
 
 	duck "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
@@ -18,25 +19,25 @@ import (
 const benchWindow = 100_000
 
 // benchTable is a typical OLTP row: five columns of common types.
-func benchTable() *schemas.Table {
-	price := sinktest.Col("price", schemas.KindDecimal)
+func benchTable() *model.Table {
+	price := sinktest.Col("price", model.KindDecimal)
 	price.Type = decType(12, 2)
 	return sinktest.Table("orders", []int{0},
-		sinktest.Col("id", schemas.KindInt),
-		sinktest.Col("customer", schemas.KindString),
-		sinktest.Col("qty", schemas.KindInt),
+		sinktest.Col("id", model.KindInt),
+		sinktest.Col("customer", model.KindString),
+		sinktest.Col("qty", model.KindInt),
 		price,
-		sinktest.Col("updated_at", schemas.KindTimestampTZ))
+		sinktest.Col("updated_at", model.KindTimestampTZ))
 }
 
-func benchChanges(from, n int, op sinks.Op, h schemas.HLC) []sinks.Change {
+func benchChanges(from, n int, op sinks.Op, h hlc.Timestamp) []sinks.Change {
 	changes := make([]sinks.Change, n)
 	at := time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)
 	for i := range changes {
 		id := int64(from + i)
 		changes[i] = sinks.Change{Op: op, Updated: h, Values: []any{
 			id, fmt.Sprintf("customer-%d", id%5000), id % 17,
-			schemas.Decimal{Unscaled: big.NewInt(id * 7), Scale: 2}, at.Add(time.Duration(id) * time.Second),
+			model.Decimal{Unscaled: big.NewInt(id * 7), Scale: 2}, at.Add(time.Duration(id) * time.Second),
 		}}
 	}
 	return changes
@@ -67,7 +68,7 @@ func BenchmarkApply(b *testing.B) {
 						b.Fatal(err)
 					}
 				}
-				if err := tx.Checkpoint(ctx, []sinks.Checkpoint{{Group: "g", Topic: "orders", Resolved: schemas.HLC{WallTime: wall}, NextOffset: wall}}); err != nil {
+				if err := tx.Checkpoint(ctx, []sinks.Checkpoint{{Group: "g", Topic: "orders", Resolved: hlc.Timestamp{WallTime: wall}, NextOffset: wall}}); err != nil {
 					b.Fatal(err)
 				}
 				mid := time.Now()
@@ -77,14 +78,14 @@ func BenchmarkApply(b *testing.B) {
 				return mid.Sub(start), time.Since(mid)
 			}
 			// The warehouse starts with one window of rows.
-			commit(benchChanges(0, benchWindow, sinks.OpInsert, schemas.HLC{WallTime: wall}))
+			commit(benchChanges(0, benchWindow, sinks.OpInsert, hlc.Timestamp{WallTime: wall}))
 			next := benchWindow
 			var writeT, applyT time.Duration
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
 				b.StopTimer()
 				wall++
-				h := schemas.HLC{WallTime: wall}
+				h := hlc.Timestamp{WallTime: wall}
 				upd := benchChanges(next-benchWindow/2, benchWindow/2, sinks.OpUpdate, h)
 				ins := benchChanges(next, benchWindow/2, sinks.OpInsert, h)
 				next += benchWindow / 2
@@ -119,7 +120,7 @@ func BenchmarkAppenderRaw(b *testing.B) {
 		b.Fatal(err)
 	}
 	defer conn.Close()
-	changes := benchChanges(0, benchWindow, sinks.OpInsert, schemas.HLC{WallTime: 1})
+	changes := benchChanges(0, benchWindow, sinks.OpInsert, hlc.Timestamp{WallTime: 1})
 	hlc := big.NewInt(10_000_000_000)
 	b.ResetTimer()
 	start := time.Now()
@@ -131,7 +132,7 @@ func BenchmarkAppenderRaw(b *testing.B) {
 			}
 			row := make([]driver.Value, 6)
 			for _, c := range changes {
-				d := c.Values[3].(schemas.Decimal)
+				d := c.Values[3].(model.Decimal)
 				row[0], row[1], row[2] = c.Values[0], c.Values[1], c.Values[2]
 				row[3] = duck.Decimal{Width: 12, Scale: 2, Value: d.Unscaled}
 				row[4] = c.Values[4]

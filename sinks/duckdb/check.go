@@ -11,7 +11,8 @@ import (
 	"unicode/utf8"
 
 	"github.com/highwater-dev/highwater/internal/jsontext"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/internal/redact"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -28,7 +29,7 @@ import (
 // fractional digits or more than p digits, a UUID that does not parse, a
 // TIME outside 00:00..24:00, a TIMESTAMP outside the years -290307..294246.
 // Errors quote at most 64 bytes of a value.
-func (w *Writer) CheckChange(table *schemas.Table, ch sinks.Change) error {
+func (w *Writer) CheckChange(table *model.Table, ch sinks.Change) error {
 	if table == nil {
 		return errors.New("no table")
 	}
@@ -53,9 +54,9 @@ func (w *Writer) CheckChange(table *schemas.Table, ch sinks.Change) error {
 
 // storedAsNull reports whether v is a NaN or ±Infinity decimal for a
 // DuckDB DECIMAL column, which the converter stores as NULL.
-func storedAsNull(t schemas.Type, v any) bool {
-	d, ok := v.(schemas.Decimal)
-	return ok && t.Kind == schemas.KindDecimal && !sinks.DecimalAsText(t) && (d.Special != "" || d.Unscaled == nil)
+func storedAsNull(t model.Type, v any) bool {
+	d, ok := v.(model.Decimal)
+	return ok && t.Kind == model.KindDecimal && !sinks.DecimalAsText(t) && (d.Special != "" || d.Unscaled == nil)
 }
 
 // The years a DuckDB TIMESTAMP holds, as the duckdb-go Appender checks them.
@@ -65,51 +66,51 @@ const (
 )
 
 // checkValue reports whether DuckDB can store v (Go types as documented on
-// schemas.Kind) in a column of type t. A value of another Go type is left
+// model.Kind) in a column of type t. A value of another Go type is left
 // to the converter, which fails Write with it: that is highwater's bug, not
 // the record's.
-func checkValue(t schemas.Type, v any) error {
+func checkValue(t model.Type, v any) error {
 	if v == nil {
 		return nil
 	}
 	switch t.Kind {
-	case schemas.KindString:
+	case model.KindString:
 		if x, ok := v.(string); ok && !utf8.ValidString(x) {
-			return fmt.Errorf("string %s is not valid UTF-8, which VARCHAR requires", clip(x))
+			return fmt.Errorf("string %s is not valid UTF-8, which VARCHAR requires", redact.Clip(x))
 		}
-	case schemas.KindJSON:
+	case model.KindJSON:
 		if x, ok := v.(string); ok {
 			if !utf8.ValidString(x) {
-				return fmt.Errorf("JSON %s is not valid UTF-8", clip(x))
+				return fmt.Errorf("JSON %s is not valid UTF-8", redact.Clip(x))
 			}
 			if !json.Valid([]byte(x)) {
-				return fmt.Errorf("JSON %s is not valid JSON text, which DuckDB's JSON refuses", clip(x))
+				return fmt.Errorf("JSON %s is not valid JSON text, which DuckDB's JSON refuses", redact.Clip(x))
 			}
 			if _, lone := jsontext.Escapes(x); lone {
-				return fmt.Errorf("JSON %s holds a UTF-16 surrogate escape outside a pair, which DuckDB's JSON refuses", clip(x))
+				return fmt.Errorf("JSON %s holds a UTF-16 surrogate escape outside a pair, which DuckDB's JSON refuses", redact.Clip(x))
 			}
 		}
-	case schemas.KindUUID:
+	case model.KindUUID:
 		if x, ok := v.(string); ok {
 			if _, err := sinks.ParseUUID(x); err != nil {
-				return fmt.Errorf("invalid UUID %s", clip(x))
+				return fmt.Errorf("invalid UUID %s", redact.Clip(x))
 			}
 		}
-	case schemas.KindTime:
+	case model.KindTime:
 		if x, ok := v.(time.Duration); ok && (x < 0 || x > 24*time.Hour) {
 			return fmt.Errorf("TIME value %s out of range", x)
 		}
-	case schemas.KindTimestamp, schemas.KindTimestampTZ:
+	case model.KindTimestamp, model.KindTimestampTZ:
 		if x, ok := v.(time.Time); ok {
 			if y := x.UTC().Year(); y < duckMinYear || y > duckMaxYear {
 				return fmt.Errorf("timestamp in year %d is outside DuckDB's years %d..%d", y, duckMinYear, duckMaxYear)
 			}
 		}
-	case schemas.KindDecimal:
-		if x, ok := v.(schemas.Decimal); ok {
+	case model.KindDecimal:
+		if x, ok := v.(model.Decimal); ok {
 			return checkDecimal(t, x)
 		}
-	case schemas.KindArray:
+	case model.KindArray:
 		if x, ok := v.([]any); ok && t.Elem != nil {
 			for i, e := range x {
 				if err := checkValue(*t.Elem, e); err != nil {
@@ -124,7 +125,7 @@ func checkValue(t schemas.Type, v any) error {
 // checkDecimal reports whether a DuckDB DECIMAL(p,s) column holds d: at
 // most s fractional digits (the converter does not round) and at most p
 // digits. Wider decimals are stored as text, specials as NULL.
-func checkDecimal(t schemas.Type, d schemas.Decimal) error {
+func checkDecimal(t model.Type, d model.Decimal) error {
 	if sinks.DecimalAsText(t) || d.Special != "" || d.Unscaled == nil {
 		return nil
 	}
@@ -135,7 +136,7 @@ func checkDecimal(t schemas.Type, d schemas.Decimal) error {
 			u = -u
 		}
 		if bound := int64(math.Pow10(t.Precision)); u >= bound {
-			return fmt.Errorf("decimal %s does not fit %s", clip(d.String()), t)
+			return fmt.Errorf("decimal %s does not fit %s", redact.Clip(d.String()), t)
 		}
 		return nil
 	}
@@ -144,15 +145,7 @@ func checkDecimal(t schemas.Type, d schemas.Decimal) error {
 		return fmt.Errorf("decimal with more than %d fractional digits does not fit %s", t.Scale, t)
 	}
 	if new(big.Int).Abs(v).Cmp(new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(t.Precision)), nil)) >= 0 {
-		return fmt.Errorf("decimal %s does not fit %s", clip(d.String()), t)
+		return fmt.Errorf("decimal %s does not fit %s", redact.Clip(d.String()), t)
 	}
 	return nil
-}
-
-// clip quotes at most the first 64 bytes of s.
-func clip(s string) string {
-	if len(s) > 64 {
-		return fmt.Sprintf("%q...(%d bytes)", s[:64], len(s))
-	}
-	return fmt.Sprintf("%q", s)
 }

@@ -7,7 +7,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
@@ -24,15 +25,15 @@ func TestCheckChangeRefusesWhatDuckDBRefuses(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	str, js, ts := schemas.Type{Kind: schemas.KindString}, schemas.Type{Kind: schemas.KindJSON}, schemas.Type{Kind: schemas.KindTimestamp}
-	dec := func(p, s int) schemas.Type { return schemas.Type{Kind: schemas.KindDecimal, Precision: p, Scale: s} }
-	d := func(u int64, scale int) schemas.Decimal {
-		return schemas.Decimal{Unscaled: big.NewInt(u), Scale: scale}
+	str, js, ts := model.Type{Kind: model.KindString}, model.Type{Kind: model.KindJSON}, model.Type{Kind: model.KindTimestamp}
+	dec := func(p, s int) model.Type { return model.Type{Kind: model.KindDecimal, Precision: p, Scale: s} }
+	d := func(u int64, scale int) model.Decimal {
+		return model.Decimal{Unscaled: big.NewInt(u), Scale: scale}
 	}
-	strs := schemas.Type{Kind: schemas.KindArray, Elem: &str}
+	strs := model.Type{Kind: model.KindArray, Elem: &str}
 	cases := []struct {
 		name string
-		typ  schemas.Type
+		typ  model.Type
 		v    any
 		ok   bool
 		want string
@@ -50,25 +51,25 @@ func TestCheckChangeRefusesWhatDuckDBRefuses(t *testing.T) {
 		{"decimal_coarser_scale_over", dec(5, 2), d(100, -1), false, "does not fit"},
 		{"decimal_over", dec(3, 0), d(1000, 0), false, "does not fit"},
 		{"decimal_at", dec(3, 0), d(-999, 0), true, ""},
-		{"decimal_int64_min", dec(18, 0), schemas.Decimal{Unscaled: big.NewInt(-1 << 63)}, false, "does not fit"},
-		{"decimal_big", dec(38, 0), schemas.Decimal{Unscaled: new(big.Int).Exp(big.NewInt(10), big.NewInt(38), nil)}, false, "does not fit"},
-		{"decimal_wide_as_text", dec(60, 0), schemas.Decimal{Unscaled: new(big.Int).Exp(big.NewInt(10), big.NewInt(59), nil)}, true, ""},
-		{"bad_uuid", schemas.Type{Kind: schemas.KindUUID}, strings.Repeat("z", 1000), false, "invalid UUID"},
+		{"decimal_int64_min", dec(18, 0), model.Decimal{Unscaled: big.NewInt(-1 << 63)}, false, "does not fit"},
+		{"decimal_big", dec(38, 0), model.Decimal{Unscaled: new(big.Int).Exp(big.NewInt(10), big.NewInt(38), nil)}, false, "does not fit"},
+		{"decimal_wide_as_text", dec(60, 0), model.Decimal{Unscaled: new(big.Int).Exp(big.NewInt(10), big.NewInt(59), nil)}, true, ""},
+		{"bad_uuid", model.Type{Kind: model.KindUUID}, strings.Repeat("z", 1000), false, "invalid UUID"},
 		// One UUID rule for every writer (sinks.ParseUUID).
-		{"braced_uuid", schemas.Type{Kind: schemas.KindUUID}, "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}", false, "invalid UUID"},
-		{"uuid_32_digits", schemas.Type{Kind: schemas.KindUUID}, "6ba7b8109dad11d180b400c04fd430c8", false, "invalid UUID"},
-		{"uuid_upper_case", schemas.Type{Kind: schemas.KindUUID}, "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", true, ""},
-		{"time_over", schemas.Type{Kind: schemas.KindTime}, 25 * time.Hour, false, "out of range"},
-		{"time_24h", schemas.Type{Kind: schemas.KindTime}, 24 * time.Hour, true, ""},
+		{"braced_uuid", model.Type{Kind: model.KindUUID}, "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}", false, "invalid UUID"},
+		{"uuid_32_digits", model.Type{Kind: model.KindUUID}, "6ba7b8109dad11d180b400c04fd430c8", false, "invalid UUID"},
+		{"uuid_upper_case", model.Type{Kind: model.KindUUID}, "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", true, ""},
+		{"time_over", model.Type{Kind: model.KindTime}, 25 * time.Hour, false, "out of range"},
+		{"time_24h", model.Type{Kind: model.KindTime}, 24 * time.Hour, true, ""},
 		{"timestamp_min", ts, time.Date(-290307, 1, 1, 0, 0, 0, 0, time.UTC), true, ""},
 		{"timestamp_before", ts, time.UnixMicro(-1 << 63).UTC(), false, "year"},
 		{"timestamp_max", ts, time.Date(294246, 12, 31, 0, 0, 0, 0, time.UTC), true, ""},
-		{"timestamptz_after", schemas.Type{Kind: schemas.KindTimestampTZ}, time.UnixMicro(1<<63 - 1).UTC(), false, "year"},
+		{"timestamptz_after", model.Type{Kind: model.KindTimestampTZ}, time.UnixMicro(1<<63 - 1).UTC(), false, "year"},
 	}
 	for i, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			tb := sinktest.Table("chk_"+c.name, []int{0}, sinktest.Col("id", schemas.KindInt), schemas.Column{Name: "v", Type: c.typ, Nullable: true})
-			ch := sinks.Change{Op: sinks.OpInsert, Updated: schemas.HLC{WallTime: int64(i + 1)}, Values: []any{int64(1), c.v}}
+			tb := sinktest.Table("chk_"+c.name, []int{0}, sinktest.Col("id", model.KindInt), model.Column{Name: "v", Type: c.typ, Nullable: true})
+			ch := sinks.Change{Op: sinks.OpInsert, Updated: hlc.Timestamp{WallTime: int64(i + 1)}, Values: []any{int64(1), c.v}}
 			err := w.CheckChange(tb, ch)
 			if (err == nil) != c.ok || (err != nil && !strings.Contains(err.Error(), c.want)) {
 				t.Errorf("CheckChange = %v, want ok=%v (error with %q)", err, c.ok, c.want)
@@ -83,17 +84,17 @@ func TestCheckChangeRefusesWhatDuckDBRefuses(t *testing.T) {
 	}
 	// Keys: NULL, or a decimal DuckDB stores as NULL, is refused; a delete
 	// carries only its key.
-	keyed := sinktest.Table("chk_keys", []int{0}, schemas.Column{Name: "id", Type: dec(5, 2)}, sinktest.Col("v", schemas.KindString))
+	keyed := sinktest.Table("chk_keys", []int{0}, model.Column{Name: "id", Type: dec(5, 2)}, sinktest.Col("v", model.KindString))
 	for _, c := range []struct {
 		name string
 		ch   sinks.Change
 		ok   bool
 	}{
 		{"null key", sinks.Change{Op: sinks.OpInsert, Values: []any{nil, "a"}}, false},
-		{"NaN key", sinks.Change{Op: sinks.OpInsert, Values: []any{schemas.Decimal{Special: "NaN"}, "a"}}, false},
+		{"NaN key", sinks.Change{Op: sinks.OpInsert, Values: []any{model.Decimal{Special: "NaN"}, "a"}}, false},
 		{"delete ignores the value", sinks.Change{Op: sinks.OpDelete, Values: []any{d(1, 2), "\xff"}}, true},
 	} {
-		c.ch.Updated = schemas.HLC{WallTime: 100}
+		c.ch.Updated = hlc.Timestamp{WallTime: 100}
 		if err := w.CheckChange(keyed, c.ch); (err == nil) != c.ok {
 			t.Errorf("%s: CheckChange = %v, want ok=%v", c.name, err, c.ok)
 		}
@@ -104,7 +105,7 @@ func TestCheckChangeRefusesWhatDuckDBRefuses(t *testing.T) {
 }
 
 // writeOne commits a window of one change.
-func writeOne(ctx context.Context, w *Writer, tb *schemas.Table, ch sinks.Change) error {
+func writeOne(ctx context.Context, w *Writer, tb *model.Table, ch sinks.Change) error {
 	tx, err := w.Begin(ctx)
 	if err != nil {
 		return err
@@ -120,13 +121,13 @@ func writeOne(ctx context.Context, w *Writer, tb *schemas.Table, ch sinks.Change
 // apply path, on a row shaped like the integration feed's orders.
 func BenchmarkCheckChange(b *testing.B) {
 	w := &Writer{}
-	str := schemas.Type{Kind: schemas.KindString}
-	tb := sinktest.Table("orders", []int{0, 1}, sinktest.Col("region", schemas.KindString), sinktest.Col("id", schemas.KindInt),
-		sinktest.Col("status", schemas.KindString), schemas.Column{Name: "amount", Type: schemas.Type{Kind: schemas.KindDecimal, Precision: 12, Scale: 2}},
-		sinktest.Col("placed_at", schemas.KindTimestampTZ), schemas.Column{Name: "tags", Type: schemas.Type{Kind: schemas.KindArray, Elem: &str}},
-		sinktest.Col("doc", schemas.KindJSON))
-	ch := sinks.Change{Op: sinks.OpUpsert, Updated: schemas.HLC{WallTime: 1}, Values: []any{"eu-west", int64(42), "shipped",
-		schemas.Decimal{Unscaled: big.NewInt(1234567), Scale: 2}, time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC), []any{"a", "bb", "ccc"},
+	str := model.Type{Kind: model.KindString}
+	tb := sinktest.Table("orders", []int{0, 1}, sinktest.Col("region", model.KindString), sinktest.Col("id", model.KindInt),
+		sinktest.Col("status", model.KindString), model.Column{Name: "amount", Type: model.Type{Kind: model.KindDecimal, Precision: 12, Scale: 2}},
+		sinktest.Col("placed_at", model.KindTimestampTZ), model.Column{Name: "tags", Type: model.Type{Kind: model.KindArray, Elem: &str}},
+		sinktest.Col("doc", model.KindJSON))
+	ch := sinks.Change{Op: sinks.OpUpsert, Updated: hlc.Timestamp{WallTime: 1}, Values: []any{"eu-west", int64(42), "shipped",
+		model.Decimal{Unscaled: big.NewInt(1234567), Scale: 2}, time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC), []any{"a", "bb", "ccc"},
 		`{"note": "fragile", "n": [1, 2, 3]}`}}
 	b.ReportAllocs()
 	for b.Loop() {

@@ -8,7 +8,8 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
@@ -22,9 +23,9 @@ func TestDocQueries(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	tb := sinktest.Table("orders", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("customer", schemas.KindString))
-	h := func(i int64) schemas.HLC { return schemas.HLC{WallTime: 1659643584586630201 + i} }
-	window := func(resolved schemas.HLC, changes ...sinks.Change) {
+	tb := sinktest.Table("orders", []int{0}, sinktest.Col("id", model.KindInt), sinktest.Col("customer", model.KindString))
+	h := func(i int64) hlc.Timestamp { return hlc.Timestamp{WallTime: 1659643584586630201 + i} }
+	window := func(resolved hlc.Timestamp, changes ...sinks.Change) {
 		tx, err := w.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)

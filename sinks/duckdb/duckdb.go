@@ -26,9 +26,9 @@ import (
 	duck "github.com/duckdb/duckdb-go/v2"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/internal/sqlident"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -229,7 +229,7 @@ func (w *Writer) Checkpoints(ctx context.Context, group string) ([]sinks.Checkpo
 		if err := rows.Scan(&cp.Topic, &cp.Partition, &resolved, &cp.NextOffset); err != nil {
 			return nil, fmt.Errorf("read checkpoints of group %q: %w", group, err)
 		}
-		if cp.Resolved, err = schemas.ParseHLC(resolved); err != nil {
+		if cp.Resolved, err = hlc.Parse(resolved); err != nil {
 			return nil, fmt.Errorf("read checkpoints of group %q: topic %q partition %d: %w", group, cp.Topic, cp.Partition, err)
 		}
 		cps = append(cps, cp)

@@ -10,7 +10,7 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -97,7 +97,7 @@ func scanCheckpoint(scan func(...any) error) (sinks.Checkpoint, error) {
 	if err := scan(&cp.Group, &cp.Topic, &cp.Partition, &resolved, &cp.NextOffset); err != nil {
 		return cp, fmt.Errorf("read checkpoint rows: %w", err)
 	}
-	h, err := schemas.ParseHLC(resolved)
+	h, err := hlc.Parse(resolved)
 	if err != nil {
 		return cp, fmt.Errorf("read checkpoint rows: %s[%d]: resolved %q: %w", cp.Topic, cp.Partition, resolved, err)
 	}

@@ -11,7 +11,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -167,7 +167,7 @@ type pendingNames struct {
 	held   map[string]string
 	cols   []pendingColumn
 	// mapped caches the warehouse form of each table version written.
-	mapped map[*schemas.Table]*schemas.Table
+	mapped map[*model.Table]*model.Table
 	// fresh: the name record was read in this window.
 	fresh bool
 }
@@ -177,10 +177,10 @@ type pendingColumn struct{ table, source, wh string }
 // warehouseTable returns table as the warehouse holds it: the mirror's
 // name and the columns' warehouse names, mapping (and noting for the
 // record) what is new.
-func (tx *Tx) warehouseTable(ctx context.Context, table *schemas.Table) (*schemas.Table, *tableState, error) {
+func (tx *Tx) warehouseTable(ctx context.Context, table *model.Table) (*model.Table, *tableState, error) {
 	p := &tx.pending
 	if p.mapped == nil {
-		p.mapped, p.held = map[*schemas.Table]*schemas.Table{}, map[string]string{}
+		p.mapped, p.held = map[*model.Table]*model.Table{}, map[string]string{}
 	}
 	if wt, ok := p.mapped[table]; ok {
 		ts, err := tx.table(ctx, wt.Name)
@@ -212,7 +212,7 @@ func (tx *Tx) warehouseTable(ctx context.Context, table *schemas.Table) (*schema
 		return nil, nil, err
 	}
 	wt := table
-	if tn.Mirror != table.Name || !slices.EqualFunc(cols, table.Columns, func(n string, c schemas.Column) bool { return n == c.Name }) {
+	if tn.Mirror != table.Name || !slices.EqualFunc(cols, table.Columns, func(n string, c model.Column) bool { return n == c.Name }) {
 		c := *table
 		c.Name = tn.Mirror
 		c.Columns = slices.Clone(table.Columns)
@@ -288,7 +288,7 @@ UNION ALL `+asOfFunctionsTaken)
 // columnNames returns the warehouse name of each column of table. A column
 // keeps its name unless the rule maps it or another column of the table
 // (in the warehouse, in this window or in this version) holds it, folded.
-func (tx *Tx) columnNames(ctx context.Context, ts *tableState, table *schemas.Table) ([]string, error) {
+func (tx *Tx) columnNames(ctx context.Context, ts *tableState, table *model.Table) ([]string, error) {
 	if !tx.pending.fresh {
 		// Only a column that is neither recorded nor already in the
 		// warehouse under its own name needs a decision.

@@ -9,8 +9,9 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/sqlident"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
@@ -28,12 +29,12 @@ func TestUserTableIsNotTakenOver(t *testing.T) {
 	if _, err := w.DB().ExecContext(ctx, `CREATE TABLE "Foreign_Table" (id BIGINT, v VARCHAR); INSERT INTO "Foreign_Table" VALUES (1, 'mine')`); err != nil {
 		t.Fatal(err)
 	}
-	tb := sinktest.Table("foreign_table", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("v", schemas.KindString))
+	tb := sinktest.Table("foreign_table", []int{0}, sinktest.Col("id", model.KindInt), sinktest.Col("v", model.KindString))
 	tx, err := w.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := tx.Write(ctx, tb, []sinks.Change{{Op: sinks.OpInsert, Updated: schemas.HLC{WallTime: 1}, Values: []any{int64(7), "feed"}}}); err != nil {
+	if err := tx.Write(ctx, tb, []sinks.Change{{Op: sinks.OpInsert, Updated: hlc.Timestamp{WallTime: 1}, Values: []any{int64(7), "feed"}}}); err != nil {
 		t.Fatal(err)
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -65,12 +66,12 @@ func TestNamesWithNULAreMappedInvalidUTF8Refused(t *testing.T) {
 	defer w.Close()
 	q := sinktest.QueryDB(func(*testing.T) *sql.DB { return w.DB() })
 	for _, c := range []struct{ name, err string }{{"a\x00b", ""}, {"a\xffb", "not valid UTF-8"}} {
-		tb := sinktest.Table(c.name, []int{0}, sinktest.Col("id", schemas.KindInt))
+		tb := sinktest.Table(c.name, []int{0}, sinktest.Col("id", model.KindInt))
 		tx, err := w.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		err = tx.Write(ctx, tb, []sinks.Change{{Op: sinks.OpInsert, Updated: schemas.HLC{WallTime: 1}, Values: []any{int64(1)}}})
+		err = tx.Write(ctx, tb, []sinks.Change{{Op: sinks.OpInsert, Updated: hlc.Timestamp{WallTime: 1}, Values: []any{int64(1)}}})
 		if c.err != "" {
 			if err == nil || !strings.Contains(err.Error(), c.err) {
 				t.Fatalf("%q: Write error %v, want %q", c.name, err, c.err)

@@ -18,7 +18,7 @@ import (
 
 	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/internal/txguard"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -85,7 +85,7 @@ type tableState struct {
 
 // segment is the staging table of one table version.
 type segment struct {
-	version *schemas.Table
+	version *model.Table
 	name    string // unquoted TEMP table name
 	convs   []*converter
 	isKey   []bool
@@ -102,7 +102,7 @@ type segment struct {
 var tenPow10 = big.NewInt(10_000_000_000)
 
 // Write stages changes of one table version.
-func (tx *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) error {
+func (tx *Tx) Write(ctx context.Context, table *model.Table, changes []sinks.Change) error {
 	if err := tx.guard.Check(); err != nil {
 		return err
 	}
@@ -264,7 +264,7 @@ var reserved = map[string]bool{sinks.UpdatedColumn: true, sinks.OpColumn: true, 
 // for a version not seen before in this window. Segments stay open until
 // Commit, so a window that alternates between versions (partitions at
 // different schema versions) reuses them.
-func (tx *Tx) segment(ctx context.Context, ts *tableState, table *schemas.Table) (*segment, error) {
+func (tx *Tx) segment(ctx context.Context, ts *tableState, table *model.Table) (*segment, error) {
 	for i := len(ts.segments) - 1; i >= 0; i-- {
 		s := ts.segments[i]
 		if s.version == table || sameVersion(s.version, table) {
@@ -321,7 +321,7 @@ func (tx *Tx) segment(ctx context.Context, ts *tableState, table *schemas.Table)
 }
 
 // sameVersion reports whether a and b describe the same columns and key.
-func sameVersion(a, b *schemas.Table) bool {
+func sameVersion(a, b *model.Table) bool {
 	if a.Name != b.Name || len(a.Columns) != len(b.Columns) || !slices.Equal(a.Key, b.Key) {
 		return false
 	}
@@ -336,7 +336,7 @@ func sameVersion(a, b *schemas.Table) bool {
 // checkVersion validates a new version of a table against the warehouse
 // and the versions already written in this window, and adds its columns to
 // the window's union.
-func (tx *Tx) checkVersion(ts *tableState, table *schemas.Table) error {
+func (tx *Tx) checkVersion(ts *tableState, table *model.Table) error {
 	if len(table.Columns) == 0 {
 		return fmt.Errorf("table %q: no columns", table.Name)
 	}

@@ -9,7 +9,8 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
@@ -28,9 +29,9 @@ func TestWindowLeavesNoStagingTables(t *testing.T) {
 	// One connection: the test's queries see the connection the windows
 	// used, TEMP tables included.
 	w.DB().SetMaxOpenConns(1)
-	tb := sinktest.Table("t", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("v", schemas.KindString))
-	tb2 := sinktest.Table("t", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("v", schemas.KindString), sinktest.Col("w", schemas.KindInt))
-	h := schemas.HLC{WallTime: 1}
+	tb := sinktest.Table("t", []int{0}, sinktest.Col("id", model.KindInt), sinktest.Col("v", model.KindString))
+	tb2 := sinktest.Table("t", []int{0}, sinktest.Col("id", model.KindInt), sinktest.Col("v", model.KindString), sinktest.Col("w", model.KindInt))
+	h := hlc.Timestamp{WallTime: 1}
 	temps := func() int {
 		t.Helper()
 		var n int
@@ -72,7 +73,7 @@ func TestWindowLeavesNoStagingTables(t *testing.T) {
 	if n := temps(); n != 0 {
 		t.Fatalf("%d TEMP tables after Commit", n)
 	}
-	h = schemas.HLC{WallTime: 2}
+	h = hlc.Timestamp{WallTime: 2}
 	tx = stage()
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
@@ -93,7 +94,7 @@ func TestWindowLeavesNoStagingTables(t *testing.T) {
 		t.Fatalf("%d rows, want the 2 of the first window", n)
 	}
 	cps, err := w.Checkpoints(ctx, "g")
-	if err != nil || len(cps) != 1 || cps[0].Resolved != (schemas.HLC{WallTime: 1}) {
+	if err != nil || len(cps) != 1 || cps[0].Resolved != (hlc.Timestamp{WallTime: 1}) {
 		t.Fatalf("checkpoints %+v %v, want the first window's", cps, err)
 	}
 }
@@ -108,14 +109,14 @@ func TestAlternatingVersionsShareSegments(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	v1 := sinktest.Table("t", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("v", schemas.KindString))
-	v2 := sinktest.Table("t", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("v", schemas.KindString), sinktest.Col("w", schemas.KindInt))
+	v1 := sinktest.Table("t", []int{0}, sinktest.Col("id", model.KindInt), sinktest.Col("v", model.KindString))
+	v2 := sinktest.Table("t", []int{0}, sinktest.Col("id", model.KindInt), sinktest.Col("v", model.KindString), sinktest.Col("w", model.KindInt))
 	tx, err := w.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	for i := int64(1); i <= 50; i++ {
-		h := schemas.HLC{WallTime: i}
+		h := hlc.Timestamp{WallTime: i}
 		var err error
 		if i%2 == 1 {
 			err = tx.Write(ctx, v1, []sinks.Change{{Op: sinks.OpUpsert, Updated: h, Values: []any{i % 3, "v1"}}})
@@ -150,14 +151,14 @@ func TestSchemaErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	id, v := sinktest.Col("id", schemas.KindInt), sinktest.Col("v", schemas.KindString)
+	id, v := sinktest.Col("id", model.KindInt), sinktest.Col("v", model.KindString)
 	base := sinktest.Table("keyed", []int{0}, id, v)
-	commit := func(tb *schemas.Table, vals ...any) error {
+	commit := func(tb *model.Table, vals ...any) error {
 		tx, err := w.Begin(ctx)
 		if err != nil {
 			t.Fatal(err)
 		}
-		if err := tx.Write(ctx, tb, []sinks.Change{{Op: sinks.OpUpsert, Updated: schemas.HLC{WallTime: 1}, Values: vals}}); err != nil {
+		if err := tx.Write(ctx, tb, []sinks.Change{{Op: sinks.OpUpsert, Updated: hlc.Timestamp{WallTime: 1}, Values: vals}}); err != nil {
 			_ = tx.Rollback(ctx)
 			return err
 		}
@@ -168,15 +169,15 @@ func TestSchemaErrors(t *testing.T) {
 	}
 	cases := []struct {
 		name  string
-		table *schemas.Table
+		table *model.Table
 		vals  []any
 		want  string
 	}{
 		{"no primary key", sinktest.Table("nokey", nil, id, v), []any{int64(1), "x"}, `table "nokey": no primary key`},
 		{"primary key changed", sinktest.Table("keyed", []int{1}, id, v), []any{int64(1), "x"}, `table "keyed": primary key changed from (id) to (v)`},
 		{"duplicate column", sinktest.Table("dup", []int{0}, id, id), []any{int64(1), int64(1)}, `table "dup": column "id" appears twice`},
-		{"invalid type", sinktest.Table("bad", []int{0}, id, sinktest.Col("x", schemas.KindInvalid)), []any{int64(1), nil}, `table "bad" column "x": unsupported column type INVALID`},
-		{"array without element", sinktest.Table("arr", []int{0}, id, sinktest.Col("x", schemas.KindArray)), []any{int64(1), nil}, `table "arr" column "x": array type without element type`},
+		{"invalid type", sinktest.Table("bad", []int{0}, id, sinktest.Col("x", model.KindInvalid)), []any{int64(1), nil}, `table "bad" column "x": unsupported column type INVALID`},
+		{"array without element", sinktest.Table("arr", []int{0}, id, sinktest.Col("x", model.KindArray)), []any{int64(1), nil}, `table "arr" column "x": array type without element type`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

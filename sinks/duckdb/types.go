@@ -9,59 +9,59 @@ import (
 
 	duck "github.com/duckdb/duckdb-go/v2"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
 // warehouseType returns the DuckDB column type for t, spelt as DuckDB's
 // catalog (duckdb_columns().data_type) reports it, so that an existing
 // column's type can be compared with a string compare.
-func warehouseType(t schemas.Type) (string, error) {
+func warehouseType(t model.Type) (string, error) {
 	return duckType(t, false)
 }
 
 // stagingType is warehouseType for the TEMP staging tables: JSON is staged
 // as VARCHAR so that CockroachDB's JSON text reaches the warehouse
 // unchanged (the Appender would JSON-encode a Go string once more).
-func stagingType(t schemas.Type) (string, error) {
+func stagingType(t model.Type) (string, error) {
 	return duckType(t, true)
 }
 
-func duckType(t schemas.Type, staging bool) (string, error) {
+func duckType(t model.Type, staging bool) (string, error) {
 	switch t.Kind {
-	case schemas.KindInt:
+	case model.KindInt:
 		return "BIGINT", nil
-	case schemas.KindFloat:
+	case model.KindFloat:
 		return "DOUBLE", nil
-	case schemas.KindBool:
+	case model.KindBool:
 		return "BOOLEAN", nil
-	case schemas.KindString:
+	case model.KindString:
 		return "VARCHAR", nil
-	case schemas.KindBytes:
+	case model.KindBytes:
 		return "BLOB", nil
-	case schemas.KindDecimal:
+	case model.KindDecimal:
 		if sinks.DecimalAsText(t) {
 			return "VARCHAR", nil
 		}
 		return fmt.Sprintf("DECIMAL(%d,%d)", t.Precision, t.Scale), nil
-	case schemas.KindDate:
+	case model.KindDate:
 		return "DATE", nil
-	case schemas.KindTime:
+	case model.KindTime:
 		return "TIME", nil
-	case schemas.KindTimestamp:
+	case model.KindTimestamp:
 		return "TIMESTAMP", nil
-	case schemas.KindTimestampTZ:
+	case model.KindTimestampTZ:
 		return "TIMESTAMP WITH TIME ZONE", nil
-	case schemas.KindUUID:
+	case model.KindUUID:
 		return "UUID", nil
-	case schemas.KindJSON:
+	case model.KindJSON:
 		if staging {
 			return "VARCHAR", nil
 		}
 		return "JSON", nil
-	case schemas.KindInterval:
+	case model.KindInterval:
 		return "INTERVAL", nil
-	case schemas.KindArray:
+	case model.KindArray:
 		if t.Elem == nil {
 			return "", fmt.Errorf("array type without element type")
 		}
@@ -74,22 +74,22 @@ func duckType(t schemas.Type, staging bool) (string, error) {
 	return "", fmt.Errorf("unsupported column type %s", t)
 }
 
-// converter turns a decoded value (Go types as documented on schemas.Kind)
+// converter turns a decoded value (Go types as documented on model.Kind)
 // into a value the DuckDB Appender accepts for the staging column.
 type converter struct {
-	t schemas.Type
+	t model.Type
 	// bound is 10^precision, the first unscaled value a DECIMAL column
 	// cannot hold.
 	bound *big.Int
 	elem  *converter
 }
 
-func newConverter(t schemas.Type) *converter {
+func newConverter(t model.Type) *converter {
 	c := &converter{t: t}
-	if t.Kind == schemas.KindDecimal && !sinks.DecimalAsText(t) {
+	if t.Kind == model.KindDecimal && !sinks.DecimalAsText(t) {
 		c.bound = new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(t.Precision)), nil)
 	}
-	if t.Kind == schemas.KindArray && t.Elem != nil {
+	if t.Kind == model.KindArray && t.Elem != nil {
 		c.elem = newConverter(*t.Elem)
 	}
 	return c
@@ -107,7 +107,7 @@ func (c *converter) convert(v any) (driver.Value, int, error) {
 		return nil, 0, fmt.Errorf("%s column: unexpected Go value of type %T", c.t, v)
 	}
 	switch c.t.Kind {
-	case schemas.KindInt:
+	case model.KindInt:
 		switch x := v.(type) {
 		case int64:
 			return x, 0, nil
@@ -116,49 +116,49 @@ func (c *converter) convert(v any) (driver.Value, int, error) {
 		case int32:
 			return int64(x), 0, nil
 		}
-	case schemas.KindFloat:
+	case model.KindFloat:
 		switch x := v.(type) {
 		case float64:
 			return x, 0, nil
 		case float32:
 			return float64(x), 0, nil
 		}
-	case schemas.KindBool:
+	case model.KindBool:
 		if x, ok := v.(bool); ok {
 			return x, 0, nil
 		}
-	case schemas.KindString, schemas.KindJSON:
+	case model.KindString, model.KindJSON:
 		switch x := v.(type) {
 		case string:
 			return text(x), 0, nil
 		case []byte:
 			return x, 0, nil
 		}
-	case schemas.KindBytes:
+	case model.KindBytes:
 		switch x := v.(type) {
 		case []byte:
 			return x, 0, nil
 		case string:
 			return []byte(x), 0, nil
 		}
-	case schemas.KindDecimal:
-		d, ok := v.(schemas.Decimal)
+	case model.KindDecimal:
+		d, ok := v.(model.Decimal)
 		if !ok {
 			return bad()
 		}
 		return c.decimal(d)
-	case schemas.KindDate, schemas.KindTimestamp, schemas.KindTimestampTZ:
+	case model.KindDate, model.KindTimestamp, model.KindTimestampTZ:
 		if x, ok := v.(time.Time); ok {
 			return x.UTC(), 0, nil
 		}
-	case schemas.KindTime:
+	case model.KindTime:
 		if x, ok := v.(time.Duration); ok {
 			if x < 0 || x > 24*time.Hour {
 				return nil, 0, fmt.Errorf("TIME value %s out of range", x)
 			}
 			return midnight.Add(x), 0, nil
 		}
-	case schemas.KindUUID:
+	case model.KindUUID:
 		switch x := v.(type) {
 		case string:
 			u, err := sinks.ParseUUID(x)
@@ -173,11 +173,11 @@ func (c *converter) convert(v any) (driver.Value, int, error) {
 				return u, 0, nil
 			}
 		}
-	case schemas.KindInterval:
-		if x, ok := v.(schemas.Interval); ok {
+	case model.KindInterval:
+		if x, ok := v.(model.Interval); ok {
 			return duck.Interval{Months: x.Months, Days: x.Days, Micros: x.Micros}, 0, nil
 		}
-	case schemas.KindArray:
+	case model.KindArray:
 		x, ok := v.([]any)
 		if !ok || c.elem == nil {
 			return bad()
@@ -197,7 +197,7 @@ func (c *converter) convert(v any) (driver.Value, int, error) {
 	return bad()
 }
 
-func (c *converter) decimal(d schemas.Decimal) (driver.Value, int, error) {
+func (c *converter) decimal(d model.Decimal) (driver.Value, int, error) {
 	if c.bound == nil {
 		// VARCHAR column: the exact text, NaN and Infinity included.
 		return d.String(), 0, nil

@@ -12,69 +12,70 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/sqlident"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
 
-func dec(unscaled string, scale int) schemas.Decimal {
+func dec(unscaled string, scale int) model.Decimal {
 	v, ok := new(big.Int).SetString(unscaled, 10)
 	if !ok {
 		panic(unscaled)
 	}
-	return schemas.Decimal{Unscaled: v, Scale: scale}
+	return model.Decimal{Unscaled: v, Scale: scale}
 }
 
-func typ(k schemas.Kind) schemas.Type { return schemas.Type{Kind: k} }
+func typ(k model.Kind) model.Type { return model.Type{Kind: k} }
 
-func decType(p, s int) schemas.Type {
-	return schemas.Type{Kind: schemas.KindDecimal, Precision: p, Scale: s}
+func decType(p, s int) model.Type {
+	return model.Type{Kind: model.KindDecimal, Precision: p, Scale: s}
 }
 
-func arrayOf(e schemas.Type) schemas.Type { return schemas.Type{Kind: schemas.KindArray, Elem: &e} }
+func arrayOf(e model.Type) model.Type { return model.Type{Kind: model.KindArray, Elem: &e} }
 
 // typeCases is one column per case: the value written, the DuckDB type of
 // the warehouse column, and an SQL expression over the column (%s) with the
 // text it must read back as.
 var typeCases = []struct {
 	name     string
-	typ      schemas.Type
+	typ      model.Type
 	in       any
 	wantType string
 	expr     string
 	want     string
 }{
-	{"int", typ(schemas.KindInt), int64(math.MinInt64), "BIGINT", "CAST(%s AS VARCHAR)", "-9223372036854775808"},
-	{"float", typ(schemas.KindFloat), 1.5e-300, "DOUBLE", "CAST(%s = 1.5e-300 AS VARCHAR)", "true"},
-	{"float_nan", typ(schemas.KindFloat), math.NaN(), "DOUBLE", "CAST(isnan(%s) AS VARCHAR)", "true"},
-	{"float_inf", typ(schemas.KindFloat), math.Inf(-1), "DOUBLE", "CAST(%s AS VARCHAR)", "-inf"},
-	{"bool", typ(schemas.KindBool), true, "BOOLEAN", "CAST(%s AS VARCHAR)", "true"},
-	{"string", typ(schemas.KindString), "héllo ☃ 'q' \"d\" \x00nul", "VARCHAR", "%s", "héllo ☃ 'q' \"d\" \x00nul"},
-	{"bytes", typ(schemas.KindBytes), []byte{0, 1, 0xff, 'a'}, "BLOB", "hex(%s)", "0001FF61"},
+	{"int", typ(model.KindInt), int64(math.MinInt64), "BIGINT", "CAST(%s AS VARCHAR)", "-9223372036854775808"},
+	{"float", typ(model.KindFloat), 1.5e-300, "DOUBLE", "CAST(%s = 1.5e-300 AS VARCHAR)", "true"},
+	{"float_nan", typ(model.KindFloat), math.NaN(), "DOUBLE", "CAST(isnan(%s) AS VARCHAR)", "true"},
+	{"float_inf", typ(model.KindFloat), math.Inf(-1), "DOUBLE", "CAST(%s AS VARCHAR)", "-inf"},
+	{"bool", typ(model.KindBool), true, "BOOLEAN", "CAST(%s AS VARCHAR)", "true"},
+	{"string", typ(model.KindString), "héllo ☃ 'q' \"d\" \x00nul", "VARCHAR", "%s", "héllo ☃ 'q' \"d\" \x00nul"},
+	{"bytes", typ(model.KindBytes), []byte{0, 1, 0xff, 'a'}, "BLOB", "hex(%s)", "0001FF61"},
 	{"decimal", decType(10, 2), dec("-12345", 2), "DECIMAL(10,2)", "CAST(%s AS VARCHAR)", "-123.45"},
 	{"decimal_rescaled", decType(4, 2), dec("12", 1), "DECIMAL(4,2)", "CAST(%s AS VARCHAR)", "1.20"},
 	{"decimal_38", decType(38, 10), dec("-1234567890123456789012345678901234567", 10), "DECIMAL(38,10)", "CAST(%s AS VARCHAR)", "-123456789012345678901234567.8901234567"},
 	{"decimal_wide", decType(60, 5), dec("123456789012345678901234567890123456789012345678901234567890", 5), "VARCHAR", "%s", "1234567890123456789012345678901234567890123456789012345.67890"},
-	{"decimal_wide_nan", decType(60, 5), schemas.Decimal{Special: "NaN"}, "VARCHAR", "%s", "NaN"},
-	{"date", typ(schemas.KindDate), time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), "DATE", "CAST(%s AS VARCHAR)", "2024-02-29"},
-	{"date_old", typ(schemas.KindDate), time.Date(1969, 7, 20, 0, 0, 0, 0, time.UTC), "DATE", "CAST(%s AS VARCHAR)", "1969-07-20"},
-	{"time", typ(schemas.KindTime), 13*time.Hour + 4*time.Minute + 5*time.Second + 123456*time.Microsecond, "TIME", "CAST(%s AS VARCHAR)", "13:04:05.123456"},
-	{"timestamp", typ(schemas.KindTimestamp), time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC), "TIMESTAMP", "CAST(%s AS VARCHAR)", "2024-01-02 03:04:05.123456"},
-	{"timestamp_old", typ(schemas.KindTimestamp), time.Date(1900, 1, 1, 0, 0, 0, 1000, time.UTC), "TIMESTAMP", "CAST(%s AS VARCHAR)", "1900-01-01 00:00:00.000001"},
-	{"timestamptz", typ(schemas.KindTimestampTZ), time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC), "TIMESTAMP WITH TIME ZONE", "CAST(epoch_us(%s) AS VARCHAR)", "1704164645123456"},
-	{"uuid", typ(schemas.KindUUID), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "UUID", "CAST(%s AS VARCHAR)", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
-	{"json", typ(schemas.KindJSON), `{"a": [1, 2.5, "x"], "b": null, "c": {"d": "☃"}}`, "JSON", "CAST(%s AS VARCHAR)", `{"a": [1, 2.5, "x"], "b": null, "c": {"d": "☃"}}`},
-	{"json_path", typ(schemas.KindJSON), `{"a": [1, 2.5]}`, "JSON", "CAST(%s->'$.a[1]' AS VARCHAR)", "2.5"},
-	{"json_scalar", typ(schemas.KindJSON), `"text"`, "JSON", "CAST(%s AS VARCHAR)", `"text"`},
-	{"interval", typ(schemas.KindInterval), schemas.Interval{Months: 14, Days: -3, Micros: -3723_000_001}, "INTERVAL", "CAST(%s AS VARCHAR)", "1 year 2 months -3 days -01:02:03.000001"},
-	{"interval_text", typ(schemas.KindInterval), schemas.Interval{Months: 14, Days: 3, Micros: 3723_000_001}, "INTERVAL", "CAST(%s AS VARCHAR)", "1 year 2 months 3 days 01:02:03.000001"},
-	{"int_array", arrayOf(typ(schemas.KindInt)), []any{int64(1), nil, int64(-3)}, "BIGINT[]", "CAST(%s AS VARCHAR)", "[1, NULL, -3]"},
-	{"empty_array", arrayOf(typ(schemas.KindInt)), []any{}, "BIGINT[]", "CAST(len(%s) AS VARCHAR)", "0"},
-	{"string_array", arrayOf(typ(schemas.KindString)), []any{"a,b", "☃"}, "VARCHAR[]", "%s[1] || '|' || %s[2]", "a,b|☃"},
-	{"decimal_array", arrayOf(decType(10, 2)), []any{dec("150", 2), schemas.Decimal{Special: "Infinity"}}, "DECIMAL(10,2)[]", "CAST(%s AS VARCHAR)", "[1.50, NULL]"},
-	{"uuid_array", arrayOf(typ(schemas.KindUUID)), []any{"00000000-0000-0000-0000-000000000001"}, "UUID[]", "CAST(%s AS VARCHAR)", "[00000000-0000-0000-0000-000000000001]"},
-	{"timestamptz_array", arrayOf(typ(schemas.KindTimestampTZ)), []any{time.Unix(1, 0).UTC()}, "TIMESTAMP WITH TIME ZONE[]", "CAST(epoch_us(%s[1]) AS VARCHAR)", "1000000"},
+	{"decimal_wide_nan", decType(60, 5), model.Decimal{Special: "NaN"}, "VARCHAR", "%s", "NaN"},
+	{"date", typ(model.KindDate), time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), "DATE", "CAST(%s AS VARCHAR)", "2024-02-29"},
+	{"date_old", typ(model.KindDate), time.Date(1969, 7, 20, 0, 0, 0, 0, time.UTC), "DATE", "CAST(%s AS VARCHAR)", "1969-07-20"},
+	{"time", typ(model.KindTime), 13*time.Hour + 4*time.Minute + 5*time.Second + 123456*time.Microsecond, "TIME", "CAST(%s AS VARCHAR)", "13:04:05.123456"},
+	{"timestamp", typ(model.KindTimestamp), time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC), "TIMESTAMP", "CAST(%s AS VARCHAR)", "2024-01-02 03:04:05.123456"},
+	{"timestamp_old", typ(model.KindTimestamp), time.Date(1900, 1, 1, 0, 0, 0, 1000, time.UTC), "TIMESTAMP", "CAST(%s AS VARCHAR)", "1900-01-01 00:00:00.000001"},
+	{"timestamptz", typ(model.KindTimestampTZ), time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC), "TIMESTAMP WITH TIME ZONE", "CAST(epoch_us(%s) AS VARCHAR)", "1704164645123456"},
+	{"uuid", typ(model.KindUUID), "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11", "UUID", "CAST(%s AS VARCHAR)", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"},
+	{"json", typ(model.KindJSON), `{"a": [1, 2.5, "x"], "b": null, "c": {"d": "☃"}}`, "JSON", "CAST(%s AS VARCHAR)", `{"a": [1, 2.5, "x"], "b": null, "c": {"d": "☃"}}`},
+	{"json_path", typ(model.KindJSON), `{"a": [1, 2.5]}`, "JSON", "CAST(%s->'$.a[1]' AS VARCHAR)", "2.5"},
+	{"json_scalar", typ(model.KindJSON), `"text"`, "JSON", "CAST(%s AS VARCHAR)", `"text"`},
+	{"interval", typ(model.KindInterval), model.Interval{Months: 14, Days: -3, Micros: -3723_000_001}, "INTERVAL", "CAST(%s AS VARCHAR)", "1 year 2 months -3 days -01:02:03.000001"},
+	{"interval_text", typ(model.KindInterval), model.Interval{Months: 14, Days: 3, Micros: 3723_000_001}, "INTERVAL", "CAST(%s AS VARCHAR)", "1 year 2 months 3 days 01:02:03.000001"},
+	{"int_array", arrayOf(typ(model.KindInt)), []any{int64(1), nil, int64(-3)}, "BIGINT[]", "CAST(%s AS VARCHAR)", "[1, NULL, -3]"},
+	{"empty_array", arrayOf(typ(model.KindInt)), []any{}, "BIGINT[]", "CAST(len(%s) AS VARCHAR)", "0"},
+	{"string_array", arrayOf(typ(model.KindString)), []any{"a,b", "☃"}, "VARCHAR[]", "%s[1] || '|' || %s[2]", "a,b|☃"},
+	{"decimal_array", arrayOf(decType(10, 2)), []any{dec("150", 2), model.Decimal{Special: "Infinity"}}, "DECIMAL(10,2)[]", "CAST(%s AS VARCHAR)", "[1.50, NULL]"},
+	{"uuid_array", arrayOf(typ(model.KindUUID)), []any{"00000000-0000-0000-0000-000000000001"}, "UUID[]", "CAST(%s AS VARCHAR)", "[00000000-0000-0000-0000-000000000001]"},
+	{"timestamptz_array", arrayOf(typ(model.KindTimestampTZ)), []any{time.Unix(1, 0).UTC()}, "TIMESTAMP WITH TIME ZONE[]", "CAST(epoch_us(%s[1]) AS VARCHAR)", "1000000"},
 }
 
 // TestTypesRoundTrip writes every column type through both apply paths
@@ -87,7 +88,7 @@ func TestTypesRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	cols := []schemas.Column{sinktest.Col("id", schemas.KindInt)}
+	cols := []model.Column{sinktest.Col("id", model.KindInt)}
 	values := []any{int64(1)}
 	nulls := []any{int64(2)}
 	for _, c := range typeCases {
@@ -98,7 +99,7 @@ func TestTypesRoundTrip(t *testing.T) {
 		nulls = append(nulls, nil)
 	}
 	tb := sinktest.Table("all types", []int{0}, cols...)
-	h1, h2 := schemas.HLC{WallTime: 100}, schemas.HLC{WallTime: 200}
+	h1, h2 := hlc.Timestamp{WallTime: 100}, hlc.Timestamp{WallTime: 200}
 	commit := func(changes ...sinks.Change) {
 		t.Helper()
 		tx, err := w.Begin(ctx)
@@ -172,19 +173,19 @@ func TestNonFiniteDecimalStoredAsNull(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer w.Close()
-	d := sinktest.Col("d", schemas.KindDecimal)
+	d := sinktest.Col("d", model.KindDecimal)
 	d.Type = decType(10, 2)
-	wide := sinktest.Col("wide", schemas.KindDecimal)
+	wide := sinktest.Col("wide", model.KindDecimal)
 	wide.Type = decType(40, 2)
-	tb := sinktest.Table("prices", []int{0}, sinktest.Col("id", schemas.KindInt), d, wide)
+	tb := sinktest.Table("prices", []int{0}, sinktest.Col("id", model.KindInt), d, wide)
 	tx, err := w.Begin(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
-	h := schemas.HLC{WallTime: 1}
+	h := hlc.Timestamp{WallTime: 1}
 	err = tx.Write(ctx, tb, []sinks.Change{
-		{Op: sinks.OpInsert, Updated: h, Values: []any{int64(1), schemas.Decimal{Special: "NaN"}, schemas.Decimal{Special: "NaN"}}},
-		{Op: sinks.OpInsert, Updated: h, Values: []any{int64(2), schemas.Decimal{Special: "Infinity"}, schemas.Decimal{Special: "-Infinity"}}},
+		{Op: sinks.OpInsert, Updated: h, Values: []any{int64(1), model.Decimal{Special: "NaN"}, model.Decimal{Special: "NaN"}}},
+		{Op: sinks.OpInsert, Updated: h, Values: []any{int64(2), model.Decimal{Special: "Infinity"}, model.Decimal{Special: "-Infinity"}}},
 		{Op: sinks.OpInsert, Updated: h, Values: []any{int64(3), dec("-1", 2), dec("1", 2)}},
 	})
 	if err != nil {
@@ -212,29 +213,29 @@ func TestBadValuesFailClearly(t *testing.T) {
 	defer w.Close()
 	cases := []struct {
 		name string
-		typ  schemas.Type
+		typ  model.Type
 		in   any
 		want string
 	}{
 		{"decimal_too_wide", decType(4, 2), dec("100000", 2), "does not fit DECIMAL(4,2)"},
 		{"decimal_too_precise", decType(4, 1), dec("1234", 3), "more than 1 fractional digits"},
-		{"uuid", typ(schemas.KindUUID), "not-a-uuid", "invalid UUID"},
-		{"uuid_braced", typ(schemas.KindUUID), "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}", "invalid UUID"},
-		{"time", typ(schemas.KindTime), -time.Second, "out of range"},
-		{"array", arrayOf(typ(schemas.KindInt)), []any{"x"}, "element 0"},
-		{"bool", typ(schemas.KindBool), "true", "unexpected Go value of type string"},
+		{"uuid", typ(model.KindUUID), "not-a-uuid", "invalid UUID"},
+		{"uuid_braced", typ(model.KindUUID), "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}", "invalid UUID"},
+		{"time", typ(model.KindTime), -time.Second, "out of range"},
+		{"array", arrayOf(typ(model.KindInt)), []any{"x"}, "element 0"},
+		{"bool", typ(model.KindBool), "true", "unexpected Go value of type string"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			col := sinktest.Col("v", c.typ.Kind)
 			col.Type = c.typ
-			tb := sinktest.Table("bad_"+c.name, []int{0}, sinktest.Col("id", schemas.KindInt), col)
+			tb := sinktest.Table("bad_"+c.name, []int{0}, sinktest.Col("id", model.KindInt), col)
 			tx, err := w.Begin(ctx)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer tx.Rollback(ctx)
-			err = tx.Write(ctx, tb, []sinks.Change{{Op: sinks.OpInsert, Updated: schemas.HLC{WallTime: 1}, Values: []any{int64(1), c.in}}})
+			err = tx.Write(ctx, tb, []sinks.Change{{Op: sinks.OpInsert, Updated: hlc.Timestamp{WallTime: 1}, Values: []any{int64(1), c.in}}})
 			if err == nil || !strings.Contains(err.Error(), c.want) || !strings.Contains(err.Error(), `"v"`) || !strings.Contains(err.Error(), tb.Name) {
 				t.Fatalf("got error %v, want one naming table, column and %q", err, c.want)
 			}

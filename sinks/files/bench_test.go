@@ -10,16 +10,16 @@ import (
 	"testing"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
 // benchTable is the 5-column table of the DuckDB benchmark: BIGINT key,
 // VARCHAR, BIGINT, DECIMAL(12,2), TIMESTAMPTZ.
-func benchTable() *schemas.Table {
-	return table("bench", []int{0}, col("id", schemas.KindInt), col("name", schemas.KindString), col("n", schemas.KindInt),
-		schemas.Column{Name: "amount", Type: schemas.Type{Kind: schemas.KindDecimal, Precision: 12, Scale: 2}},
-		col("at", schemas.KindTimestampTZ))
+func benchTable() *model.Table {
+	return table("bench", []int{0}, col("id", model.KindInt), col("name", model.KindString), col("n", model.KindInt),
+		model.Column{Name: "amount", Type: model.Type{Kind: model.KindDecimal, Precision: 12, Scale: 2}},
+		col("at", model.KindTimestampTZ))
 }
 
 func benchChanges(n, offset int) []sinks.Change {
@@ -28,14 +28,14 @@ func benchChanges(n, offset int) []sinks.Change {
 	for i := range out {
 		k := int64(offset + i)
 		out[i] = ch(sinks.OpUpsert, h(k/3), k, fmt.Sprintf("customer-%07d", k), k*7,
-			schemas.Decimal{Unscaled: big.NewInt(k * 101), Scale: 2}, at.Add(time.Duration(k)*time.Millisecond))
+			model.Decimal{Unscaled: big.NewInt(k * 101), Scale: 2}, at.Add(time.Duration(k)*time.Millisecond))
 	}
 	return out
 }
 
 // writeWindow writes changes (in Write calls of 1,000, as the processor
 // batches) and commits.
-func writeWindow(b *testing.B, w *Writer, cps []sinks.Checkpoint, tb *schemas.Table, changes []sinks.Change) {
+func writeWindow(b *testing.B, w *Writer, cps []sinks.Checkpoint, tb *model.Table, changes []sinks.Change) {
 	ctx := context.Background()
 	tx, err := w.Begin(ctx)
 	if err != nil {

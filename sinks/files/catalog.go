@@ -7,7 +7,7 @@ import (
 	"path"
 	"slices"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // TableInfo is a table's entry in the catalog the writer keeps under
@@ -75,15 +75,15 @@ func (w *Writer) Manifests(ctx context.Context, group string) ([]Manifest, error
 		out = append(out, m)
 	}
 	slices.SortStableFunc(out, func(a, b Manifest) int {
-		ha, _ := schemas.ParseHLC(a.Resolved)
-		hb, _ := schemas.ParseHLC(b.Resolved)
+		ha, _ := hlc.Parse(a.Resolved)
+		hb, _ := hlc.Parse(b.Resolved)
 		return ha.Compare(hb)
 	})
 	return out, nil
 }
 
 // tableInfo builds the catalog entry of a table version.
-func tableInfo(v *version, dir string, format Format, updated schemas.HLC) TableInfo {
+func tableInfo(v *version, dir string, format Format, updated hlc.Timestamp) TableInfo {
 	ti := TableInfo{Name: v.table.Name, Dir: dir, Format: format, Updated: updated.String()}
 	for _, k := range v.table.Key {
 		ti.PrimaryKey = append(ti.PrimaryKey, v.table.Columns[k].Name)
@@ -100,7 +100,7 @@ func tableInfo(v *version, dir string, format Format, updated schemas.HLC) Table
 
 // writeCatalog records the table's newest version under _highwater/tables
 // when it differs from what this writer last recorded.
-func (tx *Tx) writeCatalog(ctx context.Context, tw *tableWindow, resolved schemas.HLC) error {
+func (tx *Tx) writeCatalog(ctx context.Context, tw *tableWindow, resolved hlc.Timestamp) error {
 	v := tw.versions[len(tw.versions)-1]
 	ti := tableInfo(v, tw.dir, tx.w.cfg.Format, resolved)
 	if tx.w.catalog[tw.name] == v.id {

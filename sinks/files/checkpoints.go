@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -182,7 +182,7 @@ func (w *Writer) readCheckpoints(ctx context.Context, group string) (map[partKey
 			}
 		}
 		for _, e := range entries {
-			h, err := schemas.ParseHLC(e.Resolved)
+			h, err := hlc.Parse(e.Resolved)
 			if err != nil {
 				return nil, nil, nil, fmt.Errorf("read checkpoints of group %q: %s: topic %q partition %d: %w", group, w.st.location(key), e.Topic, e.Partition, err)
 			}
@@ -289,7 +289,7 @@ func (w *Writer) recover(ctx context.Context, group, partset string, cps []sinks
 // far: they can no longer change what Checkpoints returns. A failure only
 // leaves an object behind.
 func (w *Writer) dropSuperseded(ctx context.Context, own *stateObject, cps []sinks.Checkpoint) {
-	mine := make(map[partKey]schemas.HLC, len(cps))
+	mine := make(map[partKey]hlc.Timestamp, len(cps))
 	for _, cp := range cps {
 		mine[partKey{cp.Group, cp.Topic, cp.Partition}] = cp.Resolved
 	}
@@ -301,7 +301,7 @@ func (w *Writer) dropSuperseded(ctx context.Context, own *stateObject, cps []sin
 		}
 		superseded := len(st.Checkpoints) > 0
 		for _, e := range st.Checkpoints {
-			h, err := schemas.ParseHLC(e.Resolved)
+			h, err := hlc.Parse(e.Resolved)
 			r, ok := mine[partKey{st.Group, e.Topic, e.Partition}]
 			if err != nil || !ok || r.Less(h) {
 				superseded = false

@@ -15,7 +15,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -31,10 +31,10 @@ type commitPlan struct {
 	group, partset string
 	// resolved is the window's HLC: the newest checkpoint's resolved, or
 	// the newest row's without checkpoints.
-	resolved schemas.HLC
+	resolved hlc.Timestamp
 	// floor is the HLC at or below which rows were already written
 	// (Tx.floor).
-	floor schemas.HLC
+	floor hlc.Timestamp
 	// base and date place the window's files: <table dir>/<date>/<base>-*
 	// and the dead letters' dlqKey.
 	base, date, dlqKey string
@@ -276,17 +276,17 @@ func (tx *Tx) publish(ctx context.Context, p *commitPlan, state *stateObject, m 
 // window's partitions. By CockroachDB's resolved guarantee every row with
 // updated <= a partition's resolved was in the window through it, so rows
 // the changefeed re-sent at exactly the frontier are not written twice.
-func (tx *Tx) floor(cps []sinks.Checkpoint) schemas.HLC {
+func (tx *Tx) floor(cps []sinks.Checkpoint) hlc.Timestamp {
 	if len(cps) == 0 {
-		return schemas.HLC{}
+		return hlc.Timestamp{}
 	}
 	tx.w.mu.Lock()
 	defer tx.w.mu.Unlock()
-	var floor schemas.HLC
+	var floor hlc.Timestamp
 	for i, cp := range cps {
 		stored, ok := tx.w.applied[partKey{cp.Group, cp.Topic, cp.Partition}]
 		if !ok {
-			return schemas.HLC{}
+			return hlc.Timestamp{}
 		}
 		h := stored.Resolved
 		if i == 0 || h.Less(floor) {
@@ -321,7 +321,7 @@ func deadLetterLines(dls []sinks.DeadLetter) []byte {
 // writeTable merges the table's runs in (HLC, key) order, keeps the last
 // arrival of each (key, HLC), drops rows at or below floor, and writes each
 // row to its version's files.
-func (tx *Tx) writeTable(ctx context.Context, tw *tableWindow, base string, floor schemas.HLC) ([]FileEntry, error) {
+func (tx *Tx) writeTable(ctx context.Context, tw *tableWindow, base string, floor hlc.Timestamp) ([]FileEntry, error) {
 	var src recordSource
 	if len(tw.runs) == 0 {
 		slices.SortFunc(tw.recs, compareRecords)
@@ -352,7 +352,7 @@ func (tx *Tx) writeTable(ctx context.Context, tw *tableWindow, base string, floo
 	var held []byte
 	have := false
 	emit := func(rec []byte) error {
-		if floorKey != nil && bytes.Compare(rec[:schemas.HLCSize], floorKey) <= 0 {
+		if floorKey != nil && bytes.Compare(rec[:hlc.Size], floorKey) <= 0 {
 			return nil
 		}
 		id := recIdentity(rec)
@@ -367,7 +367,7 @@ func (tx *Tx) writeTable(ctx context.Context, tw *tableWindow, base string, floo
 			o = &output{tx: tx, v: tw.versions[vi], base: base + "-" + tw.versions[vi].id}
 			outs[vi] = o
 		}
-		h, err := schemas.DecodeHLC(rec)
+		h, err := hlc.Decode(rec)
 		if err != nil {
 			return err
 		}

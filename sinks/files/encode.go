@@ -1,7 +1,7 @@
 package files
 
 import (
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -13,7 +13,7 @@ type encoder interface {
 	// writeRow writes one row: the version's column values as staged
 	// (values.go's encoding, read through r), then _hw_updated = h and
 	// _hw_op = op.
-	writeRow(h schemas.HLC, op sinks.Op, r *reader) error
+	writeRow(h hlc.Timestamp, op sinks.Op, r *reader) error
 	// size is how large the file is so far, for --max-file-size.
 	size() int64
 	// close writes what the format holds back (Parquet's footer, a

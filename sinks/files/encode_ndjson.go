@@ -14,7 +14,8 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -39,7 +40,7 @@ func newNDJSONEncoder(v *version, cw *countingWriter, codec compressor) (*ndjson
 	return e, nil
 }
 
-func (e *ndjsonEncoder) writeRow(h schemas.HLC, op sinks.Op, r *reader) error {
+func (e *ndjsonEncoder) writeRow(h hlc.Timestamp, op sinks.Op, r *reader) error {
 	b := append(e.line[:0], '{')
 	for j, c := range e.v.cols {
 		if j > 0 {
@@ -102,9 +103,9 @@ func (c *column) appendJSON(b []byte, r *reader) []byte {
 
 func (c *column) leafJSON(b []byte, r *reader) []byte {
 	switch c.t.Kind {
-	case schemas.KindInt:
+	case model.KindInt:
 		return strconv.AppendInt(b, r.varint(), 10)
-	case schemas.KindFloat:
+	case model.KindFloat:
 		f := math.Float64frombits(binary.LittleEndian.Uint64(r.bytes(8)))
 		switch {
 		case math.IsNaN(f):
@@ -115,20 +116,20 @@ func (c *column) leafJSON(b []byte, r *reader) []byte {
 			return append(b, `"-Infinity"`...)
 		}
 		return strconv.AppendFloat(b, f, 'g', -1, 64)
-	case schemas.KindBool:
+	case model.KindBool:
 		return strconv.AppendBool(b, r.byte() == 1)
-	case schemas.KindBytes:
+	case model.KindBytes:
 		v := r.bytes(int(r.uvarint()))
 		b = append(b, '"')
 		b = base64.StdEncoding.AppendEncode(b, v)
 		return append(b, '"')
-	case schemas.KindJSON:
+	case model.KindJSON:
 		v := r.bytes(int(r.uvarint()))
 		if json.Valid(v) {
 			return append(b, v...)
 		}
 		return appendJSONString(b, string(v))
-	case schemas.KindDecimal:
+	case model.KindDecimal:
 		if c.decText {
 			return appendJSONString(b, string(r.bytes(int(r.uvarint()))))
 		}
@@ -139,14 +140,14 @@ func (c *column) leafJSON(b []byte, r *reader) []byte {
 			u = int128ToBig(r.bytes(16))
 		}
 		// Text, so that no JSON reader rounds it through a double.
-		return appendJSONString(b, schemas.Decimal{Unscaled: u, Scale: c.t.Scale}.String())
-	case schemas.KindDate:
+		return appendJSONString(b, model.Decimal{Unscaled: u, Scale: c.t.Scale}.String())
+	case model.KindDate:
 		return time.Unix(r.varint()*86400, 0).UTC().AppendFormat(append(b, '"'), "2006-01-02\"")
-	case schemas.KindTime:
+	case model.KindTime:
 		return appendJSONString(b, formatTime(time.Duration(r.varint())*time.Microsecond))
-	case schemas.KindTimestamp:
+	case model.KindTimestamp:
 		return time.UnixMicro(r.varint()).UTC().AppendFormat(append(b, '"'), "2006-01-02T15:04:05.999999\"")
-	case schemas.KindTimestampTZ:
+	case model.KindTimestampTZ:
 		return time.UnixMicro(r.varint()).UTC().AppendFormat(append(b, '"'), "2006-01-02T15:04:05.999999Z07:00\"")
 	}
 	return appendJSONString(b, string(r.bytes(int(r.uvarint()))))
@@ -201,7 +202,7 @@ func formatTime(d time.Duration) string {
 // formatInterval renders an interval as CockroachDB and PostgreSQL print it
 // by default ("1 year 2 mons 3 days 04:05:06.789"), which DuckDB,
 // PostgreSQL and CockroachDB cast back to INTERVAL.
-func formatInterval(iv schemas.Interval) string {
+func formatInterval(iv model.Interval) string {
 	var parts []string
 	unit := func(n int64, one, many string) {
 		if n == 0 {

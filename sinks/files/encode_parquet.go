@@ -12,7 +12,8 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -49,7 +50,7 @@ func newParquetEncoder(v *version, out io.Writer, codec compressor) *parquetEnco
 	return &parquetEncoder{v: v, pw: pw}
 }
 
-func (e *parquetEncoder) writeRow(h schemas.HLC, op sinks.Op, r *reader) error {
+func (e *parquetEncoder) writeRow(h hlc.Timestamp, op sinks.Op, r *reader) error {
 	row := e.row[:0]
 	for j, c := range e.v.cols {
 		row = c.appendParquet(row, r, j)
@@ -82,7 +83,7 @@ func (e *parquetEncoder) close() error { return e.pw.Close() }
 
 // hlcDecimal renders h as _hw_updated's DECIMAL(38,10) unscaled value,
 // WallTime*10^10 + Logical, in 16 bytes of big-endian two's complement.
-func hlcDecimal(b []byte, h schemas.HLC) []byte {
+func hlcDecimal(b []byte, h hlc.Timestamp) []byte {
 	hi, lo := bits.Mul64(uint64(h.WallTime), 10_000_000_000)
 	var carry uint64
 	lo, carry = bits.Add64(lo, uint64(h.Logical), 0)
@@ -172,9 +173,9 @@ func (c *column) leafValue(r *reader) parquet.Value {
 	case codecInt64:
 		v := r.varint()
 		switch c.t.Kind {
-		case schemas.KindDate:
+		case model.KindDate:
 			return parquet.Int32Value(int32(v))
-		case schemas.KindDecimal:
+		case model.KindDecimal:
 			if c.t.Precision <= 9 {
 				return parquet.Int32Value(int32(v))
 			}

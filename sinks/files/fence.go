@@ -12,7 +12,7 @@ import (
 
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -70,7 +70,7 @@ func stagedKey(group, base, token string) string {
 
 func (e *fenceEntry) checkpoint(group string) (sinks.Checkpoint, error) {
 	cp := sinks.Checkpoint{Group: group, Topic: e.Topic, Partition: e.Partition, NextOffset: e.NextOffset}
-	h, err := schemas.ParseHLC(e.Resolved)
+	h, err := hlc.Parse(e.Resolved)
 	if err != nil {
 		return cp, fmt.Errorf("fence object of group %q: %s[%d]: resolved %q: %w", group, e.Topic, e.Partition, e.Resolved, err)
 	}

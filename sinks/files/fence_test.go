@@ -13,7 +13,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -112,7 +112,7 @@ func TestFenceMatchingStaleAndAbsent(t *testing.T) {
 		w := open()
 		tb := kv("t")
 		x := []sinks.Checkpoint{cp(0, h(10), 10), cp(1, h(10), 20)}
-		if err := fencedCommit(w, []sinks.Checkpoint{cp(0, schemas.HLC{}, 0), cp(1, schemas.HLC{}, 0)}, x,
+		if err := fencedCommit(w, []sinks.Checkpoint{cp(0, hlc.Timestamp{}, 0), cp(1, hlc.Timestamp{}, 0)}, x,
 			write{tb, []sinks.Change{ch(sinks.OpInsert, h(1), int64(1), "a", nil)}}); err != nil {
 			t.Fatalf("first window, held at zero where nothing is stored: %v", err)
 		}
@@ -200,7 +200,7 @@ func TestFenceObjectCompareAndSwap(t *testing.T) {
 					err := w.casFence(context.Background(), "g", func(f *fenceObject) error {
 						e := f.entry("t", 0)
 						if e == nil {
-							e = f.add(cp(0, schemas.HLC{}, 0))
+							e = f.add(cp(0, hlc.Timestamp{}, 0))
 						}
 						e.NextOffset++
 						return nil

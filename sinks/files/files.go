@@ -15,8 +15,9 @@ import (
 
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/redact"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -354,16 +355,16 @@ func escape(name string) string {
 	if name == "" {
 		return "_"
 	}
-	return schemas.SQLNameToKafkaName(name)
+	return model.SQLNameToKafkaName(name)
 }
 
 // hlcName renders an HLC fixed-width, so that names sort by HLC.
-func hlcName(h schemas.HLC) string {
+func hlcName(h hlc.Timestamp) string {
 	return fmt.Sprintf("%019d.%010d", h.WallTime, h.Logical)
 }
 
 // datePath is the Hive-style partition of a window by its resolved time.
-func datePath(h schemas.HLC) string {
+func datePath(h hlc.Timestamp) string {
 	return h.Time().Format("date=2006-01-02/hour=15")
 }
 
@@ -371,7 +372,7 @@ func stateKey(group, partset string) string {
 	return internalDir + "/checkpoints/" + escape(group) + "/" + partset + ".json"
 }
 
-func manifestKey(group, partset string, resolved schemas.HLC) string {
+func manifestKey(group, partset string, resolved hlc.Timestamp) string {
 	return internalDir + "/manifests/" + escape(group) + "/" + partset + "/" + hlcName(resolved) + ".json"
 }
 

@@ -16,11 +16,12 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-func S(x schemas.HLC) string { return x.String() }
+func S(x hlc.Timestamp) string { return x.String() }
 
 func TestWindowIsDedupedAndOrderedWithDeletes(t *testing.T) {
 	dir := t.TempDir()
@@ -56,40 +57,40 @@ func TestWindowIsDedupedAndOrderedWithDeletes(t *testing.T) {
 }
 
 // allTypes is a table with every kind, and two rows of values.
-func allTypes() (*schemas.Table, []sinks.Change) {
-	typ := func(k schemas.Kind) schemas.Type { return schemas.Type{Kind: k} }
-	arr := func(k schemas.Kind) schemas.Type { e := typ(k); return schemas.Type{Kind: schemas.KindArray, Elem: &e} }
+func allTypes() (*model.Table, []sinks.Change) {
+	typ := func(k model.Kind) model.Type { return model.Type{Kind: k} }
+	arr := func(k model.Kind) model.Type { e := typ(k); return model.Type{Kind: model.KindArray, Elem: &e} }
 	tb := table("all types", []int{0},
-		col("id", schemas.KindInt),
-		col("f", schemas.KindFloat),
-		col("b", schemas.KindBool),
-		col("s", schemas.KindString),
-		col("by", schemas.KindBytes),
-		schemas.Column{Name: "d9", Type: schemas.Type{Kind: schemas.KindDecimal, Precision: 9, Scale: 2}},
-		schemas.Column{Name: "d18", Type: schemas.Type{Kind: schemas.KindDecimal, Precision: 18, Scale: 4}},
-		schemas.Column{Name: "d38", Type: schemas.Type{Kind: schemas.KindDecimal, Precision: 38, Scale: 10}},
-		schemas.Column{Name: "dtext", Type: schemas.Type{Kind: schemas.KindDecimal}},
-		col("dt", schemas.KindDate),
-		col("tm", schemas.KindTime),
-		col("ts", schemas.KindTimestamp),
-		col("tz", schemas.KindTimestampTZ),
-		col("u", schemas.KindUUID),
-		col("j", schemas.KindJSON),
-		col("iv", schemas.KindInterval),
-		schemas.Column{Name: "ints", Type: arr(schemas.KindInt)},
-		schemas.Column{Name: "strs", Type: arr(schemas.KindString)},
-		schemas.Column{Name: "decs", Type: schemas.Type{Kind: schemas.KindArray, Elem: &schemas.Type{Kind: schemas.KindDecimal, Precision: 10, Scale: 2}}},
+		col("id", model.KindInt),
+		col("f", model.KindFloat),
+		col("b", model.KindBool),
+		col("s", model.KindString),
+		col("by", model.KindBytes),
+		model.Column{Name: "d9", Type: model.Type{Kind: model.KindDecimal, Precision: 9, Scale: 2}},
+		model.Column{Name: "d18", Type: model.Type{Kind: model.KindDecimal, Precision: 18, Scale: 4}},
+		model.Column{Name: "d38", Type: model.Type{Kind: model.KindDecimal, Precision: 38, Scale: 10}},
+		model.Column{Name: "dtext", Type: model.Type{Kind: model.KindDecimal}},
+		col("dt", model.KindDate),
+		col("tm", model.KindTime),
+		col("ts", model.KindTimestamp),
+		col("tz", model.KindTimestampTZ),
+		col("u", model.KindUUID),
+		col("j", model.KindJSON),
+		col("iv", model.KindInterval),
+		model.Column{Name: "ints", Type: arr(model.KindInt)},
+		model.Column{Name: "strs", Type: arr(model.KindString)},
+		model.Column{Name: "decs", Type: model.Type{Kind: model.KindArray, Elem: &model.Type{Kind: model.KindDecimal, Precision: 10, Scale: 2}}},
 	)
-	dec := func(u int64, s int) schemas.Decimal { return schemas.Decimal{Unscaled: big.NewInt(u), Scale: s} }
+	dec := func(u int64, s int) model.Decimal { return model.Decimal{Unscaled: big.NewInt(u), Scale: s} }
 	huge, _ := new(big.Int).SetString("-12345678901234567890123456789", 10)
 	rows := []sinks.Change{
 		ch(sinks.OpInsert, h(1), int64(-9007199254740993), 1.5, true, "a\x00b \"q\" ☃\n", []byte{0, 1, 255},
-			dec(-12345, 2), dec(123456789012345678, 4), schemas.Decimal{Unscaled: huge, Scale: 10}, schemas.Decimal{Special: "NaN"},
+			dec(-12345, 2), dec(123456789012345678, 4), model.Decimal{Unscaled: huge, Scale: 10}, model.Decimal{Special: "NaN"},
 			time.Date(1969, 12, 31, 0, 0, 0, 0, time.UTC), 13*time.Hour+14*time.Minute+15*time.Second+123456*time.Microsecond,
 			time.Date(2022, 8, 4, 19, 6, 24, 586630000, time.UTC), time.Date(2022, 8, 4, 19, 6, 24, 1000, time.UTC),
-			"0E8C3E5D-8A4B-4E6F-9C1D-2B3A4C5D6E7F", `{"a": [1, "x"], "b": null}`, schemas.Interval{Months: -14, Days: 3, Micros: -(4*3600e6 + 6789000)},
+			"0E8C3E5D-8A4B-4E6F-9C1D-2B3A4C5D6E7F", `{"a": [1, "x"], "b": null}`, model.Interval{Months: -14, Days: 3, Micros: -(4*3600e6 + 6789000)},
 			[]any{int64(1), nil, int64(-3)}, []any{"x", ""}, []any{dec(1050, 2), nil}),
-		ch(sinks.OpUpsert, h(2), int64(2), nil, nil, nil, nil, dec(1, 0), nil, nil, schemas.Decimal{Unscaled: big.NewInt(5), Scale: 1}, nil, nil, nil, nil, nil, nil, nil,
+		ch(sinks.OpUpsert, h(2), int64(2), nil, nil, nil, nil, dec(1, 0), nil, nil, model.Decimal{Unscaled: big.NewInt(5), Scale: 1}, nil, nil, nil, nil, nil, nil, nil,
 			[]any{}, nil, []any{}),
 	}
 	return tb, rows
@@ -231,7 +232,7 @@ func TestSchemaChangeStartsNewFile(t *testing.T) {
 	dir := t.TempDir()
 	w := openDir(t, dir, Config{})
 	v1 := kv("t")
-	v2 := table("t", []int{0}, col("id", schemas.KindInt), col("name", schemas.KindString), col("n", schemas.KindInt), col("added", schemas.KindString))
+	v2 := table("t", []int{0}, col("id", model.KindInt), col("name", model.KindString), col("n", model.KindInt), col("added", model.KindString))
 	commit(t, w, []sinks.Checkpoint{cp(0, h(10), 1)},
 		write{v1, []sinks.Change{ch(sinks.OpInsert, h(1), int64(1), "a", int64(1))}},
 		write{v2, []sinks.Change{ch(sinks.OpUpdate, h(2), int64(1), "b", int64(2), "new")}},
@@ -631,23 +632,23 @@ func TestDeadLettersAreWrittenWithTheWindow(t *testing.T) {
 
 func TestBadInputIsAnError(t *testing.T) {
 	tb := kv("t")
-	dec := table("d", []int{0}, col("id", schemas.KindInt), schemas.Column{Name: "x", Type: schemas.Type{Kind: schemas.KindDecimal, Precision: 4, Scale: 2}})
+	dec := table("d", []int{0}, col("id", model.KindInt), model.Column{Name: "x", Type: model.Type{Kind: model.KindDecimal, Precision: 4, Scale: 2}})
 	for _, tc := range []struct {
 		name  string
-		table *schemas.Table
+		table *model.Table
 		ch    sinks.Change
 		want  string
 	}{
 		{"wrong value count", tb, ch(sinks.OpInsert, h(1), int64(1)), "1 values for 3 columns"},
 		{"NULL key", tb, ch(sinks.OpInsert, h(1), nil, "a", int64(1)), `primary-key column "id" is NULL`},
 		{"wrong Go type", tb, ch(sinks.OpInsert, h(1), int64(1), 7, int64(1)), "unexpected Go value of type int"},
-		{"no primary key", table("nokey", nil, col("a", schemas.KindInt)), ch(sinks.OpInsert, h(1), int64(1)), "no primary key"},
-		{"reserved column", table("r", []int{0}, col("_hw_op", schemas.KindInt)), ch(sinks.OpInsert, h(1), int64(1)), "collides"},
-		{"decimal too wide", dec, ch(sinks.OpInsert, h(1), int64(1), schemas.Decimal{Unscaled: big.NewInt(123456), Scale: 2}), "does not fit"},
-		{"decimal too precise", dec, ch(sinks.OpInsert, h(1), int64(1), schemas.Decimal{Unscaled: big.NewInt(1234), Scale: 3}), "fractional digits"},
-		{"bad UUID", table("u", []int{0}, col("u", schemas.KindUUID)), ch(sinks.OpInsert, h(1), "nope"), "invalid UUID"},
-		{"braced UUID", table("u", []int{0}, col("u", schemas.KindUUID)), ch(sinks.OpInsert, h(1), "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}"), "invalid UUID"},
-		{"negative HLC", tb, ch(sinks.OpInsert, schemas.HLC{WallTime: -1}, int64(1), "a", int64(1)), "negative HLC"},
+		{"no primary key", table("nokey", nil, col("a", model.KindInt)), ch(sinks.OpInsert, h(1), int64(1)), "no primary key"},
+		{"reserved column", table("r", []int{0}, col("_hw_op", model.KindInt)), ch(sinks.OpInsert, h(1), int64(1)), "collides"},
+		{"decimal too wide", dec, ch(sinks.OpInsert, h(1), int64(1), model.Decimal{Unscaled: big.NewInt(123456), Scale: 2}), "does not fit"},
+		{"decimal too precise", dec, ch(sinks.OpInsert, h(1), int64(1), model.Decimal{Unscaled: big.NewInt(1234), Scale: 3}), "fractional digits"},
+		{"bad UUID", table("u", []int{0}, col("u", model.KindUUID)), ch(sinks.OpInsert, h(1), "nope"), "invalid UUID"},
+		{"braced UUID", table("u", []int{0}, col("u", model.KindUUID)), ch(sinks.OpInsert, h(1), "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}"), "invalid UUID"},
+		{"negative HLC", tb, ch(sinks.OpInsert, hlc.Timestamp{WallTime: -1}, int64(1), "a", int64(1)), "negative HLC"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			dir := t.TempDir()
@@ -720,7 +721,7 @@ func TestReplayedDeadLetterIsWrittenOnce(t *testing.T) {
 	dir := t.TempDir()
 	w := openDir(t, dir, Config{})
 	ctx := context.Background()
-	window := func(resolved schemas.HLC, next int64, offsets ...int64) {
+	window := func(resolved hlc.Timestamp, next int64, offsets ...int64) {
 		tx, _ := w.Begin(ctx)
 		var dls []sinks.DeadLetter
 		for _, o := range offsets {

@@ -14,7 +14,8 @@ import (
 	"github.com/johannesboyne/gofakes3"
 	"github.com/johannesboyne/gofakes3/backend/s3mem"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
@@ -22,14 +23,14 @@ import (
 // base is a realistic wall time (2022-08-04), so HLC text has 19 digits.
 const base = int64(1659643584586630201)
 
-func h(i int64) schemas.HLC { return schemas.HLC{WallTime: base + i} }
+func h(i int64) hlc.Timestamp { return hlc.Timestamp{WallTime: base + i} }
 
-func col(name string, k schemas.Kind) schemas.Column {
-	return schemas.Column{Name: name, Type: schemas.Type{Kind: k}, Nullable: true}
+func col(name string, k model.Kind) model.Column {
+	return model.Column{Name: name, Type: model.Type{Kind: k}, Nullable: true}
 }
 
-func table(name string, key []int, cols ...schemas.Column) *schemas.Table {
-	t := &schemas.Table{Name: name, Columns: cols, Key: key}
+func table(name string, key []int, cols ...model.Column) *model.Table {
+	t := &model.Table{Name: name, Columns: cols, Key: key}
 	for _, k := range key {
 		t.Columns[k].PrimaryKey = true
 	}
@@ -37,20 +38,20 @@ func table(name string, key []int, cols ...schemas.Column) *schemas.Table {
 }
 
 // kv is the everyday table: id INT primary key, name STRING, n INT.
-func kv(name string) *schemas.Table {
-	return table(name, []int{0}, col("id", schemas.KindInt), col("name", schemas.KindString), col("n", schemas.KindInt))
+func kv(name string) *model.Table {
+	return table(name, []int{0}, col("id", model.KindInt), col("name", model.KindString), col("n", model.KindInt))
 }
 
-func ch(op sinks.Op, at schemas.HLC, vals ...any) sinks.Change {
+func ch(op sinks.Op, at hlc.Timestamp, vals ...any) sinks.Change {
 	return sinks.Change{Op: op, Updated: at, Values: vals}
 }
 
 type write struct {
-	table   *schemas.Table
+	table   *model.Table
 	changes []sinks.Change
 }
 
-func cp(part int32, resolved schemas.HLC, next int64) sinks.Checkpoint {
+func cp(part int32, resolved hlc.Timestamp, next int64) sinks.Checkpoint {
 	return sinks.Checkpoint{Group: "g", Topic: "t", Partition: part, Resolved: resolved, NextOffset: next}
 }
 

@@ -8,7 +8,8 @@ import (
 	"math/big"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // A record's key (see recHeader) is its primary-key values in an
@@ -56,7 +57,7 @@ func (c *column) appendKey(b []byte, v any) ([]byte, error) {
 	}
 	b = append(b, 1)
 	switch c.t.Kind {
-	case schemas.KindInt:
+	case model.KindInt:
 		switch x := v.(type) {
 		case int64:
 			return appendOrderedInt(b, x), nil
@@ -65,7 +66,7 @@ func (c *column) appendKey(b []byte, v any) ([]byte, error) {
 		case int32:
 			return appendOrderedInt(b, int64(x)), nil
 		}
-	case schemas.KindFloat:
+	case model.KindFloat:
 		var f float64
 		switch x := v.(type) {
 		case float64:
@@ -85,21 +86,21 @@ func (c *column) appendKey(b []byte, v any) ([]byte, error) {
 			u |= 1 << 63
 		}
 		return binary.BigEndian.AppendUint64(append(b, 1), u), nil
-	case schemas.KindBool:
+	case model.KindBool:
 		if x, ok := v.(bool); ok {
 			if x {
 				return append(b, 1), nil
 			}
 			return append(b, 0), nil
 		}
-	case schemas.KindString, schemas.KindJSON, schemas.KindBytes:
+	case model.KindString, model.KindJSON, model.KindBytes:
 		switch x := v.(type) {
 		case string:
 			return appendOrderedBytes(b, x), nil
 		case []byte:
 			return appendOrderedBytes(b, x), nil
 		}
-	case schemas.KindUUID:
+	case model.KindUUID:
 		var s string
 		switch x := v.(type) {
 		case string:
@@ -117,8 +118,8 @@ func (c *column) appendKey(b []byte, v any) ([]byte, error) {
 			return b, err
 		}
 		return appendOrderedBytes(b, u), nil
-	case schemas.KindInterval:
-		if x, ok := v.(schemas.Interval); ok {
+	case model.KindInterval:
+		if x, ok := v.(model.Interval); ok {
 			const day = int64(24 * time.Hour / time.Microsecond)
 			total := big.NewInt(int64(x.Months)*30 + int64(x.Days))
 			total.Mul(total, big.NewInt(day))
@@ -128,13 +129,13 @@ func (c *column) appendKey(b []byte, v any) ([]byte, error) {
 			b = appendOrderedInt(b, int64(x.Days))
 			return appendOrderedInt(b, x.Micros), nil
 		}
-	case schemas.KindDecimal:
-		d, ok := v.(schemas.Decimal)
+	case model.KindDecimal:
+		d, ok := v.(model.Decimal)
 		if !ok {
 			return bad()
 		}
 		return c.appendDecimalKey(b, d)
-	case schemas.KindDate:
+	case model.KindDate:
 		if x, ok := v.(time.Time); ok {
 			sec := x.Unix()
 			days := sec / 86400
@@ -143,18 +144,18 @@ func (c *column) appendKey(b []byte, v any) ([]byte, error) {
 			}
 			return appendOrderedInt(b, days), nil
 		}
-	case schemas.KindTime:
+	case model.KindTime:
 		if x, ok := v.(time.Duration); ok {
 			if x < 0 || x > 24*time.Hour {
 				return b, fmt.Errorf("TIME value %s out of range", x)
 			}
 			return appendOrderedInt(b, x.Microseconds()), nil
 		}
-	case schemas.KindTimestamp, schemas.KindTimestampTZ:
+	case model.KindTimestamp, model.KindTimestampTZ:
 		if x, ok := v.(time.Time); ok {
 			return appendOrderedInt(b, x.UnixMicro()), nil
 		}
-	case schemas.KindArray:
+	case model.KindArray:
 		x, ok := v.([]any)
 		if !ok {
 			return bad()
@@ -180,7 +181,7 @@ func (c *column) appendKey(b []byte, v any) ([]byte, error) {
 // zeros: E as an int64, then D's digits, then 0x00 (a shorter D is a
 // smaller number with the same E). A negative d stores E and D's bytes
 // complemented and ends in 0xFF, which reverses their order.
-func (c *column) appendDecimalKey(b []byte, d schemas.Decimal) ([]byte, error) {
+func (c *column) appendDecimalKey(b []byte, d model.Decimal) ([]byte, error) {
 	switch d.Special {
 	case "":
 	case "NaN":
@@ -265,7 +266,7 @@ func appendOrderedBytes[T string | []byte](b []byte, s T) []byte {
 // then arrival. The key's length in the header is skipped: it says where
 // the key ends, not how it orders.
 func compareRecords(a, b []byte) int {
-	if c := bytes.Compare(a[:schemas.HLCSize], b[:schemas.HLCSize]); c != 0 {
+	if c := bytes.Compare(a[:hlc.Size], b[:hlc.Size]); c != 0 {
 		return c
 	}
 	ia, ib := recIdentity(a), recIdentity(b)

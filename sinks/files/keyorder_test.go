@@ -9,12 +9,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-func dec(unscaled int64, scale int) schemas.Decimal {
-	return schemas.Decimal{Unscaled: big.NewInt(unscaled), Scale: scale}
+func dec(unscaled int64, scale int) model.Decimal {
+	return model.Decimal{Unscaled: big.NewInt(unscaled), Scale: scale}
 }
 
 // TestKeyEncodingOrdersByValue: for every key type, values listed in
@@ -30,43 +30,43 @@ func TestKeyEncodingOrdersByValue(t *testing.T) {
 	}
 	huge, _ := new(big.Int).SetString("123456789012345678901234567890", 10)
 	cases := []struct {
-		t schemas.Type
+		t model.Type
 		// asc are in ascending order; same are pairs that are one key.
 		asc  []any
 		same [][2]any
 	}{
-		{t: schemas.Type{Kind: schemas.KindInt}, asc: []any{int64(math.MinInt64), int64(-300), int64(-64), int64(-63), int64(-2), int64(-1), int64(0), int64(1), int64(2), int64(9), int64(10), int64(63), int64(64), int64(128), int64(1 << 40), int64(math.MaxInt64)},
+		{t: model.Type{Kind: model.KindInt}, asc: []any{int64(math.MinInt64), int64(-300), int64(-64), int64(-63), int64(-2), int64(-1), int64(0), int64(1), int64(2), int64(9), int64(10), int64(63), int64(64), int64(128), int64(1 << 40), int64(math.MaxInt64)},
 			same: [][2]any{{int64(7), 7}, {int32(-3), int64(-3)}}},
-		{t: schemas.Type{Kind: schemas.KindFloat}, asc: []any{math.NaN(), math.Inf(-1), -1e300, -1.5, -1e-300, math.Copysign(0, -1), 0.0, 1e-300, 1.0, 2.5, 10.0, math.Inf(1)},
+		{t: model.Type{Kind: model.KindFloat}, asc: []any{math.NaN(), math.Inf(-1), -1e300, -1.5, -1e-300, math.Copysign(0, -1), 0.0, 1e-300, 1.0, 2.5, 10.0, math.Inf(1)},
 			same: [][2]any{{float32(1.5), 1.5}}},
-		{t: schemas.Type{Kind: schemas.KindBool}, asc: []any{false, true}},
-		{t: schemas.Type{Kind: schemas.KindString}, asc: []any{"", "\x00", "\x00\x00", "\x01", "A", "Z", "a", "a\x00", "a\x00b", "a\x01", "aa", "ab", "b", "é", "🍦"},
+		{t: model.Type{Kind: model.KindBool}, asc: []any{false, true}},
+		{t: model.Type{Kind: model.KindString}, asc: []any{"", "\x00", "\x00\x00", "\x01", "A", "Z", "a", "a\x00", "a\x00b", "a\x01", "aa", "ab", "b", "é", "🍦"},
 			same: [][2]any{{"x", []byte("x")}}},
-		{t: schemas.Type{Kind: schemas.KindBytes}, asc: []any{[]byte{}, []byte{0}, []byte{0, 0xFF}, []byte{0, 0xFF, 0}, []byte{1}, []byte{0xFF}}},
-		{t: schemas.Type{Kind: schemas.KindUUID}, asc: []any{"00000000-0000-0000-0000-000000000000", "0000000a-0000-0000-0000-000000000000", "7fffffff-ffff-ffff-ffff-ffffffffffff", "80000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"},
+		{t: model.Type{Kind: model.KindBytes}, asc: []any{[]byte{}, []byte{0}, []byte{0, 0xFF}, []byte{0, 0xFF, 0}, []byte{1}, []byte{0xFF}}},
+		{t: model.Type{Kind: model.KindUUID}, asc: []any{"00000000-0000-0000-0000-000000000000", "0000000a-0000-0000-0000-000000000000", "7fffffff-ffff-ffff-ffff-ffffffffffff", "80000000-0000-0000-0000-000000000000", "ffffffff-ffff-ffff-ffff-ffffffffffff"},
 			same: [][2]any{{"A0EEBC99-9C0B-4EF8-BB6D-6BB9BD380A11", "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}, {[]byte{0xa0, 0xee, 0xbc, 0x99, 0x9c, 0x0b, 0x4e, 0xf8, 0xbb, 0x6d, 0x6b, 0xb9, 0xbd, 0x38, 0x0a, 0x11}, "a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11"}}},
-		{t: schemas.Type{Kind: schemas.KindInterval}, asc: []any{
-			schemas.Interval{Months: -1}, schemas.Interval{Days: -1}, schemas.Interval{Micros: -1}, schemas.Interval{},
-			schemas.Interval{Micros: 1}, schemas.Interval{Days: 1, Micros: -1}, schemas.Interval{Micros: 24 * 3600e6}, schemas.Interval{Days: 1},
-			schemas.Interval{Days: 1, Micros: 3600e6}, schemas.Interval{Days: 29}, schemas.Interval{Days: 30}, schemas.Interval{Months: 1},
-			schemas.Interval{Days: 31}, schemas.Interval{Months: math.MaxInt32}}},
-		{t: schemas.Type{Kind: schemas.KindDate}, asc: []any{ts("1066-10-14T00:00:00Z"), ts("1969-12-31T00:00:00Z"), ts("1970-01-01T00:00:00Z"), ts("2024-02-29T00:00:00Z")}},
-		{t: schemas.Type{Kind: schemas.KindTime}, asc: []any{time.Duration(0), time.Microsecond, time.Hour, 24 * time.Hour}},
-		{t: schemas.Type{Kind: schemas.KindTimestampTZ}, asc: []any{ts("1900-01-01T00:00:00Z"), ts("1969-12-31T23:59:59.999999Z"), ts("1970-01-01T00:00:00Z"), ts("2024-01-01T00:00:00.000001Z")}},
-		{t: schemas.Type{Kind: schemas.KindDecimal, Precision: 10, Scale: 2}, asc: []any{
-			schemas.Decimal{Special: "NaN"}, schemas.Decimal{Special: "-Infinity"}, dec(-99999999, 2), dec(-1000, 2), dec(-999, 2),
-			dec(-12, 1), dec(-5, 2), dec(0, 0), dec(1, 2), dec(10, 2), dec(1, 0), dec(999, 2), dec(10, 0), dec(99999999, 2), schemas.Decimal{Special: "Infinity"}},
+		{t: model.Type{Kind: model.KindInterval}, asc: []any{
+			model.Interval{Months: -1}, model.Interval{Days: -1}, model.Interval{Micros: -1}, model.Interval{},
+			model.Interval{Micros: 1}, model.Interval{Days: 1, Micros: -1}, model.Interval{Micros: 24 * 3600e6}, model.Interval{Days: 1},
+			model.Interval{Days: 1, Micros: 3600e6}, model.Interval{Days: 29}, model.Interval{Days: 30}, model.Interval{Months: 1},
+			model.Interval{Days: 31}, model.Interval{Months: math.MaxInt32}}},
+		{t: model.Type{Kind: model.KindDate}, asc: []any{ts("1066-10-14T00:00:00Z"), ts("1969-12-31T00:00:00Z"), ts("1970-01-01T00:00:00Z"), ts("2024-02-29T00:00:00Z")}},
+		{t: model.Type{Kind: model.KindTime}, asc: []any{time.Duration(0), time.Microsecond, time.Hour, 24 * time.Hour}},
+		{t: model.Type{Kind: model.KindTimestampTZ}, asc: []any{ts("1900-01-01T00:00:00Z"), ts("1969-12-31T23:59:59.999999Z"), ts("1970-01-01T00:00:00Z"), ts("2024-01-01T00:00:00.000001Z")}},
+		{t: model.Type{Kind: model.KindDecimal, Precision: 10, Scale: 2}, asc: []any{
+			model.Decimal{Special: "NaN"}, model.Decimal{Special: "-Infinity"}, dec(-99999999, 2), dec(-1000, 2), dec(-999, 2),
+			dec(-12, 1), dec(-5, 2), dec(0, 0), dec(1, 2), dec(10, 2), dec(1, 0), dec(999, 2), dec(10, 0), dec(99999999, 2), model.Decimal{Special: "Infinity"}},
 			same: [][2]any{{dec(15, 1), dec(150, 2)}, {dec(0, 0), dec(0, 2)}}},
-		{t: schemas.Type{Kind: schemas.KindDecimal, Precision: 38, Scale: 10}, asc: []any{dec(-1, -20), dec(-5, 0), dec(0, 0), dec(1, 10), dec(123, 1), schemas.Decimal{Unscaled: huge, Scale: 10}}},
+		{t: model.Type{Kind: model.KindDecimal, Precision: 38, Scale: 10}, asc: []any{dec(-1, -20), dec(-5, 0), dec(0, 0), dec(1, 10), dec(123, 1), model.Decimal{Unscaled: huge, Scale: 10}}},
 		// No precision: stored as text, so 1.5 and 1.50 stay two keys,
 		// numerically equal and ordered by their text.
-		{t: schemas.Type{Kind: schemas.KindDecimal}, asc: []any{
-			schemas.Decimal{Special: "NaN"}, schemas.Decimal{Special: "-Infinity"}, schemas.Decimal{Unscaled: new(big.Int).Neg(huge), Scale: 0}, dec(-10, 0),
+		{t: model.Type{Kind: model.KindDecimal}, asc: []any{
+			model.Decimal{Special: "NaN"}, model.Decimal{Special: "-Infinity"}, model.Decimal{Unscaled: new(big.Int).Neg(huge), Scale: 0}, dec(-10, 0),
 			dec(-9, 0), dec(-12, 1), dec(-123, 3), dec(-12, 2), dec(-1, 3), dec(0, 0), dec(0, 2), dec(1, 3), dec(1, 2), dec(12, 2), dec(123, 3),
-			dec(15, 1), dec(150, 2), dec(9, 0), dec(10, 0), dec(1, -3), schemas.Decimal{Unscaled: huge, Scale: 0}, schemas.Decimal{Special: "Infinity"}}},
-		{t: schemas.Type{Kind: schemas.KindArray, Elem: &schemas.Type{Kind: schemas.KindInt}}, asc: []any{
+			dec(15, 1), dec(150, 2), dec(9, 0), dec(10, 0), dec(1, -3), model.Decimal{Unscaled: huge, Scale: 0}, model.Decimal{Special: "Infinity"}}},
+		{t: model.Type{Kind: model.KindArray, Elem: &model.Type{Kind: model.KindInt}}, asc: []any{
 			[]any{}, []any{nil}, []any{nil, int64(1)}, []any{int64(-1)}, []any{int64(1)}, []any{int64(1), nil}, []any{int64(1), int64(2)}, []any{int64(2)}, []any{int64(10)}}},
-		{t: schemas.Type{Kind: schemas.KindArray, Elem: &schemas.Type{Kind: schemas.KindString}}, asc: []any{
+		{t: model.Type{Kind: model.KindArray, Elem: &model.Type{Kind: model.KindString}}, asc: []any{
 			[]any{}, []any{""}, []any{"", ""}, []any{"a"}, []any{"a", "b"}, []any{"a\x00"}, []any{"ab"}}},
 	}
 	for _, tc := range cases {
@@ -115,9 +115,9 @@ func TestInitialScanRowsAreInKeyOrder(t *testing.T) {
 			for _, i := range rng.Perm(len(ids)) {
 				ints = append(ints, ch(sinks.OpInsert, h(1), ids[i], fmt.Sprint("v", ids[i]), int64(0)))
 			}
-			decT := schemas.Type{Kind: schemas.KindDecimal, Precision: 10, Scale: 2}
+			decT := model.Type{Kind: model.KindDecimal, Precision: 10, Scale: 2}
 			comp := table("comp", []int{0, 1, 2},
-				col("s", schemas.KindString), schemas.Column{Name: "d", Type: decT}, col("n", schemas.KindInt), col("v", schemas.KindInt))
+				col("s", model.KindString), model.Column{Name: "d", Type: decT}, col("n", model.KindInt), col("v", model.KindInt))
 			type ck struct {
 				s string
 				d int64 // hundredths

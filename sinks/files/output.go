@@ -7,7 +7,7 @@ import (
 	"io"
 	"os"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -28,7 +28,7 @@ type output struct {
 
 	key        string
 	rows       int64
-	minH, maxH schemas.HLC
+	minH, maxH hlc.Timestamp
 	entries    []FileEntry
 }
 
@@ -54,7 +54,7 @@ func (o *output) open() error {
 	o.file = f
 	o.bw = bufio.NewWriterSize(f, 1<<20)
 	o.count = &countingWriter{w: o.bw}
-	o.rows, o.minH, o.maxH = 0, schemas.HLC{}, schemas.HLC{}
+	o.rows, o.minH, o.maxH = 0, hlc.Timestamp{}, hlc.Timestamp{}
 	if o.enc, err = w.newEncoder(o.v, o.count); err != nil {
 		return err
 	}
@@ -63,7 +63,7 @@ func (o *output) open() error {
 
 // write adds one row (values in the staged encoding) to the current part,
 // and closes the part when it has reached --max-file-size.
-func (o *output) write(ctx context.Context, h schemas.HLC, op sinks.Op, values []byte) error {
+func (o *output) write(ctx context.Context, h hlc.Timestamp, op sinks.Op, values []byte) error {
 	if o.file == nil {
 		if err := o.open(); err != nil {
 			return err

@@ -14,13 +14,14 @@ import (
 	"github.com/parquet-go/parquet-go"
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
 // version is one table version (schema) seen in a window.
 type version struct {
-	table *schemas.Table
+	table *model.Table
 	cols  []*column
 	// id names the version in file names: a hash of its columns, so that
 	// the same schema gives the same name in any window.
@@ -34,7 +35,7 @@ type tableWindow struct {
 	// dir is the table's directory under the root (names.go).
 	dir      string
 	versions []*version
-	byTable  map[*schemas.Table]int
+	byTable  map[*model.Table]int
 	// recs are the records held in memory, each a slice of a chunk.
 	recs  [][]byte
 	chunk []byte
@@ -44,22 +45,22 @@ type tableWindow struct {
 
 // A record is one row version:
 //
-//	HLC (12 bytes, schemas.HLC.AppendBinary) | key length (4 bytes) | key |
+//	HLC (12 bytes, hlc.Timestamp.AppendBinary) | key length (4 bytes) | key |
 //	sequence (8 bytes) | version index (uvarint) | op (1 byte) | values
 //
 // The key is the primary-key values in an order-preserving encoding
 // (keyorder.go). Records compare with compareRecords in (HLC, key by value,
 // arrival) order, and a (key, HLC) group is adjacent.
-const recHeader = schemas.HLCSize + 4
+const recHeader = hlc.Size + 4
 
 func recIdentity(rec []byte) []byte {
-	return rec[:recHeader+int(binary.BigEndian.Uint32(rec[schemas.HLCSize:]))]
+	return rec[:recHeader+int(binary.BigEndian.Uint32(rec[hlc.Size:]))]
 }
 
 const chunkSize = 1 << 20
 
 // version returns the index of table's version in the window, adding it.
-func (tw *tableWindow) version(table *schemas.Table) (int, error) {
+func (tw *tableWindow) version(table *model.Table) (int, error) {
 	if i, ok := tw.byTable[table]; ok {
 		return i, nil
 	}
@@ -93,7 +94,7 @@ func (tw *tableWindow) version(table *schemas.Table) (int, error) {
 	}
 	fmt.Fprintf(h, "%v", table.Key)
 	v.id = "v" + hex.EncodeToString(h.Sum(nil)[:4])
-	// Another *schemas.Table with the same schema is the same version.
+	// Another *model.Table with the same schema is the same version.
 	for i, o := range tw.versions {
 		if o.id == v.id {
 			tw.byTable[table] = i
@@ -130,7 +131,7 @@ func (tx *Tx) stage(tw *tableWindow, vi int, changes []sinks.Change) error {
 				return fmt.Errorf("change %d (%s at %s): column %q: %w", ci, ch.Op, ch.Updated, v.cols[k].name, err)
 			}
 		}
-		binary.BigEndian.PutUint32(rec[schemas.HLCSize:], uint32(len(rec)-recHeader))
+		binary.BigEndian.PutUint32(rec[hlc.Size:], uint32(len(rec)-recHeader))
 		tx.seq++
 		rec = binary.BigEndian.AppendUint64(rec, tx.seq)
 		rec = binary.AppendUvarint(rec, uint64(vi))

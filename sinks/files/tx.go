@@ -7,8 +7,9 @@ import (
 	"os"
 	"slices"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/txguard"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -33,14 +34,14 @@ type Tx struct {
 	// spill is the window's directory of sort runs, created on first use.
 	spill  string
 	nspill int
-	maxHLC schemas.HLC
+	maxHLC hlc.Timestamp
 	rec    []byte
 }
 
 var _ sinks.Tx = (*Tx)(nil)
 
 // Write adds changes of one table version to the window.
-func (tx *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) error {
+func (tx *Tx) Write(ctx context.Context, table *model.Table, changes []sinks.Change) error {
 	if err := tx.guard.Check(); err != nil {
 		return err
 	}
@@ -59,7 +60,7 @@ func (tx *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.C
 		if err != nil {
 			return tx.guard.Fail(err)
 		}
-		tw = &tableWindow{name: table.Name, dir: dir, byTable: map[*schemas.Table]int{}}
+		tw = &tableWindow{name: table.Name, dir: dir, byTable: map[*model.Table]int{}}
 		tx.tables[table.Name] = tw
 		tx.order = append(tx.order, tw)
 	}

@@ -10,7 +10,7 @@ import (
 
 	"github.com/parquet-go/parquet-go"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -42,7 +42,7 @@ const (
 // column is one column of a table version as the files hold it.
 type column struct {
 	name  string
-	t     schemas.Type
+	t     model.Type
 	codec codec
 	// decText marks a DECIMAL stored as its text.
 	decText bool
@@ -52,18 +52,18 @@ type column struct {
 	key   bool
 }
 
-func newColumn(name string, t schemas.Type, key bool) (*column, error) {
+func newColumn(name string, t model.Type, key bool) (*column, error) {
 	c := &column{name: name, t: t, key: key}
 	switch t.Kind {
-	case schemas.KindInt, schemas.KindDate, schemas.KindTime, schemas.KindTimestamp, schemas.KindTimestampTZ:
+	case model.KindInt, model.KindDate, model.KindTime, model.KindTimestamp, model.KindTimestampTZ:
 		c.codec = codecInt64
-	case schemas.KindFloat:
+	case model.KindFloat:
 		c.codec = codecDouble
-	case schemas.KindBool:
+	case model.KindBool:
 		c.codec = codecBool
-	case schemas.KindString, schemas.KindBytes, schemas.KindUUID, schemas.KindJSON, schemas.KindInterval:
+	case model.KindString, model.KindBytes, model.KindUUID, model.KindJSON, model.KindInterval:
 		c.codec = codecBytes
-	case schemas.KindDecimal:
+	case model.KindDecimal:
 		switch {
 		case sinks.DecimalAsText(t):
 			c.codec, c.decText = codecBytes, true
@@ -75,11 +75,11 @@ func newColumn(name string, t schemas.Type, key bool) (*column, error) {
 		if !c.decText {
 			c.bound = new(big.Int).Exp(big.NewInt(10), big.NewInt(int64(t.Precision)), nil)
 		}
-	case schemas.KindArray:
+	case model.KindArray:
 		if t.Elem == nil {
 			return nil, fmt.Errorf("column %q: array type without element type", name)
 		}
-		if t.Elem.Kind == schemas.KindArray {
+		if t.Elem.Kind == model.KindArray {
 			return nil, fmt.Errorf("column %q: nested array type %s is not supported", name, t)
 		}
 		e, err := newColumn(name, *t.Elem, false)
@@ -96,17 +96,17 @@ func newColumn(name string, t schemas.Type, key bool) (*column, error) {
 // node returns the column's Parquet schema node (without its repetition).
 func (c *column) node() parquet.Node {
 	switch c.t.Kind {
-	case schemas.KindInt:
+	case model.KindInt:
 		return parquet.Int(64)
-	case schemas.KindFloat:
+	case model.KindFloat:
 		return parquet.Leaf(parquet.DoubleType)
-	case schemas.KindBool:
+	case model.KindBool:
 		return parquet.Leaf(parquet.BooleanType)
-	case schemas.KindBytes:
+	case model.KindBytes:
 		return parquet.Leaf(parquet.ByteArrayType)
-	case schemas.KindJSON:
+	case model.KindJSON:
 		return parquet.JSON()
-	case schemas.KindDecimal:
+	case model.KindDecimal:
 		switch {
 		case c.decText:
 			return parquet.String()
@@ -116,15 +116,15 @@ func (c *column) node() parquet.Node {
 			return parquet.Decimal(c.t.Scale, c.t.Precision, parquet.Int64Type)
 		}
 		return parquet.Decimal(c.t.Scale, c.t.Precision, parquet.FixedLenByteArrayType(16))
-	case schemas.KindDate:
+	case model.KindDate:
 		return parquet.Date()
-	case schemas.KindTime:
+	case model.KindTime:
 		return parquet.TimeAdjusted(parquet.Microsecond, false)
-	case schemas.KindTimestamp:
+	case model.KindTimestamp:
 		return parquet.TimestampAdjusted(parquet.Microsecond, false)
-	case schemas.KindTimestampTZ:
+	case model.KindTimestampTZ:
 		return parquet.TimestampAdjusted(parquet.Microsecond, true)
-	case schemas.KindArray:
+	case model.KindArray:
 		return parquet.List(parquet.Optional(c.elem.node()))
 	}
 	// STRING, UUID (as canonical text: not every reader knows Parquet's
@@ -136,36 +136,36 @@ func (c *column) node() parquet.Node {
 // catalog, e.g. "DECIMAL(12,2)", "TIMESTAMP(MICROS,UTC)", "LIST<STRING>".
 func (c *column) parquetType() string {
 	switch c.t.Kind {
-	case schemas.KindInt:
+	case model.KindInt:
 		return "INT64"
-	case schemas.KindFloat:
+	case model.KindFloat:
 		return "DOUBLE"
-	case schemas.KindBool:
+	case model.KindBool:
 		return "BOOLEAN"
-	case schemas.KindBytes:
+	case model.KindBytes:
 		return "BINARY"
-	case schemas.KindJSON:
+	case model.KindJSON:
 		return "JSON"
-	case schemas.KindDecimal:
+	case model.KindDecimal:
 		if c.decText {
 			return "STRING"
 		}
 		return fmt.Sprintf("DECIMAL(%d,%d)", c.t.Precision, c.t.Scale)
-	case schemas.KindDate:
+	case model.KindDate:
 		return "DATE"
-	case schemas.KindTime:
+	case model.KindTime:
 		return "TIME(MICROS)"
-	case schemas.KindTimestamp:
+	case model.KindTimestamp:
 		return "TIMESTAMP(MICROS)"
-	case schemas.KindTimestampTZ:
+	case model.KindTimestampTZ:
 		return "TIMESTAMP(MICROS,UTC)"
-	case schemas.KindArray:
+	case model.KindArray:
 		return "LIST<" + c.elem.parquetType() + ">"
 	}
 	return "STRING"
 }
 
-// appendValue encodes v (a Go value as documented on schemas.Kind) and
+// appendValue encodes v (a Go value as documented on model.Kind) and
 // returns how many NaN/Infinity decimals it stored as NULL.
 func (c *column) appendValue(b []byte, v any) ([]byte, int, error) {
 	if v == nil {
@@ -175,7 +175,7 @@ func (c *column) appendValue(b []byte, v any) ([]byte, int, error) {
 		return b, 0, fmt.Errorf("%s column: unexpected Go value of type %T", c.t, v)
 	}
 	switch c.t.Kind {
-	case schemas.KindInt:
+	case model.KindInt:
 		switch x := v.(type) {
 		case int64:
 			return binary.AppendVarint(append(b, 1), x), 0, nil
@@ -184,7 +184,7 @@ func (c *column) appendValue(b []byte, v any) ([]byte, int, error) {
 		case int32:
 			return binary.AppendVarint(append(b, 1), int64(x)), 0, nil
 		}
-	case schemas.KindFloat:
+	case model.KindFloat:
 		var f float64
 		switch x := v.(type) {
 		case float64:
@@ -195,21 +195,21 @@ func (c *column) appendValue(b []byte, v any) ([]byte, int, error) {
 			return bad()
 		}
 		return binary.LittleEndian.AppendUint64(append(b, 1), math.Float64bits(f)), 0, nil
-	case schemas.KindBool:
+	case model.KindBool:
 		if x, ok := v.(bool); ok {
 			if x {
 				return append(b, 1, 1), 0, nil
 			}
 			return append(b, 1, 0), 0, nil
 		}
-	case schemas.KindString, schemas.KindJSON, schemas.KindBytes:
+	case model.KindString, model.KindJSON, model.KindBytes:
 		switch x := v.(type) {
 		case string:
 			return appendBytes(append(b, 1), x), 0, nil
 		case []byte:
 			return appendBytes(append(b, 1), x), 0, nil
 		}
-	case schemas.KindUUID:
+	case model.KindUUID:
 		var s string
 		switch x := v.(type) {
 		case string:
@@ -227,17 +227,17 @@ func (c *column) appendValue(b []byte, v any) ([]byte, int, error) {
 			return b, 0, err
 		}
 		return appendBytes(append(b, 1), u), 0, nil
-	case schemas.KindInterval:
-		if x, ok := v.(schemas.Interval); ok {
+	case model.KindInterval:
+		if x, ok := v.(model.Interval); ok {
 			return appendBytes(append(b, 1), formatInterval(x)), 0, nil
 		}
-	case schemas.KindDecimal:
-		d, ok := v.(schemas.Decimal)
+	case model.KindDecimal:
+		d, ok := v.(model.Decimal)
 		if !ok {
 			return bad()
 		}
 		return c.appendDecimal(b, d)
-	case schemas.KindDate:
+	case model.KindDate:
 		if x, ok := v.(time.Time); ok {
 			sec := x.Unix()
 			days := sec / 86400
@@ -246,18 +246,18 @@ func (c *column) appendValue(b []byte, v any) ([]byte, int, error) {
 			}
 			return binary.AppendVarint(append(b, 1), days), 0, nil
 		}
-	case schemas.KindTime:
+	case model.KindTime:
 		if x, ok := v.(time.Duration); ok {
 			if x < 0 || x > 24*time.Hour {
 				return b, 0, fmt.Errorf("TIME value %s out of range", x)
 			}
 			return binary.AppendVarint(append(b, 1), x.Microseconds()), 0, nil
 		}
-	case schemas.KindTimestamp, schemas.KindTimestampTZ:
+	case model.KindTimestamp, model.KindTimestampTZ:
 		if x, ok := v.(time.Time); ok {
 			return binary.AppendVarint(append(b, 1), x.UnixMicro()), 0, nil
 		}
-	case schemas.KindArray:
+	case model.KindArray:
 		x, ok := v.([]any)
 		if !ok {
 			return bad()
@@ -277,7 +277,7 @@ func (c *column) appendValue(b []byte, v any) ([]byte, int, error) {
 	return bad()
 }
 
-func (c *column) appendDecimal(b []byte, d schemas.Decimal) ([]byte, int, error) {
+func (c *column) appendDecimal(b []byte, d model.Decimal) ([]byte, int, error) {
 	if c.decText {
 		return appendBytes(append(b, 1), d.String()), 0, nil
 	}

@@ -8,7 +8,8 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/sinktest"
 )
@@ -22,8 +23,8 @@ func TestAsOfCreatedAtOpen(t *testing.T) {
 	ctx := context.Background()
 	url := server.CreateDB(t)
 	w := openWriter(t, url, sinks.Options{Changelog: true})
-	tb := sinktest.Table("t", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("v", schemas.KindString))
-	write := func(w *Writer, tb *schemas.Table, c sinks.Change) {
+	tb := sinktest.Table("t", []int{0}, sinktest.Col("id", model.KindInt), sinktest.Col("v", model.KindString))
+	write := func(w *Writer, tb *model.Table, c sinks.Change) {
 		t.Helper()
 		tx, err := w.Begin(ctx)
 		if err != nil {
@@ -36,7 +37,7 @@ func TestAsOfCreatedAtOpen(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	write(w, tb, sinks.Change{Op: sinks.OpInsert, Updated: schemas.HLC{WallTime: 5}, Values: []any{int64(1), "a"}})
+	write(w, tb, sinks.Change{Op: sinks.OpInsert, Updated: hlc.Timestamp{WallTime: 5}, Values: []any{int64(1), "a"}})
 	query(t, url, `DROP FUNCTION t_asof(numeric), t_asof(text)`)
 	w.Close()
 	w = openWriter(t, url, sinks.Options{})
@@ -55,8 +56,8 @@ func TestAsOfCreatedAtOpen(t *testing.T) {
 		t.Fatalf("t_asof('4'::text) after Open: %v rows", got)
 	}
 	query(t, url, `CREATE VIEW t_at_5 AS SELECT * FROM t_asof(5)`)
-	tb2 := sinktest.Table("t", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("v", schemas.KindString), sinktest.Col("n", schemas.KindInt))
-	write(w, tb2, sinks.Change{Op: sinks.OpUpdate, Updated: schemas.HLC{WallTime: 6}, Values: []any{int64(1), "b", int64(7)}})
+	tb2 := sinktest.Table("t", []int{0}, sinktest.Col("id", model.KindInt), sinktest.Col("v", model.KindString), sinktest.Col("n", model.KindInt))
+	write(w, tb2, sinks.Change{Op: sinks.OpUpdate, Updated: hlc.Timestamp{WallTime: 6}, Values: []any{int64(1), "b", int64(7)}})
 	if got := query(t, url, `SELECT v, n FROM t_asof(6)`); len(got) != 1 || got[0][0] != "b" || got[0][1] != "7" {
 		t.Fatalf("t_asof(6) after ADD COLUMN: %v", got)
 	}
@@ -78,7 +79,7 @@ func TestAsOfWithoutCreatePrivilege(t *testing.T) {
 		_ = server.Exec(ctx, db, fmt.Sprintf(`DROP OWNED BY %s; DROP ROLE %s`, role, role))
 	})
 	w := openWriter(t, url, sinks.Options{Changelog: true})
-	tb := sinktest.Table("t", []int{0}, sinktest.Col("id", schemas.KindInt), sinktest.Col("v", schemas.KindString))
+	tb := sinktest.Table("t", []int{0}, sinktest.Col("id", model.KindInt), sinktest.Col("v", model.KindString))
 	if err := tryApply(ctx, w, nil, write{tb, []sinks.Change{change(sinks.OpInsert, ts(1), int64(1), "a")}}); err != nil {
 		t.Fatal(err)
 	}

@@ -10,19 +10,19 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
 const benchWindow = 100_000
 
-func benchTable() *schemas.Table {
+func benchTable() *model.Table {
 	return table("bench",
-		col("id", kind(schemas.KindInt)),
-		col("name", kind(schemas.KindString)),
+		col("id", kind(model.KindInt)),
+		col("name", kind(model.KindString)),
 		col("amount", dec(12, 2)),
-		col("at", kind(schemas.KindTimestampTZ)),
-		col("flag", kind(schemas.KindBool)),
+		col("at", kind(model.KindTimestampTZ)),
+		col("flag", kind(model.KindBool)),
 	)
 }
 
@@ -40,7 +40,7 @@ func benchChanges(w int, n int) []sinks.Change {
 			op = sinks.OpInsert
 		}
 		changes[i] = sinks.Change{Op: op, Updated: ts(int64(w)), Values: []any{
-			id, fmt.Sprintf("name-%d-%d", id, w), schemas.Decimal{Unscaled: big.NewInt(id*100 + int64(w)), Scale: 2},
+			id, fmt.Sprintf("name-%d-%d", id, w), model.Decimal{Unscaled: big.NewInt(id*100 + int64(w)), Scale: 2},
 			at.Add(time.Duration(i) * time.Second), i%2 == 0,
 		}}
 	}
@@ -89,7 +89,7 @@ func BenchmarkRawCopy(b *testing.B) {
 	windows := make([][][]any, b.N)
 	for i := range windows {
 		for _, c := range benchChanges(i+1, benchWindow) {
-			d := c.Values[2].(schemas.Decimal)
+			d := c.Values[2].(model.Decimal)
 			windows[i] = append(windows[i], []any{c.Values[0], c.Values[1],
 				pgtype.Numeric{Int: d.Unscaled, Exp: -2, Valid: true}, c.Values[3], c.Values[4], hlcToPG(c.Updated)})
 		}

@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/highwater-dev/highwater/internal/jsontext"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -32,7 +32,7 @@ import (
 // TIMESTAMP outside PostgreSQL's range, a DECIMAL beyond NUMERIC's range
 // or (rounded to the column's scale) its precision. Errors quote at most
 // 64 bytes of a value.
-func (w *Writer) CheckChange(table *schemas.Table, ch sinks.Change) error {
+func (w *Writer) CheckChange(table *model.Table, ch sinks.Change) error {
 	if table == nil {
 		return errors.New("no table")
 	}
@@ -63,9 +63,9 @@ func (w *Writer) CheckChange(table *schemas.Table, ch sinks.Change) error {
 
 // isNonFiniteIn reports whether v is ±Infinity for a NUMERIC(p,s) column,
 // which toPG stores as NULL.
-func isNonFiniteIn(t schemas.Type, v any) bool {
-	d, ok := v.(schemas.Decimal)
-	return ok && t.Kind == schemas.KindDecimal && d.Special != "" && d.Special != "NaN" && constrainedDecimal(t)
+func isNonFiniteIn(t model.Type, v any) bool {
+	d, ok := v.(model.Decimal)
+	return ok && t.Kind == model.KindDecimal && d.Special != "" && d.Special != "NaN" && constrainedDecimal(t)
 }
 
 // PostgreSQL's date and timestamp ranges: 4714-11-24 BC (Julian day 0, year
@@ -85,19 +85,19 @@ const (
 )
 
 // checkValue reports whether PostgreSQL can store v (Go types as documented
-// on schemas.Kind) in a column of type t. A value of another Go type is
+// on model.Kind) in a column of type t. A value of another Go type is
 // left to toPG, which fails Write with it: that is highwater's bug, not the
 // record's.
-func checkValue(t schemas.Type, v any) error {
+func checkValue(t model.Type, v any) error {
 	if v == nil {
 		return nil
 	}
 	switch t.Kind {
-	case schemas.KindString:
+	case model.KindString:
 		if x, ok := v.(string); ok {
 			return checkText(x)
 		}
-	case schemas.KindJSON:
+	case model.KindJSON:
 		if x, ok := v.(string); ok {
 			if err := checkJSON(x); err != nil {
 				return err
@@ -106,28 +106,28 @@ func checkValue(t schemas.Type, v any) error {
 				return fmt.Errorf("JSON %q is not valid JSON text, which PostgreSQL JSONB refuses", truncate(x))
 			}
 		}
-	case schemas.KindUUID:
+	case model.KindUUID:
 		if x, ok := v.(string); ok {
 			_, err := sinks.ParseUUID(x)
 			return err
 		}
-	case schemas.KindTime:
+	case model.KindTime:
 		if x, ok := v.(time.Duration); ok && (x < 0 || x > 24*time.Hour) {
 			return fmt.Errorf("time of day %v is outside 00:00..24:00", x)
 		}
-	case schemas.KindDate:
+	case model.KindDate:
 		if x, ok := v.(time.Time); ok && (x.Before(pgMinTime) || x.After(pgMaxDate)) {
 			return fmt.Errorf("date %s is outside PostgreSQL's range (4714-11-24 BC to 5874897-12-31)", x.Format("2006-01-02"))
 		}
-	case schemas.KindTimestamp, schemas.KindTimestampTZ:
+	case model.KindTimestamp, model.KindTimestampTZ:
 		if x, ok := v.(time.Time); ok && (x.Before(pgMinTime) || x.After(pgMaxTimestamp)) {
 			return fmt.Errorf("timestamp %s is outside PostgreSQL's range (4714-11-24 BC to 294276-12-31)", x.UTC().Format(time.RFC3339Nano))
 		}
-	case schemas.KindDecimal:
-		if x, ok := v.(schemas.Decimal); ok {
+	case model.KindDecimal:
+		if x, ok := v.(model.Decimal); ok {
 			return checkDecimal(t, x)
 		}
-	case schemas.KindArray:
+	case model.KindArray:
 		if x, ok := v.([]any); ok && t.Elem != nil {
 			for i, e := range x {
 				if err := checkValue(*t.Elem, e); err != nil {
@@ -174,7 +174,7 @@ func checkJSON(s string) error {
 // and for NUMERIC(p,s) a value that, rounded half away from zero to s
 // decimal places as PostgreSQL does, has at most p digits. ±Infinity in
 // NUMERIC(p,s) is stored as NULL (toPG), which is fine outside the key.
-func checkDecimal(t schemas.Type, d schemas.Decimal) error {
+func checkDecimal(t model.Type, d model.Decimal) error {
 	if _, err := decimalToPG(d); err != nil {
 		return err
 	}

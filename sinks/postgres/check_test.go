@@ -8,12 +8,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-func decimal(unscaled int64, scale int) schemas.Decimal {
-	return schemas.Decimal{Unscaled: big.NewInt(unscaled), Scale: scale}
+func decimal(unscaled int64, scale int) model.Decimal {
+	return model.Decimal{Unscaled: big.NewInt(unscaled), Scale: scale}
 }
 
 func pow10Big(n int64) *big.Int { return new(big.Int).Exp(big.NewInt(10), big.NewInt(n), nil) }
@@ -28,11 +28,11 @@ func date(y int, m time.Month, d int) time.Time { return time.Date(y, m, d, 0, 0
 func TestCheckChangeRefusesWhatPostgresRefuses(t *testing.T) {
 	url := server.CreateDB(t)
 	w := openWriter(t, url, sinks.Options{})
-	str, js := kind(schemas.KindString), kind(schemas.KindJSON)
-	tsType := kind(schemas.KindTimestamp)
+	str, js := kind(model.KindString), kind(model.KindJSON)
+	tsType := kind(model.KindTimestamp)
 	cases := []struct {
 		name  string
-		typ   schemas.Type
+		typ   model.Type
 		value any
 		ok    bool
 		want  string // in CheckChange's error
@@ -48,19 +48,19 @@ func TestCheckChangeRefusesWhatPostgresRefuses(t *testing.T) {
 		{"json_pair", js, `"\ud83d\ude00"`, true, ""},
 		{"json_invalid", js, `{"a":`, false, "not valid JSON"},
 		{"json_raw_nul", js, "\"a\x00\"", false, "NUL"},
-		{"bad_uuid", kind(schemas.KindUUID), "not-a-uuid", false, "invalid UUID"},
+		{"bad_uuid", kind(model.KindUUID), "not-a-uuid", false, "invalid UUID"},
 		// One UUID rule for every writer (sinks.ParseUUID).
-		{"braced_uuid", kind(schemas.KindUUID), "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}", false, "invalid UUID"},
-		{"uuid_32_digits", kind(schemas.KindUUID), "6ba7b8109dad11d180b400c04fd430c8", false, "invalid UUID"},
-		{"uuid_upper_case", kind(schemas.KindUUID), "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", true, ""},
-		{"time_negative", kind(schemas.KindTime), -time.Second, false, "outside"},
-		{"time_24h", kind(schemas.KindTime), 24 * time.Hour, true, ""},
-		{"date_min", kind(schemas.KindDate), date(-4713, 11, 24), true, ""},
-		{"date_before_min", kind(schemas.KindDate), date(-4713, 11, 23), false, "range"},
-		{"date_max", kind(schemas.KindDate), date(5874897, 12, 31), true, ""},
-		{"date_after_max", kind(schemas.KindDate), date(5874898, 1, 1), false, "range"},
+		{"braced_uuid", kind(model.KindUUID), "{6ba7b810-9dad-11d1-80b4-00c04fd430c8}", false, "invalid UUID"},
+		{"uuid_32_digits", kind(model.KindUUID), "6ba7b8109dad11d180b400c04fd430c8", false, "invalid UUID"},
+		{"uuid_upper_case", kind(model.KindUUID), "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", true, ""},
+		{"time_negative", kind(model.KindTime), -time.Second, false, "outside"},
+		{"time_24h", kind(model.KindTime), 24 * time.Hour, true, ""},
+		{"date_min", kind(model.KindDate), date(-4713, 11, 24), true, ""},
+		{"date_before_min", kind(model.KindDate), date(-4713, 11, 23), false, "range"},
+		{"date_max", kind(model.KindDate), date(5874897, 12, 31), true, ""},
+		{"date_after_max", kind(model.KindDate), date(5874898, 1, 1), false, "range"},
 		{"timestamp_before_min", tsType, date(-5000, 1, 1), false, "range"},
-		{"timestamptz_before_min", kind(schemas.KindTimestampTZ), date(-4713, 11, 23), false, "range"},
+		{"timestamptz_before_min", kind(model.KindTimestampTZ), date(-4713, 11, 23), false, "range"},
 		{"timestamp_max", tsType, time.Date(294276, 12, 31, 23, 59, 59, 999999000, time.UTC), true, ""},
 		{"timestamp_after_max", tsType, date(294277, 1, 1), false, "range"},
 		{"decimal_overflow", dec(3, 0), decimal(12345, 0), false, "does not fit"},
@@ -68,18 +68,18 @@ func TestCheckChangeRefusesWhatPostgresRefuses(t *testing.T) {
 		{"decimal_rounds_over", dec(5, 2), decimal(999995, 3), false, "does not fit"},
 		{"decimal_rounds_within", dec(5, 2), decimal(999994, 3), true, ""},
 		{"decimal_coarser_scale", dec(5, 2), decimal(1000, -1), false, "does not fit"},
-		{"decimal_big_overflow", dec(20, 2), schemas.Decimal{Unscaled: new(big.Int).Exp(big.NewInt(10), big.NewInt(20), nil), Scale: 2}, false, "does not fit"},
-		{"decimal_int64_min", dec(18, 0), schemas.Decimal{Unscaled: big.NewInt(-1 << 63)}, false, "does not fit"},
-		{"decimal_max_digits", dec(0, 0), schemas.Decimal{Unscaled: pow10Big(131071), Scale: 0}, true, ""},
-		{"decimal_too_many_digits", dec(0, 0), schemas.Decimal{Unscaled: pow10Big(131072), Scale: 0}, false, "digits before the point"},
+		{"decimal_big_overflow", dec(20, 2), model.Decimal{Unscaled: new(big.Int).Exp(big.NewInt(10), big.NewInt(20), nil), Scale: 2}, false, "does not fit"},
+		{"decimal_int64_min", dec(18, 0), model.Decimal{Unscaled: big.NewInt(-1 << 63)}, false, "does not fit"},
+		{"decimal_max_digits", dec(0, 0), model.Decimal{Unscaled: pow10Big(131071), Scale: 0}, true, ""},
+		{"decimal_too_many_digits", dec(0, 0), model.Decimal{Unscaled: pow10Big(131072), Scale: 0}, false, "digits before the point"},
 		{"decimal_scale", dec(0, 0), decimal(1, 20000), false, "scale"},
-		{"decimal_special", dec(0, 0), schemas.Decimal{Special: "Huge"}, false, "Huge"},
-		{"decimal_infinity_constrained", dec(5, 2), schemas.Decimal{Special: "Infinity"}, true, ""},
+		{"decimal_special", dec(0, 0), model.Decimal{Special: "Huge"}, false, "Huge"},
+		{"decimal_infinity_constrained", dec(5, 2), model.Decimal{Special: "Infinity"}, true, ""},
 	}
 	ctx := context.Background()
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			tb := table("chk_"+c.name, col("id", kind(schemas.KindInt)), col("v", c.typ))
+			tb := table("chk_"+c.name, col("id", kind(model.KindInt)), col("v", c.typ))
 			ch := change(sinks.OpInsert, ts(1), int64(1), c.value)
 			err := w.CheckChange(tb, ch)
 			if (err == nil) != c.ok || (err != nil && !strings.Contains(err.Error(), c.want)) {
@@ -102,14 +102,14 @@ func TestCheckChangeKeysAndNames(t *testing.T) {
 	url := server.CreateDB(t)
 	w := openWriter(t, url, sinks.Options{})
 	ctx := context.Background()
-	tb := table("keys", col("id", dec(5, 2)), col("v", kind(schemas.KindString)))
+	tb := table("keys", col("id", dec(5, 2)), col("v", kind(model.KindString)))
 	for _, c := range []struct {
 		name string
 		ch   sinks.Change
 		ok   bool
 	}{
 		{"null key", change(sinks.OpInsert, ts(1), nil, "a"), false},
-		{"infinite key", change(sinks.OpInsert, ts(1), schemas.Decimal{Special: "Infinity"}, "a"), false},
+		{"infinite key", change(sinks.OpInsert, ts(1), model.Decimal{Special: "Infinity"}, "a"), false},
 		{"delete ignores the value", change(sinks.OpDelete, ts(1), decimal(1, 0), "a\x00"), true},
 		{"delete without key", change(sinks.OpDelete, ts(1), nil, nil), false},
 		{"value count", change(sinks.OpInsert, ts(1), decimal(1, 0)), false},
@@ -123,9 +123,9 @@ func TestCheckChangeKeysAndNames(t *testing.T) {
 			t.Errorf("%s: writing it: %v, want ok=%v", c.name, werr, c.ok)
 		}
 	}
-	for _, tb := range []*schemas.Table{
-		table("a\x00b", col("id", kind(schemas.KindInt))),
-		table("ok", col("id", kind(schemas.KindInt)), col("c\x00d", kind(schemas.KindInt))),
+	for _, tb := range []*model.Table{
+		table("a\x00b", col("id", kind(model.KindInt))),
+		table("ok", col("id", kind(model.KindInt)), col("c\x00d", kind(model.KindInt))),
 	} {
 		vals := make([]any, len(tb.Columns))
 		vals[0] = int64(1)
@@ -147,9 +147,9 @@ func TestCheckChangeKeysAndNames(t *testing.T) {
 // apply path, on a row shaped like the integration feed's orders.
 func BenchmarkCheckChange(b *testing.B) {
 	w := &Writer{}
-	tb := table("orders", col("region", kind(schemas.KindString)), col("id", kind(schemas.KindInt)),
-		col("status", kind(schemas.KindString)), col("amount", dec(12, 2)), col("placed_at", kind(schemas.KindTimestampTZ)),
-		col("tags", arrayOf(kind(schemas.KindString))), col("doc", kind(schemas.KindJSON)))
+	tb := table("orders", col("region", kind(model.KindString)), col("id", kind(model.KindInt)),
+		col("status", kind(model.KindString)), col("amount", dec(12, 2)), col("placed_at", kind(model.KindTimestampTZ)),
+		col("tags", arrayOf(kind(model.KindString))), col("doc", kind(model.KindJSON)))
 	ch := change(sinks.OpUpsert, ts(1), "eu-west", int64(42), "shipped", decimal(1234567, 2),
 		time.Date(2024, 5, 1, 12, 0, 0, 0, time.UTC), []any{"a", "bb", "ccc"}, `{"note": "fragile", "n": [1, 2, 3]}`)
 	b.ReportAllocs()

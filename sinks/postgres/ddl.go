@@ -10,7 +10,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/internal/sqlident"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -34,44 +34,44 @@ func checkIdent(what, s string) error {
 // pgType returns the PostgreSQL type of a column type, spelled as
 // format_type() prints it so that it can be compared with the warehouse's
 // columns.
-func pgType(t schemas.Type) (string, error) {
+func pgType(t model.Type) (string, error) {
 	switch t.Kind {
-	case schemas.KindInt:
+	case model.KindInt:
 		return "bigint", nil
-	case schemas.KindFloat:
+	case model.KindFloat:
 		return "double precision", nil
-	case schemas.KindBool:
+	case model.KindBool:
 		return "boolean", nil
-	case schemas.KindString:
+	case model.KindString:
 		return "text", nil
-	case schemas.KindBytes:
+	case model.KindBytes:
 		return "bytea", nil
-	case schemas.KindDecimal:
+	case model.KindDecimal:
 		// PostgreSQL's NUMERIC(p,s) takes 1 <= p <= 1000; CockroachDB's
 		// unconstrained DECIMAL arrives as precision 0.
 		if t.Precision >= 1 && t.Precision <= 1000 && t.Scale >= 0 && t.Scale <= t.Precision {
 			return fmt.Sprintf("numeric(%d,%d)", t.Precision, t.Scale), nil
 		}
 		return "numeric", nil
-	case schemas.KindDate:
+	case model.KindDate:
 		return "date", nil
-	case schemas.KindTime:
+	case model.KindTime:
 		return "time without time zone", nil
-	case schemas.KindTimestamp:
+	case model.KindTimestamp:
 		return "timestamp without time zone", nil
-	case schemas.KindTimestampTZ:
+	case model.KindTimestampTZ:
 		return "timestamp with time zone", nil
-	case schemas.KindUUID:
+	case model.KindUUID:
 		return "uuid", nil
-	case schemas.KindJSON:
+	case model.KindJSON:
 		return "jsonb", nil
-	case schemas.KindInterval:
+	case model.KindInterval:
 		return "interval", nil
-	case schemas.KindArray:
+	case model.KindArray:
 		if t.Elem == nil {
 			return "", fmt.Errorf("array type without element type")
 		}
-		if t.Elem.Kind == schemas.KindArray {
+		if t.Elem.Kind == model.KindArray {
 			return "", fmt.Errorf("nested array type %s is not supported", t)
 		}
 		e, err := pgType(*t.Elem)
@@ -131,11 +131,11 @@ func (w *Writer) loadLayouts(ctx context.Context, tx pgx.Tx, names ...string) ([
 type wantColumn struct {
 	name string
 	typ  string
-	col  schemas.Column
+	col  model.Column
 }
 
 // describe validates a table version and maps its columns.
-func (w *Writer) describe(t *schemas.Table) ([]wantColumn, []string, error) {
+func (w *Writer) describe(t *model.Table) ([]wantColumn, []string, error) {
 	if err := checkIdent("table", t.Name); err != nil {
 		return nil, nil, err
 	}

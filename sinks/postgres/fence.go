@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -142,7 +142,7 @@ func (x *Tx) storedCheckpoints(ctx context.Context, want []sinks.Checkpoint, loc
 		if err := rows.Scan(&cp.Group, &cp.Topic, &cp.Partition, &resolved, &cp.NextOffset); err != nil {
 			return nil, fmt.Errorf("postgres: reading fenced checkpoints: %w", err)
 		}
-		if cp.Resolved, err = schemas.ParseHLC(resolved); err != nil {
+		if cp.Resolved, err = hlc.Parse(resolved); err != nil {
 			return nil, fmt.Errorf("postgres: %s[%d]: stored resolved %q: %w", cp.Topic, cp.Partition, resolved, err)
 		}
 		stored[partKey{cp.Group, cp.Topic, cp.Partition}] = cp

@@ -8,7 +8,8 @@ import (
 
 	"github.com/jackc/pgx/v5/pgconn"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -55,7 +56,7 @@ func TestFenceFrozenMember(t *testing.T) {
 	a := openWriter(t, url, sinks.Options{})
 	b := openWriter(t, url, sinks.Options{})
 	tb := kv("t")
-	h := func(n int64) schemas.HLC { return schemas.HLC{WallTime: 1_700_000_000_000_000_000 + n} }
+	h := func(n int64) hlc.Timestamp { return hlc.Timestamp{WallTime: 1_700_000_000_000_000_000 + n} }
 	x := []sinks.Checkpoint{{Group: "g", Topic: "t", Partition: 0, Resolved: h(10), NextOffset: 10}}
 	apply(t, a, x, write{tb, []sinks.Change{change(sinks.OpInsert, h(5), int64(1), "a")}})
 
@@ -66,7 +67,7 @@ func TestFenceFrozenMember(t *testing.T) {
 	if err := txA.Fence(ctx, x); err != nil {
 		t.Fatal(err)
 	}
-	wider := table("t", col("id", kind(schemas.KindInt)), col("v", kind(schemas.KindString)), col("extra", kind(schemas.KindInt)))
+	wider := table("t", col("id", kind(model.KindInt)), col("v", kind(model.KindString)), col("extra", kind(model.KindInt)))
 	if err := txA.Write(ctx, wider, []sinks.Change{change(sinks.OpUpdate, h(12), int64(1), "stale", int64(7))}); err != nil {
 		t.Fatal(err)
 	}
@@ -153,10 +154,10 @@ func TestSchemaChangeWaitsBeyondLockTimeout(t *testing.T) {
 	url := withParam(server.CreateDB(t), "lock_timeout=50ms")
 	a := openWriter(t, url, sinks.Options{})
 	b := openWriter(t, url, sinks.Options{})
-	h := func(n int64) schemas.HLC { return schemas.HLC{WallTime: 1_700_000_000_000_000_000 + n} }
+	h := func(n int64) hlc.Timestamp { return hlc.Timestamp{WallTime: 1_700_000_000_000_000_000 + n} }
 	apply(t, a, nil, write{kv("t"), []sinks.Change{change(sinks.OpInsert, h(1), int64(1), "a")}})
-	with := func(c string) *schemas.Table {
-		return table("t", col("id", kind(schemas.KindInt)), col("v", kind(schemas.KindString)), col(c, kind(schemas.KindInt)))
+	with := func(c string) *model.Table {
+		return table("t", col("id", kind(model.KindInt)), col("v", kind(model.KindString)), col(c, kind(model.KindInt)))
 	}
 	txA, err := a.Begin(ctx)
 	if err != nil {

@@ -3,7 +3,7 @@ package postgres
 import (
 	"encoding/binary"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -31,7 +31,7 @@ type stagedKeys struct {
 const maxStagedKeys = 1 << 20
 
 // add records the key of ch, a change of table version v.
-func (s *stagedKeys) add(v *schemas.Table, ch *sinks.Change) {
+func (s *stagedKeys) add(v *model.Table, ch *sinks.Change) {
 	if s.repeated {
 		return
 	}
@@ -39,7 +39,7 @@ func (s *stagedKeys) add(v *schemas.Table, ch *sinks.Change) {
 		*s = stagedKeys{repeated: true}
 		return
 	}
-	if len(v.Key) == 1 && v.Columns[v.Key[0]].Type.Kind == schemas.KindInt {
+	if len(v.Key) == 1 && v.Columns[v.Key[0]].Type.Kind == model.KindInt {
 		x, ok := ch.Values[v.Key[0]].(int64)
 		if !ok {
 			s.repeated = true // not a key Values accepts; COPY fails on it anyway
@@ -56,14 +56,14 @@ func (s *stagedKeys) add(v *schemas.Table, ch *sinks.Change) {
 	s.buf = s.buf[:0]
 	for _, k := range v.Key {
 		switch v.Columns[k].Type.Kind {
-		case schemas.KindInt:
+		case model.KindInt:
 			x, ok := ch.Values[k].(int64)
 			if !ok {
 				s.repeated = true
 				return
 			}
 			s.buf = binary.BigEndian.AppendUint64(append(s.buf, 'i'), uint64(x))
-		case schemas.KindString:
+		case model.KindString:
 			x, ok := ch.Values[k].(string)
 			if !ok {
 				s.repeated = true

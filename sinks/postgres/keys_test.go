@@ -3,7 +3,7 @@ package postgres
 import (
 	"testing"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -11,12 +11,12 @@ import (
 // seen twice, or a key with a column whose Go equality is not PostgreSQL's.
 func TestStagedKeys(t *testing.T) {
 	ints := kv("t")
-	composite := table("c", col("a", kind(schemas.KindInt)), col("b", kind(schemas.KindString)), col("v", kind(schemas.KindInt)))
+	composite := table("c", col("a", kind(model.KindInt)), col("b", kind(model.KindString)), col("v", kind(model.KindInt)))
 	composite.Key = []int{0, 1}
-	uuids := table("u", col("id", kind(schemas.KindUUID)))
+	uuids := table("u", col("id", kind(model.KindUUID)))
 	for _, c := range []struct {
 		name     string
-		t        *schemas.Table
+		t        *model.Table
 		changes  []sinks.Change
 		repeated bool
 	}{
@@ -26,7 +26,7 @@ func TestStagedKeys(t *testing.T) {
 			change(sinks.OpInsert, ts(1), int64(1), "a", int64(0)), change(sinks.OpInsert, ts(1), int64(2), "ab", int64(0))}, false},
 		// ("as", "b") and ("a", "sb") are two keys, though tag and bytes
 		// concatenated are the same.
-		{"composite, ambiguous concatenation", table("s2", col("a", kind(schemas.KindString)), col("b", kind(schemas.KindString))), nil, false},
+		{"composite, ambiguous concatenation", table("s2", col("a", kind(model.KindString)), col("b", kind(model.KindString))), nil, false},
 		{"repeated composite", composite, []sinks.Change{change(sinks.OpInsert, ts(1), int64(1), "ab", int64(0)),
 			change(sinks.OpDelete, ts(2), int64(1), "ab", nil)}, true},
 		{"uuid key", uuids, []sinks.Change{change(sinks.OpInsert, ts(1), "00000000-0000-0000-0000-000000000001")}, true},

@@ -12,7 +12,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"go.uber.org/zap"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -119,7 +119,7 @@ type pendingNames struct {
 	// locked: the window holds the schema's DDL lock.
 	locked bool
 	// mapped caches the warehouse form of each table version written.
-	mapped map[*schemas.Table]*schemas.Table
+	mapped map[*model.Table]*model.Table
 }
 
 type pendingColumn struct{ table, source, wh string }
@@ -139,7 +139,7 @@ func (x *Tx) lock(ctx context.Context) error {
 
 // warehouseTable returns table with its warehouse names: the mirror's and
 // each column's (sinks.NameRule), mapping and recording what is new.
-func (x *Tx) warehouseTable(ctx context.Context, table *schemas.Table) (*schemas.Table, error) {
+func (x *Tx) warehouseTable(ctx context.Context, table *model.Table) (*model.Table, error) {
 	if wt, ok := x.pending.mapped[table]; ok {
 		return wt, nil
 	}
@@ -162,7 +162,7 @@ func (x *Tx) warehouseTable(ctx context.Context, table *schemas.Table) (*schemas
 		return nil, err
 	}
 	wt := table
-	if tn.Mirror != table.Name || !slices.EqualFunc(cols, table.Columns, func(n string, c schemas.Column) bool { return n == c.Name }) {
+	if tn.Mirror != table.Name || !slices.EqualFunc(cols, table.Columns, func(n string, c model.Column) bool { return n == c.Name }) {
 		c := *table
 		c.Name = tn.Mirror
 		c.Columns = slices.Clone(table.Columns)
@@ -172,7 +172,7 @@ func (x *Tx) warehouseTable(ctx context.Context, table *schemas.Table) (*schemas
 		wt = &c
 	}
 	if x.pending.mapped == nil {
-		x.pending.mapped = map[*schemas.Table]*schemas.Table{}
+		x.pending.mapped = map[*model.Table]*model.Table{}
 	}
 	x.pending.mapped[table] = wt
 	return wt, nil
@@ -270,7 +270,7 @@ func (x *Tx) tableNames(ctx context.Context, source string) (sinks.TableNames, e
 // mapped name looks like a kept one); the others are looked up in the
 // record, or mapped under the schema lock against the columns the mirror
 // and changelog have, and recorded.
-func (x *Tx) columnNames(ctx context.Context, tn sinks.TableNames, table *schemas.Table) ([]string, error) {
+func (x *Tx) columnNames(ctx context.Context, tn sinks.TableNames, table *model.Table) ([]string, error) {
 	out := make([]string, len(table.Columns))
 	var renamed map[string]string
 	for i, c := range table.Columns {
@@ -296,7 +296,7 @@ func (x *Tx) columnNames(ctx context.Context, tn sinks.TableNames, table *schema
 }
 
 // mapColumns names the columns of table under the schema lock.
-func (x *Tx) mapColumns(ctx context.Context, tn sinks.TableNames, table *schemas.Table) ([]string, error) {
+func (x *Tx) mapColumns(ctx context.Context, tn sinks.TableNames, table *model.Table) ([]string, error) {
 	if err := x.lock(ctx); err != nil {
 		return nil, err
 	}

@@ -7,7 +7,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // pgx encodes pgtype.Numeric through math/big (an Exp and a DivMod per
@@ -36,7 +36,7 @@ var upow10 = [...]uint64{1, 10, 100, 1000, 10_000, 100_000, 1_000_000, 10_000_00
 
 // hlcNum returns h as the DECIMAL(38,10) of _hw_updated (HLC.Unscaled with
 // scale 10), and false for an HLC outside what fastNum holds.
-func hlcNum(h schemas.HLC) (fastNum, bool) {
+func hlcNum(h hlc.Timestamp) (fastNum, bool) {
 	if h.WallTime < 0 || h.Logical < 0 {
 		return fastNum{}, false
 	}
@@ -44,7 +44,7 @@ func hlcNum(h schemas.HLC) (fastNum, bool) {
 }
 
 // hlcValue is what COPY sends for _hw_updated.
-func hlcValue(h schemas.HLC) any {
+func hlcValue(h hlc.Timestamp) any {
 	if n, ok := hlcNum(h); ok {
 		return n
 	}

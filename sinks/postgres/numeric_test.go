@@ -9,7 +9,8 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 )
 
 // fastNumCases are decimals as (unscaled, scale) that fastNum holds.
@@ -46,16 +47,16 @@ func TestFastNumericEncoding(t *testing.T) {
 			t.Fatalf("case %d: decimalNum(%d, %d) refused", i, c.u, c.scale)
 		}
 		rows = append(rows, []any{len(rows), n})
-		want = append(want, schemas.Decimal{Unscaled: big.NewInt(c.u), Scale: c.scale}.String())
+		want = append(want, model.Decimal{Unscaled: big.NewInt(c.u), Scale: c.scale}.String())
 	}
-	for _, h := range []schemas.HLC{{}, {WallTime: 1, Logical: 0}, {WallTime: 1767225600123456789, Logical: 7},
+	for _, h := range []hlc.Timestamp{{}, {WallTime: 1, Logical: 0}, {WallTime: 1767225600123456789, Logical: 7},
 		{WallTime: math.MaxInt64, Logical: math.MaxInt32}, {WallTime: 0, Logical: 1}} {
 		n, ok := hlcNum(h)
 		if !ok {
 			t.Fatalf("hlcNum(%v) refused", h)
 		}
 		rows = append(rows, []any{len(rows), n})
-		want = append(want, schemas.Decimal{Unscaled: h.Unscaled(), Scale: 10}.String())
+		want = append(want, model.Decimal{Unscaled: h.Unscaled(), Scale: 10}.String())
 	}
 	if _, err := conn.CopyFrom(ctx, pgx.Identifier{"n"}, []string{"i", "v"}, pgx.CopyFromRows(rows)); err != nil {
 		t.Fatalf("COPY: %v", err)
@@ -80,10 +81,10 @@ func TestFastNumericFallback(t *testing.T) {
 			t.Errorf("decimalNum(%s, %d) accepted", c.u, c.scale)
 		}
 	}
-	if _, ok := hlcNum(schemas.HLC{WallTime: -1}); ok {
+	if _, ok := hlcNum(hlc.Timestamp{WallTime: -1}); ok {
 		t.Error("hlcNum accepted a negative wall time")
 	}
-	if _, ok := hlcValue(schemas.HLC{WallTime: -1}).(pgtype.Numeric); !ok {
+	if _, ok := hlcValue(hlc.Timestamp{WallTime: -1}).(pgtype.Numeric); !ok {
 		t.Error("hlcValue of a negative wall time is not a pgtype.Numeric")
 	}
 }

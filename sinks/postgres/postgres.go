@@ -27,9 +27,9 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"go.uber.org/zap"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/internal/sqlident"
-	"github.com/highwater-dev/highwater/schemas"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -327,7 +327,7 @@ func (w *Writer) Checkpoints(ctx context.Context, group string) ([]sinks.Checkpo
 			if err := rows.Scan(&cp.Topic, &cp.Partition, &resolved, &cp.NextOffset); err != nil {
 				return err
 			}
-			if cp.Resolved, err = schemas.ParseHLC(resolved); err != nil {
+			if cp.Resolved, err = hlc.Parse(resolved); err != nil {
 				return fmt.Errorf("topic %q partition %d: stored resolved %q: %w", cp.Topic, cp.Partition, resolved, err)
 			}
 			cps = append(cps, cp)

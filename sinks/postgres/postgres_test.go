@@ -16,44 +16,45 @@ import (
 	"testing"
 	"time"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/sqlident"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
 const base = int64(1659643584586630201)
 
-func ts(i int64) schemas.HLC { return schemas.HLC{WallTime: base + i} }
+func ts(i int64) hlc.Timestamp { return hlc.Timestamp{WallTime: base + i} }
 
-func col(name string, t schemas.Type) schemas.Column {
-	return schemas.Column{Name: name, AvroName: schemas.SQLNameToAvroName(name), Type: t, Nullable: true}
+func col(name string, t model.Type) model.Column {
+	return model.Column{Name: name, AvroName: model.SQLNameToAvroName(name), Type: t, Nullable: true}
 }
 
-func kind(k schemas.Kind) schemas.Type { return schemas.Type{Kind: k} }
+func kind(k model.Kind) model.Type { return model.Type{Kind: k} }
 
-func arrayOf(t schemas.Type) schemas.Type { return schemas.Type{Kind: schemas.KindArray, Elem: &t} }
+func arrayOf(t model.Type) model.Type { return model.Type{Kind: model.KindArray, Elem: &t} }
 
-func dec(p, s int) schemas.Type {
-	return schemas.Type{Kind: schemas.KindDecimal, Precision: p, Scale: s}
+func dec(p, s int) model.Type {
+	return model.Type{Kind: model.KindDecimal, Precision: p, Scale: s}
 }
 
-func table(name string, cols ...schemas.Column) *schemas.Table {
-	t := &schemas.Table{Name: name, Columns: cols, Key: []int{0}}
+func table(name string, cols ...model.Column) *model.Table {
+	t := &model.Table{Name: name, Columns: cols, Key: []int{0}}
 	t.Columns[0].PrimaryKey, t.Columns[0].Nullable = true, false
 	return t
 }
 
 // kv is id INT primary key, v STRING.
-func kv(name string) *schemas.Table {
-	return table(name, col("id", kind(schemas.KindInt)), col("v", kind(schemas.KindString)))
+func kv(name string) *model.Table {
+	return table(name, col("id", kind(model.KindInt)), col("v", kind(model.KindString)))
 }
 
-func change(op sinks.Op, h schemas.HLC, vals ...any) sinks.Change {
+func change(op sinks.Op, h hlc.Timestamp, vals ...any) sinks.Change {
 	return sinks.Change{Op: op, Updated: h, Values: vals}
 }
 
 type write struct {
-	t       *schemas.Table
+	t       *model.Table
 	changes []sinks.Change
 }
 
@@ -113,42 +114,42 @@ func TestTypesRoundTrip(t *testing.T) {
 	huge, _ := new(big.Int).SetString("-123456789012345678901234567890123456789012345", 10)
 	cases := []struct {
 		name   string
-		typ    schemas.Type
+		typ    model.Type
 		pgType string
 		value  any
 		text   string
 	}{
-		{"int", kind(schemas.KindInt), "bigint", int64(math.MinInt64), "-9223372036854775808"},
-		{"float", kind(schemas.KindFloat), "double precision", 1.5, "1.5"},
-		{"float_nan", kind(schemas.KindFloat), "double precision", math.NaN(), "NaN"},
-		{"float_inf", kind(schemas.KindFloat), "double precision", math.Inf(-1), "-Infinity"},
-		{"bool", kind(schemas.KindBool), "boolean", true, "true"},
-		{"string", kind(schemas.KindString), "text", `héllo 'q' "d" ☃ \n`, `héllo 'q' "d" ☃ \n`},
-		{"bytes", kind(schemas.KindBytes), "bytea", []byte{0, 1, 0xff}, `\x0001ff`},
-		{"decimal", dec(10, 2), "numeric(10,2)", schemas.Decimal{Unscaled: big.NewInt(12345), Scale: 2}, "123.45"},
-		{"decimal_neg", dec(10, 2), "numeric(10,2)", schemas.Decimal{Unscaled: big.NewInt(-5), Scale: 2}, "-0.05"},
-		{"decimal_nan", dec(10, 2), "numeric(10,2)", schemas.Decimal{Special: "NaN"}, "NaN"},
+		{"int", kind(model.KindInt), "bigint", int64(math.MinInt64), "-9223372036854775808"},
+		{"float", kind(model.KindFloat), "double precision", 1.5, "1.5"},
+		{"float_nan", kind(model.KindFloat), "double precision", math.NaN(), "NaN"},
+		{"float_inf", kind(model.KindFloat), "double precision", math.Inf(-1), "-Infinity"},
+		{"bool", kind(model.KindBool), "boolean", true, "true"},
+		{"string", kind(model.KindString), "text", `héllo 'q' "d" ☃ \n`, `héllo 'q' "d" ☃ \n`},
+		{"bytes", kind(model.KindBytes), "bytea", []byte{0, 1, 0xff}, `\x0001ff`},
+		{"decimal", dec(10, 2), "numeric(10,2)", model.Decimal{Unscaled: big.NewInt(12345), Scale: 2}, "123.45"},
+		{"decimal_neg", dec(10, 2), "numeric(10,2)", model.Decimal{Unscaled: big.NewInt(-5), Scale: 2}, "-0.05"},
+		{"decimal_nan", dec(10, 2), "numeric(10,2)", model.Decimal{Special: "NaN"}, "NaN"},
 		// NUMERIC(p,s) cannot hold infinity: NULL, counted (as DuckDB).
-		{"decimal_inf", dec(10, 2), "numeric(10,2)", schemas.Decimal{Special: "Infinity"}, "NULL"},
-		{"decimal_any", dec(0, 0), "numeric", schemas.Decimal{Unscaled: huge, Scale: 20}, "-1234567890123456789012345.67890123456789012345"},
-		{"decimal_any_inf", dec(0, 0), "numeric", schemas.Decimal{Special: "-Infinity"}, "-Infinity"},
-		{"date", kind(schemas.KindDate), "date", time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), "2024-02-29"},
-		{"time", kind(schemas.KindTime), "time without time zone", 13*time.Hour + 14*time.Minute + 15*time.Second + 123456*time.Microsecond, "13:14:15.123456"},
-		{"time_2400", kind(schemas.KindTime), "time without time zone", 24 * time.Hour, "24:00:00"},
-		{"timestamp", kind(schemas.KindTimestamp), "timestamp without time zone", time.Date(1969, 12, 31, 23, 59, 59, 999999000, time.UTC), "1969-12-31 23:59:59.999999"},
-		{"timestamptz", kind(schemas.KindTimestampTZ), "timestamp with time zone", time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC), "2024-01-02 03:04:05.123456+00"},
-		{"uuid", kind(schemas.KindUUID), "uuid", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"},
-		{"json", kind(schemas.KindJSON), "jsonb", `{"b": [1, 2.50], "a": "x"}`, `{"a": "x", "b": [1, 2.50]}`},
-		{"interval", kind(schemas.KindInterval), "interval", schemas.Interval{Months: 14, Days: -3, Micros: (4*3600+5*60+6)*1e6 + 7}, "1 year 2 mons -3 days +04:05:06.000007"},
-		{"int_array", arrayOf(kind(schemas.KindInt)), "bigint[]", []any{int64(1), nil, int64(-3)}, "{1,NULL,-3}"},
-		{"string_array", arrayOf(kind(schemas.KindString)), "text[]", []any{"a", "b c", `q"`, ""}, `{a,"b c","q\"",""}`},
-		{"empty_array", arrayOf(kind(schemas.KindString)), "text[]", []any{}, "{}"},
-		{"decimal_array", arrayOf(dec(6, 2)), "numeric(6,2)[]", []any{schemas.Decimal{Unscaled: big.NewInt(150), Scale: 2}}, "{1.50}"},
-		{"uuid_array", arrayOf(kind(schemas.KindUUID)), "uuid[]", []any{"00000000-0000-0000-0000-000000000001"}, "{00000000-0000-0000-0000-000000000001}"},
-		{"tstz_array", arrayOf(kind(schemas.KindTimestampTZ)), "timestamp with time zone[]", []any{time.Unix(0, 0).UTC()}, `{"1970-01-01 00:00:00+00"}`},
-		{"bool_array", arrayOf(kind(schemas.KindBool)), "boolean[]", []any{true, false}, "{t,f}"},
+		{"decimal_inf", dec(10, 2), "numeric(10,2)", model.Decimal{Special: "Infinity"}, "NULL"},
+		{"decimal_any", dec(0, 0), "numeric", model.Decimal{Unscaled: huge, Scale: 20}, "-1234567890123456789012345.67890123456789012345"},
+		{"decimal_any_inf", dec(0, 0), "numeric", model.Decimal{Special: "-Infinity"}, "-Infinity"},
+		{"date", kind(model.KindDate), "date", time.Date(2024, 2, 29, 0, 0, 0, 0, time.UTC), "2024-02-29"},
+		{"time", kind(model.KindTime), "time without time zone", 13*time.Hour + 14*time.Minute + 15*time.Second + 123456*time.Microsecond, "13:14:15.123456"},
+		{"time_2400", kind(model.KindTime), "time without time zone", 24 * time.Hour, "24:00:00"},
+		{"timestamp", kind(model.KindTimestamp), "timestamp without time zone", time.Date(1969, 12, 31, 23, 59, 59, 999999000, time.UTC), "1969-12-31 23:59:59.999999"},
+		{"timestamptz", kind(model.KindTimestampTZ), "timestamp with time zone", time.Date(2024, 1, 2, 3, 4, 5, 123456000, time.UTC), "2024-01-02 03:04:05.123456+00"},
+		{"uuid", kind(model.KindUUID), "uuid", "6BA7B810-9DAD-11D1-80B4-00C04FD430C8", "6ba7b810-9dad-11d1-80b4-00c04fd430c8"},
+		{"json", kind(model.KindJSON), "jsonb", `{"b": [1, 2.50], "a": "x"}`, `{"a": "x", "b": [1, 2.50]}`},
+		{"interval", kind(model.KindInterval), "interval", model.Interval{Months: 14, Days: -3, Micros: (4*3600+5*60+6)*1e6 + 7}, "1 year 2 mons -3 days +04:05:06.000007"},
+		{"int_array", arrayOf(kind(model.KindInt)), "bigint[]", []any{int64(1), nil, int64(-3)}, "{1,NULL,-3}"},
+		{"string_array", arrayOf(kind(model.KindString)), "text[]", []any{"a", "b c", `q"`, ""}, `{a,"b c","q\"",""}`},
+		{"empty_array", arrayOf(kind(model.KindString)), "text[]", []any{}, "{}"},
+		{"decimal_array", arrayOf(dec(6, 2)), "numeric(6,2)[]", []any{model.Decimal{Unscaled: big.NewInt(150), Scale: 2}}, "{1.50}"},
+		{"uuid_array", arrayOf(kind(model.KindUUID)), "uuid[]", []any{"00000000-0000-0000-0000-000000000001"}, "{00000000-0000-0000-0000-000000000001}"},
+		{"tstz_array", arrayOf(kind(model.KindTimestampTZ)), "timestamp with time zone[]", []any{time.Unix(0, 0).UTC()}, `{"1970-01-01 00:00:00+00"}`},
+		{"bool_array", arrayOf(kind(model.KindBool)), "boolean[]", []any{true, false}, "{t,f}"},
 	}
-	cols := []schemas.Column{col("id", kind(schemas.KindInt))}
+	cols := []model.Column{col("id", kind(model.KindInt))}
 	full := []any{int64(1)}
 	nulls := []any{int64(2)}
 	for _, c := range cases {
@@ -196,25 +197,25 @@ func TestBadValuesAreErrors(t *testing.T) {
 	w := openWriter(t, url, sinks.Options{})
 	cases := []struct {
 		name  string
-		typ   schemas.Type
+		typ   model.Type
 		value any
 		want  string
 	}{
-		{"nul_string", kind(schemas.KindString), "a\x00b", "NUL"},
-		{"bad_utf8", kind(schemas.KindString), "a\xffb", "UTF-8"},
-		{"bad_uuid", kind(schemas.KindUUID), "not-a-uuid", "invalid UUID"},
-		{"uuid_32_digits", kind(schemas.KindUUID), "6ba7b8109dad11d180b400c04fd430c8", "invalid UUID"},
-		{"wrong_go_type", kind(schemas.KindInt), int32(5), "int32"},
-		{"bad_time", kind(schemas.KindTime), -time.Second, "outside"},
-		{"bad_array", arrayOf(kind(schemas.KindInt)), []any{"x"}, "array element 0"},
-		{"bad_special", dec(0, 0), schemas.Decimal{Special: "Huge"}, "Huge"},
-		{"json_nul", kind(schemas.KindJSON), `"\u0000"`, "JSONB"},
-		{"json_invalid", kind(schemas.KindJSON), `{"a":`, "json"},
-		{"numeric_overflow", dec(3, 0), schemas.Decimal{Unscaled: big.NewInt(12345)}, "numeric field overflow"},
+		{"nul_string", kind(model.KindString), "a\x00b", "NUL"},
+		{"bad_utf8", kind(model.KindString), "a\xffb", "UTF-8"},
+		{"bad_uuid", kind(model.KindUUID), "not-a-uuid", "invalid UUID"},
+		{"uuid_32_digits", kind(model.KindUUID), "6ba7b8109dad11d180b400c04fd430c8", "invalid UUID"},
+		{"wrong_go_type", kind(model.KindInt), int32(5), "int32"},
+		{"bad_time", kind(model.KindTime), -time.Second, "outside"},
+		{"bad_array", arrayOf(kind(model.KindInt)), []any{"x"}, "array element 0"},
+		{"bad_special", dec(0, 0), model.Decimal{Special: "Huge"}, "Huge"},
+		{"json_nul", kind(model.KindJSON), `"\u0000"`, "JSONB"},
+		{"json_invalid", kind(model.KindJSON), `{"a":`, "json"},
+		{"numeric_overflow", dec(3, 0), model.Decimal{Unscaled: big.NewInt(12345)}, "numeric field overflow"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			tb := table("bad_"+c.name, col("id", kind(schemas.KindInt)), col(c.name, c.typ))
+			tb := table("bad_"+c.name, col("id", kind(model.KindInt)), col(c.name, c.typ))
 			err := tryApply(context.Background(), w, nil, write{tb, []sinks.Change{change(sinks.OpInsert, ts(1), int64(1), c.value)}})
 			mustContain(t, err, "bad_"+c.name, c.want)
 			if got := query(t, url, "SELECT count(*) FROM pg_class WHERE relname = $1", "bad_"+c.name); got[0][0] != "0" {
@@ -243,7 +244,7 @@ func TestHostileNames(t *testing.T) {
 	colName := strings.Repeat("ü", 31) + "c"
 	names := []string{"user", "Order", "TABLE", `x"y`, "$1", "a\tb", fits}
 	for i, n := range names {
-		tb := table(n, col(colName, kind(schemas.KindInt)), col("Select", kind(schemas.KindString)), col("", kind(schemas.KindString)))
+		tb := table(n, col(colName, kind(model.KindInt)), col("Select", kind(model.KindString)), col("", kind(model.KindString)))
 		tb.Columns[2].Name = "?column?"
 		apply(t, w, nil, write{tb, []sinks.Change{change(sinks.OpInsert, ts(1), int64(i), n, "q")}})
 		got := query(t, url, fmt.Sprintf(`SELECT %s::text, %s, %s FROM %s.%s`, sqlident.Quote(colName), sqlident.Quote("Select"),
@@ -255,17 +256,17 @@ func TestHostileNames(t *testing.T) {
 	}
 	bad := []struct {
 		name string
-		t    *schemas.Table
+		t    *model.Table
 		want string
 	}{
 		{"NUL in table", kv("a\x00b"), "NUL"},
-		{"NUL in column", table("t", col("id", kind(schemas.KindInt)), col("a\x00", kind(schemas.KindInt))), "NUL"},
-		{"duplicate column", table("t", col("id", kind(schemas.KindInt)), col("id", kind(schemas.KindInt))), "twice"},
-		{"no key", &schemas.Table{Name: "t", Columns: []schemas.Column{col("id", kind(schemas.KindInt))}}, "no primary-key"},
-		{"key out of range", &schemas.Table{Name: "t", Columns: []schemas.Column{col("id", kind(schemas.KindInt))}, Key: []int{3}}, "out of range"},
-		{"key given twice", &schemas.Table{Name: "t", Columns: []schemas.Column{col("id", kind(schemas.KindInt))}, Key: []int{0, 0}}, "given twice"},
-		{"nested array", table("t", col("id", kind(schemas.KindInt)), col("a", arrayOf(arrayOf(kind(schemas.KindInt))))), "nested array"},
-		{"invalid kind", table("t", col("id", kind(schemas.KindInt)), col("a", kind(schemas.KindInvalid))), "unsupported column type"},
+		{"NUL in column", table("t", col("id", kind(model.KindInt)), col("a\x00", kind(model.KindInt))), "NUL"},
+		{"duplicate column", table("t", col("id", kind(model.KindInt)), col("id", kind(model.KindInt))), "twice"},
+		{"no key", &model.Table{Name: "t", Columns: []model.Column{col("id", kind(model.KindInt))}}, "no primary-key"},
+		{"key out of range", &model.Table{Name: "t", Columns: []model.Column{col("id", kind(model.KindInt))}, Key: []int{3}}, "out of range"},
+		{"key given twice", &model.Table{Name: "t", Columns: []model.Column{col("id", kind(model.KindInt))}, Key: []int{0, 0}}, "given twice"},
+		{"nested array", table("t", col("id", kind(model.KindInt)), col("a", arrayOf(arrayOf(kind(model.KindInt))))), "nested array"},
+		{"invalid kind", table("t", col("id", kind(model.KindInt)), col("a", kind(model.KindInvalid))), "unsupported column type"},
 	}
 	for _, b := range bad {
 		t.Run(b.name, func(t *testing.T) {
@@ -326,7 +327,7 @@ func TestServerRestartMidWindow(t *testing.T) {
 	url := server.CreateDB(t)
 	w := openWriter(t, url, sinks.Options{Changelog: true})
 	tb := kv("t")
-	cp := func(h schemas.HLC, off int64) []sinks.Checkpoint {
+	cp := func(h hlc.Timestamp, off int64) []sinks.Checkpoint {
 		return []sinks.Checkpoint{{Group: "g", Topic: "t", Partition: 0, Resolved: h, NextOffset: off}}
 	}
 	apply(t, w, cp(ts(1), 10), write{tb, []sinks.Change{
@@ -489,7 +490,7 @@ func runMember(ctx context.Context, url string, member int) error {
 	}
 	defer w.Close()
 	v1 := kv("shared")
-	v2 := table("shared", col("id", kind(schemas.KindInt)), col("v", kind(schemas.KindString)), col("extra", kind(schemas.KindInt)))
+	v2 := table("shared", col("id", kind(model.KindInt)), col("v", kind(model.KindString)), col("extra", kind(model.KindInt)))
 	for win := range memberWindows {
 		tb := v1
 		if win >= memberWindows/2 {

@@ -15,7 +15,7 @@ import (
 
 	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/internal/txguard"
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -56,7 +56,7 @@ type txTable struct {
 	stageCols layout
 	rows      int64
 	// version is the last table version written, with its columns.
-	version *schemas.Table
+	version *model.Table
 	want    []wantColumn
 	isKey   []bool
 	copyCol []string
@@ -96,7 +96,7 @@ func (w *Writer) Begin(ctx context.Context) (sinks.Tx, error) {
 // the version's columns and COPYs the changes into a temporary staging
 // table. The mirror table itself is updated at Commit, once every change of
 // the window is known.
-func (x *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Change) (err error) {
+func (x *Tx) Write(ctx context.Context, table *model.Table, changes []sinks.Change) (err error) {
 	defer markLockTimeout(&err)
 	if err := x.guard.Check(); err != nil {
 		return err
@@ -110,7 +110,7 @@ func (x *Tx) Write(ctx context.Context, table *schemas.Table, changes []sinks.Ch
 	return nil
 }
 
-func (x *Tx) write(ctx context.Context, table *schemas.Table, changes []sinks.Change) error {
+func (x *Tx) write(ctx context.Context, table *model.Table, changes []sinks.Change) error {
 	// From here on the table has its warehouse names (sinks.NameRule).
 	table, err := x.warehouseTable(ctx, table)
 	if err != nil {

@@ -7,17 +7,18 @@ import (
 
 	"github.com/jackc/pgx/v5/pgtype"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-// toPG converts a decoded value (Go types as documented on schemas.Kind) to
+// toPG converts a decoded value (Go types as documented on model.Kind) to
 // what pgx encodes into the column's PostgreSQL type. A value of the wrong
 // Go type, or one PostgreSQL cannot store, is an error, never a panic; the
 // one exception is ±Infinity in a DECIMAL(p,s) column, which PostgreSQL's
 // NUMERIC(p,s) cannot hold: it becomes NULL and is counted in *nonFinite,
 // as in the DuckDB writer.
-func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
+func toPG(t model.Type, v any, nonFinite *int64) (any, error) {
 	if v == nil {
 		return nil, nil
 	}
@@ -25,31 +26,31 @@ func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
 		return nil, fmt.Errorf("value of Go type %T for a %s column", v, t)
 	}
 	switch t.Kind {
-	case schemas.KindInt:
+	case model.KindInt:
 		if _, ok := v.(int64); ok {
 			return v, nil // v, not x: boxing x again would allocate
 		}
-	case schemas.KindFloat:
+	case model.KindFloat:
 		if _, ok := v.(float64); ok {
 			return v, nil
 		}
-	case schemas.KindBool:
+	case model.KindBool:
 		if _, ok := v.(bool); ok {
 			return v, nil
 		}
-	case schemas.KindString:
+	case model.KindString:
 		if x, ok := v.(string); ok {
 			if err := checkText(x); err != nil {
 				return nil, err
 			}
 			return v, nil
 		}
-	case schemas.KindBytes:
+	case model.KindBytes:
 		if _, ok := v.([]byte); ok {
 			return v, nil
 		}
-	case schemas.KindDecimal:
-		if x, ok := v.(schemas.Decimal); ok {
+	case model.KindDecimal:
+		if x, ok := v.(model.Decimal); ok {
 			if x.Special == "" {
 				if n, ok := decimalNum(x.Unscaled, x.Scale); ok {
 					return n, nil
@@ -62,25 +63,25 @@ func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
 			}
 			return n, err
 		}
-	case schemas.KindDate:
+	case model.KindDate:
 		if x, ok := v.(time.Time); ok {
 			return pgtype.Date{Time: x, Valid: true}, nil
 		}
-	case schemas.KindTime:
+	case model.KindTime:
 		if x, ok := v.(time.Duration); ok {
 			if x < 0 || x > 24*time.Hour {
 				return nil, fmt.Errorf("time of day %v is outside 00:00..24:00", x)
 			}
 			return pgtype.Time{Microseconds: int64(x / time.Microsecond), Valid: true}, nil
 		}
-	case schemas.KindTimestamp, schemas.KindTimestampTZ:
+	case model.KindTimestamp, model.KindTimestampTZ:
 		if x, ok := v.(time.Time); ok {
 			if x.Location() == time.UTC {
 				return v, nil
 			}
 			return x.UTC(), nil
 		}
-	case schemas.KindUUID:
+	case model.KindUUID:
 		if x, ok := v.(string); ok {
 			u, err := sinks.ParseUUID(x)
 			if err != nil {
@@ -88,18 +89,18 @@ func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
 			}
 			return pgtype.UUID{Bytes: u, Valid: true}, nil
 		}
-	case schemas.KindJSON:
+	case model.KindJSON:
 		if x, ok := v.(string); ok {
 			if err := checkJSON(x); err != nil {
 				return nil, err
 			}
 			return v, nil
 		}
-	case schemas.KindInterval:
-		if x, ok := v.(schemas.Interval); ok {
+	case model.KindInterval:
+		if x, ok := v.(model.Interval); ok {
 			return pgtype.Interval{Months: x.Months, Days: x.Days, Microseconds: x.Micros, Valid: true}, nil
 		}
-	case schemas.KindArray:
+	case model.KindArray:
 		x, ok := v.([]any)
 		if !ok || t.Elem == nil {
 			return bad()
@@ -117,7 +118,7 @@ func toPG(t schemas.Type, v any, nonFinite *int64) (any, error) {
 	return bad()
 }
 
-func decimalToPG(d schemas.Decimal) (pgtype.Numeric, error) {
+func decimalToPG(d model.Decimal) (pgtype.Numeric, error) {
 	switch d.Special {
 	case "":
 	case "NaN":
@@ -143,12 +144,12 @@ func decimalToPG(d schemas.Decimal) (pgtype.Numeric, error) {
 
 // constrainedDecimal reports whether pgType maps t to NUMERIC(p,s) rather
 // than unconstrained NUMERIC.
-func constrainedDecimal(t schemas.Type) bool {
+func constrainedDecimal(t model.Type) bool {
 	typ, _ := pgType(t)
 	return typ != "numeric"
 }
 
-func hlcToPG(h schemas.HLC) pgtype.Numeric {
+func hlcToPG(h hlc.Timestamp) pgtype.Numeric {
 	return pgtype.Numeric{Int: h.Unscaled(), Exp: -10, Valid: true}
 }
 

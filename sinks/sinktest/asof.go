@@ -5,7 +5,8 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -70,7 +71,7 @@ func (s *suite) testAsOf(t *testing.T) {
 	apply(t, w, nil, write{tb, []sinks.Change{ins(h4, int64(2), "b2", int64(5)), ins(h4, int64(3), "c", int64(6))}})
 	apply(t, w, nil, write{tb, []sinks.Change{del(H(base+40, 0), int64(3), nil, nil)}})
 
-	lit := func(h schemas.HLC) string { return S(h) }
+	lit := func(h hlc.Timestamp) string { return S(h) }
 	at1 := [][]string{{"1", "a", "1", S(h1)}, {"2", "b", "2", S(h1)}}
 	at2 := [][]string{{"1", "a2", "3", S(h2)}}
 	at3 := [][]string{{"1", "a3", "4", S(h3)}}
@@ -103,12 +104,12 @@ func (s *suite) testAsOf(t *testing.T) {
 // returns the mirror's columns at every HLC, after a restart too.
 func (s *suite) testAsOfSchemaChanges(t *testing.T) {
 	w := s.open(t, sinks.Options{Changelog: true})
-	v1 := evolved("t", Col("hlc", schemas.KindInt))
-	v2 := evolved("t", Col("hlc", schemas.KindInt), Col("b", schemas.KindInt))
-	v3 := evolved("t", Col("b", schemas.KindInt))
+	v1 := evolved("t", Col("hlc", model.KindInt))
+	v2 := evolved("t", Col("hlc", model.KindInt), Col("b", model.KindInt))
+	v3 := evolved("t", Col("b", model.KindInt))
 	apply(t, w, nil, write{v1, []sinks.Change{ins(ts(1), int64(1), "x", int64(100)), ins(ts(1), int64(2), "y", int64(200))}})
 	apply(t, w, nil, write{v2, []sinks.Change{upd(ts(2), int64(1), "x2", int64(101), int64(10))}})
-	q := func(h schemas.HLC) [][]string {
+	q := func(h hlc.Timestamp) [][]string {
 		return s.h.Query(t, fmt.Sprintf(`SELECT CAST(id AS VARCHAR), a, CAST(hlc AS VARCHAR), CAST(b AS VARCHAR) FROM %s(%s) ORDER BY id`,
 			s.q(sinks.AsOfName("t")), S(h)))
 	}
@@ -121,7 +122,7 @@ func (s *suite) testAsOfSchemaChanges(t *testing.T) {
 	// hlc dropped (kept as NULL), and ADD COLUMN again in the same window.
 	w = s.h.Reopen(t, sinks.Options{Changelog: true})
 	defer closeW(t, w)
-	v4 := evolved("t", Col("b", schemas.KindInt), Col("c", schemas.KindString))
+	v4 := evolved("t", Col("b", model.KindInt), Col("c", model.KindString))
 	apply(t, w, nil,
 		write{v3, []sinks.Change{upd(ts(3), int64(2), "y3", int64(30))}},
 		write{v4, []sinks.Change{ins(ts(4), int64(3), "z", int64(40), "c")}})

@@ -6,7 +6,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -215,8 +215,8 @@ func (s *suite) testColumnNames(t *testing.T) {
 	w := s.open(t, sinks.Options{Changelog: true})
 	long := strings.Repeat("c", 69) + "1"
 	long2 := strings.Repeat("c", 69) + "2"
-	cols := []schemas.Column{Col("id", schemas.KindInt), Col("a", schemas.KindString), Col("A", schemas.KindString),
-		Col(long, schemas.KindInt), Col(long2, schemas.KindInt), Col(sinks.UpdatedColumn, schemas.KindString), Col("_HW_OP", schemas.KindString)}
+	cols := []model.Column{Col("id", model.KindInt), Col("a", model.KindString), Col("A", model.KindString),
+		Col(long, model.KindInt), Col(long2, model.KindInt), Col(sinks.UpdatedColumn, model.KindString), Col("_HW_OP", model.KindString)}
 	v1 := Table("cols", []int{0}, cols...)
 	apply(t, w, nil, write{v1, []sinks.Change{
 		ins(ts(1), int64(1), "a1", "A1", int64(11), int64(12), "u1", "o1"),
@@ -225,7 +225,7 @@ func (s *suite) testColumnNames(t *testing.T) {
 	closeW(t, w)
 	w = s.h.Reopen(t, sinks.Options{Changelog: true})
 	defer closeW(t, w)
-	v2 := Table("cols", []int{0}, append(cols, Col("ID", schemas.KindInt))...)
+	v2 := Table("cols", []int{0}, append(cols, Col("ID", model.KindInt))...)
 	apply(t, w, nil, write{v2, []sinks.Change{
 		upd(ts(2), int64(2), "a2'", "A2'", int64(210), int64(220), "u2'", "o2'", int64(-2)),
 	}})

@@ -33,7 +33,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/highwater-dev/highwater/schemas"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/model"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -116,14 +117,14 @@ type suite struct{ h Harness }
 // Schema and value helpers.
 
 // Col returns a nullable column of kind k named name.
-func Col(name string, k schemas.Kind) schemas.Column {
-	return schemas.Column{Name: name, AvroName: schemas.SQLNameToAvroName(name), Type: schemas.Type{Kind: k}, Nullable: true}
+func Col(name string, k model.Kind) model.Column {
+	return model.Column{Name: name, AvroName: model.SQLNameToAvroName(name), Type: model.Type{Kind: k}, Nullable: true}
 }
 
 // Table builds a table version; key holds indexes into cols, in primary-key
 // order.
-func Table(name string, key []int, cols ...schemas.Column) *schemas.Table {
-	t := &schemas.Table{Name: name, Columns: append([]schemas.Column(nil), cols...), Key: key}
+func Table(name string, key []int, cols ...model.Column) *model.Table {
+	t := &model.Table{Name: name, Columns: append([]model.Column(nil), cols...), Key: key}
 	for _, k := range key {
 		t.Columns[k].PrimaryKey = true
 		t.Columns[k].Nullable = false
@@ -132,34 +133,36 @@ func Table(name string, key []int, cols ...schemas.Column) *schemas.Table {
 }
 
 // H returns the HLC wall.logical.
-func H(wall int64, logical int32) schemas.HLC { return schemas.HLC{WallTime: wall, Logical: logical} }
+func H(wall int64, logical int32) hlc.Timestamp {
+	return hlc.Timestamp{WallTime: wall, Logical: logical}
+}
 
 // base is a realistic wall time (2022-08-04) so the text form has 19 digits.
 const base = int64(1659643584586630201)
 
-func ts(i int64) schemas.HLC { return H(base+i, 0) }
+func ts(i int64) hlc.Timestamp { return H(base+i, 0) }
 
-func ins(h schemas.HLC, vals ...any) sinks.Change {
+func ins(h hlc.Timestamp, vals ...any) sinks.Change {
 	return sinks.Change{Op: sinks.OpInsert, Updated: h, Values: vals}
 }
-func upd(h schemas.HLC, vals ...any) sinks.Change {
+func upd(h hlc.Timestamp, vals ...any) sinks.Change {
 	return sinks.Change{Op: sinks.OpUpdate, Updated: h, Values: vals}
 }
-func ups(h schemas.HLC, vals ...any) sinks.Change {
+func ups(h hlc.Timestamp, vals ...any) sinks.Change {
 	return sinks.Change{Op: sinks.OpUpsert, Updated: h, Values: vals}
 }
-func del(h schemas.HLC, vals ...any) sinks.Change {
+func del(h hlc.Timestamp, vals ...any) sinks.Change {
 	return sinks.Change{Op: sinks.OpDelete, Updated: h, Values: vals}
 }
 
 // kv is the suite's everyday table: id INT primary key, name STRING, n INT.
-func kv(name string) *schemas.Table {
-	return Table(name, []int{0}, Col("id", schemas.KindInt), Col("name", schemas.KindString), Col("n", schemas.KindInt))
+func kv(name string) *model.Table {
+	return Table(name, []int{0}, Col("id", model.KindInt), Col("name", model.KindString), Col("n", model.KindInt))
 }
 
 // write is one Write call of a window.
 type write struct {
-	table   *schemas.Table
+	table   *model.Table
 	changes []sinks.Change
 }
 
@@ -230,7 +233,7 @@ func closeW(t *testing.T, w sinks.Writer) {
 
 // S renders an HLC as its DECIMAL(38,10) text, the form _hw_updated and
 // resolved read back as.
-func S(h schemas.HLC) string { return h.String() }
+func S(h hlc.Timestamp) string { return h.String() }
 
 func (s *suite) testInsertUpdateDelete(t *testing.T) {
 	w := s.open(t, sinks.Options{})
@@ -376,7 +379,7 @@ func (s *suite) testCompositeKey(t *testing.T) {
 	w := s.open(t, sinks.Options{Changelog: true})
 	defer closeW(t, w)
 	// PRIMARY KEY (id, region): key order differs from column order.
-	tb := Table("orders", []int{1, 0}, Col("region", schemas.KindString), Col("id", schemas.KindInt), Col("v", schemas.KindString))
+	tb := Table("orders", []int{1, 0}, Col("region", model.KindString), Col("id", model.KindInt), Col("v", model.KindString))
 	apply(t, w, nil, write{tb, []sinks.Change{
 		ins(ts(1), "eu", int64(1), "eu1"),
 		ins(ts(1), "us", int64(1), "us1"),
@@ -403,7 +406,7 @@ func (s *suite) testOddNames(t *testing.T) {
 	names := []string{"select", "order items", `Mixed"Quote`, "a.b", "Robert'); DROP TABLE x;--"}
 	var writes []write
 	for i, name := range names {
-		tb := Table(name, []int{0}, Col("from", schemas.KindInt), Col("☃", schemas.KindString), Col("a b", schemas.KindInt), Col(`"`, schemas.KindString))
+		tb := Table(name, []int{0}, Col("from", model.KindInt), Col("☃", model.KindString), Col("a b", model.KindInt), Col(`"`, model.KindString))
 		writes = append(writes, write{tb, []sinks.Change{
 			ins(ts(1), int64(1), "snow'man", int64(i), `quote"d`),
 			ins(ts(1), int64(2), "x", int64(i), nil),
@@ -433,7 +436,7 @@ func (s *suite) testExactHLC(t *testing.T) {
 	tb := kv("t")
 	cases := []struct {
 		id int64
-		h  schemas.HLC
+		h  hlc.Timestamp
 		s  string
 	}{
 		{1, H(1659643584586630201, 7), "1659643584586630201.0000000007"},
@@ -581,7 +584,7 @@ func (s *suite) testRollback(t *testing.T) {
 	if err := tx.Write(ctx, kv("other"), []sinks.Change{ins(ts(2), int64(1), "x", nil)}); err != nil {
 		t.Fatal(err)
 	}
-	tb2 := Table("t", []int{0}, append(append([]schemas.Column(nil), tb.Columns...), Col("extra", schemas.KindInt))...)
+	tb2 := Table("t", []int{0}, append(append([]model.Column(nil), tb.Columns...), Col("extra", model.KindInt))...)
 	if err := tx.Write(ctx, tb2, []sinks.Change{ins(ts(3), int64(3), "c", nil, int64(1))}); err != nil {
 		t.Fatal(err)
 	}
@@ -601,7 +604,7 @@ func (s *suite) testRollback(t *testing.T) {
 	}
 	// The rolled back evolution left no column behind: a later version
 	// may add it with another type.
-	tb3 := Table("t", []int{0}, append(append([]schemas.Column(nil), tb.Columns...), Col("extra", schemas.KindString))...)
+	tb3 := Table("t", []int{0}, append(append([]model.Column(nil), tb.Columns...), Col("extra", model.KindString))...)
 	apply(t, w, nil, write{tb3, []sinks.Change{ins(ts(4), int64(4), "d", nil, "s")}})
 	got := s.h.Query(t, fmt.Sprintf(`SELECT CAST(id AS VARCHAR), extra FROM %s ORDER BY id`, s.q("t")))
 	expect(t, "after re-evolution", got, [][]string{{"1", Null}, {"4", "s"}})
@@ -704,8 +707,8 @@ func (s *suite) testCheckpointNeverMovesBack(t *testing.T) {
 	expectCps(t, "after registration", checkpoints(t, w, "g"), []sinks.Checkpoint{applied, zero[1], zero[2]})
 	q := `SELECT COALESCE(topic, '*'), CAST(resolved AS VARCHAR), CAST(partitions AS VARCHAR) FROM highwater_watermark WHERE consumer_group = 'g' ORDER BY topic NULLS FIRST`
 	expect(t, "watermark held back by unapplied partitions", s.h.Query(t, q), [][]string{
-		{"*", S(schemas.HLC{}), "3"},
-		{"t", S(schemas.HLC{}), "3"},
+		{"*", S(hlc.Timestamp{}), "3"},
+		{"t", S(hlc.Timestamp{}), "3"},
 	})
 	// A late window of an older resolved timestamp does not move partition
 	// 0 back; the same resolved timestamp may rewrite it.
@@ -724,15 +727,15 @@ func (s *suite) testCheckpointNeverMovesBack(t *testing.T) {
 	})
 }
 
-func evolved(name string, extra ...schemas.Column) *schemas.Table {
-	return Table(name, []int{0}, append([]schemas.Column{Col("id", schemas.KindInt), Col("a", schemas.KindString)}, extra...)...)
+func evolved(name string, extra ...model.Column) *model.Table {
+	return Table(name, []int{0}, append([]model.Column{Col("id", model.KindInt), Col("a", model.KindString)}, extra...)...)
 }
 
 func (s *suite) testAddColumn(t *testing.T) {
 	w := s.open(t, sinks.Options{Changelog: true})
 	defer closeW(t, w)
 	v1 := evolved("t")
-	v2 := evolved("t", Col("b", schemas.KindInt))
+	v2 := evolved("t", Col("b", model.KindInt))
 	apply(t, w, nil, write{v1, []sinks.Change{ins(ts(1), int64(1), "x"), ins(ts(1), int64(2), "y")}})
 	apply(t, w, nil, write{v2, []sinks.Change{upd(ts(2), int64(1), "x2", int64(10)), ins(ts(2), int64(3), "z", int64(30))}})
 	q := fmt.Sprintf(`SELECT CAST(id AS VARCHAR), a, CAST(b AS VARCHAR) FROM %s ORDER BY id`, s.q("t"))
@@ -751,8 +754,8 @@ func (s *suite) testAddColumnSameWindow(t *testing.T) {
 	w := s.open(t, sinks.Options{Changelog: true})
 	defer closeW(t, w)
 	v1 := evolved("t")
-	v2 := evolved("t", Col("b", schemas.KindInt))
-	v3 := evolved("t", Col("b", schemas.KindInt), Col("c", schemas.KindString))
+	v2 := evolved("t", Col("b", model.KindInt))
+	v3 := evolved("t", Col("b", model.KindInt), Col("c", model.KindString))
 	// The table is created, evolved twice, and the key updated in
 	// between, all in one window.
 	apply(t, w, nil,
@@ -770,7 +773,7 @@ func (s *suite) testAddColumnSameWindow(t *testing.T) {
 func (s *suite) testDropColumn(t *testing.T) {
 	w := s.open(t, sinks.Options{Changelog: true})
 	defer closeW(t, w)
-	v1 := evolved("t", Col("b", schemas.KindInt))
+	v1 := evolved("t", Col("b", model.KindInt))
 	v2 := evolved("t")
 	apply(t, w, nil, write{v1, []sinks.Change{ins(ts(1), int64(1), "x", int64(10)), ins(ts(1), int64(2), "y", int64(20))}})
 	apply(t, w, nil, write{v2, []sinks.Change{upd(ts(2), int64(1), "x2"), ins(ts(2), int64(3), "z")}})
@@ -784,8 +787,8 @@ func (s *suite) testIncompatibleType(t *testing.T) {
 	ctx := context.Background()
 	w := s.open(t, sinks.Options{})
 	defer closeW(t, w)
-	v1 := Table("ledger_entries", []int{0}, Col("id", schemas.KindInt), Col("amount_cents", schemas.KindInt))
-	v2 := Table("ledger_entries", []int{0}, Col("id", schemas.KindInt), Col("amount_cents", schemas.KindString))
+	v1 := Table("ledger_entries", []int{0}, Col("id", model.KindInt), Col("amount_cents", model.KindInt))
+	v2 := Table("ledger_entries", []int{0}, Col("id", model.KindInt), Col("amount_cents", model.KindString))
 	apply(t, w, nil, write{v1, []sinks.Change{ins(ts(1), int64(1), int64(100))}})
 	tx, err := w.Begin(ctx)
 	if err != nil {
@@ -818,7 +821,7 @@ func (s *suite) testLargeBatch(t *testing.T) {
 	defer closeW(t, w)
 	tb := kv("big")
 	const per = 10_000
-	batch := func(from, to int, op sinks.Op, h schemas.HLC, nOff int64) write {
+	batch := func(from, to int, op sinks.Op, h hlc.Timestamp, nOff int64) write {
 		changes := make([]sinks.Change, 0, to-from)
 		for i := from; i < to; i++ {
 			vals := []any{int64(i), nil, nil}

@@ -1,10 +1,12 @@
-package schemas
+package model
 
 import (
 	"fmt"
 	"math"
 	"strconv"
 	"strings"
+
+	"github.com/highwater-dev/highwater/internal/redact"
 )
 
 // ParseInterval parses CockroachDB's ISO-8601 interval text, as written into
@@ -14,7 +16,7 @@ import (
 // into Micros. Digits past microseconds are truncated.
 func ParseInterval(s string) (Interval, error) {
 	bad := func(why string) (Interval, error) {
-		return Interval{}, fmt.Errorf("parse interval %s: %s", clip(s), why)
+		return Interval{}, fmt.Errorf("parse interval %s: %s", redact.Clip(s), why)
 	}
 	rest := s
 	neg := false

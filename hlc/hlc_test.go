@@ -1,4 +1,4 @@
-package schemas
+package hlc
 
 import (
 	"bytes"
@@ -9,27 +9,27 @@ import (
 func TestParseHLCRoundTrip(t *testing.T) {
 	for _, tc := range []struct {
 		in   string
-		want HLC
+		want Timestamp
 		text string
 	}{
-		{"1.0000000002", HLC{1, 2}, "1.0000000002"},
-		{"1659643584586630201.0000000000", HLC{1659643584586630201, 0}, "1659643584586630201.0000000000"},
-		{"1659643584586630201.0000000007?", HLC{1659643584586630201, 7}, "1659643584586630201.0000000007"},
-		{"5", HLC{5, 0}, "5.0000000000"},
-		{"5.1", HLC{5, 1000000000}, "5.1000000000"},
-		{"0.0000000000", HLC{}, "0.0000000000"},
+		{"1.0000000002", Timestamp{1, 2}, "1.0000000002"},
+		{"1659643584586630201.0000000000", Timestamp{1659643584586630201, 0}, "1659643584586630201.0000000000"},
+		{"1659643584586630201.0000000007?", Timestamp{1659643584586630201, 7}, "1659643584586630201.0000000007"},
+		{"5", Timestamp{5, 0}, "5.0000000000"},
+		{"5.1", Timestamp{5, 1000000000}, "5.1000000000"},
+		{"0.0000000000", Timestamp{}, "0.0000000000"},
 	} {
-		got, err := ParseHLC(tc.in)
+		got, err := Parse(tc.in)
 		if err != nil {
-			t.Fatalf("ParseHLC(%q): %v", tc.in, err)
+			t.Fatalf("Parse(%q): %v", tc.in, err)
 		}
 		if got != tc.want {
-			t.Errorf("ParseHLC(%q) = %+v, want %+v", tc.in, got, tc.want)
+			t.Errorf("Parse(%q) = %+v, want %+v", tc.in, got, tc.want)
 		}
 		if got.String() != tc.text {
 			t.Errorf("String() = %q, want %q", got.String(), tc.text)
 		}
-		u, err := HLCFromUnscaled(got.Unscaled())
+		u, err := FromUnscaled(got.Unscaled())
 		if err != nil || u != got {
 			t.Errorf("unscaled round trip of %v: %v, %v", got, u, err)
 		}
@@ -38,14 +38,14 @@ func TestParseHLCRoundTrip(t *testing.T) {
 
 func TestParseHLCRejects(t *testing.T) {
 	for _, in := range []string{"", "?", ".5", "abc", "1.2.3", "1.00000000001", "-1.0", "1.-5", "99999999999999999999.0", "1.9999999999"} {
-		if h, err := ParseHLC(in); err == nil {
-			t.Errorf("ParseHLC(%q) = %v, want error", in, h)
+		if h, err := Parse(in); err == nil {
+			t.Errorf("Parse(%q) = %v, want error", in, h)
 		}
 	}
 }
 
 func TestHLCOrderAndBinary(t *testing.T) {
-	hs := []HLC{{}, {0, 1}, {1, 0}, {1, 2}, {1, 1<<31 - 1}, {2, 0}, {1659643584586630201, 3}}
+	hs := []Timestamp{{}, {0, 1}, {1, 0}, {1, 2}, {1, 1<<31 - 1}, {2, 0}, {1659643584586630201, 3}}
 	for i := range hs {
 		for j := range hs {
 			c := hs[i].Compare(hs[j])
@@ -60,15 +60,15 @@ func TestHLCOrderAndBinary(t *testing.T) {
 				t.Errorf("compare %v %v = %d (binary %d), want %d", hs[i], hs[j], c, bc, want)
 			}
 		}
-		d, err := DecodeHLC(hs[i].AppendBinary(nil))
+		d, err := Decode(hs[i].AppendBinary(nil))
 		if err != nil || d != hs[i] {
 			t.Errorf("binary round trip %v -> %v, %v", hs[i], d, err)
 		}
 	}
-	if got := (HLC{1, 1<<31 - 1}).Next(); got != (HLC{2, 0}) {
+	if got := (Timestamp{1, 1<<31 - 1}).Next(); got != (Timestamp{2, 0}) {
 		t.Errorf("Next overflow = %v", got)
 	}
-	if got := (HLC{WallTime: 1659643584586630201}).Time(); !got.Equal(time.Unix(0, 1659643584586630201)) {
+	if got := (Timestamp{WallTime: 1659643584586630201}).Time(); !got.Equal(time.Unix(0, 1659643584586630201)) {
 		t.Errorf("Time() = %v", got)
 	}
 }

@@ -1,4 +1,11 @@
-package schemas
+// Package model is the value model that the decoder produces and the
+// writers consume: a source table version's columns (Table, Column, Type,
+// Kind), the Go values of each kind (Decimal, Interval; the rest are
+// standard Go types, see Kind), and CockroachDB's escaping of SQL names
+// into Avro and Kafka names. It imports only the standard library (and
+// internal/redact), so that the buffer, the writers and the simulator can
+// share it without the Avro decoder or the registry client.
+package model
 
 import (
 	"fmt"
