@@ -33,7 +33,7 @@ type Timestamp struct {
 }
 
 // Parse parses CockroachDB's text form "<wallnanos>.<logical>", as written
-// by hlc.Timestamp.AsOfSystemTime: the fraction is the logical counter,
+// by CockroachDB's hlc.Timestamp.AsOfSystemTime: the fraction is the logical counter,
 // zero-padded to 10 digits. Like CockroachDB's own parser it treats the text
 // as a decimal, so a shorter fraction is scaled ("5.1" is logical 1000000000)
 // and a missing fraction means logical 0. A trailing '?' (synthetic

@@ -23,14 +23,14 @@ func (p pageSource) PartitionStats() []processor.PartitionStat { return p.parts 
 
 func TestStatusPageShowsTheMember(t *testing.T) {
 	now := time.Now()
-	hlc := func(ago time.Duration) hlc.Timestamp { return hlc.Timestamp{WallTime: now.Add(-ago).UnixNano()} }
+	ago := func(d time.Duration) hlc.Timestamp { return hlc.Timestamp{WallTime: now.Add(-d).UnixNano()} }
 	src := pageSource{
-		s: processor.Stats{Partitions: 2, Frontier: hlc(12 * time.Second), Windows: 41, RowsApplied: 9001, Consumed: 12345,
+		s: processor.Stats{Partitions: 2, Frontier: ago(12 * time.Second), Windows: 41, RowsApplied: 9001, Consumed: 12345,
 			Buffered: 777, BufferBytes: 3 << 20, DeadLettersIngest: 2, DeadLettersApply: 1, Skipped: 0, Rebalances: 3,
 			LastError: `commit window through 1.0: connection refused <script>`, LastErrorAt: now.Add(-90 * time.Second)},
 		parts: []processor.PartitionStat{
-			{Topic: "orders", Partition: 0, Applied: hlc(12 * time.Second), Resolved: hlc(2 * time.Second), NextOffset: 100, HighWatermark: 140},
-			{Topic: "orders", Partition: 1, Applied: hlc(12 * time.Second), Resolved: hlc(40 * time.Second), NextOffset: 90, HighWatermark: 90},
+			{Topic: "orders", Partition: 0, Applied: ago(12 * time.Second), Resolved: ago(2 * time.Second), NextOffset: 100, HighWatermark: 140},
+			{Topic: "orders", Partition: 1, Applied: ago(12 * time.Second), Resolved: ago(40 * time.Second), NextOffset: 90, HighWatermark: 90},
 		},
 	}
 	hist := &history{}

@@ -121,7 +121,7 @@ func BenchmarkAppenderRaw(b *testing.B) {
 	}
 	defer conn.Close()
 	changes := benchChanges(0, benchWindow, sinks.OpInsert, hlc.Timestamp{WallTime: 1})
-	hlc := big.NewInt(10_000_000_000)
+	updated := big.NewInt(10_000_000_000)
 	b.ResetTimer()
 	start := time.Now()
 	for i := 0; i < b.N; i++ {
@@ -136,7 +136,7 @@ func BenchmarkAppenderRaw(b *testing.B) {
 				row[0], row[1], row[2] = c.Values[0], c.Values[1], c.Values[2]
 				row[3] = duck.Decimal{Width: 12, Scale: 2, Value: d.Unscaled}
 				row[4] = c.Values[4]
-				row[5] = duck.Decimal{Width: 38, Scale: 10, Value: hlc}
+				row[5] = duck.Decimal{Width: 38, Scale: 10, Value: updated}
 				if err := a.AppendRow(row...); err != nil {
 					return err
 				}
