@@ -36,8 +36,9 @@ type Timestamp struct {
 // by CockroachDB's hlc.Timestamp.AsOfSystemTime: the fraction is the
 // logical counter, zero-padded to 10 digits. Like CockroachDB's own parser
 // it treats the text as a decimal, so a shorter fraction is scaled ("5.1"
-// is logical 1000000000) and a missing fraction means logical 0. A trailing '?' (synthetic
-// timestamps on v20.2-v22.x clusters) is accepted and ignored.
+// is logical 1000000000) and a missing fraction means logical 0. A
+// trailing '?' (synthetic timestamps on v20.2-v22.x clusters) is accepted
+// and ignored.
 func Parse(s string) (Timestamp, error) {
 	orig := s
 	s = strings.TrimSuffix(s, "?")
