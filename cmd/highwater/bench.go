@@ -38,7 +38,9 @@ import (
 // separate process (so its CPU time and RSS are its own) until --stop-at.
 // In the same run it measures the raw consume rate of the same topics and
 // the raw DuckDB append rate, and a second feed holds millions of events
-// unresolved to measure memory while they are buffered.
+// unresolved to measure memory while they are buffered. The phases that
+// stand alone live beside this file (bench_cgroup.go, bench_live.go,
+// bench_summary.go); this one keeps the feeds and the measured process.
 func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",

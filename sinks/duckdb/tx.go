@@ -29,6 +29,13 @@ import (
 // fails the commit). Tx therefore changes no warehouse table before Commit:
 // Write only stages rows in TEMP tables and checks schema changes, and
 // Commit runs every DDL statement before the first MERGE.
+//
+// tx.go is this package's one long file (about 800 lines) because a window's
+// steps share the staging tables and must run in one order that a reader
+// checks in one place: stage (Write), evolve (DDL), merge mirror and
+// changelog, checkpoints, commit. What is separable lives beside it: the
+// fence (fence.go), names (names.go), per-row checks (check.go), type
+// mapping (types.go), dead letters and time travel.
 type Tx struct {
 	w    *Writer
 	conn *sql.Conn

@@ -21,6 +21,11 @@
 //
 // The suite uses only INT and STRING columns; type mappings are each
 // writer's own tests' business.
+//
+// This file is long (about 1000 lines) on purpose: it holds the suite's
+// original scenarios, each a test that reads top to bottom beside the few
+// helpers they share; the later groups have files of their own (fence.go,
+// names.go, asof.go, rows.go).
 package sinktest
 
 import (
