@@ -2,9 +2,7 @@ package integration
 
 import (
 	"context"
-	"database/sql"
 	"fmt"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -73,35 +71,7 @@ func playAndCompare(t *testing.T, opts simulator.Options, defs []simulator.Table
 			m.proc.SetStopAt(final)
 			m.wait(t, 2*time.Minute)
 
-			var db *sql.DB
-			var mirrorPrefix, oraclePrefix, text string
-			switch wh.name {
-			case "duckdb":
-				oracleURL := "duckdb://" + filepath.Join(t.TempDir(), "oracle.duckdb")
-				w := wh.open(t, oracleURL, sinks.Options{})
-				writeOracle(t, f, w, final)
-				w.Close()
-				if db, err = sql.Open("duckdb", strings.TrimPrefix(sinkURL, "duckdb://")); err != nil {
-					t.Fatal(err)
-				}
-				db.SetMaxOpenConns(1)
-				if _, err := db.Exec(fmt.Sprintf("ATTACH '%s' AS oracle (READ_ONLY)", strings.TrimPrefix(oracleURL, "duckdb://"))); err != nil {
-					t.Fatal(err)
-				}
-				mirrorPrefix, oraclePrefix, text = "", "oracle.", "VARCHAR"
-			case "postgres":
-				sep := "?"
-				if strings.Contains(sinkURL, "?") {
-					sep = "&"
-				}
-				w := wh.open(t, sinkURL+sep+"schema=oracle", sinks.Options{})
-				writeOracle(t, f, w, final)
-				w.Close()
-				if db, err = sql.Open("pgx", sinkURL); err != nil {
-					t.Fatal(err)
-				}
-				mirrorPrefix, oraclePrefix, text = "public.", "oracle.", "TEXT"
-			}
+			db, mirrorPrefix, oraclePrefix, text := withOracle(t, f, wh, sinkURL, final)
 			defer db.Close()
 			count := func(q string) int {
 				var n int

@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/simulator"
 	"github.com/highwater-dev/highwater/sinks"
@@ -50,35 +51,7 @@ func TestNamesAWarehouseCannotHoldEndToEnd(t *testing.T) {
 			m.proc.SetStopAt(final)
 			m.wait(t, 2*time.Minute)
 
-			var db *sql.DB
-			var mirrorPrefix, oraclePrefix, text string
-			switch wh.name {
-			case "duckdb":
-				oracleURL := "duckdb://" + filepath.Join(t.TempDir(), "oracle.duckdb")
-				w := wh.open(t, oracleURL, sinks.Options{})
-				writeOracle(t, f, w, final)
-				w.Close()
-				if db, err = sql.Open("duckdb", strings.TrimPrefix(sinkURL, "duckdb://")); err != nil {
-					t.Fatal(err)
-				}
-				db.SetMaxOpenConns(1)
-				if _, err := db.Exec(fmt.Sprintf("ATTACH '%s' AS oracle (READ_ONLY)", strings.TrimPrefix(oracleURL, "duckdb://"))); err != nil {
-					t.Fatal(err)
-				}
-				mirrorPrefix, oraclePrefix, text = "", "oracle.", "VARCHAR"
-			case "postgres":
-				sep := "?"
-				if strings.Contains(sinkURL, "?") {
-					sep = "&"
-				}
-				w := wh.open(t, sinkURL+sep+"schema=oracle", sinks.Options{})
-				writeOracle(t, f, w, final)
-				w.Close()
-				if db, err = sql.Open("pgx", sinkURL); err != nil {
-					t.Fatal(err)
-				}
-				mirrorPrefix, oraclePrefix, text = "public.", "oracle.", "TEXT"
-			}
+			db, mirrorPrefix, oraclePrefix, text := withOracle(t, f, wh, sinkURL, final)
 			defer db.Close()
 			mirrors := map[string]bool{}
 			for _, src := range sources {
@@ -156,4 +129,43 @@ func recordedNames(t *testing.T, db *sql.DB, prefix, source string) (string, fun
 		}
 		return c
 	}
+}
+
+// withOracle writes the oracle's rows as of final through the warehouse's
+// own writer beside the mirror (DuckDB: another file, attached as oracle;
+// PostgreSQL: schema oracle) and returns a connection that sees both, with
+// the qualifiers of the mirror's and the oracle's tables and the
+// warehouse's text type.
+func withOracle(t *testing.T, f *feed, wh warehouse, sinkURL string, final hlc.Timestamp) (db *sql.DB, mirrorPrefix, oraclePrefix, text string) {
+	t.Helper()
+	var err error
+	switch wh.name {
+	case "duckdb":
+		oracleURL := "duckdb://" + filepath.Join(t.TempDir(), "oracle.duckdb")
+		w := wh.open(t, oracleURL, sinks.Options{})
+		writeOracle(t, f, w, final)
+		w.Close()
+		if db, err = sql.Open("duckdb", strings.TrimPrefix(sinkURL, "duckdb://")); err != nil {
+			t.Fatal(err)
+		}
+		db.SetMaxOpenConns(1)
+		if _, err := db.Exec(fmt.Sprintf("ATTACH '%s' AS oracle (READ_ONLY)", strings.TrimPrefix(oracleURL, "duckdb://"))); err != nil {
+			t.Fatal(err)
+		}
+		return db, "", "oracle.", "VARCHAR"
+	case "postgres":
+		sep := "?"
+		if strings.Contains(sinkURL, "?") {
+			sep = "&"
+		}
+		w := wh.open(t, sinkURL+sep+"schema=oracle", sinks.Options{})
+		writeOracle(t, f, w, final)
+		w.Close()
+		if db, err = sql.Open("pgx", sinkURL); err != nil {
+			t.Fatal(err)
+		}
+		return db, "public.", "oracle.", "TEXT"
+	}
+	t.Fatalf("no oracle for warehouse %s", wh.name)
+	return nil, "", "", ""
 }
