@@ -249,6 +249,29 @@ func (e *faultEnv) caughtUp(t *testing.T, what string) {
 	e.waitWatermark(t, e.f.sim.LastResolved(), time.Minute, what)
 }
 
+// everyPartitionIngested waits until every member has ingested records of
+// every partition it owns since its last assignment.
+func (e *faultEnv) everyPartitionIngested(t *testing.T) {
+	t.Helper()
+	for deadline := time.Now().Add(time.Minute); ; {
+		ready := true
+		for _, m := range e.members {
+			ps := m.proc.PartitionStats()
+			ready = ready && len(ps) > 0
+			for _, p := range ps {
+				ready = ready && p.NextOffset > 0
+			}
+		}
+		if ready {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("some member has not ingested from every partition it owns after 1m")
+		}
+		time.Sleep(25 * time.Millisecond)
+	}
+}
+
 // recovered logs the recovery time after a fault that ended at end: until
 // the watermark passes mark, the last resolved timestamp emitted before.
 func (e *faultEnv) recovered(t *testing.T, what string, end time.Time, mark hlc.Timestamp) {
@@ -344,6 +367,11 @@ func TestFaults(t *testing.T) {
 		defer proxy.Close()
 		e.startMembers(t, memberConfig{registryURL: "http://" + proxy.Addr()})
 		e.feed = playSteady(t, e.f)
+		// Every member must have decoded records of each partition it owns
+		// (so cached their schema ids) before the cut: a member that joins
+		// a rebalance late and never fetched one cannot decode anything
+		// until the registry is back, which is the scenario's second half.
+		e.everyPartitionIngested(t)
 		e.caughtUp(t, "before the outage")
 		cut := time.Now()
 		proxy.Cut()
