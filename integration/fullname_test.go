@@ -2,15 +2,11 @@ package integration
 
 import (
 	"context"
-	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/highwater-dev/highwater/internal/sqlident"
 	"github.com/highwater-dev/highwater/simulator"
-	"github.com/highwater-dev/highwater/sinks"
 )
 
 // TestFullTableNameEndToEnd plays one changefeed WITH full_table_name,
@@ -71,46 +67,14 @@ func playAndCompare(t *testing.T, opts simulator.Options, defs []simulator.Table
 			m.proc.SetStopAt(final)
 			m.wait(t, 2*time.Minute)
 
-			db, mirrorPrefix, oraclePrefix, text := withOracle(t, f, wh, sinkURL, final)
-			defer db.Close()
-			count := func(q string) int {
-				var n int
-				if err := db.QueryRow(q).Scan(&n); err != nil {
-					t.Fatalf("%s: %v", q, err)
-				}
-				return n
-			}
+			o := withOracle(t, f, wh, sinkURL, final)
 			mirrors := map[string]string{}
 			for _, src := range sources {
-				mt, mcols := recordedNames(t, db, mirrorPrefix, src)
-				ot, ocols := recordedNames(t, db, oraclePrefix, src)
+				mt := o.check(t, f, final, src, cols)
 				if other, ok := mirrors[mt]; ok {
 					t.Fatalf("%s shares mirror %q with %s", src, mt, other)
 				}
 				mirrors[mt] = src
-				var ml, ol []string
-				for _, c := range append(slices.Clone(cols), sinks.UpdatedColumn) {
-					ml = append(ml, fmt.Sprintf("CAST(%s AS %s)", sqlident.Quote(mcols(c)), text))
-					ol = append(ol, fmt.Sprintf("CAST(%s AS %s)", sqlident.Quote(ocols(c)), text))
-				}
-				mirror, oracle := mirrorPrefix+sqlident.Quote(mt), oraclePrefix+sqlident.Quote(ot)
-				nm, no := count("SELECT count(*) FROM "+mirror), count("SELECT count(*) FROM "+oracle)
-				if nm != no || nm == 0 {
-					t.Errorf("%s (in %s): %d rows, the source has %d", src, mt, nm, no)
-				}
-				for _, d := range [][2]string{{strings.Join(ml, ", ") + " FROM " + mirror, strings.Join(ol, ", ") + " FROM " + oracle},
-					{strings.Join(ol, ", ") + " FROM " + oracle, strings.Join(ml, ", ") + " FROM " + mirror}} {
-					if n := count(fmt.Sprintf("SELECT count(*) FROM (SELECT %s EXCEPT SELECT %s) d", d[0], d[1])); n != 0 {
-						t.Errorf("%s (in %s): %d rows differ from the source", src, mt, n)
-					}
-				}
-				want := 0
-				for _, n := range versionCounts(f, src, final) {
-					want += n
-				}
-				if got := count("SELECT count(*) FROM " + mirrorPrefix + sqlident.Quote(mt+sinks.ChangesSuffix)); got != want || want == 0 {
-					t.Errorf("%s: changelog %s holds %d versions, the source emitted %d", src, mt+sinks.ChangesSuffix, got, want)
-				}
 			}
 			t.Logf("mirrors: %v", mirrors)
 		})

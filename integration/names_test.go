@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -51,46 +52,14 @@ func TestNamesAWarehouseCannotHoldEndToEnd(t *testing.T) {
 			m.proc.SetStopAt(final)
 			m.wait(t, 2*time.Minute)
 
-			db, mirrorPrefix, oraclePrefix, text := withOracle(t, f, wh, sinkURL, final)
-			defer db.Close()
+			o := withOracle(t, f, wh, sinkURL, final)
 			mirrors := map[string]bool{}
 			for _, src := range sources {
-				mt, mcols := recordedNames(t, db, mirrorPrefix, src)
-				ot, ocols := recordedNames(t, db, oraclePrefix, src)
+				mt := o.check(t, f, final, src, []string{"id", "v", "V", longCol})
 				if mirrors[mt] {
 					t.Fatalf("%q shares mirror %q", src, mt)
 				}
 				mirrors[mt] = true
-				var ml, ol []string
-				for _, c := range []string{"id", "v", "V", longCol, sinks.UpdatedColumn} {
-					ml = append(ml, fmt.Sprintf("CAST(%s AS %s)", sqlident.Quote(mcols(c)), text))
-					ol = append(ol, fmt.Sprintf("CAST(%s AS %s)", sqlident.Quote(ocols(c)), text))
-				}
-				count := func(q string) int {
-					var n int
-					if err := db.QueryRow(q).Scan(&n); err != nil {
-						t.Fatalf("%s: %v", q, err)
-					}
-					return n
-				}
-				mirror, oracle := mirrorPrefix+sqlident.Quote(mt), oraclePrefix+sqlident.Quote(ot)
-				nm, no := count("SELECT count(*) FROM "+mirror), count("SELECT count(*) FROM "+oracle)
-				if nm != no || nm == 0 {
-					t.Errorf("%s (in %s): %d rows, the source has %d", src, mt, nm, no)
-				}
-				for _, d := range [][2]string{{strings.Join(ml, ", ") + " FROM " + mirror, strings.Join(ol, ", ") + " FROM " + oracle},
-					{strings.Join(ol, ", ") + " FROM " + oracle, strings.Join(ml, ", ") + " FROM " + mirror}} {
-					if n := count(fmt.Sprintf("SELECT count(*) FROM (SELECT %s EXCEPT SELECT %s) d", d[0], d[1])); n != 0 {
-						t.Errorf("%s (in %s): %d rows differ from the source", src, mt, n)
-					}
-				}
-				want := 0
-				for _, n := range versionCounts(f, src, final) {
-					want += n
-				}
-				if got := count("SELECT count(*) FROM " + mirrorPrefix + sqlident.Quote(mt+sinks.ChangesSuffix)); got != want || want == 0 {
-					t.Errorf("%s: changelog %s holds %d versions, the source emitted %d", src, mt+sinks.ChangesSuffix, got, want)
-				}
 			}
 		})
 	}
@@ -131,14 +100,27 @@ func recordedNames(t *testing.T, db *sql.DB, prefix, source string) (string, fun
 	}
 }
 
+// oracleView is a connection that sees both the mirror tables and the
+// oracle's copy of the source tables, with the qualifiers of each and the
+// warehouse's text type.
+type oracleView struct {
+	db                         *sql.DB
+	mirrorPrefix, oraclePrefix string
+	text                       string
+}
+
 // withOracle writes the oracle's rows as of final through the warehouse's
 // own writer beside the mirror (DuckDB: another file, attached as oracle;
-// PostgreSQL: schema oracle) and returns a connection that sees both, with
-// the qualifiers of the mirror's and the oracle's tables and the
-// warehouse's text type.
-func withOracle(t *testing.T, f *feed, wh warehouse, sinkURL string, final hlc.Timestamp) (db *sql.DB, mirrorPrefix, oraclePrefix, text string) {
+// PostgreSQL: schema oracle) and returns a view of both, closed when the
+// test ends.
+func withOracle(t *testing.T, f *feed, wh warehouse, sinkURL string, final hlc.Timestamp) *oracleView {
 	t.Helper()
+	var db *sql.DB
 	var err error
+	view := func(mirrorPrefix, text string) *oracleView {
+		t.Cleanup(func() { db.Close() })
+		return &oracleView{db: db, mirrorPrefix: mirrorPrefix, oraclePrefix: "oracle.", text: text}
+	}
 	switch wh.name {
 	case "duckdb":
 		oracleURL := "duckdb://" + filepath.Join(t.TempDir(), "oracle.duckdb")
@@ -152,7 +134,7 @@ func withOracle(t *testing.T, f *feed, wh warehouse, sinkURL string, final hlc.T
 		if _, err := db.Exec(fmt.Sprintf("ATTACH '%s' AS oracle (READ_ONLY)", strings.TrimPrefix(oracleURL, "duckdb://"))); err != nil {
 			t.Fatal(err)
 		}
-		return db, "", "oracle.", "VARCHAR"
+		return view("", "VARCHAR")
 	case "postgres":
 		sep := "?"
 		if strings.Contains(sinkURL, "?") {
@@ -164,8 +146,51 @@ func withOracle(t *testing.T, f *feed, wh warehouse, sinkURL string, final hlc.T
 		if db, err = sql.Open("pgx", sinkURL); err != nil {
 			t.Fatal(err)
 		}
-		return db, "public.", "oracle.", "TEXT"
+		return view("public.", "TEXT")
 	}
 	t.Fatalf("no oracle for warehouse %s", wh.name)
-	return nil, "", "", ""
+	return nil
+}
+
+func (o *oracleView) count(t *testing.T, q string) int {
+	t.Helper()
+	var n int
+	if err := o.db.QueryRow(q).Scan(&n); err != nil {
+		t.Fatalf("%s: %v", q, err)
+	}
+	return n
+}
+
+// check compares source table src's mirror with the oracle's copy on cols
+// and _hw_updated (both ways, row counts too, each side found through its
+// warehouse's name record), and its changelog with every version the
+// source emitted through final. It returns the mirror table's name.
+func (o *oracleView) check(t *testing.T, f *feed, final hlc.Timestamp, src string, cols []string) string {
+	t.Helper()
+	mt, mcols := recordedNames(t, o.db, o.mirrorPrefix, src)
+	ot, ocols := recordedNames(t, o.db, o.oraclePrefix, src)
+	var ml, ol []string
+	for _, c := range append(slices.Clone(cols), sinks.UpdatedColumn) {
+		ml = append(ml, fmt.Sprintf("CAST(%s AS %s)", sqlident.Quote(mcols(c)), o.text))
+		ol = append(ol, fmt.Sprintf("CAST(%s AS %s)", sqlident.Quote(ocols(c)), o.text))
+	}
+	mirror, oracle := o.mirrorPrefix+sqlident.Quote(mt), o.oraclePrefix+sqlident.Quote(ot)
+	nm, no := o.count(t, "SELECT count(*) FROM "+mirror), o.count(t, "SELECT count(*) FROM "+oracle)
+	if nm != no || nm == 0 {
+		t.Errorf("%s (in %s): %d rows, the source has %d", src, mt, nm, no)
+	}
+	for _, d := range [][2]string{{strings.Join(ml, ", ") + " FROM " + mirror, strings.Join(ol, ", ") + " FROM " + oracle},
+		{strings.Join(ol, ", ") + " FROM " + oracle, strings.Join(ml, ", ") + " FROM " + mirror}} {
+		if n := o.count(t, fmt.Sprintf("SELECT count(*) FROM (SELECT %s EXCEPT SELECT %s) d", d[0], d[1])); n != 0 {
+			t.Errorf("%s (in %s): %d rows differ from the source", src, mt, n)
+		}
+	}
+	want := 0
+	for _, n := range versionCounts(f, src, final) {
+		want += n
+	}
+	if got := o.count(t, "SELECT count(*) FROM "+o.mirrorPrefix+sqlident.Quote(mt+sinks.ChangesSuffix)); got != want || want == 0 {
+		t.Errorf("%s: changelog %s holds %d versions, the source emitted %d", src, mt+sinks.ChangesSuffix, got, want)
+	}
+	return mt
 }
