@@ -137,17 +137,12 @@ func (c *column) appendKey(b []byte, v any) ([]byte, error) {
 		return c.appendDecimalKey(b, d)
 	case model.KindDate:
 		if x, ok := v.(time.Time); ok {
-			sec := x.Unix()
-			days := sec / 86400
-			if sec%86400 < 0 {
-				days--
-			}
-			return appendOrderedInt(b, days), nil
+			return appendOrderedInt(b, epochDays(x)), nil
 		}
 	case model.KindTime:
 		if x, ok := v.(time.Duration); ok {
-			if x < 0 || x > 24*time.Hour {
-				return b, fmt.Errorf("TIME value %s out of range", x)
+			if err := checkTime(x); err != nil {
+				return b, err
 			}
 			return appendOrderedInt(b, x.Microseconds()), nil
 		}

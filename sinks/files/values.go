@@ -239,17 +239,12 @@ func (c *column) appendValue(b []byte, v any) ([]byte, int, error) {
 		return c.appendDecimal(b, d)
 	case model.KindDate:
 		if x, ok := v.(time.Time); ok {
-			sec := x.Unix()
-			days := sec / 86400
-			if sec%86400 < 0 {
-				days--
-			}
-			return binary.AppendVarint(append(b, 1), days), 0, nil
+			return binary.AppendVarint(append(b, 1), epochDays(x)), 0, nil
 		}
 	case model.KindTime:
 		if x, ok := v.(time.Duration); ok {
-			if x < 0 || x > 24*time.Hour {
-				return b, 0, fmt.Errorf("TIME value %s out of range", x)
+			if err := checkTime(x); err != nil {
+				return b, 0, err
 			}
 			return binary.AppendVarint(append(b, 1), x.Microseconds()), 0, nil
 		}
@@ -412,4 +407,24 @@ func canonicalUUID(s string) (string, error) {
 		return "", err
 	}
 	return formatUUID(u[:]), nil
+}
+
+// epochDays is the day of t counted from 1970-01-01, rounded down (before
+// the epoch too).
+func epochDays(t time.Time) int64 {
+	sec := t.Unix()
+	days := sec / 86400
+	if sec%86400 < 0 {
+		days--
+	}
+	return days
+}
+
+// checkTime refuses a TIME outside 00:00:00..24:00:00, which no warehouse
+// holds.
+func checkTime(d time.Duration) error {
+	if d < 0 || d > 24*time.Hour {
+		return fmt.Errorf("TIME value %s out of range", d)
+	}
+	return nil
 }
