@@ -45,6 +45,11 @@ func TestOpFollowsTheEnvelope(t *testing.T) {
 		{schemas.Row{After: nil, Diff: true, Before: row}, sinks.OpDelete},
 		{schemas.Row{After: row, Diff: true}, sinks.OpInsert},
 		{schemas.Row{After: row, Diff: true, Before: row}, sinks.OpUpdate},
+		// envelope = enriched: op says insert or update even without diff.
+		{schemas.Row{After: row, Op: schemas.OpCreate}, sinks.OpInsert},
+		{schemas.Row{After: row, Op: schemas.OpUpdate}, sinks.OpUpdate},
+		{schemas.Row{After: nil, Op: schemas.OpDelete}, sinks.OpDelete},
+		{schemas.Row{After: row, Diff: true, Before: row, Op: schemas.OpUpdate}, sinks.OpUpdate},
 	} {
 		if got := opOf(tc.row); got != tc.want {
 			t.Errorf("opOf(%+v) = %v, want %v", tc.row, got, tc.want)

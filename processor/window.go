@@ -193,6 +193,10 @@ func opOf(row schemas.Row) sinks.Op {
 	switch {
 	case row.After == nil:
 		return sinks.OpDelete
+	case row.Op == schemas.OpCreate: // envelope = enriched says, with or without diff
+		return sinks.OpInsert
+	case row.Op == schemas.OpUpdate:
+		return sinks.OpUpdate
 	case !row.Diff:
 		return sinks.OpUpsert
 	case row.Before == nil:

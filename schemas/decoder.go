@@ -116,8 +116,11 @@ type Row struct {
 	// KeyValues are the primary-key values decoded from the Kafka key, in
 	// key-schema field order.
 	KeyValues []any
-	// MVCC is the mvcc_timestamp when the envelope has one.
+	// MVCC is the mvcc_timestamp when the envelope has one (in the source
+	// record for envelope = enriched).
 	MVCC hlc.Timestamp
+	// Op is the enriched envelope's op; OpNone for other envelopes.
+	Op EnrichedOp
 	// Size approximates the bytes of memory the decoded values hold: the
 	// value slots, strings, byte slices, array items, BIT strings and
 	// decimals. It is cheap (counted per allocation while decoding) and
@@ -296,6 +299,12 @@ func (d *Decoder) Extract(ctx context.Context, topic string, partition int32, of
 				return fail(vid, err)
 			}
 			rec.Updated = ts
+		case roleSource:
+			ts, err := r.source(f, nil)
+			if err != nil {
+				return fail(vid, err)
+			}
+			rec.Updated = ts
 		default:
 			if err := r.skip(f.skip); err != nil {
 				return fail(vid, fmt.Errorf("%s: %w", roleName(f.role), err))
@@ -453,6 +462,14 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 			if row.MVCC, err = r.optHLC(f, "mvcc_timestamp"); err != nil {
 				return fail(vid, err)
 			}
+		case roleSource:
+			if row.Updated, err = r.source(f, &row.MVCC); err != nil {
+				return fail(vid, err)
+			}
+		case roleOp:
+			if row.Op, err = r.op(f); err != nil {
+				return fail(vid, err)
+			}
 		default:
 			if err := r.skip(f.skip); err != nil {
 				return fail(vid, fmt.Errorf("envelope field: %w", err))
@@ -461,6 +478,9 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 	}
 	if r.i != len(r.b) {
 		return fail(vid, fmt.Errorf("%d trailing bytes after the envelope", len(r.b)-r.i))
+	}
+	if err := checkOp(&row); err != nil {
+		return fail(vid, err)
 	}
 	kr = d.reader(kbody)
 	for i, n := range kp.nodes {

@@ -389,6 +389,8 @@ const (
 	roleUpdated
 	roleMVCC
 	roleResolved
+	roleSource // enriched: the source record, whose ts_hlc is the commit HLC (enriched.go)
+	roleOp     // enriched: op
 )
 
 // envField is one top-level field of a value (envelope) schema. For
@@ -405,6 +407,8 @@ type envField struct {
 	nullIdx, valIdx int64
 	// rec is the record node for before/after/record.
 	rec *node
+	// src is the compiled source record of an enriched envelope.
+	src *sourcePlan
 }
 
 // valuePlan is everything compiled from one value schema id.
@@ -543,6 +547,17 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 			default:
 				return errors.New("envelope has a resolved field beside row fields")
 			}
+		case "source", "op": // envelope = enriched (enriched.go)
+			ef.role = roleOther
+			var err error
+			if f.Name() == "op" {
+				ef.role, err = roleOp, isEnrichedOp(f)
+			} else {
+				ef.src, err = compileSource(c, f)
+			}
+			if err != nil {
+				return err
+			}
 		default:
 			ef.role = roleOther
 		}
@@ -557,7 +572,9 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 		return fmt.Errorf("value schema %q is not a CockroachDB changefeed envelope (no after or record field)", t.Name())
 	}
 	if !hasUpdated {
-		return ErrNoUpdated
+		if err := p.enrichedCommitHLC(); err != nil {
+			return err
+		}
 	}
 	p.table.Name = qualifiedTableName(t, p.table.Name)
 	if p.before != nil {
