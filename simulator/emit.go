@@ -20,7 +20,7 @@ type message struct {
 // emit queues version i of rs for encoding and sending (see encode.go).
 func (s *Sim) emit(ctx context.Context, t *table, rs *rowState, i int) error {
 	v := rs.hist[i]
-	job := encJob{t: t, rs: rs, v: v}
+	job := encJob{t: t, rs: rs, v: v, op: enrichedOp(rs, i)}
 	after := t.versions[v.schema]
 	before := after
 	if s.opts.Diff {

@@ -22,6 +22,7 @@ type encJob struct {
 	v          rowVersion
 	prev       []any // before image (diff), nil for none
 	prevSchema *tableSchema
+	op         string // envelope = enriched: "c", "u" or "d"
 	vc         *valueCodec
 	out        []byte
 	err        error
@@ -80,11 +81,16 @@ func (w *encWorker) encode(diff, mvcc bool, job *encJob) {
 		cs.afterRow.fill(vc.after, allCols(vc.after), job.v.vals, false)
 		native["after"] = cs.afterWrap
 	}
-	cs.updated["string"] = w.hlcText(job.v.ts)
-	native["updated"] = cs.updated
-	if mvcc {
-		cs.mvcc["string"] = job.v.mvcc.String()
-		native["mvcc_timestamp"] = cs.mvcc
+	switch {
+	case vc.enriched != nil:
+		vc.enriched.fill(w, native, mvcc, job)
+	default:
+		cs.updated["string"] = w.hlcText(job.v.ts)
+		native["updated"] = cs.updated
+		if mvcc {
+			cs.mvcc["string"] = job.v.mvcc.String()
+			native["mvcc_timestamp"] = cs.mvcc
+		}
 	}
 	buf := make([]byte, 5, 128)
 	copy(buf, vc.header[:])

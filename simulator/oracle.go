@@ -33,7 +33,8 @@ type Version struct {
 	Key     []any
 	Updated hlc.Timestamp
 	// Op is insert, update or delete when the feed has diff (insert means
-	// the message's before is null), else upsert or delete.
+	// the message's before is null) or envelope = enriched (its op "c",
+	// "u", "d"), else upsert or delete.
 	Op string
 	// Values is the after image by column name; nil for a delete.
 	Values map[string]any
@@ -113,7 +114,7 @@ func (o *Oracle) Versions(table string) []Version {
 			switch {
 			case v.vals == nil:
 				ver.Op = "delete"
-			case !o.s.opts.Diff:
+			case !o.s.opts.Diff && !o.s.env.enriched: // enriched's op tells them apart
 				ver.Op = "upsert"
 			case i == 0 || v.flags&flagScan != 0 || rs.hist[i-1].vals == nil:
 				ver.Op = "insert"

@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"slices"
 	"strings"
 	"unicode/utf8"
 
@@ -183,11 +184,16 @@ func keySchema(tableName, prefix string, ts *tableSchema) string {
 type envelopeOpts struct {
 	diff, updated, mvcc bool
 	prefix              string
+	enriched, source    bool  // envelope = enriched, enriched_properties = 'source'
+	seed                int64 // orders the source record's fields (enriched.go)
 }
 
 // valueSchema is the wrapped envelope (avro.go NewEnvelopeRecord, §2.1):
 // before? (previous descriptor version), after, updated?, mvcc_timestamp?.
 func valueSchema(tableName, bare string, o envelopeOpts, before, after *tableSchema) string {
+	if o.enriched {
+		return enrichedValueSchema(tableName, bare, o, before, after)
+	}
 	inner := model.SQLNameToAvroName(bare)
 	var fs []*avroField
 	if o.diff {
@@ -228,6 +234,7 @@ type valueCodec struct {
 	afterName  string
 	before     *tableSchema
 	after      *tableSchema
+	enriched   *enrichedCodec // nil for envelope = wrapped
 }
 
 func (s *Sim) registerTable(ctx context.Context, t *table) error {
@@ -303,7 +310,7 @@ func (s *Sim) valueCodec(ctx context.Context, t *table, before, after int) (*val
 	inner := model.SQLNameToAvroName(t.bare)
 	vc := &valueCodec{codec: codec, header: header(id),
 		beforeName: fullName(s.opts.SchemaPrefix, inner+"_before"), afterName: fullName(s.opts.SchemaPrefix, inner),
-		before: t.versions[before], after: t.versions[after]}
+		before: t.versions[before], after: t.versions[after], enriched: s.newEnrichedCodec(t, slices.Index(s.tables, t))}
 	allCols(vc.before) // fill the caches now: encoders read them concurrently
 	allCols(vc.after)
 	t.values[[2]int{before, after}] = vc

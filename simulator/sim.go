@@ -64,6 +64,17 @@ type Options struct {
 	Diff bool
 	// MVCCTimestamp adds the `mvcc_timestamp` field.
 	MVCCTimestamp bool
+	// Envelope is the changefeed option envelope: EnvelopeWrapped (the
+	// default) or EnvelopeEnriched (v25.2+, see enriched.go).
+	Envelope string
+	// EnrichedProperties is the option enriched_properties ("source",
+	// "schema" or both, comma separated), only with EnvelopeEnriched.
+	// "source" adds the source record; "schema" changes nothing in Avro.
+	EnrichedProperties string
+	// NoUpdated mimics a changefeed without the `updated` option: no
+	// `updated` field (wrapped), or a null source.ts_hlc and ts_ns
+	// (enriched). highwater refuses such feeds; it exists to test that.
+	NoUpdated bool
 	// SchemaPrefix is avro_schema_prefix: it prefixes subjects and record
 	// names and becomes the records' namespace.
 	SchemaPrefix string
@@ -176,6 +187,10 @@ func New(ctx context.Context, opts Options, tables ...TableDef) (*Sim, error) {
 	if opts.MaxClockStep <= 0 {
 		opts.MaxClockStep = time.Millisecond
 	}
+	enriched, source, err := validateEnvelope(opts)
+	if err != nil {
+		return nil, fmt.Errorf("simulator: %w", err)
+	}
 	reg, err := newRegistry(opts.RegistryURL)
 	if err != nil {
 		return nil, fmt.Errorf("simulator: %w", err)
@@ -184,7 +199,7 @@ func New(ctx context.Context, opts Options, tables ...TableDef) (*Sim, error) {
 		opts:   opts,
 		log:    opts.Logger,
 		reg:    reg,
-		env:    envelopeOpts{diff: opts.Diff, updated: true, mvcc: opts.MVCCTimestamp, prefix: opts.SchemaPrefix},
+		env:    envelopeOpts{diff: opts.Diff, updated: !opts.NoUpdated, mvcc: opts.MVCCTimestamp, prefix: opts.SchemaPrefix, enriched: enriched, source: source, seed: opts.Seed},
 		rng:    rand.New(rand.NewSource(opts.Seed)),
 		dupRng: rand.New(rand.NewSource(opts.Seed ^ 0x5eed)),
 		clock:  hlc.Timestamp{WallTime: opts.Start.UnixNano()},
@@ -306,18 +321,18 @@ func (s *Sim) buildTable(def TableDef) (*table, error) {
 		}
 		sch.key = append(sch.key, i)
 	}
+	db := def.Database
+	if db == "" {
+		db = "defaultdb"
+	}
 	name := def.Name
 	if s.opts.FullTableName {
-		db := def.Database
-		if db == "" {
-			db = "defaultdb"
-		}
 		name = db + ".public." + def.Name
 	}
 	topic := model.SQLNameToKafkaName(s.opts.TopicPrefix + name)
 	sub := model.SQLNameToKafkaName(s.opts.SchemaPrefix + name)
 	return &table{
-		name: name, bare: def.Name, topic: topic, keySubject: sub + "-key", valSubject: sub + "-value",
+		name: name, bare: def.Name, database: db, topic: topic, keySubject: sub + "-key", valSubject: sub + "-value",
 		versions: []*tableSchema{sch}, values: map[[2]int]*valueCodec{}, rows: map[string]*rowState{},
 	}, nil
 }

@@ -15,6 +15,7 @@ type table struct {
 	// records carry either way.
 	name       string
 	bare       string
+	database   string
 	topic      string
 	keySubject string
 	valSubject string
