@@ -279,6 +279,14 @@ func diffViolations(vp *valuePlan, kp *keyPlan, env, key map[string]any) []diffV
 			out = append(out, recordViolations(name, vp.table.Columns, envRow(env))...)
 		case roleBefore:
 			out = append(out, recordViolations("before", vp.before.Columns, env["before"])...)
+		case roleOp:
+			// envelope = enriched: "c", "u" or "d", which is "d" exactly
+			// when after is null (changefeedccl deduceOp).
+			if op, ok := env["op"].(string); ok && op != "c" && op != "u" && op != "d" {
+				out = append(out, diffViolation{"op", fmt.Errorf("op %q", op)})
+			} else if ok && (op == "d") != (envRow(env) == nil) {
+				out = append(out, diffViolation{"op", fmt.Errorf("op %q with after %v", op, envRow(env))})
+			}
 		}
 	}
 	return append(out, recordViolations("key", kp.cols, key)...)

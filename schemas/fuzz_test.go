@@ -16,7 +16,7 @@ import (
 // in-process registry.
 func fuzzDecoder(f *testing.F) *Decoder {
 	keyText, valueText := typesSchemas()
-	_, reg := newSeededRegistry(f, map[int]string{
+	fake, reg := newSeededRegistry(f, map[int]string{
 		idFooKey:         schemaFile(f, "foo-key.avsc"),
 		idFooValue:       schemaFile(f, "foo-value.avsc"),
 		idFooUpdated:     schemaFile(f, "foo-value-updated.avsc"),
@@ -30,6 +30,7 @@ func fuzzDecoder(f *testing.F) *Decoder {
 		21:               keyText,
 		22:               valueText,
 	})
+	seedEnrichedSchemas(f, fake)
 	return NewDecoder(reg, WithMaxArrayItems(1000))
 }
 
@@ -62,6 +63,7 @@ func addSeeds(f *testing.F) {
 		f.Fatal(err)
 	}
 	f.Add(frame(21, kb), frame(22, vb))
+	addEnrichedSeeds(f)
 }
 
 // valueMatchesType reports whether v has the Go type documented for t.Kind.

@@ -551,7 +551,7 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 			ef.role = roleOther
 			var err error
 			if f.Name() == "op" {
-				ef.role, err = roleOp, isEnrichedOp(f)
+				err = compileOp(f, &ef)
 			} else {
 				ef.src, err = compileSource(c, f)
 			}
