@@ -35,6 +35,8 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 	prefix := fs.String("topic-prefix", "", "topic name prefix")
 	schemaPrefix := fs.String("avro-schema-prefix", "", "mimic the changefeed option avro_schema_prefix (subjects, record names, namespace)")
 	fullName := fs.Bool("full-table-name", false, "mimic the changefeed option full_table_name: topics, subjects and envelopes named defaultdb.public.<table>")
+	envelope := fs.String("envelope", simulator.EnvelopeWrapped, "mimic the changefeed option envelope: wrapped or enriched (v25.2+)")
+	enrichedProps := fs.String("enriched-properties", "", "mimic the changefeed option enriched_properties (source, schema) with --envelope enriched; highwater needs source")
 	seed := fs.Int64("seed", 1, "random seed (0: time-based)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
@@ -52,6 +54,9 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 			Seed:          *seed,
 			DuplicateProb: *dupProb,
 			Reorder:       *reorder,
+
+			Envelope:           *envelope,
+			EnrichedProperties: *enrichedProps,
 		}, simulator.TelemetryTables()...)
 		if err != nil {
 			// The registry URL may carry a password.
