@@ -81,7 +81,8 @@ type Record struct {
 	// Resolved is set for a resolved-timestamp message: a null Kafka key and
 	// a value schema whose only field is `resolved`.
 	Resolved bool
-	// Updated is the row's `updated` timestamp, or the resolved timestamp.
+	// Updated is the row's `updated` timestamp (source.ts_hlc with
+	// envelope = enriched), or the resolved timestamp.
 	Updated hlc.Timestamp
 	// Table is the unescaped SQL table name ("table.family" with
 	// split_column_families, "db.schema.table" with full_table_name); ""
