@@ -233,3 +233,24 @@ func seedEnrichedSchemas(t testing.TB, fake *srfake.Registry) {
 		fake.SeedSchema(fmt.Sprintf("subject%d-value", id), 1, id, sr.Schema{Schema: schemaFile(t, name), Type: sr.TypeAvro})
 	}
 }
+
+// A pre-release enriched envelope also had a top-level updated (before
+// source): that is the commit HLC then, like in wrapped, and source.ts_hlc
+// is not needed.
+func TestEnrichedWithTopLevelUpdated(t *testing.T) {
+	text := strings.Replace(schemaFile(t, "foo-value-enriched-diff-source.avsc"), `{"type":["null",{"type":"record","name":"source"`,
+		`{"type":["null","string"],"name":"updated","default":null},{"type":["null",{"type":"record","name":"source"`, 1)
+	_, reg := newSeededRegistry(t, map[int]string{idFooKey: schemaFile(t, "foo-key.avsc"), 40: text})
+	d := NewDecoder(reg)
+	ctx := context.Background()
+	key := frame(idFooKey, optLong(1))
+	value := frame(40, null, fooRow(1, "bar"), optStr("3.0000000001"), enrichedSource("", "", 0), optLong(9), optStr("c"))
+	rec, err := d.Extract(ctx, "foo", 0, 1, key, value)
+	if err != nil || rec.Updated != (hlc.Timestamp{WallTime: 3, Logical: 1}) {
+		t.Fatalf("Extract = %+v, %v; want updated 3.0000000001", rec, err)
+	}
+	row, err := d.DecodeRow(ctx, key, value)
+	if err != nil || row.Updated != rec.Updated || row.Op != OpCreate {
+		t.Fatalf("DecodeRow = updated %v op %v, %v", row.Updated, row.Op, err)
+	}
+}
