@@ -1,0 +1,53 @@
+package metrics
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/processor"
+)
+
+// feedSource is a statsSource that also reports feeds.
+type feedSource struct {
+	statsSource
+	fs processor.FrontierStats
+}
+
+func (f *feedSource) FrontierStats() processor.FrontierStats { return f.fs }
+
+// TestFeedGaugesNameTheHolder: each feed's frontier and applied checkpoint
+// are exported, and one series names the feed and partition holding the
+// member's cut back.
+func TestFeedGaugesNameTheHolder(t *testing.T) {
+	src := &feedSource{fs: processor.FrontierStats{Mode: processor.FrontierIndependent, Holder: 1, Feeds: []processor.FeedStat{
+		{Name: "orders", Partitions: 3, Resolved: hlc.Timestamp{WallTime: 1_700_000_060e9}, Applied: hlc.Timestamp{WallTime: 1_700_000_050e9}, HeldByTopic: "orders", HeldByPartition: 2},
+		{Name: "users", Partitions: 1, Resolved: hlc.Timestamp{WallTime: 1_700_000_000e9}, HeldByTopic: "users", HeldByPartition: 0},
+		// Owned by another member: no series.
+		{Name: "audit", HeldByPartition: -1},
+	}}}
+	src.s.Store(&processor.Stats{})
+	get, stop := serve(t, src)
+	defer stop()
+	_, body := get("/metrics")
+	for _, tc := range []struct {
+		name, labels string
+		want         float64
+	}{
+		{"highwater_feed_resolved_timestamp_seconds", `{feed="orders"}`, 1_700_000_060},
+		{"highwater_feed_applied_timestamp_seconds", `{feed="orders"}`, 1_700_000_050},
+		{"highwater_feed_resolved_timestamp_seconds", `{feed="users"}`, 1_700_000_000},
+		{"highwater_feed_applied_timestamp_seconds", `{feed="users"}`, 0},
+		{"highwater_frontier_holder", `{feed="users",partition="0",topic="users"}`, 1},
+	} {
+		if got, ok := sample(t, body, tc.name, tc.labels); !ok || got != tc.want {
+			t.Errorf("%s%s = %v (present %v), want %v", tc.name, tc.labels, got, ok, tc.want)
+		}
+	}
+	if strings.Contains(body, `feed="audit"`) {
+		t.Error("a feed with no owned partition has series")
+	}
+	if n := strings.Count(body, "\nhighwater_frontier_holder{"); n != 1 {
+		t.Errorf("%d holder series, want 1", n)
+	}
+}
