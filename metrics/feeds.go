@@ -1,7 +1,10 @@
 package metrics
 
 import (
+	"fmt"
 	"strconv"
+	"strings"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 
@@ -66,4 +69,35 @@ func unixSeconds(h hlc.Timestamp) float64 {
 		return 0
 	}
 	return float64(h.WallTime) / 1e9
+}
+
+// feedView is one row of the status page's feeds table.
+type feedView struct {
+	Name, Topics      string
+	Partitions        int
+	Applied, Resolved hlcView
+	// HeldBy is the partition holding the feed's frontier back.
+	HeldBy string
+	// Holder marks the feed holding the member's cut back.
+	Holder bool
+}
+
+// feedViews returns the frontier mode and the feeds for the status page;
+// none when src does not report feeds.
+func feedViews(src Source, now time.Time) (string, []feedView) {
+	fs, ok := src.(FrontierSource)
+	if !ok {
+		return "", nil
+	}
+	st := fs.FrontierStats()
+	out := make([]feedView, 0, len(st.Feeds))
+	for i, f := range st.Feeds {
+		v := feedView{Name: f.Name, Topics: strings.Join(f.Topics, ", "), Partitions: f.Partitions,
+			Applied: viewHLC(f.Applied, now), Resolved: viewHLC(f.Resolved, now), HeldBy: "-", Holder: i == st.Holder}
+		if f.HeldByPartition >= 0 {
+			v.HeldBy = fmt.Sprintf("%s[%d]", f.HeldByTopic, f.HeldByPartition)
+		}
+		out = append(out, v)
+	}
+	return string(st.Mode), out
 }

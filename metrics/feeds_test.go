@@ -1,6 +1,9 @@
 package metrics
 
 import (
+	"net/http"
+	"net/http/httptest"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -49,5 +52,29 @@ func TestFeedGaugesNameTheHolder(t *testing.T) {
 	}
 	if n := strings.Count(body, "\nhighwater_frontier_holder{"); n != 1 {
 		t.Errorf("%d holder series, want 1", n)
+	}
+}
+
+// TestStatusPageNamesTheFeedHoldingTheCutBack: the status page lists the
+// feeds and marks the one holding the member's cut back, with its
+// partition.
+func TestStatusPageNamesTheFeedHoldingTheCutBack(t *testing.T) {
+	src := &feedSource{fs: processor.FrontierStats{Mode: processor.FrontierShared, Holder: 1, Feeds: []processor.FeedStat{
+		{Name: "orders", Topics: []string{"orders", "order_items"}, Partitions: 6, Resolved: hlc.Timestamp{WallTime: 1_700_000_060e9}, HeldByTopic: "order_items", HeldByPartition: 1},
+		{Name: "users", Topics: []string{"users"}, Partitions: 3, Resolved: hlc.Timestamp{WallTime: 1_700_000_000e9}, HeldByTopic: "users", HeldByPartition: 2},
+	}}}
+	src.s.Store(&processor.Stats{})
+	rec := httptest.NewRecorder()
+	page(src, PageInfo{}, &history{}).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/", nil))
+	body := rec.Body.String()
+	for _, want := range []*regexp.Regexp{
+		regexp.MustCompile(`<h2>Feeds \(shared frontier\)</h2>`),
+		regexp.MustCompile(`<tr class="feed" data-feed="orders">\s*<td>orders</td><td>orders, order_items</td><td>6</td>`),
+		regexp.MustCompile(`<tr class="feed behind" data-feed="users" title="holds the cut back">`),
+		regexp.MustCompile(`<td>users\[2\]</td>`),
+	} {
+		if !want.MatchString(body) {
+			t.Errorf("status page lacks %s", want)
+		}
 	}
 }
