@@ -111,11 +111,17 @@ func feedStat(fs processor.FrontierStats, name string) processor.FeedStat {
 // each of f's topics has the watermark at (highwater_watermark) and that
 // each of f's tables equals the source as of at, and its changelog holds
 // every version through at.
-func checkFeedAsOf(t *testing.T, sinkURL string, f *feed, at hlc.Timestamp) {
+func checkFeedAsOf(t *testing.T, sinkURL string, f *feed, name string, at hlc.Timestamp) {
 	t.Helper()
 	view := withOracle(t, f, duckWarehouse(), sinkURL, at)
+	var got string
+	if err := view.db.QueryRow(`SELECT CAST(resolved AS VARCHAR) FROM highwater_feed_watermark WHERE consumer_group = 'g' AND feed = ?`, name).Scan(&got); err != nil {
+		t.Fatalf("highwater_feed_watermark of feed %s: %v", name, err)
+	}
+	if got != at.String() {
+		t.Errorf("highwater_feed_watermark of feed %s = %s, want %s", name, got, at)
+	}
 	for _, topic := range f.sim.Topics() {
-		var got string
 		if err := view.db.QueryRow(`SELECT CAST(resolved AS VARCHAR) FROM highwater_watermark WHERE consumer_group = 'g' AND topic = ?`, topic).Scan(&got); err != nil {
 			t.Fatal(err)
 		}
@@ -168,8 +174,8 @@ func TestIndependentFrontiersApplyTheFeedThatIsNotPaused(t *testing.T) {
 	if err := <-m.done; err != nil {
 		t.Fatal(err)
 	}
-	checkFeedAsOf(t, sinkURL, tc.sales, tc.final)
-	checkFeedAsOf(t, sinkURL, tc.people, tc.paused)
+	checkFeedAsOf(t, sinkURL, tc.sales, "sales", tc.final)
+	checkFeedAsOf(t, sinkURL, tc.people, "people", tc.paused)
 	st := statusJSON(t, sinkURL, tc, processor.FrontierIndependent)
 	if len(st.Feeds) != 2 || st.Feeds[0].Feed != "sales" || st.Feeds[0].Resolved != tc.final.String() ||
 		st.Feeds[1].Feed != "people" || st.Feeds[1].Resolved != tc.paused.String() || st.Held.Feed != "people" {
@@ -208,8 +214,8 @@ func TestSharedFrontierHoldsEveryFeedAtOneCut(t *testing.T) {
 	if err := <-m.done; err != nil {
 		t.Fatal(err)
 	}
-	checkFeedAsOf(t, sinkURL, tc.sales, tc.paused)
-	checkFeedAsOf(t, sinkURL, tc.people, tc.paused)
+	checkFeedAsOf(t, sinkURL, tc.sales, "sales", tc.paused)
+	checkFeedAsOf(t, sinkURL, tc.people, "people", tc.paused)
 }
 
 // checkHolderMetric checks that the member's metrics name feed as the one

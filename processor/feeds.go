@@ -1,11 +1,16 @@
 package processor
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"slices"
+	"time"
+
+	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/sinks"
 )
 
 // Several changefeeds' topics may be consumed by one processor. Every
@@ -285,4 +290,35 @@ func (p *Processor) publishFeeds() {
 		out.Feeds = append(out.Feeds, fs)
 	}
 	p.obs.feeds.Store(&out)
+}
+
+// recordFeeds records in the warehouse which feed each topic belongs to,
+// when the writer keeps that record (sinks.FeedRecorder), so that the
+// warehouse shows each feed's watermark. It retries while the warehouse is
+// unreachable, as registerPartitions does.
+func (p *Processor) recordFeeds(ctx context.Context) error {
+	r, ok := p.cfg.Writer.(sinks.FeedRecorder)
+	if !ok {
+		return nil
+	}
+	var fts []sinks.FeedTopic
+	for _, f := range p.feeds.feeds {
+		for _, t := range f.Topics {
+			fts = append(fts, sinks.FeedTopic{Topic: t, Feed: f.Name})
+		}
+	}
+	backoff := 100 * time.Millisecond
+	for {
+		err := r.RecordFeeds(ctx, p.cfg.Group, string(p.feeds.mode), fts)
+		if err == nil {
+			return nil
+		}
+		p.log.Warn("recording the feeds in the warehouse failed; retrying", zap.Error(err), zap.Duration("backoff", backoff))
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("record the feeds in the warehouse: %w", err)
+		case <-time.After(backoff):
+		}
+		backoff = min(backoff*2, 5*time.Second)
+	}
 }

@@ -259,6 +259,9 @@ func (p *Processor) Run(ctx context.Context) error {
 	if err := p.registerPartitions(ctx); err != nil {
 		return err
 	}
+	if err := p.recordFeeds(ctx); err != nil {
+		return err
+	}
 	if p.cfg.OnError == OnErrorDLQ {
 		dlq, err := newDeadLetterProducer(ctx, &p.cfg, p.log)
 		if err != nil {
