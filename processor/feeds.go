@@ -183,7 +183,14 @@ func (p *Processor) nextWindow() ([]*partState, hlc.Timestamp, bool) {
 	}
 	groups := p.feeds.split(owned)
 	n := len(groups)
-	for k := 1; k <= n; k++ {
+	// After a failed window its feed goes first again: a commit reported
+	// failed that did take effect is recognised only by the retry of the
+	// same window (uncertainCommit), before another window succeeds.
+	first := 1
+	if p.attempt > 0 || p.uncertain != nil {
+		first = 0
+	}
+	for k := first; k < first+n; k++ {
 		i := (p.lastFeed + k) % n
 		f, applied, ok := frontier(groups[i])
 		if ok && applied.Less(f) {
@@ -200,8 +207,10 @@ func (p *Processor) nextWindow() ([]*partState, hlc.Timestamp, bool) {
 // partitions with independent ones (the window covered one feed). The
 // caller holds p.mu.
 func (p *Processor) storeFrontier(f hlc.Timestamp) {
-	if owned := p.owned(); p.feeds.mode == FrontierIndependent && len(owned) > 0 {
-		_, f, _ = frontier(owned)
+	if p.feeds.mode == FrontierIndependent {
+		if owned := p.owned(); len(owned) > 0 {
+			_, f, _ = frontier(owned)
+		}
 	}
 	p.stats.frontier.Store(&f)
 }

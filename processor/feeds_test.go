@@ -2,6 +2,7 @@ package processor
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"testing"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/highwater-dev/highwater/buffer"
 	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/internal/memsink"
 )
 
 // newFeedsRig is a memRig over two topics, a and b, one partition each:
@@ -194,5 +196,34 @@ func TestResolveFeeds(t *testing.T) {
 	}
 	if _, err := ParseFrontierMode("both"); err == nil || !strings.Contains(err.Error(), "want shared or independent") {
 		t.Fatalf("ParseFrontierMode(both) = %v", err)
+	}
+}
+
+// TestIndependentFrontiersRetryTheFailedFeedFirst: a feed's window whose
+// commit took effect but was reported failed is retried before another
+// feed's window, so that the retry recognises it as applied instead of
+// taking it for another member's work (fenced, partitions re-read).
+func TestIndependentFrontiersRetryTheFailedFeedFirst(t *testing.T) {
+	r := newFeedsRig(t, FrontierIndependent)
+	r.ingestTo(t, "a", row(1, "a1", t1), resolved(t1))
+	r.ingestTo(t, "b", row(2, "b1", t1), resolved(t1))
+	r.w.CommitThenFail(errors.New("unexpected EOF"))
+	if err := r.window(t); err != nil {
+		t.Fatal(err)
+	}
+	if r.p.uncertain == nil {
+		t.Fatal("the first window's commit was not reported failed")
+	}
+	for range 2 {
+		if err := r.window(t); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if s := r.p.Stats(); s.Fenced != 0 || len(r.p.seeks) != 0 {
+		t.Fatalf("fenced %d, seeks %v: the committed window was taken for another member's", s.Fenced, r.p.seeks)
+	}
+	if got := r.applied(t); got["a"] != t1 || got["b"] != t1 || len(r.w.Commits()) != 2 || r.w.Calls(memsink.OpWrite) != 2 {
+		t.Fatalf("checkpoints %v, %d commits, %d writes; want both feeds through t1, each written and committed once",
+			got, len(r.w.Commits()), r.w.Calls(memsink.OpWrite))
 	}
 }
