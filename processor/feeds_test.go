@@ -227,3 +227,32 @@ func TestIndependentFrontiersRetryTheFailedFeedFirst(t *testing.T) {
 			got, len(r.w.Commits()), r.w.Calls(memsink.OpWrite))
 	}
 }
+
+// TestBackpressurePausesOnlyPartitionsAheadOfTheirOwnFeed: over the disk
+// budget, a partition pauses only when it is ahead of the frontier it is
+// part of. With independent frontiers the running feed's partition at its
+// own feed's frontier keeps fetching, or its window could never close
+// while another feed is stalled; with a shared frontier it is ahead of the
+// cut and pauses.
+func TestBackpressurePausesOnlyPartitionsAheadOfTheirOwnFeed(t *testing.T) {
+	for _, tc := range []struct {
+		mode   FrontierMode
+		aAhead bool
+	}{{FrontierIndependent, false}, {FrontierShared, true}} {
+		t.Run(string(tc.mode), func(t *testing.T) {
+			r := newFeedsRig(t, tc.mode)
+			r.ingestTo(t, "a", resolved(t3))
+			r.ingestTo(t, "b", resolved(t1))
+			r.p.mu.Lock()
+			defer r.p.mu.Unlock()
+			owned := r.p.owned()
+			ahead := r.p.aheadOfFrontier(owned)
+			if got := ahead(r.p.parts[buffer.Partition{Topic: "a"}]); got != tc.aAhead {
+				t.Errorf("a (resolved t3, feed x) ahead = %v, want %v", got, tc.aAhead)
+			}
+			if ahead(r.p.parts[buffer.Partition{Topic: "b"}]) {
+				t.Error("b (resolved t1, holding the cut back) is ahead: it would pause and the window never close")
+			}
+		})
+	}
+}
