@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,7 +10,6 @@ import (
 
 	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/sinks"
 )
 
 // FrontierSource is a Source that also reports its frontier per feed;
@@ -102,14 +100,4 @@ func feedViews(src Source, now time.Time) (string, []feedView) {
 		out = append(out, v)
 	}
 	return string(st.Mode), out
-}
-
-// RecordFeeds passes sinks.FeedRecorder through to the wrapped writer, so
-// that counting the rows does not hide it; a writer that records no feeds
-// records none here either.
-func (w countingWriter) RecordFeeds(ctx context.Context, group, frontier string, feeds []sinks.FeedTopic) error {
-	if r, ok := w.Writer.(sinks.FeedRecorder); ok {
-		return r.RecordFeeds(ctx, group, frontier, feeds)
-	}
-	return nil
 }

@@ -1,7 +1,6 @@
 package metrics
 
 import (
-	"context"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -10,7 +9,6 @@ import (
 
 	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/processor"
-	"github.com/highwater-dev/highwater/sinks"
 )
 
 // feedSource is a statsSource that also reports feeds.
@@ -78,29 +76,5 @@ func TestStatusPageNamesTheFeedHoldingTheCutBack(t *testing.T) {
 		if !want.MatchString(body) {
 			t.Errorf("status page lacks %s", want)
 		}
-	}
-}
-
-// recordingWriter is a sinks.Writer that keeps the feeds it is told.
-type recordingWriter struct {
-	sinks.Writer
-	got []sinks.FeedTopic
-}
-
-func (w *recordingWriter) RecordFeeds(_ context.Context, _, _ string, feeds []sinks.FeedTopic) error {
-	w.got = append(w.got, feeds...)
-	return nil
-}
-
-// TestCountingWriterKeepsTheFeedRecorder: wrapping the writer to count its
-// rows must not hide sinks.FeedRecorder from the processor.
-func TestCountingWriterKeepsTheFeedRecorder(t *testing.T) {
-	inner := &recordingWriter{}
-	r, ok := NewObserver().Writer(inner).(sinks.FeedRecorder)
-	if !ok {
-		t.Fatal("the counting writer is no sinks.FeedRecorder")
-	}
-	if err := r.RecordFeeds(context.Background(), "g", "shared", []sinks.FeedTopic{{Topic: "t", Feed: "f"}}); err != nil || len(inner.got) != 1 {
-		t.Fatalf("RecordFeeds = %v; the writer got %v", err, inner.got)
 	}
 }
