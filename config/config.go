@@ -65,9 +65,15 @@ type Config struct {
 	RegistryTLSCA   string `yaml:"registry_tls_ca"`
 	RegistryTLSCert string `yaml:"registry_tls_cert"`
 	RegistryTLSKey  string `yaml:"registry_tls_key"`
-	// Topics are the changefeed's topics; together they are one feed with
-	// one frontier.
+	// Topics are the changefeeds' topics; with the shared frontier (the
+	// default) they have one frontier. Empty with Feeds: the feeds' topics.
 	Topics []string `yaml:"topics"`
+	// Feeds groups the topics into named feeds, say one per CockroachDB
+	// changefeed; a topic in none is a feed of its own (config/feeds.go).
+	Feeds FeedList `yaml:"feeds"`
+	// Frontier is shared (default: one consistent cut over every topic) or
+	// independent (each feed its own frontier, windows and checkpoints).
+	Frontier string `yaml:"frontier"`
 	// Group is the Kafka consumer group, which also names the feed's
 	// checkpoints in the warehouse. Default "highwater".
 	Group string `yaml:"group"`
@@ -154,7 +160,9 @@ func (c *Config) fields() []field {
 		{"registry-tls-ca", "PEM file of the CA certificates that sign the registry's certificate (default: system roots)", &c.RegistryTLSCA},
 		{"registry-tls-cert", "PEM file of a client certificate for the registry (mutual TLS)", &c.RegistryTLSCert},
 		{"registry-tls-key", "PEM file of the registry client certificate's private key", &c.RegistryTLSKey},
-		{"topics", "changefeed topics (one feed), comma separated", &c.Topics},
+		{"topics", "changefeed topics, comma separated (one feed unless feeds groups them)", &c.Topics},
+		{"feeds", "named groups of topics, NAME=TOPIC,TOPIC;NAME=TOPIC (a topic in none is a feed of its own; topics defaults to theirs)", &c.Feeds},
+		{"frontier", "shared (one consistent cut over every feed) or independent (each feed its own frontier, windows and watermark)", &c.Frontier},
 		{"group", "Kafka consumer group; also names the warehouse checkpoints", &c.Group},
 		{"sink", "warehouse URL: duckdb:///abs/path.duckdb | postgres://user:pass@host/db | file:///dir?format=parquet | s3://bucket/prefix?region=...", &c.Sink},
 		{"buffer-dir", "directory of the Badger event buffer", &c.BufferDir},
@@ -185,6 +193,7 @@ func Defaults() Config {
 		RebalanceTimeout: 30 * time.Second,
 		StartupTimeout:   30 * time.Second,
 		OnError:          string(processor.OnErrorFail),
+		Frontier:         string(processor.FrontierShared),
 		MaxClockSkew:     5 * time.Minute,
 		LogLevel:         "info",
 		LogFormat:        "auto",
@@ -286,6 +295,7 @@ func (l *Loader) merge() (Config, error) {
 			copyValue(mine[i].ptr, theirs[i].ptr)
 		}
 	}
+	c.fillTopics()
 	return c, nil
 }
 
@@ -320,6 +330,8 @@ func (f field) register(fs *pflag.FlagSet) {
 		fs.DurationVar(p, f.flag, *p, usage)
 	case *[]string:
 		fs.Var((*listValue)(p), f.flag, usage)
+	case pflag.Value:
+		fs.Var(p, f.flag, usage)
 	}
 }
 
@@ -349,6 +361,8 @@ func (f field) set(v string) error {
 		*p = d
 	case *[]string:
 		*p = splitList(v)
+	case pflag.Value:
+		return p.Set(v)
 	}
 	return nil
 }
@@ -362,6 +376,8 @@ func (f field) kind() string {
 		return "a duration such as 10s or 2m"
 	case *[]string:
 		return "a comma-separated list"
+	case *FeedList:
+		return "NAME=TOPIC,TOPIC;NAME=TOPIC"
 	}
 	return "a string"
 }
@@ -376,6 +392,8 @@ func copyValue(dst, src any) {
 		*d = *src.(*time.Duration)
 	case *[]string:
 		*d = *src.(*[]string)
+	case *FeedList:
+		*d = *src.(*FeedList)
 	}
 }
 
@@ -404,6 +422,7 @@ func (c *Config) Validate() error {
 	if len(c.Topics) == 0 {
 		errs = append(errs, errors.New("no topics: set --topics to the changefeed's topics (env HIGHWATER_TOPICS)"))
 	}
+	errs = append(errs, c.validateFeeds()...)
 	if c.Group == "" {
 		errs = append(errs, errors.New("empty --group"))
 	}

@@ -49,6 +49,8 @@ func formatDefault(ptr any) string {
 		return p.String()
 	case *[]string:
 		return strings.Join(*p, ",")
+	case *FeedList:
+		return p.String()
 	}
 	return ""
 }

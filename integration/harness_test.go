@@ -199,6 +199,12 @@ type memberConfig struct {
 	// log, when set, is the logger of the member's processor and buffer
 	// (the default logs warnings and errors to the test log).
 	log *zap.Logger
+	// topics, when set, replaces the feed's topics (several simulated
+	// changefeeds on one stack); feeds and frontier group them
+	// (processor.Config.Feeds, Frontier).
+	topics   []string
+	feeds    []processor.Feed
+	frontier processor.FrontierMode
 }
 
 func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
@@ -228,9 +234,14 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 		t.Fatal(err)
 	}
 	w := wh.open(t, mc.sinkURL, sinks.Options{Changelog: mc.changelog})
+	if mc.topics == nil {
+		mc.topics = f.sim.Topics()
+	}
 	proc, err := processor.New(processor.Config{
 		Brokers:          f.stack.Brokers(),
-		Topics:           f.sim.Topics(),
+		Topics:           mc.topics,
+		Feeds:            mc.feeds,
+		Frontier:         mc.frontier,
 		Group:            mc.group,
 		Decoder:          schemas.NewDecoder(reg),
 		Buffer:           buf,

@@ -40,6 +40,7 @@ func NewRegistry(src Source, opts ...Option) *prometheus.Registry {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(o.obs.collectors()...)
 	reg.MustRegister(newPartitionCollector(src))
+	reg.MustRegister(newFeedCollector(src))
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), collectors.NewGoCollector())
 	counter := func(name, help string, f func(processor.Stats) float64) prometheus.Collector {
 		return prometheus.NewCounterFunc(prometheus.CounterOpts{Name: name, Help: help}, func() float64 { return f(src.Stats()) })

@@ -88,6 +88,9 @@ type pageData struct {
 	Watermark  hlcView
 	Stats      processor.Stats
 	Partitions []partitionView
+	// Feeds are the member's feeds (feeds.go), Frontier their mode.
+	Feeds      []feedView
+	Frontier   string
 	Windows    chart
 	Rows       chart
 	BufferPct  float64
@@ -191,6 +194,7 @@ func page(src Source, info PageInfo, hist *history) http.HandlerFunc {
 					Behind: oldest.Less(newest) && p.Resolved == oldest, ConsumerLag: lag})
 			}
 		}
+		d.Frontier, d.Feeds = feedViews(src, now)
 		winRates, rowRates := hist.rates()
 		d.Windows = newChart("Windows applied", "per second", winRates)
 		d.Rows = newChart("Rows written", "per second", rowRates)

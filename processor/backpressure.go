@@ -27,9 +27,10 @@ func (p *Processor) applyBackpressure(buf *buffer.Store) {
 	}
 	owned := p.owned()
 	f, _, _ := frontier(owned)
+	isAhead := p.aheadOfFrontier(owned)
 	ahead, behind := map[string][]int32{}, map[string][]int32{}
 	for _, st := range owned {
-		if f.Less(st.resolved) {
+		if isAhead(st) {
 			ahead[st.p.Topic] = append(ahead[st.p.Topic], st.p.Partition)
 		} else {
 			behind[st.p.Topic] = append(behind[st.p.Topic], st.p.Partition)

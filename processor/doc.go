@@ -36,6 +36,10 @@
 //     write, dead letters, checkpoints, commit, trim the buffer. It is
 //     retried with a backoff, and reaped by the poll loop, which then
 //     moves the partitions' applied frontier.
+//   - feeds.go: named groups of topics (Config.Feeds) and whether they
+//     share one frontier, a consistent cut over every table, or each have
+//     their own (Config.Frontier); which partitions the next window takes
+//     (nextWindow) and which feed holds the cut back (FrontierStats).
 //   - window.go: how a window becomes warehouse writes: the buffer's events
 //     up to the frontier, decoded into rows (Decoder.DecodeRow), reduced to
 //     the newest version per key unless the writer keeps a changelog

@@ -51,12 +51,8 @@ func (p *Processor) maybeFlush(ctx context.Context) error {
 	if p.inflight != nil || time.Now().Before(p.retryAt) {
 		return nil
 	}
-	owned := p.owned()
-	f, applied, ok := frontier(owned)
-	if ok {
-		p.stats.resolved.Store(&f)
-	}
-	if !ok || !applied.Less(f) {
+	owned, f, ok := p.nextWindow()
+	if !ok {
 		return nil
 	}
 	jctx, cancel := context.WithCancel(ctx)
@@ -172,7 +168,7 @@ func (p *Processor) applied(f hlc.Timestamp, owned []*partState, res flushResult
 	p.stats.deadApply.Add(int64(len(res.poison.dead)))
 	p.stats.skipped.Add(res.poison.skipped)
 	p.stats.windows.Add(1)
-	p.stats.frontier.Store(&f)
+	p.storeFrontier(f)
 	p.stats.lastFlush.Store(int64(res.took))
 	p.observeWindow(f, res.took, res.rows)
 	if lat := p.latency.last(); lat > 0 {

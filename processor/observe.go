@@ -43,6 +43,8 @@ type observed struct {
 	// the rebalance callbacks while they hold Processor.mu, so that a
 	// metrics scrape never waits for a flush.
 	partitions atomic.Pointer[[]PartitionStat]
+	// feeds is the latest FrontierStats, published with partitions.
+	feeds atomic.Pointer[FrontierStats]
 }
 
 // PartitionStats returns the owned partitions' positions, ordered by topic
@@ -72,6 +74,7 @@ func (p *Processor) publishPartitions() {
 		return out[i].Partition < out[j].Partition
 	})
 	p.obs.partitions.Store(&out)
+	p.publishFeeds()
 }
 
 // rebalanced counts one change of the member's partitions.

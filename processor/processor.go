@@ -30,8 +30,16 @@ type Decoder interface {
 type Config struct {
 	// Brokers are the Kafka seed brokers.
 	Brokers []string
-	// Topics are the changefeed's topics: one feed, one frontier.
+	// Topics are the changefeeds' topics: with a shared frontier (the
+	// default), one frontier over all of them.
 	Topics []string
+	// Feeds groups Topics into named feeds, say one per CockroachDB
+	// changefeed (ResolveFeeds: a topic in no feed is a feed of its own).
+	Feeds []Feed
+	// Frontier is FrontierShared (the default: one consistent cut over
+	// every topic) or FrontierIndependent (each feed its own frontier and
+	// windows, so that a stalled feed holds back only its own tables).
+	Frontier FrontierMode
 	// Group is the Kafka consumer group; it also names the feed's
 	// checkpoints in the warehouse.
 	Group string
@@ -188,6 +196,10 @@ type Processor struct {
 	// seeks are the fetch positions of partitions re-adjusted to another
 	// member's checkpoint (fence.go), applied by the poll loop.
 	seeks map[buffer.Partition]int64
+	// feeds groups the topics (feeds.go); lastFeed is the feed of the
+	// last window started with independent frontiers.
+	feeds    *feedSet
+	lastFeed int
 
 	stats struct {
 		consumed, resolvedMsgs, duplicates, rowsApplied, windows atomic.Int64
@@ -213,7 +225,12 @@ func New(cfg Config) (*Processor, error) {
 	if err := cfg.setDefaults(); err != nil {
 		return nil, err
 	}
+	feeds, err := newFeedSet(&cfg)
+	if err != nil {
+		return nil, err
+	}
 	p := &Processor{
+		feeds:   feeds,
 		cfg:     cfg,
 		log:     cfg.Logger,
 		parts:   make(map[buffer.Partition]*partState),
@@ -240,6 +257,9 @@ func (p *Processor) Run(ctx context.Context) error {
 		return err
 	}
 	if err := p.registerPartitions(ctx); err != nil {
+		return err
+	}
+	if err := p.recordFeeds(ctx); err != nil {
 		return err
 	}
 	if p.cfg.OnError == OnErrorDLQ {

@@ -122,6 +122,8 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 	proc, err := processor.New(processor.Config{
 		Brokers:          cfg.Brokers,
 		Topics:           cfg.Topics,
+		Feeds:            cfg.Feeds.Processor(),
+		Frontier:         processor.FrontierMode(cfg.Frontier),
 		Group:            cfg.Group,
 		Decoder:          schemas.NewDecoder(reg),
 		Buffer:           buf,
@@ -157,7 +159,7 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 			}
 		}()
 	}
-	log.Info("highwater running", zap.Strings("topics", cfg.Topics), zap.String("group", cfg.Group),
+	log.Info("highwater running", zap.Strings("topics", cfg.Topics), zap.String("frontier", cfg.Frontier), zap.String("group", cfg.Group),
 		zap.String("sink", config.RedactURL(cfg.Sink)), zap.Bool("changelog", changelog),
 		zap.Strings("brokers", cfg.Brokers), zap.String("registry", config.RedactURL(cfg.Registry)),
 		zap.Bool("kafka_tls", cfg.KafkaTLSEnabled()),

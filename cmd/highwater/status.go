@@ -27,9 +27,12 @@ func newStatusCmd(getenv func(string) string, stdout, stderr io.Writer) *cobra.C
 		Short: "Print the warehouse checkpoints and watermark of a consumer group",
 		Long: `Reads the warehouse checkpoints of a consumer group and prints, per topic and
 partition, the applied resolved HLC, its wall time, its age and the next
-offset, then the watermark ("complete through") per topic and for the feed.
---sink and --group come from flags, HIGHWATER_* env or the --config file, as
-for run; the other run settings are accepted and ignored.`,
+offset, then the watermark ("complete through") per topic and for the feed,
+each feed's watermark when feeds or --frontier independent group the
+topics, and the partition holding the watermark back.
+--sink, --group, --feeds and --frontier come from flags, HIGHWATER_* env or
+the --config file, as for run; the other run settings are accepted and
+ignored.`,
 		Example: `  highwater status --sink duckdb:///var/lib/highwater/warehouse.duckdb --group highwater
   highwater status --config highwater.yaml --json`,
 		Args: noArgs,
@@ -72,12 +75,18 @@ func statusRun(ctx context.Context, l *config.Loader, jsonOut bool, stdout, stde
 		return noCheckpoints(ctx, w, cfg)
 	}
 	st := newStatus(cfg.Group, cps, time.Now())
+	if err := st.addFeeds(cfg, cps, st.Now); err != nil {
+		return fmt.Errorf("configuration: %w", err)
+	}
 	if jsonOut {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
 		return enc.Encode(st)
 	}
-	return st.writeTables(stdout)
+	if err := st.writeTables(stdout); err != nil {
+		return err
+	}
+	return st.writeFeeds(stdout)
 }
 
 // status is what `highwater status` reports; its JSON form is --json's.
@@ -89,6 +98,12 @@ type status struct {
 	// Feed is the min over every partition: the warehouse is complete
 	// through it.
 	Feed watermark `json:"feed"`
+	// Frontier and Feeds are the feeds' watermarks when the configuration
+	// groups the topics (status_feeds.go); HeldBy the partition holding
+	// Feed back, when one checkpoint is below another.
+	Frontier string          `json:"frontier,omitempty"`
+	Feeds    []feedWatermark `json:"feeds,omitempty"`
+	HeldBy   *heldBy         `json:"held_by,omitempty"`
 }
 
 type partitionStatus struct {

@@ -50,6 +50,9 @@ func TestDocQueries(t *testing.T) {
 	if err := tx.Commit(ctx); err != nil {
 		t.Fatal(err)
 	}
+	if err := w.RecordFeeds(ctx, "highwater", "shared", []sinks.FeedTopic{{Topic: "orders", Feed: "default"}}); err != nil {
+		t.Fatal(err)
+	}
 	query := sinktest.QueryDB(func(*testing.T) *sql.DB { return w.DB() })
 	cases := []struct {
 		q    string
@@ -61,6 +64,9 @@ func TestDocQueries(t *testing.T) {
          CAST(to_timestamp(CAST(floor(resolved / 1e9) AS BIGINT)) AS VARCHAR) AS complete_through_time
   FROM highwater_watermark WHERE topic IS NULL`,
 			fmt.Sprintf("[[highwater NULL %s 2022-08-04 20:06:24+00]]", h(10))},
+		// The feed holding the group's watermark back (docs/SINK_DUCKDB.md).
+		{`SELECT feed, CAST(resolved AS VARCHAR) FROM highwater_feed_watermark WHERE consumer_group = 'highwater' ORDER BY resolved LIMIT 1`,
+			fmt.Sprintf("[[default %s]]", h(10))},
 		{`SELECT CAST(id AS VARCHAR), customer FROM orders WHERE customer = 'c-43'`, "[[7 c-43]]"},
 		{`SELECT CAST(id AS VARCHAR), customer, _hw_op FROM orders_changes
   WHERE id = 7 AND _hw_updated <= 1659643584586630211.0000000000

@@ -190,6 +190,7 @@ FROM ` + w.qualify(sinks.CheckpointsTable) + `
 GROUP BY GROUPING SETS ((consumer_group, topic), (consumer_group))`,
 		w.deadLetterDDL(),
 	}
+	ddl = append(ddl, w.feedsDDL()...)
 	for _, q := range ddl {
 		if _, err := w.db.ExecContext(ctx, q); err != nil {
 			return fmt.Errorf("create highwater tables: %w", err)

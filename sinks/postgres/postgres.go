@@ -298,6 +298,9 @@ func (w *Writer) ensureCatalog(ctx context.Context) error {
 		if err := w.ensureDeadLetterTable(ctx, tx); err != nil {
 			return err
 		}
+		if err := w.ensureFeeds(ctx, tx); err != nil {
+			return err
+		}
 		if err := w.ensureNameRecord(ctx, tx); err != nil {
 			return err
 		}

@@ -112,6 +112,7 @@ func Run(t *testing.T, h Harness) {
 	tests = append(tests, s.nameTests()...)
 	tests = append(tests, s.fenceTests()...)
 	tests = append(tests, s.asOfTests()...)
+	tests = append(tests, s.feedTests()...)
 	for _, tc := range tests {
 		t.Run(tc.name, tc.fn)
 	}
