@@ -71,7 +71,7 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 				// duplicate.
 				duplicates++
 			default:
-				batch.Add(bp, buffer.Event{Updated: rec.Updated, Table: rec.Table, Key: r.Key, Offset: r.Offset, Value: r.Value})
+				batch.Add(bp, buffer.Event{Updated: rec.Updated, Table: rec.Table, Key: r.Key, Offset: r.Offset, Value: p.headers.bufferValue(r)})
 			}
 			batch.SetConsumed(bp, r.Offset+1)
 		}
