@@ -11,10 +11,11 @@ import (
 
 // message is an encoded row message waiting to be produced.
 type message struct {
-	t     *table
-	rs    *rowState
-	ts    hlc.Timestamp
-	value []byte
+	t       *table
+	rs      *rowState
+	ts      hlc.Timestamp
+	value   []byte
+	headers []kgo.RecordHeader
 }
 
 // emit queues version i of rs for encoding and sending (see encode.go).

@@ -18,7 +18,7 @@ func (s *Sim) send(m *message) {
 		n = 2
 	}
 	for ; n > 0; n-- {
-		s.cl.Produce(s.ctx, &kgo.Record{Topic: m.t.topic, Key: m.rs.kb, Value: m.value}, s.promise)
+		s.cl.Produce(s.ctx, &kgo.Record{Topic: m.t.topic, Key: m.rs.kb, Value: m.value, Headers: m.headers}, s.promise)
 		s.produced++
 	}
 	if m.rs.sentTS.Less(m.ts) {

@@ -36,10 +36,15 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 	schemaPrefix := fs.String("avro-schema-prefix", "", "mimic the changefeed option avro_schema_prefix (subjects, record names, namespace)")
 	fullName := fs.Bool("full-table-name", false, "mimic the changefeed option full_table_name: topics, subjects and envelopes named defaultdb.public.<table>")
 	seed := fs.Int64("seed", 1, "random seed (0: time-based)")
+	headersCol := fs.String("headers-json-column", "", "mimic the changefeed option headers_json_column_name: this JSONB column (nodes.labels; added to tables without it) goes to Kafka headers instead of the values")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
 		if *seed == 0 {
 			*seed = time.Now().UnixNano()
+		}
+		tables := simulator.TelemetryTables()
+		if *headersCol != "" {
+			tables = simulator.WithHeadersColumn(tables, *headersCol)
 		}
 		sim, err := simulator.New(ctx, simulator.Options{
 			Brokers:       strings.Split(*brokers, ","),
@@ -52,7 +57,9 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 			Seed:          *seed,
 			DuplicateProb: *dupProb,
 			Reorder:       *reorder,
-		}, simulator.TelemetryTables()...)
+
+			HeadersJSONColumn: *headersCol,
+		}, tables...)
 		if err != nil {
 			// The registry URL may carry a password.
 			return redact.Error(err, *registry)
