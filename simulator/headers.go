@@ -109,6 +109,15 @@ func headersOf(v any) []kgo.RecordHeader {
 	return out
 }
 
+// headersRoundTrip replaces the headers column of vals, a row of sch, by
+// what a consumer can restore of it (headerRoundTrip), so that the rows and
+// the Oracle hold that.
+func (s *Sim) headersRoundTrip(sch *tableSchema, vals []any) {
+	if i, ok := sch.byName[s.opts.HeadersJSONColumn]; ok && s.opts.HeadersJSONColumn != "" {
+		vals[i] = headerRoundTrip(vals[i])
+	}
+}
+
 // headerRoundTrip is the headers column's value as a consumer can restore
 // it from headersOf(v): a JSON object of strings, or nil when no headers
 // are sent.

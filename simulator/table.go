@@ -168,11 +168,9 @@ func (s *Sim) rowValues(t *table, row map[string]any, ts hlc.Timestamp) ([]any, 
 		if v == nil && c.notNull {
 			return nil, fmt.Errorf("null value in column %q violates not-null constraint", c.name)
 		}
-		if c.name == s.opts.HeadersJSONColumn {
-			v = headerRoundTrip(v) // headers.go
-		}
 		vals[i] = v
 	}
+	s.headersRoundTrip(sch, vals) // headers.go
 	return vals, nil
 }
 
