@@ -38,6 +38,10 @@ func TestKeyColumnIsRefusedAtIngest(t *testing.T) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
 	}
+	// A key schema id the registry does not have is refused at ingest too.
+	if _, err := d.Extract(ctx, "foo", 0, 7, frame(999, hx(t, "02 06 'bar'")), value); !errors.Is(err, ErrUnknownSchema) {
+		t.Errorf("unknown key schema: error %v, want ErrUnknownSchema", err)
+	}
 	// A NOT NULL key_column looks like a primary key: it passes.
 	if _, err := d.Extract(ctx, "foo", 0, 6, frame(idNotNullKey, hx(t, "02 06 'bar'")), value); err != nil {
 		t.Errorf("NOT NULL custom key: %v", err)
