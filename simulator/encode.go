@@ -27,6 +27,7 @@ type encJob struct {
 	vc         *valueCodec
 	out        []byte
 	headers    []kgo.RecordHeader // headers_json_column_name
+	key        []byte             // key_column
 	err        error
 }
 
@@ -153,7 +154,7 @@ func (s *Sim) finishEnc() error {
 		if j.err != nil {
 			return j.err
 		}
-		m := &message{t: j.t, rs: j.rs, ts: j.v.ts, value: j.out, headers: j.headers}
+		m := &message{t: j.t, rs: j.rs, ts: j.v.ts, value: j.out, headers: j.headers, key: j.key}
 		if s.opts.Reorder {
 			s.pending = append(s.pending, m)
 		} else {

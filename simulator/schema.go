@@ -242,12 +242,20 @@ func (s *Sim) registerTable(ctx context.Context, t *table) error {
 	if err != nil {
 		return fmt.Errorf("key schema: %w", err)
 	}
-	id, err := s.reg.register(ctx, t.keySubject, ks)
-	if err != nil {
-		return err
-	}
 	t.keyCodec = codec
-	t.keyHeader = header(id)
+	if s.opts.KeyColumn != "" {
+		// The primary key stays the rows' identity, unregistered; the
+		// Kafka key is the key_column's record (keycolumn.go).
+		if err := s.registerCustomKey(ctx, t); err != nil {
+			return err
+		}
+	} else {
+		id, err := s.reg.register(ctx, t.keySubject, ks)
+		if err != nil {
+			return err
+		}
+		t.keyHeader = header(id)
+	}
 	v := t.cur().version
 	_, err = s.valueCodec(ctx, t, v, v)
 	return err

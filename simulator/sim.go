@@ -83,6 +83,10 @@ type Options struct {
 	// have, is left out of the values and sent as Kafka record headers
 	// (headers.go).
 	HeadersJSONColumn string
+	// KeyColumn mimics the changefeed option key_column (with unordered):
+	// the Kafka key is a record of this column, which every table must
+	// have, instead of the primary key (keycolumn.go).
+	KeyColumn string
 	// Seed makes everything (clock steps, workloads, faults) deterministic.
 	Seed int64
 	// DuplicateProb is the probability that a row message is sent twice in
@@ -219,6 +223,9 @@ func New(ctx context.Context, opts Options, tables ...TableDef) (*Sim, error) {
 			return nil, fmt.Errorf("simulator: table %q: %w", def.Name, err)
 		}
 		if err := s.checkHeadersColumn(t); err != nil {
+			return nil, fmt.Errorf("simulator: %w", err)
+		}
+		if err := s.checkKeyColumn(t); err != nil {
 			return nil, fmt.Errorf("simulator: %w", err)
 		}
 		if _, dup := s.byName[t.name]; dup {

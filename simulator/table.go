@@ -23,6 +23,7 @@ type table struct {
 	keyCodec   *goavro.Codec
 	keyHeader  [5]byte
 	keyScratch *rowScratch
+	custom     *customKey // key_column (keycolumn.go)
 	values     map[[2]int]*valueCodec
 	rows       map[string]*rowState
 	order      []*rowState // creation order

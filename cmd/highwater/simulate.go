@@ -36,6 +36,7 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 	schemaPrefix := fs.String("avro-schema-prefix", "", "mimic the changefeed option avro_schema_prefix (subjects, record names, namespace)")
 	fullName := fs.Bool("full-table-name", false, "mimic the changefeed option full_table_name: topics, subjects and envelopes named defaultdb.public.<table>")
 	seed := fs.Int64("seed", 1, "random seed (0: time-based)")
+	keyCol := fs.String("key-column", "", "mimic the changefeed option key_column (with unordered): the Kafka key is this column of both tables (node or version) instead of the primary key; highwater refuses it when the column is nullable (version)")
 	headersCol := fs.String("headers-json-column", "", "mimic the changefeed option headers_json_column_name: this JSONB column (nodes.labels; added to tables without it) goes to Kafka headers instead of the values")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
@@ -59,6 +60,7 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 			Reorder:       *reorder,
 
 			HeadersJSONColumn: *headersCol,
+			KeyColumn:         *keyCol,
 		}, tables...)
 		if err != nil {
 			// The registry URL may carry a password.
