@@ -26,4 +26,6 @@
 //   - deadletter.go: dead letters set aside at ingest, held until the
 //     window that checkpoints past them.
 //   - keys.go: the key layout; limits.go: what one event may hold.
+//   - headers.go: PackHeaders and SplitHeaders, the payload that keeps a
+//     record's Kafka headers with its value (headers_json_column_name).
 package buffer

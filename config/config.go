@@ -125,6 +125,12 @@ type Config struct {
 	// instead of stopping with an error (docs/OPERATIONS.md, "Retention
 	// gaps"). The gap is logged at error level and counted. Default false.
 	AllowRetentionGap bool `yaml:"allow_retention_gap"`
+	// HeadersJSONColumn names the JSONB column of a changefeed created WITH
+	// headers_json_column_name = '<column>': CockroachDB leaves it out of
+	// the values and sends it as Kafka headers, and highwater puts it back
+	// into every row as a JSON object of the headers (docs/DECODING.md).
+	// Empty (the default): headers are ignored.
+	HeadersJSONColumn string `yaml:"headers_json_column"`
 	// MetricsAddr serves Prometheus /metrics, /healthz and /readyz when set
 	// (e.g. ":9464").
 	MetricsAddr string `yaml:"metrics_addr"`
@@ -177,6 +183,7 @@ func (c *Config) fields() []field {
 		{"dlq-topic", "dead-letter topic of --on-error=dlq, created if missing (default <group>.dlq)", &c.DLQTopic},
 		{"max-clock-skew", "a record whose timestamp is further ahead of this host's clock is poison (--on-error); > 0, a huge value such as 876000h turns the check off", &c.MaxClockSkew},
 		{"allow-retention-gap", "go on from the log start when Kafka's retention deleted records before they were applied (logged, counted; the changes in them are lost) instead of stopping", &c.AllowRetentionGap},
+		{"headers-json-column", "the changefeed's headers_json_column_name: put that JSONB column back into each row from the record's Kafka headers (empty: ignore headers)", &c.HeadersJSONColumn},
 		{"metrics-addr", "serve Prometheus /metrics, /healthz, /readyz on this address (e.g. :9464)", &c.MetricsAddr},
 		{"log-level", "debug, info, warn or error", &c.LogLevel},
 		{"log-format", "auto, json or console (auto: console on a terminal, else json)", &c.LogFormat},

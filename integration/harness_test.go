@@ -255,6 +255,7 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 		Logger:           log,
 		// A retention gap stops the member unless the test allows it.
 		AllowRetentionGap: mc.allowRetentionGap,
+		HeadersJSONColumn: f.opts.HeadersJSONColumn,
 	})
 	if err != nil {
 		t.Fatal(err)
@@ -331,7 +332,7 @@ func tableModels(t *testing.T, f *feed) map[string]*model.Table {
 		if err != nil {
 			t.Fatalf("column model of %s: %v", name, err)
 		}
-		out[name] = tbl
+		out[name] = withHeadersColumn(tbl, f.opts.HeadersJSONColumn) // headers_test.go
 	}
 	return out
 }

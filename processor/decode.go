@@ -41,11 +41,12 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 		for _, r := range fp.Records {
 			consumed++
 			rec, err := p.extract(ctx, r)
+			value := p.headers.bufferValue(r) // headers.go: the payload to buffer
 			if err == nil {
 				err = p.checkClock(r, rec, now, limit)
 			}
 			if err == nil {
-				err = p.checkIngest(st, r, rec) // limits.go
+				err = p.checkIngest(st, r, rec, value) // limits.go
 			}
 			if err != nil {
 				// A poison record the policy lets go is handled: the
@@ -71,7 +72,7 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 				// duplicate.
 				duplicates++
 			default:
-				batch.Add(bp, buffer.Event{Updated: rec.Updated, Table: rec.Table, Key: r.Key, Offset: r.Offset, Value: r.Value})
+				batch.Add(bp, buffer.Event{Updated: rec.Updated, Table: rec.Table, Key: r.Key, Offset: r.Offset, Value: value})
 			}
 			batch.SetConsumed(bp, r.Offset+1)
 		}

@@ -46,6 +46,9 @@
 //     (newestVersions), queued per table and handed to the sinks.Tx in
 //     batches (windowWriter). The warehouse writers are in package sinks
 //     and below it (sinks/duckdb, sinks/postgres, sinks/files).
+//   - headers.go: with Config.HeadersJSONColumn, a record's Kafka headers
+//     ride with its value through the buffer and become that JSONB column
+//     of the decoded row again (headers_json_column_name).
 //   - fence.go: each window's transaction is fenced with the checkpoints it
 //     builds on, so that a member that stalled past its session cannot
 //     overwrite another member's later window.

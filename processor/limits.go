@@ -39,14 +39,15 @@ type ChangeChecker interface {
 	CheckChange(table *model.Table, ch sinks.Change) error
 }
 
-// checkIngest refuses a row event the buffer cannot store. Resolved
-// messages and rows older than the partition's applied frontier, which are
-// dropped as duplicates, are not buffered and not checked.
-func (p *Processor) checkIngest(st *partState, r *kgo.Record, rec schemas.Record) error {
+// checkIngest refuses a row event the buffer cannot store; value is the
+// payload it would buffer (r.Value, with r's headers when they are kept).
+// Resolved messages and rows older than the partition's applied frontier,
+// which are dropped as duplicates, are not buffered and not checked.
+func (p *Processor) checkIngest(st *partState, r *kgo.Record, rec schemas.Record, value []byte) error {
 	if rec.Resolved || rec.Updated.Less(st.applied) {
 		return nil
 	}
-	err := p.cfg.Buffer.CheckEvent(buffer.Event{Updated: rec.Updated, Table: rec.Table, Key: r.Key, Offset: r.Offset, Value: r.Value})
+	err := p.cfg.Buffer.CheckEvent(buffer.Event{Updated: rec.Updated, Table: rec.Table, Key: r.Key, Offset: r.Offset, Value: value})
 	if err == nil {
 		return nil
 	}

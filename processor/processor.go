@@ -105,6 +105,13 @@ type Config struct {
 	// counted in Stats.RetentionGaps. Default false: the member stops.
 	AllowRetentionGap bool
 
+	// HeadersJSONColumn names the JSONB column that a changefeed created
+	// WITH headers_json_column_name sends as Kafka record headers instead
+	// of in the value: ingest keeps each record's headers with its value in
+	// the buffer, and each decoded row gets the column back (headers.go).
+	// Empty: headers are not kept.
+	HeadersJSONColumn string
+
 	Logger *zap.Logger
 	// Observer, if set, is told about each applied window (for metrics).
 	Observer Observer
@@ -218,6 +225,8 @@ type Processor struct {
 	dlq *deadLetterProducer
 	// lastErr is Stats.LastError (noteError).
 	lastErr atomic.Pointer[errorNote]
+	// headers restores Config.HeadersJSONColumn; nil without it.
+	headers *headersColumn
 }
 
 // New validates cfg and returns a Processor; Run starts it.
@@ -236,6 +245,7 @@ func New(cfg Config) (*Processor, error) {
 		parts:   make(map[buffer.Partition]*partState),
 		seeks:   make(map[buffer.Partition]int64),
 		latency: newLatencies(4096),
+		headers: newHeadersColumn(cfg.HeadersJSONColumn),
 	}
 	p.SetStopAt(cfg.StopAt)
 	return p, nil

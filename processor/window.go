@@ -23,8 +23,13 @@ import (
 func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer.Partition, f hlc.Timestamp, poison *windowPoison) (int, error) {
 	w := &windowWriter{ctx: ctx, tx: tx, batch: p.cfg.FlushBatch, maxBytes: p.cfg.FlushBytes, pending: make(map[string]*pendingTable)}
 	apply := func(bp buffer.Partition, ev buffer.Event) error {
-		row, err := p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)
+		ev, hdrs, err := splitEvent(ev) // headers.go
+		var row schemas.Row
 		if err == nil {
+			row, err = p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)
+		}
+		if err == nil {
+			row = p.headers.restore(row, hdrs)
 			if err = p.checkRow(row); err != nil {
 				id, _, _ := schemas.ParseFrame(ev.Value)
 				err = &schemas.DecodeError{SchemaID: id, Err: err}

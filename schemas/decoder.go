@@ -273,6 +273,9 @@ func (d *Decoder) Extract(ctx context.Context, topic string, partition int32, of
 	if err != nil {
 		return fail(-1, fmt.Errorf("key: %w", err))
 	}
+	if err := d.checkKeySchema(ctx, p, kid); err != nil { // keycolumn.go
+		return fail(kid, err)
+	}
 	rec := Record{Table: p.table.Name, Key: kbody, KeySchemaID: kid, ValueSchemaID: vid}
 	for i := range p.fields {
 		f := &p.fields[i]

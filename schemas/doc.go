@@ -7,7 +7,8 @@
 // *model.Table, and column values the Go types model.Kind documents.
 //
 // Decoder has two speeds: Extract, for ingest, reads only the table, the
-// key bytes, `updated` and the delete flag without materialising the row;
+// key bytes, `updated` and the delete flag without materialising the row
+// (and refuses a key that is no primary key, keycolumn.go);
 // DecodeRow, for flushing to a warehouse, decodes typed column values. Both
 // compile a plan per schema id once and are safe for concurrent use: the
 // writer schema is parsed with hamba/avro/v2 (a named-type cache of its own

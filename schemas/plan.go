@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hamba/avro/v2"
 
@@ -425,6 +426,9 @@ type valuePlan struct {
 	beforeCols []*node
 
 	rows syncMap[int, *rowTables] // by key schema id
+	// keyChecked is 1 + the key schema id last found to be a primary key
+	// (keycolumn.go), 0 before any.
+	keyChecked atomic.Int64
 }
 
 // rowTables are the Tables of one (value schema, key schema) pair: the
@@ -439,6 +443,9 @@ type keyPlan struct {
 	err   error
 	cols  []model.Column
 	nodes []*node
+	// notPrimary wraps ErrKeyColumn when the key is no primary key
+	// (keycolumn.go); ingest refuses such rows.
+	notPrimary error
 }
 
 func unionLayout(s avro.Schema, want func(avro.Schema) bool) (nullIdx, valIdx int64, val avro.Schema, ok bool) {
@@ -625,6 +632,7 @@ func compileKey(id int, text string, maxDepth int) *keyPlan {
 		weigh(nodes[i])
 	}
 	k.cols, k.nodes = cols, nodes
+	k.notPrimary = checkPrimaryKey(s) // keycolumn.go
 	return k
 }
 

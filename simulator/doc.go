@@ -49,4 +49,7 @@
 //     defaults.go: DEFAULT expressions.
 //   - random.go: random values of every type and the random Workload (Run);
 //     telemetry.go: the demo's telemetry tables and workload.
+//   - headers.go: headers_json_column_name (Options.HeadersJSONColumn): the
+//     column left out of the values and sent as Kafka headers;
+//     keycolumn.go: key_column (Options.KeyColumn), a key of one column.
 package simulator

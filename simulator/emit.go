@@ -11,16 +11,22 @@ import (
 
 // message is an encoded row message waiting to be produced.
 type message struct {
-	t     *table
-	rs    *rowState
-	ts    hlc.Timestamp
-	value []byte
+	t       *table
+	rs      *rowState
+	ts      hlc.Timestamp
+	value   []byte
+	headers []kgo.RecordHeader
+	key     []byte // key_column's key; nil: the primary key (rs.kb)
 }
 
 // emit queues version i of rs for encoding and sending (see encode.go).
 func (s *Sim) emit(ctx context.Context, t *table, rs *rowState, i int) error {
 	v := rs.hist[i]
-	job := encJob{t: t, rs: rs, v: v, op: enrichedOp(rs, i)}
+	key, err := t.customKeyOf(t.versions[v.schema], v.vals) // keycolumn.go
+	if err != nil {
+		return fmt.Errorf("simulator: table %q: %w", t.name, err)
+	}
+	job := encJob{t: t, rs: rs, v: v, key: key, op: enrichedOp(rs, i)}
 	after := t.versions[v.schema]
 	before := after
 	if s.opts.Diff {

@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/twmb/franz-go/pkg/kgo"
+
 	"github.com/highwater-dev/highwater/hlc"
 )
 
@@ -25,6 +27,8 @@ type encJob struct {
 	op         string // envelope = enriched: "c", "u" or "d"
 	vc         *valueCodec
 	out        []byte
+	headers    []kgo.RecordHeader // headers_json_column_name
+	key        []byte             // key_column
 	err        error
 }
 
@@ -78,7 +82,14 @@ func (w *encWorker) encode(diff, mvcc bool, job *encJob) {
 	if job.v.vals == nil {
 		native["after"] = nil
 	} else {
-		cs.afterRow.fill(vc.after, allCols(vc.after), job.v.vals, false)
+		vals := job.v.vals
+		if vc.full != vc.after {
+			vals = project(vc.full, vals, vc.after) // headers.go
+		}
+		if vc.headers >= 0 {
+			job.headers = headersOf(job.v.vals[vc.headers])
+		}
+		cs.afterRow.fill(vc.after, allCols(vc.after), vals, false)
 		native["after"] = cs.afterWrap
 	}
 	switch {
@@ -149,7 +160,7 @@ func (s *Sim) finishEnc() error {
 		if j.err != nil {
 			return j.err
 		}
-		m := &message{t: j.t, rs: j.rs, ts: j.v.ts, value: j.out}
+		m := &message{t: j.t, rs: j.rs, ts: j.v.ts, value: j.out, headers: j.headers, key: j.key}
 		if s.opts.Reorder {
 			s.pending = append(s.pending, m)
 		} else {

@@ -17,8 +17,12 @@ func (s *Sim) send(m *message) {
 	if s.opts.DuplicateProb > 0 && s.dupRng.Float64() < s.opts.DuplicateProb {
 		n = 2
 	}
+	key := m.rs.kb
+	if m.key != nil {
+		key = m.key // key_column
+	}
 	for ; n > 0; n-- {
-		s.cl.Produce(s.ctx, &kgo.Record{Topic: m.t.topic, Key: m.rs.kb, Value: m.value}, s.promise)
+		s.cl.Produce(s.ctx, &kgo.Record{Topic: m.t.topic, Key: key, Value: m.value, Headers: m.headers}, s.promise)
 		s.produced++
 	}
 	if m.rs.sentTS.Less(m.ts) {

@@ -393,6 +393,7 @@ func (tx *Txn) randomWrite(t *table, w *Workload) error {
 		}
 		vals[i] = randomFor(s.rng, c.typ)
 	}
+	s.headersRoundTrip(sch, vals) // headers.go
 	return tx.add(t, key, vals)
 }
 

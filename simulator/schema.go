@@ -235,6 +235,12 @@ type valueCodec struct {
 	before     *tableSchema
 	after      *tableSchema
 	enriched   *enrichedCodec // nil for envelope = wrapped
+	// full is the after version with every column, the one a row's values
+	// follow; it differs from after only WITH headers_json_column_name,
+	// whose column headers (its index in full, else -1) are sent as
+	// headers (headers.go).
+	full    *tableSchema
+	headers int
 }
 
 func (s *Sim) registerTable(ctx context.Context, t *table) error {
@@ -243,12 +249,20 @@ func (s *Sim) registerTable(ctx context.Context, t *table) error {
 	if err != nil {
 		return fmt.Errorf("key schema: %w", err)
 	}
-	id, err := s.reg.register(ctx, t.keySubject, ks)
-	if err != nil {
-		return err
-	}
 	t.keyCodec = codec
-	t.keyHeader = header(id)
+	if s.opts.KeyColumn != "" {
+		// The primary key stays the rows' identity, unregistered; the
+		// Kafka key is the key_column's record (keycolumn.go).
+		if err := s.registerCustomKey(ctx, t); err != nil {
+			return err
+		}
+	} else {
+		id, err := s.reg.register(ctx, t.keySubject, ks)
+		if err != nil {
+			return err
+		}
+		t.keyHeader = header(id)
+	}
 	v := t.cur().version
 	_, err = s.valueCodec(ctx, t, v, v)
 	return err
@@ -298,7 +312,8 @@ func (s *Sim) valueCodec(ctx context.Context, t *table, before, after int) (*val
 	if vc, ok := t.values[[2]int{before, after}]; ok {
 		return vc, nil
 	}
-	sch := valueSchema(t.name, t.bare, s.env, t.versions[before], t.versions[after])
+	bs, as := s.withoutHeadersColumn(t.versions[before]), s.withoutHeadersColumn(t.versions[after])
+	sch := valueSchema(t.name, t.bare, s.env, bs, as)
 	codec, err := goavro.NewCodec(sch)
 	if err != nil {
 		return nil, fmt.Errorf("value schema: %w", err)
@@ -310,7 +325,10 @@ func (s *Sim) valueCodec(ctx context.Context, t *table, before, after int) (*val
 	inner := model.SQLNameToAvroName(t.bare)
 	vc := &valueCodec{codec: codec, header: header(id),
 		beforeName: fullName(s.opts.SchemaPrefix, inner+"_before"), afterName: fullName(s.opts.SchemaPrefix, inner),
-		before: t.versions[before], after: t.versions[after], enriched: s.newEnrichedCodec(t, slices.Index(s.tables, t))}
+		before: bs, after: as, full: t.versions[after], headers: -1, enriched: s.newEnrichedCodec(t, slices.Index(s.tables, t))}
+	if i, ok := vc.full.byName[s.opts.HeadersJSONColumn]; ok && as != vc.full {
+		vc.headers = i
+	}
 	allCols(vc.before) // fill the caches now: encoders read them concurrently
 	allCols(vc.after)
 	t.values[[2]int{before, after}] = vc

@@ -89,6 +89,15 @@ type Options struct {
 	// "<topic>_envelope" under "<topic>-value". By default it mimics the v2
 	// sink: "_envelope" under subject "-value", one payload for all topics.
 	ResolvedV1 bool
+	// HeadersJSONColumn mimics the changefeed option
+	// headers_json_column_name: this JSONB column, which every table must
+	// have, is left out of the values and sent as Kafka record headers
+	// (headers.go).
+	HeadersJSONColumn string
+	// KeyColumn mimics the changefeed option key_column (with unordered):
+	// the Kafka key is a record of this column, which every table must
+	// have, instead of the primary key (keycolumn.go).
+	KeyColumn string
 	// Seed makes everything (clock steps, workloads, faults) deterministic.
 	Seed int64
 	// DuplicateProb is the probability that a row message is sent twice in
@@ -227,6 +236,12 @@ func New(ctx context.Context, opts Options, tables ...TableDef) (*Sim, error) {
 		t, err := s.buildTable(def)
 		if err != nil {
 			return nil, fmt.Errorf("simulator: table %q: %w", def.Name, err)
+		}
+		if err := s.checkHeadersColumn(t); err != nil {
+			return nil, fmt.Errorf("simulator: %w", err)
+		}
+		if err := s.checkKeyColumn(t); err != nil {
+			return nil, fmt.Errorf("simulator: %w", err)
 		}
 		if _, dup := s.byName[t.name]; dup {
 			return nil, fmt.Errorf("simulator: table %q declared twice", t.name)

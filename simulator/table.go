@@ -24,6 +24,7 @@ type table struct {
 	keyCodec   *goavro.Codec
 	keyHeader  [5]byte
 	keyScratch *rowScratch
+	custom     *customKey // key_column (keycolumn.go)
 	values     map[[2]int]*valueCodec
 	rows       map[string]*rowState
 	order      []*rowState // creation order
@@ -171,6 +172,7 @@ func (s *Sim) rowValues(t *table, row map[string]any, ts hlc.Timestamp) ([]any, 
 		}
 		vals[i] = v
 	}
+	s.headersRoundTrip(sch, vals) // headers.go
 	return vals, nil
 }
 

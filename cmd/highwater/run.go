@@ -142,6 +142,7 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		// A retention gap stops the member unless the operator accepts it.
 		AllowRetentionGap: cfg.AllowRetentionGap,
 		WindowHook:        hook,
+		HeadersJSONColumn: cfg.HeadersJSONColumn,
 	})
 	if err != nil {
 		return err

@@ -38,10 +38,16 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 	envelope := fs.String("envelope", simulator.EnvelopeWrapped, "mimic the changefeed option envelope: wrapped or enriched (v25.2+)")
 	enrichedProps := fs.String("enriched-properties", "", "mimic the changefeed option enriched_properties (source, schema) with --envelope enriched; highwater needs source")
 	seed := fs.Int64("seed", 1, "random seed (0: time-based)")
+	keyCol := fs.String("key-column", "", "mimic the changefeed option key_column (with unordered): the Kafka key is this column of both tables (node or version) instead of the primary key; highwater refuses it when the column is nullable (version)")
+	headersCol := fs.String("headers-json-column", "", "mimic the changefeed option headers_json_column_name: this JSONB column (nodes.labels; added to tables without it) goes to Kafka headers instead of the values")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
 		if *seed == 0 {
 			*seed = time.Now().UnixNano()
+		}
+		tables := simulator.TelemetryTables()
+		if *headersCol != "" {
+			tables = simulator.WithHeadersColumn(tables, *headersCol)
 		}
 		sim, err := simulator.New(ctx, simulator.Options{
 			Brokers:       strings.Split(*brokers, ","),
@@ -57,7 +63,9 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 
 			Envelope:           *envelope,
 			EnrichedProperties: *enrichedProps,
-		}, simulator.TelemetryTables()...)
+			HeadersJSONColumn:  *headersCol,
+			KeyColumn:          *keyCol,
+		}, tables...)
 		if err != nil {
 			// The registry URL may carry a password.
 			return redact.Error(err, *registry)
