@@ -41,8 +41,8 @@ type Version struct {
 
 // Tables returns the table names in declaration order.
 func (o *Oracle) Tables() []string {
-	out := make([]string, len(o.s.tables))
-	for i, t := range o.s.tables {
+	out := make([]string, len(o.s.declared))
+	for i, t := range o.s.declared {
 		out[i] = t.name
 	}
 	return out

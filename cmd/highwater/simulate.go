@@ -35,24 +35,30 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 	prefix := fs.String("topic-prefix", "", "topic name prefix")
 	schemaPrefix := fs.String("avro-schema-prefix", "", "mimic the changefeed option avro_schema_prefix (subjects, record names, namespace)")
 	fullName := fs.Bool("full-table-name", false, "mimic the changefeed option full_table_name: topics, subjects and envelopes named defaultdb.public.<table>")
+	families := fs.Bool("split-column-families", false, "mimic the changefeed option split_column_families: the tables get two column families each, one topic <table>.<family> per family")
 	seed := fs.Int64("seed", 1, "random seed (0: time-based)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
 		if *seed == 0 {
 			*seed = time.Now().UnixNano()
 		}
+		tables := simulator.TelemetryTables()
+		if *families {
+			tables = simulator.TelemetryFamilies()
+		}
 		sim, err := simulator.New(ctx, simulator.Options{
-			Brokers:       strings.Split(*brokers, ","),
-			RegistryURL:   *registry,
-			Partitions:    *partitions,
-			Diff:          *diff,
-			TopicPrefix:   *prefix,
-			SchemaPrefix:  *schemaPrefix,
-			FullTableName: *fullName,
-			Seed:          *seed,
-			DuplicateProb: *dupProb,
-			Reorder:       *reorder,
-		}, simulator.TelemetryTables()...)
+			Brokers:             strings.Split(*brokers, ","),
+			RegistryURL:         *registry,
+			Partitions:          *partitions,
+			Diff:                *diff,
+			TopicPrefix:         *prefix,
+			SchemaPrefix:        *schemaPrefix,
+			FullTableName:       *fullName,
+			SplitColumnFamilies: *families,
+			Seed:                *seed,
+			DuplicateProb:       *dupProb,
+			Reorder:             *reorder,
+		}, tables...)
 		if err != nil {
 			// The registry URL may carry a password.
 			return redact.Error(err, *registry)
