@@ -199,6 +199,8 @@ type memberConfig struct {
 	// log, when set, is the logger of the member's processor and buffer
 	// (the default logs warnings and errors to the test log).
 	log *zap.Logger
+	// decoderOpts are the member's decoder options.
+	decoderOpts []schemas.DecoderOption
 }
 
 func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
@@ -232,7 +234,7 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 		Brokers:          f.stack.Brokers(),
 		Topics:           f.sim.Topics(),
 		Group:            mc.group,
-		Decoder:          schemas.NewDecoder(reg),
+		Decoder:          schemas.NewDecoder(reg, mc.decoderOpts...),
 		Buffer:           buf,
 		Writer:           w,
 		Changelog:        mc.changelog,

@@ -280,3 +280,19 @@ func TelemetryFamilies() []TableDef {
 	}
 	return defs
 }
+
+// oracleTable finds a table for the Oracle: a declared table, or the feed
+// table of a column family ("<table>.<family>"), whose rows and versions
+// are the family's KV (a row exists while the family has a KV).
+func (s *Sim) oracleTable(name string) (*table, error) {
+	t, err := s.table(name)
+	if err == nil {
+		return t, nil
+	}
+	for _, ft := range s.tables {
+		if ft.fam != nil && ft.name == name {
+			return ft, nil
+		}
+	}
+	return nil, err
+}
