@@ -1,5 +1,11 @@
 package sinks
 
+import (
+	"fmt"
+	"slices"
+	"strings"
+)
+
 // Column families (changefeed option split_column_families, with
 // schemas.WithSplitColumnFamilies): a model.Table with Family set is one
 // column family of the source table Source. Writers that support it mirror
@@ -16,3 +22,135 @@ const (
 	// whose version a row is.
 	FamilyColumn = "_hw_family"
 )
+
+// FamilyMember is one column family's tables, for FamilyViewSQL.
+type FamilyMember struct {
+	// Family is the family's name.
+	Family string
+	// Mirror and Changes are the family's mirror and changelog tables,
+	// qualified and quoted for the warehouse's SQL; Changes is "" when the
+	// family has no changelog table.
+	Mirror, Changes string
+	// Key names the primary-key columns in key order.
+	Key []string
+	// Columns are the mirror's columns in table order, UpdatedColumn
+	// excluded, with their warehouse types.
+	Columns []ViewColumn
+	// InChanges tells which columns the changelog table has.
+	InChanges map[string]bool
+}
+
+// ViewColumn is a column and its warehouse type.
+type ViewColumn struct{ Name, Type string }
+
+// FamilyViewSQL builds the queries of a source table's views over its
+// column families ms (in the order first seen). The mirror view has the
+// key columns, every family's other columns (a column several families
+// share, as a virtual column is, is taken from the first) and
+// UpdatedColumn, the newest HLC among the families holding the row; a row
+// exists while any family holds it. The changelog view ("" when no family
+// has a changelog table) has one row per family version: the key, the
+// view's columns (those of other families NULL), UpdatedColumn, OpColumn
+// and FamilyColumn. prev is the mirror view's current column order, if it
+// exists: those columns keep their places and new ones follow, so that the
+// view can be replaced in place. quote quotes an identifier; the columns
+// of the mirror view are returned in order.
+func FamilyViewSQL(ms []FamilyMember, prev []string, quote func(string) string) (view, changes string, cols []string, err error) {
+	if len(ms) == 0 {
+		return "", "", nil, fmt.Errorf("no column families")
+	}
+	key := ms[0].Key
+	for _, m := range ms[1:] {
+		if !slices.Equal(m.Key, key) {
+			return "", "", nil, fmt.Errorf("families %q and %q have different primary keys (%s), (%s)",
+				ms[0].Family, m.Family, strings.Join(key, ", "), strings.Join(m.Key, ", "))
+		}
+	}
+	isKey := map[string]bool{}
+	for _, k := range key {
+		isKey[k] = true
+	}
+	type col struct {
+		ViewColumn
+		from int
+	}
+	byName := map[string]col{}
+	var order []string
+	for i, m := range ms {
+		for _, c := range m.Columns {
+			if isKey[c.Name] || c.Name == UpdatedColumn {
+				continue
+			}
+			if _, ok := byName[c.Name]; !ok {
+				byName[c.Name] = col{c, i}
+				order = append(order, c.Name)
+			}
+		}
+	}
+	// Keep the view's present column order; new columns go last.
+	placed := map[string]bool{}
+	var data []string
+	for _, n := range prev {
+		if _, ok := byName[n]; ok && !placed[n] {
+			data, placed[n] = append(data, n), true
+		}
+	}
+	for _, n := range order {
+		if !placed[n] {
+			data, placed[n] = append(data, n), true
+		}
+	}
+	alias := func(i int) string { return fmt.Sprintf("f%d", i) }
+	keyList := make([]string, len(key))
+	for i, k := range key {
+		keyList[i] = quote(k)
+	}
+	var sel, keys, joins, upd []string
+	for _, k := range key {
+		sel = append(sel, "k."+quote(k))
+	}
+	for _, n := range data {
+		sel = append(sel, alias(byName[n].from)+"."+quote(n))
+	}
+	for i, m := range ms {
+		keys = append(keys, `SELECT `+strings.Join(keyList, ", ")+` FROM `+m.Mirror)
+		on := make([]string, len(key))
+		for j, k := range key {
+			on[j] = alias(i) + "." + quote(k) + " = k." + quote(k)
+		}
+		joins = append(joins, `LEFT JOIN `+m.Mirror+` AS `+alias(i)+` ON `+strings.Join(on, " AND "))
+		upd = append(upd, alias(i)+"."+quote(UpdatedColumn))
+	}
+	hw := upd[0]
+	if len(upd) > 1 {
+		// GREATEST ignores NULLs (families without the row) in DuckDB and
+		// PostgreSQL alike.
+		hw = `greatest(` + strings.Join(upd, ", ") + `)`
+	}
+	sel = append(sel, hw+` AS `+quote(UpdatedColumn))
+	view = `SELECT ` + strings.Join(sel, ", ") + `
+FROM (` + strings.Join(keys, " UNION ") + `) AS k
+` + strings.Join(joins, "\n")
+	cols = append(append(slices.Clone(key), data...), UpdatedColumn)
+	var parts []string
+	for _, m := range ms {
+		if m.Changes == "" {
+			continue // the family's versions before --changelog are not kept
+		}
+		sel := slices.Clone(keyList)
+		for _, n := range data {
+			c := byName[n]
+			if m.InChanges[n] {
+				sel = append(sel, `CAST(`+quote(n)+` AS `+c.Type+`) AS `+quote(n))
+			} else {
+				sel = append(sel, `CAST(NULL AS `+c.Type+`) AS `+quote(n))
+			}
+		}
+		sel = append(sel, quote(UpdatedColumn), quote(OpColumn), `CAST('`+strings.ReplaceAll(m.Family, `'`, `''`)+`' AS VARCHAR) AS `+quote(FamilyColumn))
+		parts = append(parts, `SELECT `+strings.Join(sel, ", ")+` FROM `+m.Changes)
+	}
+	if len(parts) > 0 {
+		changes = strings.Join(parts, "\nUNION ALL\n")
+	}
+	return view, changes, cols, nil
+}
