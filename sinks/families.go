@@ -46,23 +46,25 @@ type ViewColumn struct{ Name, Type string }
 // FamilyViewSQL builds the queries of a source table's views over its
 // column families ms (in the order first seen). The mirror view has the
 // key columns, every family's other columns (a column several families
-// share, as a virtual column is, is taken from the first) and
+// carry, as a virtual column is, is taken from the first) and
 // UpdatedColumn, the newest HLC among the families holding the row; a row
 // exists while any family holds it. The changelog view ("" when no family
 // has a changelog table) has one row per family version: the key, the
-// view's columns (those of other families NULL), UpdatedColumn, OpColumn
-// and FamilyColumn. prev is the mirror view's current column order, if it
-// exists: those columns keep their places and new ones follow, so that the
-// view can be replaced in place. quote quotes an identifier; the columns
-// of the mirror view are returned in order.
-func FamilyViewSQL(ms []FamilyMember, prev []string, quote func(string) string) (view, changes string, cols []string, err error) {
+// families' columns (NULL but for the version's family), UpdatedColumn,
+// OpColumn and FamilyColumn. prev and prevChanges are the views' current
+// columns, if they exist: those keep their places and new columns follow,
+// as ALTER TABLE ADD COLUMN places them in the mirror tables, so that a
+// view can be replaced in place (PostgreSQL's CREATE OR REPLACE VIEW only
+// appends columns). quote quotes an identifier. It also returns the views'
+// columns, in order.
+func FamilyViewSQL(ms []FamilyMember, prev, prevChanges []string, quote func(string) string) (view, changes string, cols, changeCols []string, err error) {
 	if len(ms) == 0 {
-		return "", "", nil, fmt.Errorf("no column families")
+		return "", "", nil, nil, fmt.Errorf("no column families")
 	}
 	key := ms[0].Key
 	for _, m := range ms[1:] {
 		if !slices.Equal(m.Key, key) {
-			return "", "", nil, fmt.Errorf("families %q and %q have different primary keys (%s), (%s)",
+			return "", "", nil, nil, fmt.Errorf("families %q and %q have different primary keys (%s), (%s)",
 				ms[0].Family, m.Family, strings.Join(key, ", "), strings.Join(m.Key, ", "))
 		}
 	}
@@ -75,7 +77,7 @@ func FamilyViewSQL(ms []FamilyMember, prev []string, quote func(string) string) 
 		from int
 	}
 	byName := map[string]col{}
-	var order []string
+	var data []string
 	for i, m := range ms {
 		for _, c := range m.Columns {
 			if isKey[c.Name] || c.Name == UpdatedColumn {
@@ -83,21 +85,8 @@ func FamilyViewSQL(ms []FamilyMember, prev []string, quote func(string) string) 
 			}
 			if _, ok := byName[c.Name]; !ok {
 				byName[c.Name] = col{c, i}
-				order = append(order, c.Name)
+				data = append(data, c.Name)
 			}
-		}
-	}
-	// Keep the view's present column order; new columns go last.
-	placed := map[string]bool{}
-	var data []string
-	for _, n := range prev {
-		if _, ok := byName[n]; ok && !placed[n] {
-			data, placed[n] = append(data, n), true
-		}
-	}
-	for _, n := range order {
-		if !placed[n] {
-			data, placed[n] = append(data, n), true
 		}
 	}
 	alias := func(i int) string { return fmt.Sprintf("f%d", i) }
@@ -105,13 +94,7 @@ func FamilyViewSQL(ms []FamilyMember, prev []string, quote func(string) string) 
 	for i, k := range key {
 		keyList[i] = quote(k)
 	}
-	var sel, keys, joins, upd []string
-	for _, k := range key {
-		sel = append(sel, "k."+quote(k))
-	}
-	for _, n := range data {
-		sel = append(sel, alias(byName[n].from)+"."+quote(n))
-	}
+	var keys, joins, upd []string
 	for i, m := range ms {
 		keys = append(keys, `SELECT `+strings.Join(keyList, ", ")+` FROM `+m.Mirror)
 		on := make([]string, len(key))
@@ -127,30 +110,67 @@ func FamilyViewSQL(ms []FamilyMember, prev []string, quote func(string) string) 
 		// PostgreSQL alike.
 		hw = `greatest(` + strings.Join(upd, ", ") + `)`
 	}
-	sel = append(sel, hw+` AS `+quote(UpdatedColumn))
+	expr := map[string]string{UpdatedColumn: hw}
+	for _, k := range key {
+		expr[k] = "k." + quote(k)
+	}
+	for _, n := range data {
+		expr[n] = alias(byName[n].from) + "." + quote(n)
+	}
+	base := append(append(slices.Clone(key), data...), UpdatedColumn)
+	cols = keepOrder(prev, base)
+	sel := make([]string, len(cols))
+	for i, n := range cols {
+		sel[i] = expr[n] + ` AS ` + quote(n)
+	}
 	view = `SELECT ` + strings.Join(sel, ", ") + `
 FROM (` + strings.Join(keys, " UNION ") + `) AS k
 ` + strings.Join(joins, "\n")
-	cols = append(append(slices.Clone(key), data...), UpdatedColumn)
+	changeCols = keepOrder(prevChanges, append(slices.Clone(base), OpColumn, FamilyColumn))
 	var parts []string
 	for _, m := range ms {
 		if m.Changes == "" {
 			continue // the family's versions before --changelog are not kept
 		}
-		sel := slices.Clone(keyList)
-		for _, n := range data {
-			c := byName[n]
-			if m.InChanges[n] {
-				sel = append(sel, `CAST(`+quote(n)+` AS `+c.Type+`) AS `+quote(n))
-			} else {
-				sel = append(sel, `CAST(NULL AS `+c.Type+`) AS `+quote(n))
+		sel := make([]string, len(changeCols))
+		for i, n := range changeCols {
+			switch c, ok := byName[n]; {
+			case isKey[n] || n == UpdatedColumn || n == OpColumn:
+				sel[i] = quote(n)
+			case n == FamilyColumn:
+				sel[i] = `CAST('` + strings.ReplaceAll(m.Family, `'`, `''`) + `' AS VARCHAR) AS ` + quote(n)
+			case ok && m.InChanges[n]:
+				sel[i] = `CAST(` + quote(n) + ` AS ` + c.Type + `) AS ` + quote(n)
+			default:
+				sel[i] = `CAST(NULL AS ` + c.Type + `) AS ` + quote(n)
 			}
 		}
-		sel = append(sel, quote(UpdatedColumn), quote(OpColumn), `CAST('`+strings.ReplaceAll(m.Family, `'`, `''`)+`' AS VARCHAR) AS `+quote(FamilyColumn))
 		parts = append(parts, `SELECT `+strings.Join(sel, ", ")+` FROM `+m.Changes)
 	}
 	if len(parts) > 0 {
 		changes = strings.Join(parts, "\nUNION ALL\n")
 	}
-	return view, changes, cols, nil
+	return view, changes, cols, changeCols, nil
+}
+
+// keepOrder returns want with the names of prev first, in prev's order,
+// and the others after them in want's order.
+func keepOrder(prev, want []string) []string {
+	in := map[string]bool{}
+	for _, n := range want {
+		in[n] = true
+	}
+	out := make([]string, 0, len(want))
+	placed := map[string]bool{}
+	for _, n := range prev {
+		if in[n] && !placed[n] {
+			out, placed[n] = append(out, n), true
+		}
+	}
+	for _, n := range want {
+		if !placed[n] {
+			out, placed[n] = append(out, n), true
+		}
+	}
+	return out
 }

@@ -141,21 +141,15 @@ WHERE source_table = ? ORDER BY recorded_at, family`, source)
 	if err != nil {
 		return err
 	}
-	var prev []string
-	if have != nil {
-		for _, c := range have.cols {
-			prev = append(prev, c.name)
-		}
-	}
-	view, changes, cols, err := sinks.FamilyViewSQL(ms, prev, sqlident.Quote)
-	if err != nil {
-		return fmt.Errorf("column families of %q: %w", source, err)
-	}
 	haveChanges, err := tx.catalog(ctx, src.Changes)
 	if err != nil {
 		return err
 	}
-	if slices.Equal(prev, cols) && (changes == "") == (haveChanges == nil) && (haveChanges == nil || len(haveChanges.cols) == len(cols)+2) {
+	view, changes, cols, changeCols, err := sinks.FamilyViewSQL(ms, have.names(), haveChanges.names(), sqlident.Quote)
+	if err != nil {
+		return fmt.Errorf("column families of %q: %w", source, err)
+	}
+	if slices.Equal(have.names(), cols) && (changes == "" || slices.Equal(haveChanges.names(), changeCols)) {
 		return nil
 	}
 	if _, err := tx.conn.ExecContext(ctx, `CREATE OR REPLACE VIEW `+tx.w.qualify(src.Mirror)+` AS `+view); err != nil {
@@ -167,4 +161,16 @@ WHERE source_table = ? ORDER BY recorded_at, family`, source)
 		}
 	}
 	return nil
+}
+
+// names returns the columns of ct in order (none for nil).
+func (ct *catalogTable) names() []string {
+	if ct == nil {
+		return nil
+	}
+	out := make([]string, len(ct.cols))
+	for i, c := range ct.cols {
+		out[i] = c.name
+	}
+	return out
 }

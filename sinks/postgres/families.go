@@ -139,11 +139,11 @@ func (x *Tx) familyView(ctx context.Context, source string) error {
 	if err != nil {
 		return fmt.Errorf("column families of %q: %w", source, err)
 	}
-	view, changes, cols, err := sinks.FamilyViewSQL(ms, have[0].order, sqlident.Quote)
+	view, changes, cols, changeCols, err := sinks.FamilyViewSQL(ms, have[0].order, have[1].order, sqlident.Quote)
 	if err != nil {
 		return fmt.Errorf("column families of %q: %w", source, err)
 	}
-	if slices.Equal(have[0].order, cols) && (changes == "") == !have[1].exists && (!have[1].exists || len(have[1].order) == len(cols)+2) {
+	if slices.Equal(have[0].order, cols) && (changes == "" || slices.Equal(have[1].order, changeCols)) {
 		return nil
 	}
 	if _, err := x.tx.Exec(ctx, `CREATE OR REPLACE VIEW `+x.w.qualified(src.Mirror)+` AS `+view); err != nil {
