@@ -93,6 +93,10 @@ type Config struct {
 	MemoryLimit string `yaml:"memory_limit"`
 	// Changelog adds <table>_changes tables holding every version.
 	Changelog bool `yaml:"changelog"`
+	// SplitColumnFamilies says the changefeed was created WITH
+	// split_column_families: each "<table>.<family>" is mirrored as a
+	// table and "<table>" is a view over its families (docs/DECODING.md).
+	SplitColumnFamilies bool `yaml:"split_column_families"`
 	// StopAt makes run exit 0 once every partition of every feed topic is
 	// applied through a resolved timestamp >= this HLC.
 	StopAt string `yaml:"stop_at"`
@@ -175,6 +179,7 @@ func (c *Config) fields() []field {
 		{"buffer-budget", "buffer disk budget (e.g. 8GiB); fetching pauses when reached; 0 = unlimited", &c.BufferBudget},
 		{"memory-limit", "memory this process may use (e.g. 512MiB), split between the Go heap, DuckDB and headroom; empty: the cgroup's memory limit if any; 0: none", &c.MemoryLimit},
 		{"changelog", "also write <table>_changes with every version", &c.Changelog},
+		{"split-column-families", "the changefeed is WITH split_column_families: also present each <table> as a view over its <table>.<family> mirrors", &c.SplitColumnFamilies},
 		{"stop-at", "exit 0 once every partition is applied through this HLC (WALLNANOS.LOGICAL)", &c.StopAt},
 		{"session-timeout", "consumer-group session timeout (how fast a dead member's partitions move)", &c.SessionTimeout},
 		{"rebalance-timeout", "consumer-group rebalance timeout (must exceed the longest flush)", &c.RebalanceTimeout},

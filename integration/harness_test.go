@@ -205,6 +205,8 @@ type memberConfig struct {
 	topics   []string
 	feeds    []processor.Feed
 	frontier processor.FrontierMode
+	// decoderOpts are the member's decoder options.
+	decoderOpts []schemas.DecoderOption
 }
 
 func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
@@ -243,7 +245,7 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 		Feeds:            mc.feeds,
 		Frontier:         mc.frontier,
 		Group:            mc.group,
-		Decoder:          schemas.NewDecoder(reg),
+		Decoder:          schemas.NewDecoder(reg, mc.decoderOpts...),
 		Buffer:           buf,
 		Writer:           w,
 		Changelog:        mc.changelog,

@@ -117,6 +117,12 @@ type Table struct {
 	// Key holds indexes into Columns of the primary-key columns, in
 	// primary-index order.
 	Key []int
+	// Family is the column family of a feed created WITH
+	// split_column_families, when the decoder is told so
+	// (schemas.WithSplitColumnFamilies) and the table has several
+	// families; Source is then the table the family belongs to (Name
+	// without the ".family" suffix). Both are empty otherwise.
+	Family, Source string
 }
 
 // Column returns the column named name and whether it exists.

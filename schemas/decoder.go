@@ -58,6 +58,9 @@ type Decoder struct {
 	maxArray int
 	maxDepth int
 	maxBits  int
+	// families says the feed was created WITH split_column_families
+	// (WithSplitColumnFamilies).
+	families bool
 	// observe, when set (by tests), is told after every Extract and
 	// DecodeRow how many array items the message visited and the bytes its
 	// decoded values hold (reader.items, reader.out).
@@ -196,7 +199,7 @@ func (d *Decoder) rowTables(ctx context.Context, p *valuePlan, kid int) (*keyPla
 	}
 	tables, ok := p.rows.Load(kid)
 	if !ok {
-		tables, _ = p.rows.LoadOrStore(kid, &rowTables{table: withKey(p.table, kp), before: withKey(p.before, kp)})
+		tables, _ = p.rows.LoadOrStore(kid, &rowTables{table: d.familyTable(p.table, p, kp), before: d.familyTable(p.before, p, kp)})
 	}
 	return kp, tables, nil
 }
@@ -497,6 +500,10 @@ func (d *Decoder) DecodeRow(ctx context.Context, key, value []byte) (Row, error)
 	if kr.i != len(kr.b) {
 		return fail(kid, fmt.Errorf("%d trailing bytes after the key", len(kr.b)-kr.i))
 	}
+	// A column family's record lacks the key columns the family does not
+	// hold; the table has them from the key (families.go).
+	row.After = withKeyValues(row.After, row.Table, row.KeyValues)
+	row.Before = withKeyValues(row.Before, row.BeforeTable, row.KeyValues)
 	row.Size = r.out + kr.out + slotSize*(len(buf)+len(row.Before))
 	d.observed(&r, &kr)
 	return row, nil

@@ -420,6 +420,7 @@ type valuePlan struct {
 	fields   []envField
 
 	table      *model.Table // after/record columns, no primary-key flags
+	bare       string       // the row record's unescaped name (families.go)
 	cols       []*node
 	hasBefore  bool
 	before     *model.Table
@@ -583,6 +584,7 @@ func (p *valuePlan) compile(text string, maxDepth int) error {
 			return err
 		}
 	}
+	p.bare = p.table.Name
 	p.table.Name = qualifiedTableName(t, p.table.Name)
 	if p.before != nil {
 		p.before.Name = qualifiedTableName(t, p.before.Name)

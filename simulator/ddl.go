@@ -25,6 +25,9 @@ func (s *Sim) AddColumn(ctx context.Context, table string, col ColumnDef, backfi
 	if err != nil {
 		return hlc.Timestamp{}, err
 	}
+	if t.families != nil {
+		return hlc.Timestamp{}, fmt.Errorf("simulator: table %q: schema changes of tables with column families are not simulated", table)
+	}
 	old := t.cur()
 	if _, dup := old.byName[col.Name]; dup {
 		return hlc.Timestamp{}, fmt.Errorf("simulator: column %q of %q already exists", col.Name, table)
@@ -66,6 +69,9 @@ func (s *Sim) DropColumn(ctx context.Context, table, col string) (hlc.Timestamp,
 	t, err := s.table(table)
 	if err != nil {
 		return hlc.Timestamp{}, err
+	}
+	if t.families != nil {
+		return hlc.Timestamp{}, fmt.Errorf("simulator: table %q: schema changes of tables with column families are not simulated", table)
 	}
 	old := t.cur()
 	j, ok := old.byName[col]

@@ -42,8 +42,8 @@ type Version struct {
 
 // Tables returns the table names in declaration order.
 func (o *Oracle) Tables() []string {
-	out := make([]string, len(o.s.tables))
-	for i, t := range o.s.tables {
+	out := make([]string, len(o.s.declared))
+	for i, t := range o.s.declared {
 		out[i] = t.name
 	}
 	return out
@@ -67,9 +67,11 @@ func (o *Oracle) Columns(table string) []string {
 	return out
 }
 
-// Rows returns the table AS OF SYSTEM TIME at, sorted by primary key.
+// Rows returns the table AS OF SYSTEM TIME at, sorted by primary key. table
+// may also name a column family's feed table "<table>.<family>"
+// (families.go): its rows are the family's KVs, with the family's columns.
 func (o *Oracle) Rows(table string, at hlc.Timestamp) []Row {
-	t, err := o.s.table(table)
+	t, err := o.s.oracleTable(table)
 	ok := err == nil
 	if !ok {
 		return nil
@@ -94,10 +96,11 @@ func (o *Oracle) Rows(table string, at hlc.Timestamp) []Row {
 	return out
 }
 
-// Versions returns every version ever emitted for table, once each, in HLC
+// Versions returns every version ever emitted for table (or a column
+// family's feed table, see Rows), once each, in HLC
 // order (ties, i.e. one transaction, by primary key).
 func (o *Oracle) Versions(table string) []Version {
-	t, err := o.s.table(table)
+	t, err := o.s.oracleTable(table)
 	ok := err == nil
 	if !ok {
 		return nil

@@ -330,7 +330,7 @@ func (s *Sim) Run(ctx context.Context, w Workload) error {
 	if err := w.defaults(); err != nil {
 		return err
 	}
-	tables := s.tables
+	tables := s.declared
 	if len(w.Tables) > 0 {
 		tables = nil
 		for _, name := range w.Tables {

@@ -52,6 +52,7 @@ type column struct {
 	crdb     string // the __crdb__ metadata
 	dfn      func(*Sim, hlc.Timestamp) any
 	virtual  bool // a virtual computed column: always NULL (virtual_columns = 'null')
+	keyOnly  bool // a key column a column family's value record lacks (families.go)
 }
 
 func newColumn(def ColumnDef, enums map[string][]string) (*column, error) {
@@ -169,6 +170,18 @@ func (ts *tableSchema) fields() []*avroField {
 	return out
 }
 
+// valueFields are the fields of the value's row record: a column family's
+// record lacks the key columns the family does not hold.
+func (ts *tableSchema) valueFields() []*avroField {
+	out := ts.fields()[:0:0]
+	for i, f := range ts.fields() {
+		if !ts.cols[i].keyOnly {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
 // keySchema is the primary-key record (avro.go PrimaryIndexToAvroSchema):
 // named after prefix+table, namespace prefix.
 func keySchema(tableName, prefix string, ts *tableSchema) string {
@@ -197,10 +210,10 @@ func valueSchema(tableName, bare string, o envelopeOpts, before, after *tableSch
 	inner := model.SQLNameToAvroName(bare)
 	var fs []*avroField
 	if o.diff {
-		rec := &avroRecord{SchemaType: "record", Name: inner + "_before", Fields: before.fields(), Namespace: o.prefix}
+		rec := &avroRecord{SchemaType: "record", Name: inner + "_before", Fields: before.valueFields(), Namespace: o.prefix}
 		fs = append(fs, &avroField{SchemaType: []any{"null", rec}, Name: "before"})
 	}
-	rec := &avroRecord{SchemaType: "record", Name: inner, Fields: after.fields(), Namespace: o.prefix}
+	rec := &avroRecord{SchemaType: "record", Name: inner, Fields: after.valueFields(), Namespace: o.prefix}
 	fs = append(fs, &avroField{SchemaType: []any{"null", rec}, Name: "after"})
 	if o.updated {
 		fs = append(fs, &avroField{SchemaType: []any{"null", "string"}, Name: "updated"})
@@ -244,6 +257,12 @@ type valueCodec struct {
 }
 
 func (s *Sim) registerTable(ctx context.Context, t *table) error {
+	if t.fam != nil && t.fam.id > 0 {
+		// The key is registered once per table, under the first family.
+		v := t.cur().version
+		_, err := s.valueCodec(ctx, t, v, v)
+		return err
+	}
 	ks := keySchema(t.name, s.opts.SchemaPrefix, t.cur())
 	codec, err := goavro.NewCodec(ks)
 	if err != nil {

@@ -42,6 +42,10 @@ type TableDef struct {
 	PrimaryKey []string
 	// Enums declares ENUM types the table uses, like Options.Enums.
 	Enums map[string][]string
+	// Families declares column families, the first being family 0 (see
+	// FamilyDef). Two or more need Options.SplitColumnFamilies; the feed
+	// then has one table "<Name>.<family>" per family (families.go).
+	Families []FamilyDef
 	// Database is the table's database ("defaultdb" when empty). It shows
 	// only with Options.FullTableName, where the table is named
 	// "<Database>.public.<Name>" in topics, subjects, the envelope record,
@@ -85,6 +89,10 @@ type Options struct {
 	// "<database>.public.<table>" (escaped), the row records after the bare
 	// table. Tables are then addressed by that qualified name.
 	FullTableName bool
+	// SplitColumnFamilies mimics the changefeed option
+	// split_column_families: tables with several TableDef.Families emit one
+	// message per family written, on topic "<table>.<family>".
+	SplitColumnFamilies bool
 	// ResolvedV1 mimics the v1 (sarama) Kafka sink: the resolved schema is
 	// "<topic>_envelope" under "<topic>-value". By default it mimics the v2
 	// sink: "_envelope" under subject "-value", one payload for all topics.
@@ -149,7 +157,8 @@ type Sim struct {
 	dupRng       *rand.Rand // duplicate decisions, in send order
 	bgDone       chan struct{}
 	clock        hlc.Timestamp
-	tables       []*table
+	tables       []*table // the feed's tables, one per topic
+	declared     []*table // the tables as declared (families.go)
 	byName       map[string]*table
 	pending      []*message
 	lastResolved hlc.Timestamp
@@ -246,14 +255,23 @@ func New(ctx context.Context, opts Options, tables ...TableDef) (*Sim, error) {
 		if _, dup := s.byName[t.name]; dup {
 			return nil, fmt.Errorf("simulator: table %q declared twice", t.name)
 		}
-		for _, o := range s.tables {
-			if o.topic == t.topic {
-				return nil, fmt.Errorf("simulator: tables %q and %q map to the same topic %q", o.name, t.name, t.topic)
+		feed := []*table{t}
+		if len(def.Families) > 1 {
+			if feed, err = s.buildFamilies(t, def.Families); err != nil {
+				return nil, fmt.Errorf("simulator: table %q: %w", def.Name, err)
 			}
 		}
-		s.tables = append(s.tables, t)
+		for _, ft := range feed {
+			for _, o := range s.tables {
+				if o.topic == ft.topic {
+					return nil, fmt.Errorf("simulator: tables %q and %q map to the same topic %q", o.name, ft.name, ft.topic)
+				}
+			}
+			s.tables = append(s.tables, ft)
+			topics = append(topics, ft.topic)
+		}
+		s.declared = append(s.declared, t)
 		s.byName[t.name] = t
-		topics = append(topics, t.topic)
 	}
 	if s.cl, err = newProducer(opts.Brokers, opts.KafkaOpts...); err != nil {
 		return nil, fmt.Errorf("simulator: %w", err)
@@ -274,6 +292,11 @@ func New(ctx context.Context, opts Options, tables ...TableDef) (*Sim, error) {
 		t.partitions = parts[t.topic]
 		if err := s.registerTable(ctx, t); err != nil {
 			return nil, fmt.Errorf("simulator: table %q: %w", t.name, err)
+		}
+	}
+	for _, t := range s.declared {
+		if t.families != nil {
+			shareFamilyKey(t)
 		}
 	}
 	if err := s.registerResolved(ctx); err != nil {

@@ -29,6 +29,11 @@ type table struct {
 	rows       map[string]*rowState
 	order      []*rowState // creation order
 	resolvedV1 []byte
+	// families are a source table's column families (WITH
+	// split_column_families, families.go): the source is not a feed table
+	// itself. fam is the family a feed table carries.
+	families []*colFamily
+	fam      *colFamily
 }
 
 func (t *table) cur() *tableSchema { return t.versions[len(t.versions)-1] }

@@ -130,13 +130,21 @@ func (s *Sim) commit(ctx context.Context, tx *Txn) error {
 		rs *rowState
 		i  int
 	}
-	refs := make([]ref, len(tx.writes))
+	refs := make([]ref, 0, len(tx.writes))
 	s.state.Lock()
-	for i, w := range tx.writes {
+	for _, w := range tx.writes {
 		rs := w.t.row(w.key, w.kb)
+		prev := previous(rs)
 		rs.hist = append(rs.hist, rowVersion{ts: tx.ts, mvcc: tx.ts, vals: w.vals,
 			schema: int32(w.t.cur().version), flags: flagEmitted})
-		refs[i] = ref{w.t, rs, len(rs.hist) - 1}
+		if w.t.families != nil {
+			// The feed carries the families' KV writes (families.go).
+			for _, f := range s.familyVersions(w.t, w.key, w.kb, prev, w.vals, tx.ts, flagEmitted) {
+				refs = append(refs, ref{f.t, f.rs, f.i})
+			}
+			continue
+		}
+		refs = append(refs, ref{w.t, rs, len(rs.hist) - 1})
 	}
 	s.state.Unlock()
 	for _, r := range refs {
@@ -186,6 +194,12 @@ func (s *Sim) Load(table string, rows ...map[string]any) error {
 	defer s.state.Unlock()
 	for _, l := range ls {
 		rs := t.row(l.key, l.kb)
+		if t.families != nil && len(rs.hist) > 0 && rs.hist[len(rs.hist)-1].ts == ts {
+			return fmt.Errorf("simulator: load %q: a key appears twice", table)
+		}
+		if t.families != nil {
+			s.familyVersions(t, l.key, l.kb, previous(rs), l.vals, ts, 0)
+		}
 		if n := len(rs.hist); n > 0 && rs.hist[n-1].ts == ts {
 			rs.hist[n-1].vals = l.vals
 			continue

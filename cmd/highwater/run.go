@@ -125,7 +125,7 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		Feeds:            cfg.Feeds.Processor(),
 		Frontier:         processor.FrontierMode(cfg.Frontier),
 		Group:            cfg.Group,
-		Decoder:          schemas.NewDecoder(reg),
+		Decoder:          schemas.NewDecoder(reg, decoderOptions(cfg)...),
 		Buffer:           buf,
 		Writer:           obs.Writer(w),
 		KafkaOptions:     kafkaOpts,
@@ -225,4 +225,13 @@ func newLogger(level, format string, w io.Writer) (*zap.Logger, error) {
 		enc = zapcore.NewJSONEncoder(encCfg)
 	}
 	return zap.New(zapcore.NewCore(enc, zapcore.AddSync(w), lvl)), nil
+}
+
+// decoderOptions are the decoder options cfg asks for.
+func decoderOptions(cfg config.Config) []schemas.DecoderOption {
+	var opts []schemas.DecoderOption
+	if cfg.SplitColumnFamilies {
+		opts = append(opts, schemas.WithSplitColumnFamilies())
+	}
+	return opts
 }

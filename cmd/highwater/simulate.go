@@ -37,6 +37,7 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 	fullName := fs.Bool("full-table-name", false, "mimic the changefeed option full_table_name: topics, subjects and envelopes named defaultdb.public.<table>")
 	envelope := fs.String("envelope", simulator.EnvelopeWrapped, "mimic the changefeed option envelope: wrapped or enriched (v25.2+)")
 	enrichedProps := fs.String("enriched-properties", "", "mimic the changefeed option enriched_properties (source, schema) with --envelope enriched; highwater needs source")
+	families := fs.Bool("split-column-families", false, "mimic the changefeed option split_column_families: the tables get two column families each, one topic <table>.<family> per family")
 	seed := fs.Int64("seed", 1, "random seed (0: time-based)")
 	keyCol := fs.String("key-column", "", "mimic the changefeed option key_column (with unordered): the Kafka key is this column of both tables (node or version) instead of the primary key; highwater refuses it when the column is nullable (version)")
 	headersCol := fs.String("headers-json-column", "", "mimic the changefeed option headers_json_column_name: this JSONB column (nodes.labels; added to tables without it) goes to Kafka headers instead of the values")
@@ -46,20 +47,24 @@ func newSimulateCmd(stdout, stderr io.Writer) *cobra.Command {
 			*seed = time.Now().UnixNano()
 		}
 		tables := simulator.TelemetryTables()
+		if *families {
+			tables = simulator.TelemetryFamilies()
+		}
 		if *headersCol != "" {
 			tables = simulator.WithHeadersColumn(tables, *headersCol)
 		}
 		sim, err := simulator.New(ctx, simulator.Options{
-			Brokers:       strings.Split(*brokers, ","),
-			RegistryURL:   *registry,
-			Partitions:    *partitions,
-			Diff:          *diff,
-			TopicPrefix:   *prefix,
-			SchemaPrefix:  *schemaPrefix,
-			FullTableName: *fullName,
-			Seed:          *seed,
-			DuplicateProb: *dupProb,
-			Reorder:       *reorder,
+			Brokers:             strings.Split(*brokers, ","),
+			RegistryURL:         *registry,
+			Partitions:          *partitions,
+			Diff:                *diff,
+			TopicPrefix:         *prefix,
+			SchemaPrefix:        *schemaPrefix,
+			FullTableName:       *fullName,
+			SplitColumnFamilies: *families,
+			Seed:                *seed,
+			DuplicateProb:       *dupProb,
+			Reorder:             *reorder,
 
 			Envelope:           *envelope,
 			EnrichedProperties: *enrichedProps,

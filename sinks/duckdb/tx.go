@@ -55,6 +55,8 @@ type Tx struct {
 	seq int64
 	// pending are the window's new warehouse names (see names.go).
 	pending pendingNames
+	// fams are the column-family tables written (families.go).
+	fams []familyNote
 }
 
 var _ sinks.Tx = (*Tx)(nil)
@@ -120,8 +122,12 @@ func (tx *Tx) Write(ctx context.Context, table *model.Table, changes []sinks.Cha
 		return tx.guard.Fail(errors.New("write: nil table"))
 	}
 	// From here on the table has its warehouse names (sinks.NameRule).
+	source := table
 	table, ts, err := tx.warehouseTable(ctx, table)
 	if err != nil {
+		return tx.guard.Fail(err)
+	}
+	if err := tx.noteFamily(ctx, source); err != nil {
 		return tx.guard.Fail(err)
 	}
 	seg, err := tx.segment(ctx, ts, table)
@@ -572,6 +578,9 @@ func (tx *Tx) apply(ctx context.Context) error {
 		}
 	}
 	if err := tx.recordNames(ctx); err != nil {
+		return err
+	}
+	if err := tx.familyViews(ctx); err != nil {
 		return err
 	}
 	for _, ts := range tx.order {

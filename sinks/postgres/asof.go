@@ -56,8 +56,10 @@ func (w *Writer) ensureAsOf(ctx context.Context, tx pgx.Tx) error {
 	if !w.opts.Changelog {
 		return nil
 	}
+	// Tables only: the view of a source table's column families
+	// (families.go) has no time-travel function.
 	rows, err := tx.Query(ctx, `SELECT t.mirror_table FROM `+w.qualified(sinks.TablesTable)+` t
-		WHERE to_regclass(format('%I.%I', $1::text, t.mirror_table)) IS NOT NULL
+		WHERE (SELECT c.relkind FROM pg_class c WHERE c.oid = to_regclass(format('%I.%I', $1::text, t.mirror_table))) IN ('r', 'p')
 			AND to_regclass(format('%I.%I', $1::text, t.changes_table)) IS NOT NULL
 			AND to_regprocedure(format('%I.%I(numeric)', $1::text, t.mirror_table || $2)) IS NULL
 		ORDER BY 1`, w.schema, sinks.AsOfSuffix)

@@ -39,6 +39,8 @@ type Tx struct {
 	held         map[partKey]sinks.Checkpoint
 	deferred     []sinks.Checkpoint
 	checkpointed map[partKey]bool
+	// fams are the column-family tables written (families.go).
+	fams []familyNote
 }
 
 var _ sinks.Tx = (*Tx)(nil)
@@ -112,8 +114,12 @@ func (x *Tx) Write(ctx context.Context, table *model.Table, changes []sinks.Chan
 
 func (x *Tx) write(ctx context.Context, table *model.Table, changes []sinks.Change) error {
 	// From here on the table has its warehouse names (sinks.NameRule).
+	source := table
 	table, err := x.warehouseTable(ctx, table)
 	if err != nil {
+		return err
+	}
+	if err := x.noteFamily(ctx, source); err != nil {
 		return err
 	}
 	tt := x.tables[table.Name]
@@ -353,6 +359,11 @@ func (x *Tx) Commit(ctx context.Context) (err error) {
 			x.end(ctx)
 			return err
 		}
+	}
+	if err := x.familyViews(ctx); err != nil {
+		x.guard.Fail(err)
+		x.end(ctx)
+		return err
 	}
 	// A fixed table order keeps concurrent writers' row locks in one order.
 	names := make([]string, 0, len(x.tables))
