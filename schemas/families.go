@@ -35,13 +35,16 @@ func WithSplitColumnFamilies() DecoderOption {
 
 // familyTable returns t with primary-key flags and Key from the key
 // schema: the key columns t lacks (a family that does not hold them) are
-// appended. With d.families it sets Family and Source.
+// appended when t is a family's record (its name has a dot). With d.families it sets Family and Source.
 func (d *Decoder) familyTable(t *model.Table, p *valuePlan, key *keyPlan) *model.Table {
 	nt := withKey(t, key)
 	if nt == nil {
 		return nil
 	}
-	if len(nt.Key) != len(key.cols) {
+	// Only a family's record, named "<table>.<family>", may lack key
+	// columns; any other record that does is a value of another table
+	// under this key, which the key/value check must still catch.
+	if len(nt.Key) != len(key.cols) && strings.Contains(p.bare, ".") {
 		nt.Key = nt.Key[:0]
 		for _, kc := range key.cols {
 			at := -1
