@@ -52,7 +52,7 @@ func TestCrashHelper(t *testing.T) {
 	if dir == "" {
 		t.Skip("helper process for TestCrashKeepsMetadataBehindEvents")
 	}
-	s, err := Open(Options{Dir: dir})
+	s, err := Open(withTestMemory(Options{Dir: dir}))
 	if err != nil {
 		fmt.Println("open:", err)
 		os.Exit(2)
@@ -124,10 +124,19 @@ func TestCrashKeepsMetadataBehindEvents(t *testing.T) {
 	s := openDir(t, dir)
 	defer s.Close()
 	st := mustState(t, s, crashPart)
-	if st.Consumed < 2*12*crashBatch {
-		t.Fatalf("Consumed %d: the runs wrote at least %d", st.Consumed, 2*12*crashBatch)
+	wrote := int64(2 * 12 * crashBatch)
+	if s.memBudget > 0 {
+		// The memory front's events die with the process; Consumed
+		// covers what had left memory, a few batches behind each kill.
+		wrote = 12 * crashBatch
 	}
-	if !st.Base.Less(st.Resolved) || st.Resolved != crashResolved(st.Consumed) {
+	if st.Consumed < wrote {
+		t.Fatalf("Consumed %d: the runs wrote at least %d", st.Consumed, wrote)
+	}
+	// With the memory front, Base (persisted by each trim) may be ahead
+	// of the durable Resolved: the trimmed window's records beyond
+	// Consumed are re-read, and dropped as history.
+	if (!st.Base.Less(st.Resolved) && s.memBudget == 0) || st.Resolved != crashResolved(st.Consumed) {
 		t.Fatalf("State %+v: Resolved should be %s and after Base", st, crashResolved(st.Consumed))
 	}
 	stored := map[string]rec{}
