@@ -533,4 +533,3 @@ func (s *Store) Memory() MemoryStats {
 	}
 	return st
 }
-

@@ -292,15 +292,15 @@ func Open(opts Options) (*Store, error) {
 		return nil, fmt.Errorf("buffer: open badger in %q: %w", opts.Dir, err)
 	}
 	s := &Store{
-		db:       db,
-		log:      log,
+		db:        db,
+		log:       log,
 		budget:    opts.DiskBudget,
 		memBudget: opts.MemoryBudget,
 		inMemory:  opts.InMemory,
-		parts:    make(map[Partition]*part),
-		runSeq:   uint64(time.Now().UnixNano()),
-		kick:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		parts:     make(map[Partition]*part),
+		runSeq:    uint64(time.Now().UnixNano()),
+		kick:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
 	}
 	if err := s.load(); err != nil {
 		_ = db.Close()

@@ -572,6 +572,9 @@ func TestTrimRunsBesideWritesAndMissesNothing(t *testing.T) {
 		evs = append(evs, ev(at(int64(1000+i), 0), "t", fmt.Sprint("k", i), int64(i)))
 	}
 	write(t, s, pA, evs...)
+	if memEvents(s, pA) > 0 {
+		t.Skip("the events are in the memory front: the trim has no walk for writes to run beside")
+	}
 	through := at(1000+n/2, 0)
 	trimmed := make(chan error, 1)
 	go func() { trimmed <- s.Trim(context.Background(), []Partition{pA}, through) }()
