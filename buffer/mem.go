@@ -6,6 +6,7 @@ import (
 	"unsafe"
 
 	"github.com/dgraph-io/badger/v4"
+	"go.uber.org/zap"
 
 	"github.com/highwater-dev/highwater/hlc"
 )
@@ -409,6 +410,8 @@ func (s *Store) spill(target int64) error {
 	}
 	s.spilled += n
 	s.smu.Unlock()
+	s.log.Debug("buffer: memory front over its budget: spilled the oldest runs to Badger",
+		zap.Int64("events", n), zap.Int64("budget", s.memBudget), zap.Int64("left_bytes", s.memFoot))
 	return nil
 }
 
@@ -509,6 +512,20 @@ func (pt *part) memSnapshot() []memSnap {
 		}
 	}
 	return out
+}
+
+// MemoryFull reports whether the memory front holds three quarters of
+// Options.MemoryBudget or more: the next Writes may spill to Badger. A
+// consumer that is applying a window (whose Trim frees memory) does better
+// to wait for it than to spill events that the next windows apply soon.
+// Always false without a memory front.
+func (s *Store) MemoryFull() bool {
+	if s.memBudget <= 0 {
+		return false
+	}
+	s.smu.RLock()
+	defer s.smu.RUnlock()
+	return s.memFoot >= s.memBudget-s.memBudget/4
 }
 
 // MemoryStats are the memory front's figures.
