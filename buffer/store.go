@@ -287,6 +287,11 @@ func Open(opts Options) (*Store, error) {
 	if opts.InMemory {
 		bo.Dir, bo.ValueDir = "", ""
 	}
+	if !opts.InMemory {
+		if err := removeEmptyMemtableWALs(opts.Dir); err != nil {
+			return nil, fmt.Errorf("buffer: open %q: %w", opts.Dir, err)
+		}
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("buffer: open badger in %q: %w", opts.Dir, err)
