@@ -137,7 +137,7 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 		return fmt.Errorf("buffer: write: %w", err)
 	}
 	b.order(pts)
-	if s.memBudget > 0 {
+	if s.memBudget > 0 && !s.direct {
 		return s.writeMem(b, pts)
 	}
 	w := s.newBatchWrite(b, pts)

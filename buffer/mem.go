@@ -275,7 +275,17 @@ func (s *Store) writeMem(b *Batch, pts []*part) error {
 	}
 	s.smu.Unlock()
 	if s.memFoot > s.memBudget {
-		return s.spill(s.memBudget / 2)
+		// Nothing freed the memory in time (no window was applied, or
+		// the consumer did not wait for one: MemoryFull): spill it all
+		// and write straight to Badger until the next Trim. Holding the
+		// front full meanwhile would only copy every event twice and keep
+		// the budget's worth of live heap that the garbage collector,
+		// under the Go memory limit, works around (2M unresolved events:
+		// ingest 2.5x slower).
+		if err := s.spill(-1); err != nil {
+			return err
+		}
+		s.direct = true
 	}
 	return nil
 }

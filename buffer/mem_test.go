@@ -138,8 +138,9 @@ func TestMemoryFrontKillNineLosesNothing(t *testing.T) {
 	}
 }
 
-// TestScanMergesMemoryAndBadger: with a budget that spills the older runs,
-// a Scan merges the runs left in memory with the events in Badger, over
+// TestScanMergesMemoryAndBadger: with a budget that the first batches
+// overflow (they are spilled, and the next go to Badger directly until a
+// trim), a Scan merges the runs left in memory with the events in Badger, over
 // several partitions, in (HLC, table, key) order forward and exactly
 // reversed, through a given HLC and above Base; a duplicate that arrives
 // later with a smaller offset replaces the copy in memory or in Badger;
@@ -160,6 +161,17 @@ func TestScanMergesMemoryAndBadger(t *testing.T) {
 	oracle := map[key]rec{}
 	next := map[Partition]int64{}
 	for batch := range 40 {
+		if batch == 25 {
+			// The front overflowed and was spilled, and Writes went to
+			// Badger since: a trim (here of nothing) gives them back to
+			// the memory front.
+			if m := s.Memory(); m.Events != 0 || m.Spilled == 0 {
+				t.Fatalf("memory front %+v after 25 batches: want it spilled and bypassed", m)
+			}
+			if err := s.Trim(context.Background(), parts, at(1, 0)); err != nil {
+				t.Fatal(err)
+			}
+		}
 		b := s.NewBatch()
 		for _, p := range parts {
 			for range 30 {

@@ -175,6 +175,9 @@ type Store struct {
 	garbage []uint32 // ids to reap, also persisted as 'g' keys
 	failed  error    // set when a write failed half-way; the store must be reopened
 	memSeq  uint64   // numbers the memory runs (mem.go)
+	// direct is set when the memory front overflowed and was spilled:
+	// Writes go straight to Badger until the next Trim.
+	direct bool
 
 	// memFoot is the memory the memory front's runs hold; spilled counts
 	// the events spilled. Written under mu and smu, read under either.

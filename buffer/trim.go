@@ -109,6 +109,9 @@ func (s *Store) Trim(ctx context.Context, parts []Partition, through hlc.Timesta
 	defer s.tmu.Unlock()
 	s.mu.Lock()
 	err := s.checkWritable()
+	// A window was applied: its trim frees the memory front, which takes
+	// Writes again.
+	s.direct = false
 	s.mu.Unlock()
 	if err != nil {
 		return err
