@@ -83,10 +83,15 @@ func (r *memRun) find(key []byte) int {
 	return r.start + i
 }
 
-// memFind returns the run and index of pt's live event with key, if any.
-// Callers hold mu.
-func (pt *part) memFind(key []byte) (*memRun, int) {
+// memFind returns the run and index of pt's live event with key (of HLC
+// ts), if any. Callers hold mu.
+func (pt *part) memFind(key []byte, ts hlc.Timestamp) (*memRun, int) {
 	for _, r := range pt.mem {
+		// A run is sorted by HLC first: most runs of a roughly
+		// HLC-ordered stream are ruled out without a search.
+		if r.start == len(r.ents) || ts.Less(r.ents[r.start].ts) || r.ents[len(r.ents)-1].ts.Less(ts) {
+			continue
+		}
 		if i := r.find(key); i >= 0 && !r.isDead(i) {
 			return r, i
 		}
@@ -122,7 +127,7 @@ func (s *Store) writeMem(b *Batch, pts []*part) error {
 		prev = key
 		pt := pts[e.part]
 		if !pt.memMax.Less(e.ts) {
-			if r, j := pt.memFind(key); r != nil {
+			if r, j := pt.memFind(key, e.ts); r != nil {
 				if r.ents[j].off <= e.off {
 					continue // keep the earlier copy
 				}
