@@ -137,6 +137,9 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 		return fmt.Errorf("buffer: write: %w", err)
 	}
 	b.order(pts)
+	if s.memBudget > 0 && !s.direct {
+		return s.writeMem(b, pts)
+	}
 	w := s.newBatchWrite(b, pts)
 	defer w.close()
 	if err := w.events(); err != nil {
@@ -243,50 +246,72 @@ func (w *batchWrite) events() error {
 			continue // a duplicate within the batch with a larger offset
 		}
 		prev = key
-		pt := w.pts[e.part]
-		size := int64(len(key) + len(val))
-		if !pt.maxHLC.Less(e.ts) {
-			// At or below the largest HLC in the store: maybe a duplicate.
-			item, err := w.check.Get(key)
-			switch {
-			case errors.Is(err, badger.ErrKeyNotFound):
-			case err != nil:
+		if err := w.event(e, key, val, true); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// onDisk reports whether Badger holds an event with e's key.
+func (w *batchWrite) onDisk(key []byte) (bool, error) {
+	_, err := w.check.Get(key)
+	switch {
+	case errors.Is(err, badger.ErrKeyNotFound):
+		return false, nil
+	case err != nil:
+		return false, w.abort(fmt.Errorf("duplicate check: %w", err))
+	}
+	return true, nil
+}
+
+// event writes one event to wb, unless (with check) Badger holds a copy
+// with an offset at or below e's; a copy with a larger offset is replaced.
+func (w *batchWrite) event(e *bent, key, val []byte, check bool) error {
+	pt := w.pts[e.part]
+	size := int64(len(key) + len(val))
+	if check && !pt.maxHLC.Less(e.ts) {
+		// At or below the largest HLC in the store: maybe a duplicate.
+		item, err := w.check.Get(key)
+		switch {
+		case errors.Is(err, badger.ErrKeyNotFound):
+		case err != nil:
+			return w.abort(fmt.Errorf("duplicate check: %w", err))
+		default:
+			var old int64
+			if err := item.Value(func(v []byte) error {
+				if len(v) < offsetSize {
+					return fmt.Errorf("malformed event value of key %s", HexPrefix(key))
+				}
+				old = decodeOffset(v)
+				return nil
+			}); err != nil {
 				return w.abort(fmt.Errorf("duplicate check: %w", err))
-			default:
-				var old int64
-				if err := item.Value(func(v []byte) error {
-					if len(v) < offsetSize {
-						return fmt.Errorf("malformed event value of key %s", HexPrefix(key))
-					}
-					old = decodeOffset(v)
-					return nil
-				}); err != nil {
-					return w.abort(fmt.Errorf("duplicate check: %w", err))
-				}
-				if old <= e.off {
-					continue // keep the stored, earlier copy
-				}
-				// Replace it with the earlier copy; it is not a new event.
-				w.deltaN[e.part]--
-				w.deltaB[e.part] -= item.KeySize() + item.ValueSize()
 			}
+			if old <= e.off {
+				return nil // keep the stored, earlier copy
+			}
+			// Replace it with the earlier copy; it is not a new event.
+			w.deltaN[e.part]--
+			w.deltaB[e.part] -= item.KeySize() + item.ValueSize()
 		}
-		w.set = true
-		if err := w.wb.Set(key, val); err != nil {
-			return w.fail(err)
-		}
-		if e.ts.Less(pt.trimFrom) {
-			pt.trimFrom = e.ts // the next trim must see it
-		}
-		if pt.trimming && (!pt.wroteLow || e.ts.Less(pt.lowWrite)) {
-			pt.wroteLow, pt.lowWrite = true, e.ts
-		}
-		w.offs[e.part] = append(w.offs[e.part], offHLC{e.off, e.ts})
-		w.deltaN[e.part]++
-		w.deltaB[e.part] += size
-		if w.maxTS[e.part].Less(e.ts) {
-			w.maxTS[e.part] = e.ts
-		}
+	}
+	w.set = true
+	if err := w.wb.Set(key, val); err != nil {
+		return w.fail(err)
+	}
+	pt.diskClean = false
+	if e.ts.Less(pt.trimFrom) {
+		pt.trimFrom = e.ts // the next trim must see it
+	}
+	if pt.trimming && (!pt.wroteLow || e.ts.Less(pt.lowWrite)) {
+		pt.wroteLow, pt.lowWrite = true, e.ts
+	}
+	w.offs[e.part] = append(w.offs[e.part], offHLC{e.off, e.ts})
+	w.deltaN[e.part]++
+	w.deltaB[e.part] += size
+	if w.maxTS[e.part].Less(e.ts) {
+		w.maxTS[e.part] = e.ts
 	}
 	return nil
 }
@@ -354,6 +379,7 @@ func (w *batchWrite) publish(metas []meta) {
 	s.smu.Lock()
 	for i, pt := range w.pts {
 		pt.m = metas[i]
+		pt.consumed, pt.resolved = pt.m.consumed, pt.m.resolved
 		if pt.maxHLC.Less(w.maxTS[i]) {
 			pt.maxHLC = w.maxTS[i]
 		}
@@ -382,7 +408,7 @@ func (s *Store) ensure(bps []bpart) ([]*part, error) {
 		for _, i := range missing {
 			id := next
 			next++
-			pts[i] = &part{id: id}
+			pts[i] = &part{id: id, diskClean: true}
 			if err := txn.Set(partKey(bps[i].p), binary.BigEndian.AppendUint32(nil, id)); err != nil {
 				return err
 			}

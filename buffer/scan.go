@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"slices"
 
 	"github.com/dgraph-io/badger/v4"
 
@@ -31,14 +32,34 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timesta
 	if s.closed.Load() {
 		return fmt.Errorf("buffer: scan: store is closed")
 	}
+	// The snapshot and the memory front's runs are taken under one lock:
+	// a spill writes Badger before its runs leave memory, so every event
+	// is in one or the other (or, briefly, both: the merge skips the
+	// second copy).
+	type scanPart struct {
+		id   uint32
+		base hlc.Timestamp
+		mem  []memSnap
+		ok   bool
+	}
+	sps := make([]scanPart, len(parts))
+	s.smu.RLock()
 	txn := s.db.NewTransaction(false)
+	for i, p := range parts {
+		if pt, ok := s.parts[p]; ok {
+			sps[i] = scanPart{id: pt.id, base: pt.m.base, mem: pt.memSnapshot(), ok: true}
+		}
+	}
+	s.smu.RUnlock()
 	defer txn.Discard()
 	// all are the partitions' cursors, closed at the end; live those with
 	// an event left.
 	var all, live []*cursor
 	defer func() {
 		for _, c := range all {
-			c.it.Close()
+			if c.it != nil {
+				c.it.Close()
+			}
 		}
 	}()
 	seen := make(map[Partition]bool, len(parts))
@@ -47,17 +68,11 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timesta
 			continue
 		}
 		seen[p] = true
-		s.smu.RLock()
-		pt, ok := s.parts[p]
-		var id uint32
-		var base hlc.Timestamp
-		if ok {
-			id, base = pt.id, pt.m.base
-		}
-		s.smu.RUnlock()
-		if !ok {
+		sp := sps[i]
+		if !sp.ok {
 			continue
 		}
+		id, base := sp.id, sp.base
 		prefix := idPrefix(prefixEvent, id)
 		// Values are mostly inline in the LSM tree (valueThreshold), so
 		// prefetching them in a goroutine per iterator would only add
@@ -77,9 +92,16 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timesta
 		if c.load() {
 			live = append(live, c)
 		}
+		for _, ms := range sp.mem {
+			c := &cursor{part: p, order: i, base: base, through: through, reverse: opts.Reverse, run: ms.r, lo: ms.start, hi: ms.end}
+			c.seekMem()
+			if c.load() {
+				live = append(live, c)
+			}
+		}
 	}
 	h := kmerge.New(live, (*cursor).before)
-	var val []byte
+	var val, buf, prev []byte
 	var n int
 	for h.Len() > 0 {
 		if n++; n&255 == 0 {
@@ -88,7 +110,20 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timesta
 			}
 		}
 		c := h.Top()
-		item := c.it.Item()
+		if bytes.Equal(c.key, prev) {
+			// The same event from a run and from Badger (a spill in
+			// progress when the scan began), or a copy replaced by an
+			// earlier one: the first, with the smaller offset, was
+			// delivered.
+			c.next()
+			if c.load() {
+				h.Fixed()
+			} else {
+				h.Pop()
+			}
+			continue
+		}
+		prev = append(prev[:0], c.key...)
 		ts, table, key, err := decodeEventKey(c.key)
 		if err != nil {
 			return fmt.Errorf("buffer: scan %s[%d]: %w", c.part.Topic, c.part.Partition, err)
@@ -98,9 +133,12 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timesta
 		if string(table) != c.table {
 			c.table = string(table)
 		}
-		val, err = item.ValueCopy(val[:0])
-		if err != nil {
+		if c.run != nil {
+			val = c.run.value(c.i)
+		} else if val, err = c.it.Item().ValueCopy(buf[:0]); err != nil {
 			return fmt.Errorf("buffer: scan %s[%d]: read value: %w", c.part.Topic, c.part.Partition, err)
+		} else {
+			buf = val
 		}
 		if len(val) < offsetSize {
 			return fmt.Errorf("buffer: scan %s[%d]: malformed event value of key %s", c.part.Topic, c.part.Partition, HexPrefix(c.key))
@@ -109,7 +147,7 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timesta
 		if err := fn(c.part, ev); err != nil {
 			return err
 		}
-		c.it.Next()
+		c.next()
 		if c.load() {
 			h.Fixed()
 		} else {
@@ -119,7 +157,8 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timesta
 	return ctx.Err()
 }
 
-// cursor is one partition's iterator in the merge.
+// cursor is one partition's iterator in the merge: over Badger (it) or
+// over one run of the memory front (run).
 type cursor struct {
 	it      *badger.Iterator
 	part    Partition
@@ -128,37 +167,106 @@ type cursor struct {
 	base    hlc.Timestamp
 	through hlc.Timestamp
 	reverse bool
-	key     []byte // current key, valid until it.Next
+	key     []byte // current key, valid until next
 	table   string
+	// run's events [lo, hi) are the cursor's; i is the current one.
+	run    *memRun
+	lo, hi int
+	i      int
+}
+
+// seekMem positions a run's cursor on its first event in scan order: at
+// Base forward, at through in reverse.
+func (c *cursor) seekMem() {
+	ents := c.run.ents[c.lo:c.hi]
+	if c.reverse {
+		// The last event at or below through.
+		n, _ := slices.BinarySearchFunc(ents, c.through, func(e ment, t hlc.Timestamp) int {
+			if t.Less(e.ts) {
+				return 1
+			}
+			return -1
+		})
+		c.i = c.lo + n - 1
+		return
+	}
+	if c.base.IsZero() {
+		c.i = c.lo // HLCs before the epoch sort below zero
+		return
+	}
+	n, _ := slices.BinarySearchFunc(ents, c.base, func(e ment, t hlc.Timestamp) int {
+		if e.ts.Less(t) {
+			return -1
+		}
+		return 1
+	})
+	c.i = c.lo + n
+}
+
+// next moves c to its next event in scan order.
+func (c *cursor) next() {
+	switch {
+	case c.run == nil:
+		c.it.Next()
+	case c.reverse:
+		c.i--
+	default:
+		c.i++
+	}
 }
 
 // load positions c on its current item and reports whether it is in range.
 func (c *cursor) load() bool {
-	if !c.it.ValidForPrefix(c.prefix) {
-		return false
-	}
-	c.key = c.it.Item().Key()
-	if len(c.key) <= eventHead {
-		return false
+	var ts hlc.Timestamp
+	if c.run != nil {
+		if c.i < c.lo || c.i >= c.hi {
+			return false
+		}
+		c.key = c.run.key(c.i)
+		ts = c.run.ents[c.i].ts
+	} else {
+		if !c.it.ValidForPrefix(c.prefix) {
+			return false
+		}
+		c.key = c.it.Item().Key()
+		if len(c.key) <= eventHead {
+			return false
+		}
+		ts = eventHLC(c.key)
 	}
 	// Forward iteration started at Base, reverse iteration at through.
 	if c.reverse {
-		return c.base.IsZero() || !eventHLC(c.key).Less(c.base)
+		return c.base.IsZero() || !ts.Less(c.base)
 	}
-	return !c.through.Less(eventHLC(c.key))
+	return !c.through.Less(ts)
 }
 
 // before reports whether a's current event comes before b's in the
 // scan's order: (HLC, table, key), ties in the order of the partitions,
-// all reversed for a reverse scan (both cursors scan the same way).
+// all reversed for a reverse scan (both cursors scan the same way). Two
+// copies of one event of a partition (in two runs, or in a run and in
+// Badger) come smallest offset first in either direction, so that the
+// merge delivers that one and skips the other.
 func (a *cursor) before(b *cursor) bool {
 	// Skip 'e' and the id: compare (HLC, table, key).
 	c := bytes.Compare(a.key[1+idSize:], b.key[1+idSize:])
 	if c == 0 {
 		c = a.order - b.order
+		if c == 0 {
+			return a.offset() < b.offset()
+		}
 	}
 	if a.reverse {
 		return c > 0
 	}
 	return c < 0
+}
+
+// offset is the offset of c's current event; Badger's copy reads as the
+// largest (a run's copy of the same event, mid-spill, is the same event).
+func (c *cursor) offset() int64 {
+	if c.run != nil {
+		return c.run.ents[c.i].off
+	}
+	return 1<<63 - 1
 }

@@ -28,6 +28,12 @@ type Options struct {
 	// see Usage) at which OverBudget reports true, so that the processor
 	// pauses fetching. Zero means unlimited.
 	DiskBudget int64
+	// MemoryBudget is how many bytes of events the store may hold in
+	// memory in front of Badger (see docs/BUFFER.md, "Memory front"):
+	// events are written to Badger only when they do not fit. Zero writes
+	// every event to Badger. The events held in memory count in Usage and
+	// DiskBudget like those on disk.
+	MemoryBudget int64
 	// Logger receives the store's and Badger's messages; zap.NewNop() if nil.
 	Logger *zap.Logger
 }
@@ -147,10 +153,11 @@ const (
 // trim; reads (Scan, State, LowOffset, Usage) run concurrently with them on
 // consistent snapshots.
 type Store struct {
-	db       *badger.DB
-	log      *zap.Logger
-	budget   int64
-	inMemory bool
+	db        *badger.DB
+	log       *zap.Logger
+	budget    int64
+	memBudget int64
+	inMemory  bool
 
 	// tmu is held by Trim for its whole run, and by what must not run
 	// beside the part of a trim that walks and deletes without mu: Reset
@@ -167,6 +174,15 @@ type Store struct {
 	runSeq  uint64   // distinguishes offset index runs; starts at the open time
 	garbage []uint32 // ids to reap, also persisted as 'g' keys
 	failed  error    // set when a write failed half-way; the store must be reopened
+	memSeq  uint64   // numbers the memory runs (mem.go)
+	// direct is set when the memory front overflowed and was spilled:
+	// Writes go straight to Badger until the next Trim.
+	direct bool
+
+	// memFoot is the memory the memory front's runs hold; spilled counts
+	// the events spilled. Written under mu and smu, read under either.
+	memFoot int64
+	spilled int64
 
 	// smu guards parts for readers.
 	smu   sync.RWMutex
@@ -184,7 +200,24 @@ type Store struct {
 // part is the in-memory copy of one partition's state.
 type part struct {
 	id uint32
-	m  meta
+	// m is the persisted metadata: with the memory front its Consumed and
+	// Resolved cover only what is durable, and its counters count only
+	// the events in Badger.
+	m meta
+	// consumed and resolved are the partition's latest, whatever is
+	// durable: what State reports. Guarded like m.
+	consumed int64
+	resolved hlc.Timestamp
+	// mem are the partition's runs in memory, oldest first, memEvents and
+	// memBytes their live events and bytes, memMax bounds their HLCs
+	// (mem.go). Written under Store.mu and Store.smu.
+	mem                 []*memRun
+	memEvents, memBytes int64
+	memMax              hlc.Timestamp
+	// diskClean says that Badger holds no event of id: a complete trim
+	// left none and none was written since, so trims skip their walk.
+	// Guarded by Store.mu.
+	diskClean bool
 	// maxHLC bounds every event HLC of id in the store: an event above it
 	// cannot be a duplicate, so Write skips the duplicate lookup for it.
 	maxHLC hlc.Timestamp
@@ -215,6 +248,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	if opts.DiskBudget < 0 {
 		return nil, fmt.Errorf("buffer: negative DiskBudget %d", opts.DiskBudget)
+	}
+	if opts.MemoryBudget < 0 {
+		return nil, fmt.Errorf("buffer: negative MemoryBudget %d", opts.MemoryBudget)
 	}
 	log := opts.Logger
 	if log == nil {
@@ -254,19 +290,25 @@ func Open(opts Options) (*Store, error) {
 	if opts.InMemory {
 		bo.Dir, bo.ValueDir = "", ""
 	}
+	if !opts.InMemory {
+		if err := removeEmptyMemtableWALs(opts.Dir); err != nil {
+			return nil, fmt.Errorf("buffer: open %q: %w", opts.Dir, err)
+		}
+	}
 	db, err := badger.Open(bo)
 	if err != nil {
 		return nil, fmt.Errorf("buffer: open badger in %q: %w", opts.Dir, err)
 	}
 	s := &Store{
-		db:       db,
-		log:      log,
-		budget:   opts.DiskBudget,
-		inMemory: opts.InMemory,
-		parts:    make(map[Partition]*part),
-		runSeq:   uint64(time.Now().UnixNano()),
-		kick:     make(chan struct{}, 1),
-		done:     make(chan struct{}),
+		db:        db,
+		log:       log,
+		budget:    opts.DiskBudget,
+		memBudget: opts.MemoryBudget,
+		inMemory:  opts.InMemory,
+		parts:     make(map[Partition]*part),
+		runSeq:    uint64(time.Now().UnixNano()),
+		kick:      make(chan struct{}, 1),
+		done:      make(chan struct{}),
 	}
 	if err := s.load(); err != nil {
 		_ = db.Close()
@@ -356,7 +398,8 @@ func (s *Store) load() error {
 		return err
 	}
 	for id, p := range ids {
-		s.parts[p] = &part{id: id, m: metas[id]}
+		m := metas[id]
+		s.parts[p] = &part{id: id, m: m, consumed: m.consumed, resolved: m.resolved}
 	}
 	if err := s.reap(); err != nil {
 		return err
@@ -520,6 +563,13 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	var errs []error
+	if s.failed == nil && s.hasMemRuns() {
+		// The memory front goes to Badger, so that a restart resumes from
+		// where this process stopped rather than re-reading it from Kafka.
+		if err := s.spill(-1); err != nil {
+			errs = append(errs, fmt.Errorf("buffer: spill the memory front: %w", err))
+		}
+	}
 	if s.failed == nil && !s.inMemory {
 		if err := s.db.Update(func(txn *badger.Txn) error { return txn.Set(keyClean, nil) }); err != nil {
 			errs = append(errs, fmt.Errorf("buffer: mark clean shutdown: %w", err))
@@ -554,7 +604,7 @@ func (s *Store) State(p Partition) (State, bool, error) {
 	if !ok {
 		return State{}, false, nil
 	}
-	return State{Base: pt.m.base, Resolved: pt.m.resolved, Consumed: pt.m.consumed, Events: pt.m.events}, true, nil
+	return State{Base: pt.m.base, Resolved: pt.resolved, Consumed: pt.consumed, Events: pt.m.events + pt.memEvents}, true, nil
 }
 
 // Usage returns the number and logical size of all buffered events.

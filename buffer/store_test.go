@@ -24,7 +24,7 @@ var maxHLC = at(1<<63-1, 1<<31-1)
 
 func openMem(t testing.TB, budget int64) *Store {
 	t.Helper()
-	s, err := Open(Options{InMemory: true, DiskBudget: budget})
+	s, err := Open(withTestMemory(Options{InMemory: true, DiskBudget: budget}))
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -34,7 +34,7 @@ func openMem(t testing.TB, budget int64) *Store {
 
 func openDir(t testing.TB, dir string) *Store {
 	t.Helper()
-	s, err := Open(Options{Dir: dir})
+	s, err := Open(withTestMemory(Options{Dir: dir}))
 	if err != nil {
 		t.Fatalf("Open(%s): %v", dir, err)
 	}
@@ -555,6 +555,7 @@ func TestTrimDeletesEventsWrittenBelowAnEarlierTrim(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	left += memEvents(s, pA) // the memory front's, if on
 	if left != 1 {
 		t.Fatalf("%d events stored after the trims, want 1", left)
 	}
@@ -571,6 +572,9 @@ func TestTrimRunsBesideWritesAndMissesNothing(t *testing.T) {
 		evs = append(evs, ev(at(int64(1000+i), 0), "t", fmt.Sprint("k", i), int64(i)))
 	}
 	write(t, s, pA, evs...)
+	if memEvents(s, pA) > 0 {
+		t.Skip("the events are in the memory front: the trim has no walk for writes to run beside")
+	}
 	through := at(1000+n/2, 0)
 	trimmed := make(chan error, 1)
 	go func() { trimmed <- s.Trim(context.Background(), []Partition{pA}, through) }()
@@ -613,6 +617,7 @@ func TestTrimRunsBesideWritesAndMissesNothing(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
+	left += memEvents(s, pA) // the memory front's, if on
 	if left != during-1 {
 		t.Fatalf("%d events stored after the second trim, want the %d written above it", left, during-1)
 	}
@@ -623,6 +628,7 @@ func TestTrimRunsBesideWritesAndMissesNothing(t *testing.T) {
 
 func TestTrimStopsOnCancel(t *testing.T) {
 	s := openMem(t, 0)
+	skipWithMemoryFront(t, s) // a memory trim is not interruptible: nothing to cancel
 	var evs []Event
 	for i := 0; i < 5000; i++ {
 		evs = append(evs, ev(at(int64(i), 0), "t", "k", int64(i)))

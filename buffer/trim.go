@@ -33,19 +33,28 @@ func (s *Store) LowOffset(p Partition, through hlc.Timestamp) (int64, error) {
 	// Read Consumed before taking the snapshot: Write commits events before
 	// it publishes the Consumed that covers them, so every event below this
 	// Consumed is in the snapshot.
+	// The memory front's events are read under the same lock as the
+	// snapshot is taken: a spill writes Badger before its runs leave
+	// memory, so each event is in one or the other.
 	s.smu.RLock()
 	pt, ok := s.parts[p]
 	var id uint32
 	var consumed int64
+	var txn *badger.Txn
 	if ok {
-		id, consumed = pt.id, pt.m.consumed
+		id, consumed = pt.id, pt.consumed
+		if off, ok := pt.memLow(through); ok && off < consumed {
+			consumed = off
+		}
+		txn = s.db.NewTransaction(false)
 	}
 	s.smu.RUnlock()
 	if !ok {
 		return 0, fmt.Errorf("buffer: low offset: unknown partition %s[%d]", p.Topic, p.Partition)
 	}
+	defer txn.Discard()
 	low := consumed
-	err := s.db.View(func(txn *badger.Txn) error {
+	err := func() error {
 		prefix := idPrefix(prefixOffset, id)
 		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
 		defer it.Close()
@@ -82,7 +91,7 @@ func (s *Store) LowOffset(p Partition, through hlc.Timestamp) (int64, error) {
 			}
 		}
 		return nil
-	})
+	}()
 	if err != nil {
 		return 0, fmt.Errorf("buffer: low offset %s[%d]: %w", p.Topic, p.Partition, err)
 	}
@@ -100,6 +109,9 @@ func (s *Store) Trim(ctx context.Context, parts []Partition, through hlc.Timesta
 	defer s.tmu.Unlock()
 	s.mu.Lock()
 	err := s.checkWritable()
+	// A window was applied: its trim frees the memory front, which takes
+	// Writes again.
+	s.direct = false
 	s.mu.Unlock()
 	if err != nil {
 		return err
@@ -180,14 +192,24 @@ func (s *Store) trim(ctx context.Context, p Partition, through hlc.Timestamp) er
 		s.mu.Unlock()
 		return nil
 	}
-	if err := s.trimBase(pt, through); err != nil {
+	// The memory front first: dropping its trimmed events writes nothing,
+	// and the runs it empties make their Consumed durable, persisted with
+	// Base.
+	m, popped := s.trimMem(pt, through)
+	if err := s.trimBase(pt, through, m, popped); err != nil {
 		s.mu.Unlock()
 		return err
 	}
 	from := pt.trimFrom
 	pt.trimming, pt.wroteLow = true, false
+	clean := pt.diskClean
 	s.mu.Unlock()
-	n, size, complete, err := s.trimWalk(ctx, pt, from, through)
+	var n, size int64
+	complete := true
+	var err error
+	if !clean {
+		n, size, complete, err = s.trimWalk(ctx, pt, from, through)
+	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pt.trimming = false
@@ -203,9 +225,14 @@ func (s *Store) trim(ctx context.Context, p Partition, through hlc.Timestamp) er
 			pt.trimFrom = next
 		}
 	}
+	if clean && !pt.wroteLow {
+		// Nothing to delete and nothing written meanwhile: no counters
+		// to update.
+		return nil
+	}
 	// The counters after the deletions: a crash in between is repaired by
 	// the recount on Open.
-	m := pt.m
+	m = pt.m
 	m.events -= n
 	m.bytes -= size
 	if m.events <= 0 || m.bytes < 0 {
@@ -226,21 +253,27 @@ func (s *Store) trim(ctx context.Context, p Partition, through hlc.Timestamp) er
 	s.bytes.Add(m.bytes - pt.m.bytes)
 	pt.m = m
 	s.smu.Unlock()
+	// Badger holds no event of the partition: later trims need not walk
+	// (until a Write or a spill stores one).
+	pt.diskClean = complete && !pt.wroteLow && m.events == 0
 	if !complete {
 		return ctx.Err()
 	}
 	return nil
 }
 
-// trimBase moves pt's Base up to through. Callers hold mu.
-func (s *Store) trimBase(pt *part, through hlc.Timestamp) error {
+// trimBase moves pt's Base up to through and persists m (pt's metadata
+// with the Consumed and Resolved that the memory front's trim made
+// durable; changed says they moved). Callers hold mu.
+func (s *Store) trimBase(pt *part, through hlc.Timestamp, m meta, changed bool) error {
 	// Base moves first: once the window is applied, events at or below it
 	// are history, and Scan never delivers events below Base. A crash or
 	// cancellation half-way then leaves only invisible leftovers, which the
 	// next Trim (or the Open after a crash) deletes.
-	if pt.m.base.Less(through) {
-		m := pt.m
-		m.base = through
+	if m.base.Less(through) || changed {
+		if m.base.Less(through) {
+			m.base = through
+		}
 		if err := s.db.Update(func(txn *badger.Txn) error {
 			return txn.Set(idPrefix(prefixMeta, pt.id), m.encode())
 		}); err != nil {
@@ -372,7 +405,7 @@ func (s *Store) retire(p Partition, m *meta) error {
 		if m == nil {
 			return txn.Delete(partKey(p))
 		}
-		fresh = &part{id: next, m: *m}
+		fresh = &part{id: next, m: *m, consumed: m.consumed, resolved: m.resolved, diskClean: true}
 		next++
 		if err := txn.Set(keyNextID, binary.BigEndian.AppendUint32(nil, next)); err != nil {
 			return err
@@ -388,6 +421,7 @@ func (s *Store) retire(p Partition, m *meta) error {
 	s.nextID = next
 	s.smu.Lock()
 	if old != nil {
+		s.dropMem(old)
 		s.events.Add(-old.m.events)
 		s.bytes.Add(-old.m.bytes)
 		s.garbage = append(s.garbage, old.id)

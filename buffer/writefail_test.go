@@ -33,6 +33,7 @@ func corruptEvent(t *testing.T, s *Store, p Partition, e Event) {
 // store stays usable.
 func TestWriteFailingBeforeAnythingIsWrittenKeepsTheStore(t *testing.T) {
 	s := openMem(t, 0)
+	skipWithMemoryFront(t, s)
 	write(t, s, pA, ev(at(100, 0), "t", "top", 0))
 	corruptEvent(t, s, pA, ev(at(1, 0), "t", "bad", 0))
 	b := s.NewBatch()
@@ -54,6 +55,7 @@ func TestWriteFailingBeforeAnythingIsWrittenKeepsTheStore(t *testing.T) {
 // then refuse every further write with an error that says to reopen it.
 func TestWriteFailingAfterAPartialCommitFailsTheStore(t *testing.T) {
 	s := openMem(t, 0)
+	skipWithMemoryFront(t, s)
 	write(t, s, pA, ev(at(1_000_000, 0), "t", "top", 0)) // every batch event below needs the duplicate check
 	bad := ev(at(900_000, 0), "t", "bad", 0)
 	corruptEvent(t, s, pA, bad)

@@ -231,7 +231,7 @@ func startMember(t *testing.T, f *feed, wh warehouse, mc memberConfig) *member {
 	if mc.bufferDir == "" {
 		mc.bufferDir = t.TempDir()
 	}
-	buf, err := buffer.Open(buffer.Options{Dir: mc.bufferDir, DiskBudget: mc.diskBudget, Logger: log})
+	buf, err := buffer.Open(buffer.Options{Dir: mc.bufferDir, DiskBudget: mc.diskBudget, MemoryBudget: 64 << 20, Logger: log})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -419,6 +419,9 @@ func (p *Processor) loop(ctx context.Context) error {
 		p.mu.Lock()
 		err := p.flushErr
 		if err == nil {
+			err = p.waitForBufferMemory(ctx)
+		}
+		if err == nil {
 			err = p.ingest(ctx, fetches)
 		}
 		if err == nil {

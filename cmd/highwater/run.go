@@ -100,7 +100,7 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 	if err != nil {
 		return fmt.Errorf("schema registry: %w", err)
 	}
-	buf, err := buffer.Open(buffer.Options{Dir: cfg.BufferDir, DiskBudget: budget, Logger: log})
+	buf, err := buffer.Open(buffer.Options{Dir: cfg.BufferDir, DiskBudget: budget, MemoryBudget: bufferMemoryBudget(), Logger: log})
 	if err != nil {
 		return fmt.Errorf("open buffer %s: %w", cfg.BufferDir, err)
 	}
