@@ -188,6 +188,11 @@ type Processor struct {
 	// seeks are the fetch positions of partitions re-adjusted to another
 	// member's checkpoint (fence.go), applied by the poll loop.
 	seeks map[buffer.Partition]int64
+	// earlyRefused is the last group HLC refused for an early apply, and
+	// earlyRetryAt when a group found too small is looked at again
+	// (early.go).
+	earlyRefused hlc.Timestamp
+	earlyRetryAt time.Time
 
 	stats struct {
 		consumed, resolvedMsgs, duplicates, rowsApplied, windows atomic.Int64
@@ -198,6 +203,7 @@ type Processor struct {
 		deadIngest, deadApply, skipped                           atomic.Int64
 		retentionGaps                                            atomic.Int64
 		fenced, cancelled                                        atomic.Int64
+		earlyGroups, earlyRows                                   atomic.Int64
 	}
 	latency *latencies
 	stopAt  atomic.Pointer[hlc.Timestamp]
@@ -393,6 +399,9 @@ func (p *Processor) loop(ctx context.Context) error {
 		}
 		if err == nil {
 			err = p.maybeFlush(ctx)
+		}
+		if err == nil {
+			p.maybeApplyEarly(ctx) // early.go
 		}
 		if err == nil {
 			p.applyBackpressure(buf)
