@@ -161,6 +161,9 @@ func (p *Processor) applyEarly(ctx context.Context, g *buffer.Group, held []sink
 		return fail(fmt.Errorf("%w: its %d events (%d bytes) at %s hold less than 1/%d of the buffer's disk budget",
 			errEarlySmall, n, size, g.At, earlyMinShare))
 	}
+	// Config.WindowHook sees a group's stages like a window's, through
+	// the group's HLC.
+	p.hook(WindowBegin, g.At)
 	tx, err := p.cfg.Writer.Begin(ctx)
 	if err != nil {
 		return fail(fmt.Errorf("begin group at %s: %w", g.At, err))
@@ -196,6 +199,8 @@ func (p *Processor) applyEarly(ctx context.Context, g *buffer.Group, held []sink
 	if err != nil {
 		return rollback(fmt.Errorf("write group at %s: %w", g.At, err))
 	}
+	p.hook(WindowWritten, g.At)
+	p.hook(WindowCommit, g.At)
 	if err := ctx.Err(); err != nil {
 		return rollback(fmt.Errorf("group at %s: %w", g.At, err))
 	}
@@ -205,6 +210,7 @@ func (p *Processor) applyEarly(ctx context.Context, g *buffer.Group, held []sink
 		return fail(fmt.Errorf("commit group at %s: %w", g.At, err))
 	}
 	visible := time.Now()
+	p.hook(WindowCommitted, g.At)
 	if err := buf.TrimGroup(context.WithoutCancel(ctx), g); err != nil {
 		// The group is applied; what stays buffered is applied again,
 		// idempotently, with the next group or window.
