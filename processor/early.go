@@ -87,7 +87,10 @@ type earlyJob struct {
 	at hlc.Timestamp
 }
 
-// earlyInFlight reports whether a group is being applied early.
+// earlyInFlight reports whether a group is being applied early (or sized
+// for it: a small group is sized in a moment, and a scan's group is
+// worth pausing for from the start, so that the buffer stays near its
+// budget).
 func (p *Processor) earlyInFlight() bool {
 	return p.inflight != nil && p.inflight.early != nil
 }
@@ -100,7 +103,7 @@ func (p *Processor) maybeApplyEarly(ctx context.Context) {
 	if p.inflight != nil || time.Now().Before(p.retryAt) || !buf.OverBudget() {
 		return
 	}
-	if ea, ok := p.cfg.Writer.(EarlyApplier); !ok || !ea.AppliesEarly() {
+	if ea, ok := p.cfg.Writer.(EarlyApplier); !ok || !ea.AppliesEarly() || time.Now().Before(p.earlyRetryAt) {
 		return
 	}
 	owned := p.owned()
@@ -121,7 +124,7 @@ func (p *Processor) maybeApplyEarly(ctx context.Context) {
 			at, found = h, true
 		}
 	}
-	if !found || at == p.earlyRefused || time.Now().Before(p.earlyRetryAt) {
+	if !found || at == p.earlyRefused {
 		return
 	}
 	var parts []buffer.Partition
@@ -137,7 +140,8 @@ func (p *Processor) maybeApplyEarly(ctx context.Context) {
 	}
 	g := buf.TakeGroup(parts, at)
 	jctx, cancel := context.WithCancel(ctx)
-	job := &flushJob{f: at, owned: members, done: make(chan flushResult, 1), cancel: cancel, early: &earlyJob{at: at}}
+	ej := &earlyJob{at: at}
+	job := &flushJob{f: at, owned: members, done: make(chan flushResult, 1), cancel: cancel, early: ej}
 	p.inflight = job
 	go func() {
 		defer cancel()
