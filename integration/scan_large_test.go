@@ -21,7 +21,8 @@ import (
 // TestInitialScanLarge is issue 12 item 4's full-size run, gated by the
 // environment because it takes minutes and gigabytes:
 // HIGHWATER_SCAN_ROWS=5000000 (rows of the initial scan) and optionally
-// HIGHWATER_SCAN_BUDGET (bytes, default 256 MiB). `highwater run` applies
+// HIGHWATER_SCAN_BUDGET (bytes, default 256 MiB) and
+// HIGHWATER_SCAN_MEMORY_LIMIT (`--memory-limit`). `highwater run` applies
 // the scan into DuckDB as its own process; the test samples the buffer's
 // own size (highwater_buffer_bytes) and its directory's disk use, and
 // reads the process's VmHWM from its exit log. The buffer must stay within
@@ -65,6 +66,9 @@ func TestInitialScanLarge(t *testing.T) {
 		"--stop-at", final.String(),
 		"--log-format", "json",
 		"--log-level", "info")
+	if limit := os.Getenv("HIGHWATER_SCAN_MEMORY_LIMIT"); limit != "" {
+		cmd.Args = append(cmd.Args, "--memory-limit", limit)
+	}
 	stderr := &syncBuffer{}
 	cmd.Stderr = stderr
 	start = time.Now()
@@ -111,6 +115,7 @@ func TestInitialScanLarge(t *testing.T) {
 		}
 		if m, _ := l["msg"].(string); strings.HasPrefix(m, "applied a group ahead") {
 			groups++
+			t.Logf("group %d: %v rows in %v", groups, l["rows"], l["took"])
 		}
 	}
 	t.Logf("%d rows applied in %s (%.0f rows/s) in %d groups applied early; buffer peak %.1f MiB (%.2fx the %d MiB budget), buffer directory peak %.1f MiB on disk (%.2fx); VmHWM %.1f MiB",
