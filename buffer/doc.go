@@ -25,6 +25,9 @@
 //     is applied, Reset and Drop when a partition's owner changes.
 //   - deadletter.go: dead letters set aside at ingest, held until the
 //     window that checkpoints past them.
+//   - early.go: groups of events at one HLC applied ahead of their
+//     resolved timestamp (an initial scan bigger than the budget):
+//     LowestAbove, TakeGroup, ScanGroup, TrimGroup.
 //   - keys.go: the key layout; limits.go: what one event may hold.
 //   - headers.go: PackHeaders and SplitHeaders, the payload that keeps a
 //     record's Kafka headers with its value (headers_json_column_name).

@@ -61,6 +61,8 @@ func NewRegistry(src Source, opts ...Option) *prometheus.Registry {
 			func(s processor.Stats) float64 { return float64(s.Windows) }),
 		counter("highwater_windows_fenced_total", "Windows rolled back because another member had applied one of their partitions meanwhile; the member resumed those partitions from the stored checkpoints.",
 			func(s processor.Stats) float64 { return float64(s.Fenced) }),
+		counter("highwater_groups_applied_early_total", "Groups of rows at one HLC (an initial scan or a backfill bigger than --buffer-budget) applied ahead of their resolved timestamp, with no checkpoint, to stay within the budget.",
+			func(s processor.Stats) float64 { return float64(s.EarlyGroups) }),
 		counter("highwater_windows_cancelled_total", "Windows abandoned in flight because their partitions were lost (the member's group session expired).",
 			func(s processor.Stats) float64 { return float64(s.Cancelled) }),
 		deadLetters(src, processor.StageIngest, func(s processor.Stats) int64 { return s.DeadLettersIngest }),

@@ -26,6 +26,13 @@ func (p *Processor) applyBackpressure(buf *buffer.Store) {
 		return
 	}
 	owned := p.owned()
+	if p.earlyInFlight() {
+		// A group is being applied ahead of its resolved timestamp
+		// (early.go): it frees the space without any partition's next
+		// resolved timestamp, so every partition may wait for it.
+		p.pauseAll(buf, owned)
+		return
+	}
 	f, _, _ := frontier(owned)
 	isAhead := p.aheadOfFrontier(owned)
 	ahead, behind := map[string][]int32{}, map[string][]int32{}
@@ -47,5 +54,23 @@ func (p *Processor) applyBackpressure(buf *buffer.Store) {
 	}
 	if len(behind) > 0 {
 		p.cl.ResumeFetchPartitions(behind)
+	}
+}
+
+// pauseAll pauses fetching of every owned partition while the buffer is
+// over its budget and a group applied early will free space.
+func (p *Processor) pauseAll(buf *buffer.Store, owned []*partState) {
+	if !p.paused {
+		p.paused = true
+		p.stats.paused.Store(true)
+		p.log.Warn("buffer disk budget reached: pausing fetches of every partition while a group is applied ahead of its resolved timestamp",
+			zap.Int64("bytes", buf.Usage().Bytes))
+	}
+	all := map[string][]int32{}
+	for _, st := range owned {
+		all[st.p.Topic] = append(all[st.p.Topic], st.p.Partition)
+	}
+	if len(all) > 0 {
+		p.cl.PauseFetchPartitions(all)
 	}
 }

@@ -59,6 +59,9 @@
 //     applied (RetentionGapError).
 //   - backpressure.go: fetches pause while the buffer is over its disk
 //     budget, except for the partitions holding the frontier back.
+//   - early.go: an initial scan bigger than the budget, which no resolved
+//     timestamp closes until it ends, is applied in groups of rows at one
+//     HLC ahead of its resolved timestamp, with no checkpoint.
 //   - stats.go, observe.go, lasterror.go: the running totals (Stats), the
 //     per-partition view (PartitionStats) and the Observer that package
 //     metrics builds on.

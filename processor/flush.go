@@ -28,6 +28,9 @@ type flushJob struct {
 	// cancel stops the window (its partitions were lost); lost says so.
 	cancel context.CancelFunc
 	lost   bool
+	// early is set for a group applied ahead of its resolved timestamp
+	// (early.go) rather than a window.
+	early *earlyJob
 }
 
 type flushResult struct {
@@ -95,6 +98,10 @@ func (p *Processor) reapFlush(ctx context.Context, block, commit bool) error {
 		}
 	}
 	p.inflight = nil
+	if job.early != nil && (res.err == nil || errors.Is(res.err, errEarlyRefused) || errors.Is(res.err, errEarlySmall)) {
+		p.reapEarly(job, res)
+		return nil
+	}
 	if res.err != nil {
 		var fenced *sinks.FencedError
 		switch {

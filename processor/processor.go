@@ -207,6 +207,11 @@ type Processor struct {
 	// last window started with independent frontiers.
 	feeds    *feedSet
 	lastFeed int
+	// earlyRefused is the last group HLC refused for an early apply, and
+	// earlyRetryAt when a group found too small is looked at again
+	// (early.go).
+	earlyRefused hlc.Timestamp
+	earlyRetryAt time.Time
 
 	stats struct {
 		consumed, resolvedMsgs, duplicates, rowsApplied, windows atomic.Int64
@@ -217,6 +222,7 @@ type Processor struct {
 		deadIngest, deadApply, skipped                           atomic.Int64
 		retentionGaps                                            atomic.Int64
 		fenced, cancelled                                        atomic.Int64
+		earlyGroups, earlyRows                                   atomic.Int64
 	}
 	latency *latencies
 	stopAt  atomic.Pointer[hlc.Timestamp]
@@ -426,6 +432,9 @@ func (p *Processor) loop(ctx context.Context) error {
 		}
 		if err == nil {
 			err = p.maybeFlush(ctx)
+		}
+		if err == nil {
+			p.maybeApplyEarly(ctx) // early.go
 		}
 		if err == nil {
 			p.applyBackpressure(buf)

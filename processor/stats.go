@@ -46,6 +46,12 @@ type Stats struct {
 	// Cancelled counts windows abandoned in flight because their
 	// partitions were lost (the member's group session expired).
 	Cancelled int64
+	// EarlyGroups counts groups applied ahead of their resolved timestamp
+	// because the buffer reached its disk budget (an initial scan or a
+	// backfill bigger than the budget, early.go), and EarlyRows their rows
+	// (also counted in RowsApplied).
+	EarlyGroups int64
+	EarlyRows   int64
 }
 
 // Stats returns a snapshot of the running totals.
@@ -71,6 +77,8 @@ func (p *Processor) Stats() Stats {
 		RetentionGaps:     p.stats.retentionGaps.Load(),
 		Fenced:            p.stats.fenced.Load(),
 		Cancelled:         p.stats.cancelled.Load(),
+		EarlyGroups:       p.stats.earlyGroups.Load(),
+		EarlyRows:         p.stats.earlyRows.Load(),
 	}
 	if f := p.stats.frontier.Load(); f != nil {
 		s.Frontier = *f

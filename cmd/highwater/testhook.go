@@ -14,8 +14,9 @@ import (
 
 // testHookEnv names the end-to-end tests' hook (docs/TESTING.md): with
 // HIGHWATER_TEST_HOOK_SIGSTOP=STAGE:N, `highwater run` stops its own
-// process with SIGSTOP when the Nth window reaches STAGE (begin, written or
-// commit; see processor.WindowStage), so that a test can freeze a member at
+// process with SIGSTOP when the Nth window reaches STAGE (begin, written,
+// commit or committed; see processor.WindowStage; a group applied ahead of
+// its resolved timestamp counts as a window), so that a test can freeze a member at
 // a precise point of a window's life and resume it with SIGCONT. From then
 // on it logs every stage of every window ("test hook: window stage"), so
 // that the test can tell whether a window committed after the resume. It
@@ -31,12 +32,12 @@ func windowTestHook(spec string, log *zap.Logger) (func(processor.WindowStage, h
 	stage, n, ok := strings.Cut(spec, ":")
 	count, err := strconv.Atoi(n)
 	switch processor.WindowStage(stage) {
-	case processor.WindowBegin, processor.WindowWritten, processor.WindowCommit:
+	case processor.WindowBegin, processor.WindowWritten, processor.WindowCommit, processor.WindowCommitted:
 	default:
 		ok = false
 	}
 	if !ok || err != nil || count < 1 {
-		return nil, fmt.Errorf("%s=%q: want STAGE:N, STAGE one of begin, written, commit and N >= 1", testHookEnv, spec)
+		return nil, fmt.Errorf("%s=%q: want STAGE:N, STAGE one of begin, written, commit, committed and N >= 1", testHookEnv, spec)
 	}
 	log = log.With(zap.String("test_hook", testHookEnv))
 	var seen atomic.Int64
