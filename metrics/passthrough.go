@@ -15,6 +15,7 @@ import (
 var (
 	_ sinks.FeedRecorder      = countingWriter{}
 	_ processor.ChangeChecker = countingWriter{}
+	_ processor.EarlyApplier  = countingWriter{}
 )
 
 // RecordFeeds passes sinks.FeedRecorder through to the wrapped writer, so
@@ -34,4 +35,13 @@ func (w countingWriter) CheckChange(table *model.Table, ch sinks.Change) error {
 		return c.CheckChange(table, ch)
 	}
 	return nil
+}
+
+// AppliesEarly passes on the wrapped writer's processor.EarlyApplier, so
+// that counting a writer's rows does not stop the processor from applying
+// an initial scan bigger than the buffer's budget ahead of its resolved
+// timestamp.
+func (w countingWriter) AppliesEarly() bool {
+	ea, ok := w.Writer.(processor.EarlyApplier)
+	return ok && ea.AppliesEarly()
 }
