@@ -140,6 +140,13 @@ const (
 	// numCompactors: two is Badger's minimum for a working LSM (one of them
 	// prioritises L0); the machine has two cores shared with decoding.
 	numCompactors = 2
+	// tableSizeMultiplier: every table is BaseTableSize (2 MB), at every
+	// level. Badger's default doubles the table size per level below the
+	// base level, and a compaction builds its tables in memory (uncompressed
+	// blocks plus their compressed copies, several subcompactions side by
+	// side), so with millions of buffered events the deep levels' builders
+	// held most of the Go heap.
+	tableSizeMultiplier = 1
 	// gcDiscardRatio: rewrite a value-log file when half of it is garbage.
 	gcDiscardRatio = 0.5
 	// gcInterval is the least time between value-log GC runs; GC rewrites
@@ -287,6 +294,7 @@ func Open(opts Options) (*Store, error) {
 		// Badger's metrics are process-global expvars; we report our own.
 		WithMetricsEnabled(false).
 		WithLogger(badgerLogger{log.Named("badger").Sugar()})
+	bo.TableSizeMultiplier = tableSizeMultiplier // no With method
 	if opts.InMemory {
 		bo.Dir, bo.ValueDir = "", ""
 	}
