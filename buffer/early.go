@@ -334,17 +334,7 @@ func (s *Store) trimGroup(ctx context.Context, pt *part, at hlc.Timestamp, below
 	if m.events == 0 {
 		m.bytes = 0
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(idPrefix(prefixMeta, pt.id), m.encode())
-	}); err != nil {
-		return writeFailure{err}
-	}
-	s.smu.Lock()
-	s.events.Add(m.events - pt.m.events)
-	s.bytes.Add(m.bytes - pt.m.bytes)
-	pt.m = m
-	s.smu.Unlock()
-	return nil
+	return s.publishMeta(pt, m)
 }
 
 // runOnlyAt reports whether every entry of an offset index run (its value

@@ -243,16 +243,9 @@ func (s *Store) trim(ctx context.Context, p Partition, through hlc.Timestamp) er
 			m.bytes = 0
 		}
 	}
-	if err := s.db.Update(func(txn *badger.Txn) error {
-		return txn.Set(idPrefix(prefixMeta, pt.id), m.encode())
-	}); err != nil {
-		return writeFailure{err}
+	if err := s.publishMeta(pt, m); err != nil {
+		return err
 	}
-	s.smu.Lock()
-	s.events.Add(m.events - pt.m.events)
-	s.bytes.Add(m.bytes - pt.m.bytes)
-	pt.m = m
-	s.smu.Unlock()
 	// Badger holds no event of the partition: later trims need not walk
 	// (until a Write or a spill stores one).
 	pt.diskClean = complete && !pt.wroteLow && m.events == 0
@@ -435,5 +428,21 @@ func (s *Store) retire(p Partition, m *meta) error {
 	if old != nil {
 		s.kickBackground()
 	}
+	return nil
+}
+
+// publishMeta persists pt's metadata m and then makes it pt's, moving the
+// store's counters by the difference. Callers hold mu.
+func (s *Store) publishMeta(pt *part, m meta) error {
+	if err := s.db.Update(func(txn *badger.Txn) error {
+		return txn.Set(idPrefix(prefixMeta, pt.id), m.encode())
+	}); err != nil {
+		return writeFailure{err}
+	}
+	s.smu.Lock()
+	s.events.Add(m.events - pt.m.events)
+	s.bytes.Add(m.bytes - pt.m.bytes)
+	pt.m = m
+	s.smu.Unlock()
 	return nil
 }
