@@ -1,16 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"database/sql"
-	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/highwater-dev/highwater/internal/devstack"
-	"github.com/highwater-dev/highwater/internal/testfeed"
 )
 
 // TestSimulateAndRunSplitColumnFamilies plays `highwater simulate
@@ -20,27 +13,16 @@ import (
 // every node's heartbeat (its own family, updated alone by most reports)
 // and description (the primary family) in it.
 func TestSimulateAndRunSplitColumnFamilies(t *testing.T) {
-	stack := testfeed.Stack(t, devstack.Options{})
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out, errOut bytes.Buffer
-	if err := run(ctx, []string{"simulate", "--brokers", stack.Brokers()[0], "--registry", stack.RegistryURL(),
-		"--split-column-families", "--partitions", "2", "--txns", "300", "--keys", "12", "--resolve-every", "50", "--duplicates", "0.1"}, &out, &errOut); err != nil {
-		t.Fatalf("simulate: %v\n%s", err, errOut.String())
-	}
 	topics := "features.primary,features.counters,nodes.primary,nodes.heartbeat"
-	if !strings.Contains(errOut.String(), topics) {
-		t.Fatalf("simulate said %q, want the topics %s", errOut.String(), topics)
+	res := simulateThenRun(t, []string{"--split-column-families", "--partitions", "2", "--txns", "300", "--keys", "12", "--resolve-every", "50", "--duplicates", "0.1"},
+		[]string{"--topics", topics, "--group", "families", "--split-column-families", "--changelog", "--log-level", "warn"})
+	if !strings.Contains(res.simLog, topics) {
+		t.Fatalf("simulate said %q, want the topics %s", res.simLog, topics)
 	}
-	final := strings.TrimSpace(out.String())
-	dir := t.TempDir()
-	path := filepath.Join(dir, "wh.duckdb")
-	var runOut bytes.Buffer
-	if err := run(ctx, []string{"run", "--brokers", stack.Brokers()[0], "--registry", stack.RegistryURL(),
-		"--topics", topics, "--group", "families", "--sink", "duckdb://" + path, "--buffer-dir", filepath.Join(dir, "buffer"),
-		"--split-column-families", "--changelog", "--stop-at", final, "--log-level", "warn"}, &runOut, &runOut); err != nil {
-		t.Fatalf("run: %v\n%s", err, runOut.String())
+	if res.runErr != nil {
+		t.Fatalf("run: %v\n%s", res.runErr, res.runLog)
 	}
+	path := res.path
 	db, err := sql.Open("duckdb", path)
 	if err != nil {
 		t.Fatal(err)

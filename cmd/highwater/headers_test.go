@@ -1,17 +1,9 @@
 package main
 
 import (
-	"bytes"
-	"context"
 	"database/sql"
-	"path/filepath"
 	"regexp"
-	"strings"
 	"testing"
-	"time"
-
-	"github.com/highwater-dev/highwater/internal/devstack"
-	"github.com/highwater-dev/highwater/internal/testfeed"
 )
 
 // TestSimulateAndRunRestoreTheHeadersColumn plays the telemetry feed with
@@ -20,23 +12,12 @@ import (
 // it with `highwater run --headers-json-column labels`: every nodes row must
 // have its labels back, features none.
 func TestSimulateAndRunRestoreTheHeadersColumn(t *testing.T) {
-	stack := testfeed.Stack(t, devstack.Options{})
-	dir := t.TempDir()
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	var out, errOut bytes.Buffer
-	if err := run(ctx, []string{"simulate", "--brokers", stack.Brokers()[0], "--registry", stack.RegistryURL(),
-		"--partitions", "2", "--txns", "40", "--keys", "8", "--resolve-every", "10", "--headers-json-column", "labels"}, &out, &errOut); err != nil {
-		t.Fatalf("simulate: %v\n%s", err, errOut.String())
+	res := simulateThenRun(t, []string{"--partitions", "2", "--txns", "40", "--keys", "8", "--resolve-every", "10", "--headers-json-column", "labels"},
+		[]string{"--topics", "features,nodes", "--headers-json-column", "labels", "--log-level", "error"})
+	if res.runErr != nil {
+		t.Fatalf("run: %v\n%s", res.runErr, res.runLog)
 	}
-	final := strings.TrimSpace(out.String())
-	path := filepath.Join(dir, "wh.duckdb")
-	out.Reset()
-	if err := run(ctx, []string{"run", "--brokers", stack.Brokers()[0], "--registry", stack.RegistryURL(),
-		"--topics", "features,nodes", "--sink", "duckdb://" + path, "--buffer-dir", filepath.Join(dir, "buffer"),
-		"--stop-at", final, "--headers-json-column", "labels", "--log-level", "error"}, &out, &out); err != nil {
-		t.Fatalf("run: %v\n%s", err, out.String())
-	}
+	path := res.path
 	db, err := sql.Open("duckdb", path)
 	if err != nil {
 		t.Fatal(err)
