@@ -3,7 +3,6 @@ package integration
 import (
 	"context"
 	"database/sql"
-	"fmt"
 	"os"
 	"os/exec"
 	"strconv"
@@ -13,9 +12,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/twmb/franz-go/pkg/kgo"
-
 	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/internal/scanfeed"
 	"github.com/highwater-dev/highwater/simulator"
 )
 
@@ -24,48 +22,23 @@ import (
 // the scan ends, so without groups applied early (processor/early.go) the
 // buffer holds the whole scan.
 
-// scanTable is the table of the big-scan tests: a key and a payload that
-// makes each buffered event ~250 bytes.
-func scanTable() simulator.TableDef {
-	return simulator.TableDef{
-		Name: "items",
-		Columns: []simulator.ColumnDef{
-			{Name: "id", Type: "INT8", NotNull: true},
-			{Name: "payload", Type: "STRING"},
-		},
-		PrimaryKey: []string{"id"},
-	}
-}
+// scanTable is the table of the big-scan tests (internal/scanfeed, which
+// the initial scan phase of `highwater bench` plays too): a key and a
+// payload that makes each buffered event ~260 bytes.
+func scanTable() simulator.TableDef { return scanfeed.Table() }
 
-// scanOptions are the simulator's options of the big-scan tests: the
-// scan is produced in one burst, and batches of the simulator's 4 MiB
-// would exceed the broker's 1 MiB message limit.
+// scanOptions are the simulator's options of the big-scan tests
+// (scanfeed.Options).
 func scanOptions(seed int64, dupProb float64) simulator.Options {
-	return simulator.Options{Partitions: 3, Seed: seed, DuplicateProb: dupProb,
-		KafkaOpts: []kgo.Opt{kgo.ProducerBatchMaxBytes(900 << 10)}}
+	return scanfeed.Options(seed, dupProb)
 }
 
 // loadScan loads rows rows into items and emits the initial scan (no
-// resolved timestamp yet), in chunks so that the simulator's memory stays
-// small; it returns the scan's HLC.
+// resolved timestamp yet, scanfeed.Load); it returns the scan's HLC.
 func loadScan(t *testing.T, f *feed, rows int) hlc.Timestamp {
 	t.Helper()
-	const chunk = 20000
-	pad := strings.Repeat("x", 180)
-	for i := 0; i < rows; i += chunk {
-		batch := make([]map[string]any, 0, chunk)
-		for j := i; j < min(i+chunk, rows); j++ {
-			batch = append(batch, map[string]any{"id": int64(j), "payload": fmt.Sprintf("%s-%08d", pad, j)})
-		}
-		if err := f.sim.Load("items", batch...); err != nil {
-			t.Fatal(err)
-		}
-	}
-	scan, err := f.sim.InitialScan(context.Background())
+	scan, err := scanfeed.Load(context.Background(), f.sim, rows)
 	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.sim.Flush(context.Background()); err != nil {
 		t.Fatal(err)
 	}
 	return scan
