@@ -60,11 +60,17 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 	components := fs.String("components", "", "`go test -bench` output to take the PostgreSQL apply and raw COPY rates from for the summary (make bench passes it)")
 	dir := fs.String("dir", "", "working directory (default: a temporary one); the runs' logs are kept in it as throughput.log, memory.log, ...")
 	logLevel := fs.String("log-level", "info", "log level of the measured `highwater run` processes (debug logs every window)")
+	scanRows := fs.Int("scan-rows", 2_000_000, "rows of the initial scan phase: one table scanned at one HLC, no resolved timestamp until the scan's end, ~260 bytes a row (0 skips; issue 12's target is 5000000)")
+	scanBudget := fs.String("scan-budget", "256MiB", "--buffer-budget of the initial scan phase's `highwater run`, which the scan exceeds (0 skips the phase)")
 	cmd.RunE = func(cmd *cobra.Command, args []string) error {
 		ctx := cmd.Context()
 		hard, err := config.ParseBytes(*hardLimit)
 		if err != nil {
 			return fmt.Errorf("--hard-limit: %w", err)
+		}
+		scanBud, err := config.ParseBytes(*scanBudget)
+		if err != nil {
+			return fmt.Errorf("--scan-budget: %w", err)
 		}
 		var comp map[string]float64
 		if *components != "" {
@@ -177,6 +183,12 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintf(stdout, "  live feed: %.0f events/s for %s (%d events), resolved every second\n", fig.liveRate, feed.took.Round(time.Second), feed.produced)
 			fmt.Fprintf(stdout, "    resolved-to-visible      p50 %s  p99 %s  (%d windows)\n", lr.p50, lr.p99, lr.windows)
 			lr.printMemory(stdout)
+		}
+		if *scanRows > 0 && scanBud > 0 {
+			// 8. An initial scan bigger than the buffer's budget.
+			if fig.scan, err = runScanPhase(ctx, self, stack, work, *logLevel, *memoryLimit, *scanRows, scanBud, stdout); err != nil {
+				return err
+			}
 		}
 		printSummary(stdout, summaryRows(fig), load.finish())
 		return nil
@@ -390,6 +402,10 @@ type benchResult struct {
 	// its file-backed part (Badger's memory-mapped tables and logs: page
 	// cache).
 	sampled memSample
+	// peakBuffer is the largest highwater_buffer_bytes sampled and
+	// earlyGroups the groups the process applied ahead of their resolved
+	// timestamp (only with a budget).
+	peakBuffer, earlyGroups int64
 }
 
 // printMemory prints the process's peak memory, kernel and sampled.
@@ -412,6 +428,9 @@ type benchSpec struct {
 	memoryLimit string
 	// cgroup, if set, runs the process inside it.
 	cgroup *benchCgroup
+	// budget is the process's --buffer-budget (0: none); with one, the
+	// buffer's own size and the groups applied early are sampled too.
+	budget int64
 }
 
 // runBenchProcess runs `highwater run` as a child process, samples its
@@ -426,7 +445,7 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, sp
 	bufDir := filepath.Join(work, name+"-buffer")
 	args := []string{"run", "--brokers", strings.Join(stack.Brokers(), ","), "--registry", stack.RegistryURL(),
 		"--topics", strings.Join(spec.topics, ","), "--group", "bench-" + name, "--sink", "duckdb://" + filepath.Join(work, name+".duckdb"),
-		"--buffer-dir", bufDir, "--buffer-budget", "0", "--metrics-addr", addr, "--log-format", "json", "--log-level", spec.logLevel}
+		"--buffer-dir", bufDir, "--buffer-budget", strconv.FormatInt(spec.budget, 10), "--metrics-addr", addr, "--log-format", "json", "--log-level", spec.logLevel}
 	if !spec.stopAt.IsZero() {
 		args = append(args, "--stop-at", spec.stopAt.String())
 	}
@@ -458,6 +477,12 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, sp
 			res.sample(cmd.Process.Pid)
 			d, a := dirSize(bufDir)
 			res.peakDisk, res.peakApparent = max(res.peakDisk, d), max(res.peakApparent, a)
+			if spec.budget > 0 {
+				if m, err := scrapeMetrics(addr, "highwater_buffer_bytes", "highwater_groups_applied_early_total"); err == nil {
+					res.peakBuffer = max(res.peakBuffer, int64(m["highwater_buffer_bytes"]))
+					res.earlyGroups = max(res.earlyGroups, int64(m["highwater_groups_applied_early_total"]))
+				}
+			}
 			if spec.holdEvents > 0 {
 				if c := scrapeMetric(addr, "highwater_records_consumed_total"); int64(c) >= spec.holdEvents {
 					res.sample(cmd.Process.Pid)
@@ -487,6 +512,9 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, sp
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		res.cpu = time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 	}
+	// Each group applied early is logged too: the count covers one
+	// applied after the last sample.
+	res.earlyGroups = max(res.earlyGroups, int64(strings.Count(logs.String(), `"msg":"applied a group ahead`)))
 	if waitErr != nil {
 		return res, fmt.Errorf("highwater run (%s): %w\n%s", name, waitErr, lastLines(logs.String(), 20))
 	}

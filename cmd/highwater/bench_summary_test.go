@@ -27,14 +27,11 @@ func TestSummaryVerdicts(t *testing.T) {
 		buffered: 10_000_000, bufferedHWM: 512 * mib, bufferedDisk: 1900 * mib, bufferedBytes: 1000 * mib, ingest: 210_000, rawConsumeMem: 1_400_000,
 		liveP50: 400 * time.Millisecond, liveP99: time.Second, liveWindows: 60, liveRate: 20_000,
 		pgApply: 160_000, pgRawCopy: 300_000,
+		scan: goodScan(),
 	}
 	for _, r := range summaryRows(good) {
-		want := statusMet
-		if strings.HasPrefix(r.figure, "initial scan") {
-			want = statusNotMeasured // no bench phase yet
-		}
-		if r.status != want {
-			t.Errorf("%q: status %q, want %q (measured %s)", r.figure, r.status, want, r.measured)
+		if r.status != statusMet {
+			t.Errorf("%q: status %q, want %q (measured %s)", r.figure, r.status, statusMet, r.measured)
 		}
 	}
 	if r := rowByFigure(t, summaryRows(good), "end to end"); r.ratio != "0.20x consume, 0.15x append" || r.measured != "300k events/s" {
@@ -55,10 +52,17 @@ func TestSummaryVerdicts(t *testing.T) {
 		"ingest":                             func(f *benchFigures) { f.ingest = 199_000 },
 		"resolved-to-visible p99, live feed": func(f *benchFigures) { f.liveP99 = time.Second + time.Millisecond },
 		"PostgreSQL window apply":            func(f *benchFigures) { f.pgApply = 149_000 },
+		"initial scan, 5M rows":              func(f *benchFigures) { f.scan.failure = "highwater run (scan): exit status 1" },
+		"scan buffer size peak":              func(f *benchFigures) { f.scan.peakBuffer = f.scan.budget*6/5 + 1 },
+		"scan buffer disk peak":              func(f *benchFigures) { f.scan.peakDisk = f.scan.budget*6/5 + 1 },
+		"peak RSS of the scan":               func(f *benchFigures) { f.scan.hwm = 512*mib + 1 },
+		"mirror equals the source":           func(f *benchFigures) { f.scan.mirrorOK = false },
 	} {
 		f := good
 		h := *good.hard
 		f.hard = &h
+		sc := *good.scan
+		f.scan = &sc
 		spoil(&f)
 		if r := rowByFigure(t, summaryRows(f), prefix); r.status != statusNotMet {
 			t.Errorf("%q spoiled: status %q, want %q (measured %s)", prefix, r.status, statusNotMet, r.measured)
@@ -67,7 +71,7 @@ func TestSummaryVerdicts(t *testing.T) {
 
 	// A figure not measured says so, and is neither met nor not met.
 	empty := summaryRows(benchFigures{events: 1_000_000})
-	for _, prefix := range []string{"end to end", "peak RSS of that run", "same feed under a hard", "unresolved events buffered", "resolved-to-visible", "PostgreSQL"} {
+	for _, prefix := range []string{"end to end", "peak RSS of that run", "same feed under a hard", "unresolved events buffered", "resolved-to-visible", "PostgreSQL", "initial scan larger than --buffer-budget"} {
 		if r := rowByFigure(t, empty, prefix); r.status != statusNotMeasured {
 			t.Errorf("%q with nothing measured: status %q", prefix, r.status)
 		}
@@ -140,5 +144,64 @@ func TestCount(t *testing.T) {
 		if got := count(n); got != want {
 			t.Errorf("count(%d) = %q, want %q", n, got, want)
 		}
+	}
+}
+
+// goodScan is an initial scan phase that meets every target.
+func goodScan() *scanFigures {
+	const mib = 1 << 20
+	return &scanFigures{
+		rows: 5_000_000, budget: 256 * mib, scanBytes: 1300 * mib, rawConsume: 1_500_000, took: 100 * time.Second,
+		peakBuffer: 256 * mib * 6 / 5, peakDisk: 140 * mib, hwm: 512 * mib, earlyGroups: 5,
+		compared: true, mirrorOK: true, mirror: "5M rows, checksum equal; checkpoints at the end",
+	}
+}
+
+func TestSummaryInitialScan(t *testing.T) {
+	rows := scanRows(goodScan())
+	if len(rows) != 5 {
+		t.Fatalf("%d rows for the scan: %+v", len(rows), rows)
+	}
+	if r := rows[0]; r.figure != "initial scan, 5M rows, --buffer-budget 256 MiB" || r.measured != "1m40s, 50k rows/s, 5 groups early" ||
+		r.ratio != "0.03x raw consume" || r.status != statusMet {
+		t.Errorf("scan row: %+v", r)
+	}
+	if r := rowByFigure(t, rows, "scan buffer size peak"); r.measured != "307 MiB" || r.ratio != "1.20x the budget" {
+		t.Errorf("buffer peak row: %+v", r)
+	}
+
+	// A scan that did not complete is not met, and its mirror was not
+	// compared; what was sampled until it failed is still judged.
+	failed := goodScan()
+	failed.failure, failed.compared, failed.mirrorOK = "highwater run (scan): signal: killed", false, false
+	rows = scanRows(failed)
+	if r := rows[0]; r.status != statusNotMet || !strings.Contains(r.measured, "failed after 1m40s: highwater run (scan): signal: killed") || r.ratio != "" {
+		t.Errorf("failed scan: %+v", r)
+	}
+	if r := rowByFigure(t, rows, "mirror equals"); r.status != statusNotMeasured {
+		t.Errorf("mirror of a failed scan: %+v", r)
+	}
+	if r := rowByFigure(t, rows, "scan buffer size peak"); r.status != statusMet {
+		t.Errorf("buffer peak of a failed scan: %+v", r)
+	}
+	nothing := goodScan()
+	nothing.failure, nothing.peakBuffer, nothing.peakDisk, nothing.hwm = "could not start", 0, 0, 0
+	for _, r := range scanRows(nothing)[1:] {
+		if r.status != statusNotMeasured {
+			t.Errorf("%q with nothing sampled: %+v", r.figure, r)
+		}
+	}
+
+	// A scan smaller than the target's, or one that fits its budget, is
+	// said to be one.
+	small := goodScan()
+	small.rows = 2_000_000
+	if r := scanRows(small)[0]; r.status != statusMet+" (scan < 5M)" || !strings.Contains(r.figure, "2M rows") {
+		t.Errorf("small scan: %+v", r)
+	}
+	fits := goodScan()
+	fits.scanBytes = fits.budget
+	if r := scanRows(fits)[0]; r.status != statusMet+" (scan <= budget)" {
+		t.Errorf("scan within its budget: %+v", r)
 	}
 }
