@@ -146,6 +146,7 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 		if hard > 0 {
 			fig.hard = runHardLimited(ctx, self, stack, benchSpec{name: "hardlimit", topics: topics, logLevel: *logLevel, stopAt: final}, work, hard, stdout)
 		}
+		dropTopics(ctx, stack, topics, stdout)
 
 		if *unresolved > 0 {
 			// 6. Memory with millions of unresolved events buffered.
@@ -170,6 +171,7 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintf(stdout, "    %d events buffered: buffer on disk %.1f MiB (apparent size %.1f MiB), ingest %.0f events/s\n",
 				mem.buffered, float64(mem.peakDisk)/(1<<20), float64(mem.peakApparent)/(1<<20), fig.ingest)
 			mem.printMemory(stdout)
+			dropTopics(ctx, stack, topics, stdout)
 		}
 
 		if *live > 0 {
@@ -183,6 +185,7 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 			fmt.Fprintf(stdout, "  live feed: %.0f events/s for %s (%d events), resolved every second\n", fig.liveRate, feed.took.Round(time.Second), feed.produced)
 			fmt.Fprintf(stdout, "    resolved-to-visible      p50 %s  p99 %s  (%d windows)\n", lr.p50, lr.p99, lr.windows)
 			lr.printMemory(stdout)
+			dropTopics(ctx, stack, feed.sim.Topics(), stdout)
 		}
 		if *scanRows > 0 && scanBud > 0 {
 			// 8. An initial scan bigger than the buffer's budget.
