@@ -45,6 +45,21 @@ func newBenchCmd(stdout, stderr io.Writer) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "bench",
 		Short: "Measure the pipeline end to end (make bench)",
+		Long: `Measure the pipeline end to end (make bench), each phase with ` + "`highwater run`" + ` as
+its own process fed by an in-process broker, then print one screen of
+issue 12's targets (measured, ratio to the raw rates of the same run, met or
+not; docs/BENCHMARKS.md). The phases, each skipped by its flag at 0:
+  throughput   --events over --keys into DuckDB, raw consume and append rates
+  hard limit   the same feed inside a memory cgroup of --hard-limit
+  memory       --unresolved events buffered without a resolved timestamp
+  live         a real-time feed of --live-rate events/s for --live
+  initial scan --scan-rows rows scanned at one HLC, applied with
+               --buffer-budget --scan-budget: completes, buffer and disk
+               within 1.2x the budget, VmHWM, groups applied early, and the
+               mirror compared with the simulator's oracle
+Issue 12's initial scan target alone (the bench holds the scan in memory:
+~6 GB at 2M rows, more at 5M):
+  highwater bench --events 100000 --unresolved 0 --live 0 --hard-limit 0 --scan-rows 5000000`,
 		Args:  noArgs,
 	}
 	fs := cmd.Flags()
