@@ -57,10 +57,10 @@ not; docs/BENCHMARKS.md). The phases, each skipped by its flag at 0:
                --buffer-budget --scan-budget: completes, buffer and disk
                within 1.2x the budget, VmHWM, groups applied early, and the
                mirror compared with the simulator's oracle
-Issue 12's initial scan target alone (the bench holds the scan in memory:
-~6 GB at 2M rows, more at 5M):
+Issue 12's initial scan target alone (the bench holds the scan in its own
+memory, ~9.5 GB at 5M rows: run it alone; ~7 minutes):
   highwater bench --events 100000 --unresolved 0 --live 0 --hard-limit 0 --scan-rows 5000000`,
-		Args:  noArgs,
+		Args: noArgs,
 	}
 	fs := cmd.Flags()
 	events := fs.Int("events", 1_000_000, "row events of the throughput feed")
