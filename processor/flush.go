@@ -175,6 +175,10 @@ func (p *Processor) applied(f hlc.Timestamp, owned []*partState, res flushResult
 	p.stats.deadApply.Add(int64(len(res.poison.dead)))
 	p.stats.skipped.Add(res.poison.skipped)
 	p.stats.windows.Add(1)
+	// Publish the partitions' new applied position before the frontier, so
+	// that a scrape that sees the frontier also sees every partition's
+	// applied lag (the poll loop would publish it only after this returns).
+	p.publishPartitions()
 	p.storeFrontier(f)
 	p.stats.lastFlush.Store(int64(res.took))
 	p.observeWindow(f, res.took, res.rows)
