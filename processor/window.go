@@ -20,8 +20,27 @@ import (
 // iteration would walk every tombstone the earlier windows' trims left below
 // the window.
 // Poison events are handled by Config.OnError (poisonApply) into poison.
+//
+// The pass runs beside a write stage (pipeline.go) that makes the Tx.Write
+// calls, so that decoding and the sink's staging use both cores.
 func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer.Partition, f hlc.Timestamp, poison *windowPoison) (int, error) {
-	w := &windowWriter{ctx: ctx, tx: tx, batch: p.cfg.FlushBatch, maxBytes: p.cfg.FlushBytes, pending: make(map[string]*pendingTable)}
+	stage, sctx := startWriteStage(ctx, tx)
+	rows, err := p.passWindow(sctx, stage, parts, f, poison)
+	// The stage's failure is the cause of the pass's (it cancels the pass).
+	if serr := stage.close(); serr != nil {
+		err = serr
+	}
+	if err != nil {
+		return 0, fmt.Errorf("write window through %s: %w", f, err)
+	}
+	return rows, nil
+}
+
+// passWindow is the window pass of writeWindow, handing its batches to
+// stage.
+func (p *Processor) passWindow(ctx context.Context, stage *writeStage, parts []buffer.Partition, f hlc.Timestamp, poison *windowPoison) (int, error) {
+	w := &windowWriter{ctx: ctx, tx: stage.tx, stage: stage, batch: max(p.cfg.FlushBatch/pipelineSplit, 1),
+		maxBytes: p.cfg.FlushBytes / pipelineSplit, pending: make(map[string]*pendingTable)}
 	apply := func(bp buffer.Partition, ev buffer.Event) error {
 		ev, hdrs, err := splitEvent(ev) // headers.go
 		var row schemas.Row
@@ -61,10 +80,7 @@ func (p *Processor) writeWindow(ctx context.Context, tx sinks.Tx, parts []buffer
 	if err == nil {
 		err = w.flushAll()
 	}
-	if err != nil {
-		return 0, fmt.Errorf("write window through %s: %w", f, err)
-	}
-	return w.rows, nil
+	return w.rows, err
 }
 
 // newestVersionsBytes bounds the memory newestVersions holds: with 100k
@@ -147,8 +163,11 @@ func (nv *newestVersions) drain(fn func(buffer.Partition, buffer.Event) error) e
 // tables (maxBytes): a window of huge rows is written out in smaller
 // batches instead of held in memory.
 type windowWriter struct {
-	ctx      context.Context
-	tx       sinks.Tx
+	ctx context.Context
+	tx  sinks.Tx
+	// stage, if set, writes the batches to tx in its own goroutine
+	// (pipeline.go); it owns a batch once it is sent.
+	stage    *writeStage
 	batch    int
 	maxBytes int
 	bytes    int // queued, over all tables (rowBytes)
@@ -214,12 +233,19 @@ func (w *windowWriter) flush(pt *pendingTable) error {
 	if len(pt.changes) == 0 {
 		return nil
 	}
-	if err := w.tx.Write(w.ctx, pt.table, pt.changes); err != nil {
-		return fmt.Errorf("write %d changes to %q: %w", len(pt.changes), pt.table.Name, err)
-	}
 	w.rows += len(pt.changes)
-	clear(pt.changes)
-	pt.changes = pt.changes[:0]
+	if w.stage != nil {
+		if err := w.stage.send(w.ctx, pt.table, pt.changes); err != nil {
+			return err
+		}
+		pt.changes = w.stage.spare(w.batch)
+	} else {
+		if err := w.tx.Write(w.ctx, pt.table, pt.changes); err != nil {
+			return fmt.Errorf("write %d changes to %q: %w", len(pt.changes), pt.table.Name, err)
+		}
+		clear(pt.changes)
+		pt.changes = pt.changes[:0]
+	}
 	w.bytes -= pt.bytes
 	pt.bytes = 0
 	return nil
