@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sort"
+	"sync/atomic"
 
 	"github.com/highwater-dev/highwater/buffer"
 	"github.com/highwater-dev/highwater/hlc"
@@ -63,7 +64,8 @@ func (p *Processor) passWindow(ctx context.Context, stage *writeStage, parts []b
 	if p.cfg.Changelog {
 		err = p.cfg.Buffer.Scan(ctx, parts, f, buffer.ScanOptions{}, apply)
 	} else {
-		nv := newNewestVersions(newestVersionsBytes)
+		nv := p.versions.newestVersions()
+		defer p.versions.note(nv)
 		err = p.cfg.Buffer.Scan(ctx, parts, f, buffer.ScanOptions{}, func(bp buffer.Partition, ev buffer.Event) error {
 			if nv.keep(bp, ev) {
 				// Bounded memory: write what is kept so far. A key seen
@@ -100,6 +102,9 @@ type newestVersions struct {
 	slots []versionSlot
 	arena []byte
 	ident []byte
+	// peakKeys and peakBytes are the most slots and arena bytes held
+	// before a drain (versionsHint).
+	peakKeys, peakBytes int
 }
 
 type versionSlot struct {
@@ -114,6 +119,31 @@ type versionSlot struct {
 
 func newNewestVersions(limit int) *newestVersions {
 	return &newestVersions{limit: limit, index: make(map[string]int)}
+}
+
+// versionsHint remembers how many keys and arena bytes the last window's
+// newestVersions held, so that the next one starts at that size instead of
+// growing its map, slots and arena by doubling (a third of the window
+// pass's dedup time on a backlog). Nothing is kept between windows but
+// the two numbers.
+type versionsHint struct {
+	keys, bytes atomic.Int64
+}
+
+// newestVersions returns a newestVersions presized for a window like the
+// last one (up to the memory bound).
+func (h *versionsHint) newestVersions() *newestVersions {
+	keys, bytes := int(h.keys.Load()), min(int(h.bytes.Load()), newestVersionsBytes)
+	// A little room: windows of a steady feed differ by a few percent.
+	keys, bytes = keys+keys/8, bytes+bytes/8
+	return &newestVersions{limit: newestVersionsBytes, index: make(map[string]int, keys),
+		slots: make([]versionSlot, 0, keys), arena: make([]byte, 0, bytes)}
+}
+
+// note records the most nv held (its arena is reused across drains).
+func (h *versionsHint) note(nv *newestVersions) {
+	h.keys.Store(int64(max(len(nv.index), nv.peakKeys)))
+	h.bytes.Store(int64(max(len(nv.arena), nv.peakBytes)))
 }
 
 // keep records ev as its key's newest version so far and reports whether
@@ -152,6 +182,7 @@ func (nv *newestVersions) drain(fn func(buffer.Partition, buffer.Event) error) e
 			return err
 		}
 	}
+	nv.peakKeys, nv.peakBytes = max(nv.peakKeys, len(nv.slots)), max(nv.peakBytes, len(nv.arena))
 	clear(nv.index)
 	nv.slots = nv.slots[:0]
 	nv.arena = nv.arena[:0]
