@@ -1,8 +1,10 @@
 package processor
 
 import (
+	"bytes"
 	"context"
 	"fmt"
+	"hash/maphash"
 	"sort"
 	"sync/atomic"
 
@@ -94,11 +96,14 @@ const newestVersionsBytes = 32 << 20
 // newestVersions keeps the newest version of each (table, key) of a window
 // read in ascending (Updated, Table, Key) order: a later version of a key
 // replaces the earlier one in place. Keys and values are copied into one
-// arena, so a window costs one map entry and no allocation per key beyond
-// the map's.
+// arena, and the slots are found through an open-addressing table of slot
+// numbers keyed by a hash of (table, key): a window costs no allocation
+// per key, and a key one hash and one probe sequence (a Go map cost a
+// string per key and a second hash for each new one).
 type newestVersions struct {
-	limit int            // arena bytes at which keep asks for a drain
-	index map[string]int // table NUL key -> slot
+	limit int // arena bytes at which keep asks for a drain
+	seed  maphash.Seed
+	index []int32 // slot number + 1 at hash & (len-1), 0 if free; len a power of two
 	slots []versionSlot
 	arena []byte
 	ident []byte
@@ -112,13 +117,25 @@ type versionSlot struct {
 	table   string
 	updated hlc.Timestamp
 	offset  int64
+	hash    uint64
 	k0, k1  int // key: arena[k0:k1]
 	v0, v1  int // value: arena[v0:v1]
 	vcap    int // room for the value at v0 (a longer one is appended)
 }
 
 func newNewestVersions(limit int) *newestVersions {
-	return &newestVersions{limit: limit, index: make(map[string]int)}
+	return newNewestVersionsSized(limit, 0, 0)
+}
+
+// newNewestVersionsSized returns a newestVersions with room for keys
+// slots and bytes of arena.
+func newNewestVersionsSized(limit, keys, bytes int) *newestVersions {
+	n := 16
+	for n < 2*keys {
+		n <<= 1
+	}
+	return &newestVersions{limit: limit, seed: maphash.MakeSeed(), index: make([]int32, n),
+		slots: make([]versionSlot, 0, keys), arena: make([]byte, 0, bytes)}
 }
 
 // versionsHint remembers how many keys and arena bytes the last window's
@@ -135,14 +152,12 @@ type versionsHint struct {
 func (h *versionsHint) newestVersions() *newestVersions {
 	keys, bytes := int(h.keys.Load()), min(int(h.bytes.Load()), newestVersionsBytes)
 	// A little room: windows of a steady feed differ by a few percent.
-	keys, bytes = keys+keys/8, bytes+bytes/8
-	return &newestVersions{limit: newestVersionsBytes, index: make(map[string]int, keys),
-		slots: make([]versionSlot, 0, keys), arena: make([]byte, 0, bytes)}
+	return newNewestVersionsSized(newestVersionsBytes, keys+keys/8, bytes+bytes/8)
 }
 
 // note records the most nv held (its arena is reused across drains).
 func (h *versionsHint) note(nv *newestVersions) {
-	h.keys.Store(int64(max(len(nv.index), nv.peakKeys)))
+	h.keys.Store(int64(max(len(nv.slots), nv.peakKeys)))
 	h.bytes.Store(int64(max(len(nv.arena), nv.peakBytes)))
 }
 
@@ -150,8 +165,14 @@ func (h *versionsHint) note(nv *newestVersions) {
 // the memory bound is reached.
 func (nv *newestVersions) keep(bp buffer.Partition, ev buffer.Event) bool {
 	nv.ident = append(append(append(nv.ident[:0], ev.Table...), 0), ev.Key...)
-	if i, ok := nv.index[string(nv.ident)]; ok {
-		sl := &nv.slots[i]
+	hash := maphash.Bytes(nv.seed, nv.ident)
+	mask := len(nv.index) - 1
+	j := int(hash) & mask
+	for ; nv.index[j] != 0; j = (j + 1) & mask {
+		sl := &nv.slots[nv.index[j]-1]
+		if sl.hash != hash || sl.table != ev.Table || !bytes.Equal(nv.arena[sl.k0:sl.k1], ev.Key) {
+			continue
+		}
 		sl.part, sl.updated, sl.offset = bp, ev.Updated, ev.Offset
 		if len(ev.Value) <= sl.vcap {
 			sl.v1 = sl.v0 + copy(nv.arena[sl.v0:sl.v0+sl.vcap], ev.Value)
@@ -162,14 +183,30 @@ func (nv *newestVersions) keep(bp buffer.Partition, ev buffer.Event) bool {
 		}
 		return len(nv.arena) >= nv.limit
 	}
-	sl := versionSlot{part: bp, table: ev.Table, updated: ev.Updated, offset: ev.Offset, k0: len(nv.arena)}
+	sl := versionSlot{part: bp, table: ev.Table, updated: ev.Updated, offset: ev.Offset, hash: hash, k0: len(nv.arena)}
 	nv.arena = append(nv.arena, ev.Key...)
 	sl.k1, sl.v0 = len(nv.arena), len(nv.arena)
 	nv.arena = append(nv.arena, ev.Value...)
 	sl.v1, sl.vcap = len(nv.arena), len(ev.Value)
-	nv.index[string(nv.ident)] = len(nv.slots)
 	nv.slots = append(nv.slots, sl)
+	nv.index[j] = int32(len(nv.slots))
+	if 2*len(nv.slots) > len(nv.index) {
+		nv.grow()
+	}
 	return len(nv.arena) >= nv.limit
+}
+
+// grow doubles the index, keeping it at most half full.
+func (nv *newestVersions) grow() {
+	nv.index = make([]int32, 2*len(nv.index))
+	mask := len(nv.index) - 1
+	for i := range nv.slots {
+		j := int(nv.slots[i].hash) & mask
+		for nv.index[j] != 0 {
+			j = (j + 1) & mask
+		}
+		nv.index[j] = int32(i + 1)
+	}
 }
 
 // drain passes every kept version to fn and forgets them.
@@ -184,6 +221,7 @@ func (nv *newestVersions) drain(fn func(buffer.Partition, buffer.Event) error) e
 	}
 	nv.peakKeys, nv.peakBytes = max(nv.peakKeys, len(nv.slots)), max(nv.peakBytes, len(nv.arena))
 	clear(nv.index)
+	clear(nv.slots) // their tables' names
 	nv.slots = nv.slots[:0]
 	nv.arena = nv.arena[:0]
 	return nil
