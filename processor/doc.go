@@ -44,8 +44,11 @@
 //     up to the frontier, decoded into rows (Decoder.DecodeRow), reduced to
 //     the newest version per key unless the writer keeps a changelog
 //     (newestVersions), queued per table and handed to the sinks.Tx in
-//     batches (windowWriter). The warehouse writers are in package sinks
-//     and below it (sinks/duckdb, sinks/postgres, sinks/files).
+//     batches (windowWriter).
+//   - pipeline.go: a window's Tx.Write calls run in a goroutine of their
+//     own (writeStage) while the window pass decodes the next batch. The
+//     warehouse writers are in package sinks and below it (sinks/duckdb,
+//     sinks/postgres, sinks/files).
 //   - headers.go: with Config.HeadersJSONColumn, a record's Kafka headers
 //     ride with its value through the buffer and become that JSONB column
 //     of the decoded row again (headers_json_column_name).

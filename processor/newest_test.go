@@ -112,3 +112,46 @@ func TestNewestVersionsBoundedMemory(t *testing.T) {
 		}
 	}
 }
+
+// TestNewestVersionsManyKeys checks the index past its growth and with
+// colliding probe sequences: 20,000 keys in two tables (the same key bytes
+// in both), each written up to three times, over two windows of a reused
+// size hint; every drain yields each (table, key) once, with its last
+// value, as a map would.
+func TestNewestVersionsManyKeys(t *testing.T) {
+	var hint versionsHint
+	for window := range 2 {
+		nv := hint.newestVersions()
+		want := map[string]string{}
+		for i := range 30000 {
+			table := []string{"a", "b"}[i%2]
+			key := fmt.Sprintf("k%d", (i/2*7919)%10000)
+			value := fmt.Sprintf("w%d-v%d", window, i)
+			want[table+"/"+key] = value
+			nv.keep(buffer.Partition{Topic: "t"}, buffer.Event{Updated: h(int64(i + 1)), Table: table, Key: []byte(key), Offset: int64(i), Value: []byte(value)})
+		}
+		got := map[string]string{}
+		if err := nv.drain(func(_ buffer.Partition, ev buffer.Event) error {
+			id := ev.Table + "/" + string(ev.Key)
+			if _, dup := got[id]; dup {
+				t.Fatalf("window %d: %s drained twice", window, id)
+			}
+			got[id] = string(ev.Value)
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		hint.note(nv)
+		if len(got) != len(want) {
+			t.Fatalf("window %d: %d versions drained, want %d", window, len(got), len(want))
+		}
+		for id, v := range want {
+			if got[id] != v {
+				t.Fatalf("window %d: %s = %q, want %q", window, id, got[id], v)
+			}
+		}
+	}
+	if hint.keys.Load() != 20000 {
+		t.Fatalf("size hint %d keys, want 20000", hint.keys.Load())
+	}
+}

@@ -194,6 +194,8 @@ type Processor struct {
 	attempt  int
 	retryAt  time.Time
 	flushErr error
+	// versions sizes a window's newestVersions after the last (window.go).
+	versions versionsHint
 	// toCommit are the checkpoints of applied windows whose advisory Kafka
 	// offsets the poll loop commits once it has released mu.
 	toCommit []sinks.Checkpoint

@@ -80,6 +80,8 @@ type Writer interface {
 
 // Tx is one window's warehouse transaction. Nothing it writes is visible
 // before Commit; after a failed Commit or a Rollback nothing of it is.
+// It is used by one goroutine at a time, not always the same one (the
+// processor makes a window's Write calls from a goroutine of their own).
 type Tx interface {
 	// Write adds changes of one table version. Changes may come in any
 	// order, within a call and across calls: the writer orders them by

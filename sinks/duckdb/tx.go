@@ -7,7 +7,6 @@ import (
 	"database/sql/driver"
 	"errors"
 	"fmt"
-	"math/big"
 	"slices"
 	"strconv"
 	"strings"
@@ -100,15 +99,11 @@ type segment struct {
 	isKey   []bool
 	app     *duck.Appender
 	row     []driver.Value
-	hlc     big.Int
-	logical big.Int
 	rows    int
 	// nonFinite counts, per column, NaN/Infinity decimals stored as NULL
 	// during the current Write.
 	nonFinite []int
 }
-
-var tenPow10 = big.NewInt(10_000_000_000)
 
 // Write stages changes of one table version.
 func (tx *Tx) Write(ctx context.Context, table *model.Table, changes []sinks.Change) error {
@@ -172,14 +167,10 @@ func (tx *Tx) stage(seg *segment, changes []sinks.Change) error {
 			seg.nonFinite[i] += nf
 			seg.row[i] = cv
 		}
-		// The Appender converts the value at once, so one big.Int per
-		// segment serves every row.
-		seg.hlc.SetInt64(ch.Updated.WallTime)
-		seg.hlc.Mul(&seg.hlc, tenPow10)
-		seg.logical.SetInt64(int64(ch.Updated.Logical))
-		seg.hlc.Add(&seg.hlc, &seg.logical)
-		seg.row[n] = duck.Decimal{Width: 38, Scale: 10, Value: &seg.hlc}
-		seg.row[n+1] = ch.Op.String()
+		// Staged as two integers (stagedColumns): the Appender's DECIMAL
+		// and VARCHAR paths cost a big.Int division and a cgo call a row.
+		seg.row[n] = ch.Updated.WallTime
+		seg.row[n+1] = int64(ch.Updated.Logical)<<2 | int64(ch.Op)
 		tx.seq++
 		seg.row[n+2] = tx.seq
 		if err := seg.app.AppendRow(seg.row...); err != nil {
@@ -308,7 +299,7 @@ func (tx *Tx) segment(ctx context.Context, ts *tableState, table *model.Table) (
 		defs = append(defs, sqlident.Quote(c.Name)+" "+st)
 		seg.convs[i] = newConverter(c.Type)
 	}
-	defs = append(defs, sqlident.Quote(sinks.UpdatedColumn)+" DECIMAL(38,10)", sqlident.Quote(sinks.OpColumn)+" VARCHAR", sqlident.Quote(seqColumn)+" BIGINT")
+	defs = append(defs, sqlident.Quote(sinks.UpdatedColumn)+" BIGINT", sqlident.Quote(sinks.OpColumn)+" BIGINT", sqlident.Quote(seqColumn)+" BIGINT")
 	if _, err := tx.conn.ExecContext(ctx, `CREATE TEMP TABLE `+sqlident.Quote(seg.name)+` (`+strings.Join(defs, ", ")+`)`); err != nil {
 		return nil, fmt.Errorf("table %q: create staging table: %w", table.Name, err)
 	}
@@ -681,17 +672,31 @@ func (tx *Tx) evolve(ctx context.Context, ts *tableState) error {
 
 // source is the window's staged rows of a table: one staging table, or
 // several (one per version) combined by column name, a version's missing
-// columns NULL.
+// columns NULL; with _hw_updated and _hw_op as the warehouse has them
+// (stagedColumns).
 func (ts *tableState) source() string {
-	if len(ts.segments) == 1 {
-		return stageRef(ts.segments[0].name)
-	}
 	parts := make([]string, len(ts.segments))
 	for i, s := range ts.segments {
-		parts[i] = `SELECT * FROM ` + stageRef(s.name)
+		parts[i] = `SELECT * REPLACE (` + stagedColumns + `) FROM ` + stageRef(s.name)
 	}
 	return `(` + strings.Join(parts, ` UNION ALL BY NAME `) + `)`
 }
+
+// stagedColumns turns the staged integers back into _hw_updated, the HLC
+// as DECIMAL(38,10) (wall time, then the logical counter as ten decimal
+// places: exact, as a DECIMAL(10,0) times 10^-10 is a DECIMAL(21,10)),
+// and _hw_op, the operation's name. A staging table holds the HLC's wall
+// time in _hw_updated and the logical counter shifted left by 2 with the
+// sinks.Op in the low bits in _hw_op.
+var stagedColumns = func() string {
+	u, op := sqlident.Quote(sinks.UpdatedColumn), sqlident.Quote(sinks.OpColumn)
+	names := make([]string, 0, 4)
+	for o := sinks.OpUpsert; o <= sinks.OpDelete; o++ {
+		names = append(names, fmt.Sprintf(`WHEN %d THEN '%s'`, o, o))
+	}
+	return `CAST(` + u + ` AS DECIMAL(38,10)) + CAST(` + op + ` >> 2 AS DECIMAL(10,0)) * CAST(0.0000000001 AS DECIMAL(11,10)) AS ` + u +
+		`, CASE ` + op + ` & 3 ` + strings.Join(names, " ") + ` END AS ` + op
+}()
 
 // merge applies the newest staged version of every key to the mirror,
 // unless the mirror holds a newer one. Columns the window's versions lack
