@@ -324,6 +324,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	s.bg.Add(1)
 	go s.background()
+	if !opts.InMemory {
+		s.startPageout(opts.Dir)
+	}
 	return s, nil
 }
 
