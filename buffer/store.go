@@ -89,19 +89,28 @@ type Usage struct {
 // machine shared with the decoder and the warehouse, so each knob below is
 // set deliberately.
 const (
-	// memTableSize: a 16 MB memtable absorbs about 60k events of ~250
+	// memTableSize: a 12 MB memtable absorbs about 45k events of ~250
 	// bytes (event plus index share), so L0 flushes happen a few times a
 	// second at full speed. Badger's cost in memory scales with it: the
 	// arena is allocated in full up front, and each flush builds its L0
-	// table in pooled buffers of up to a few times its size. Measured with
-	// 2M buffered events: 32 MB gave a 750 MB peak Go heap, 16 MB 450-500
-	// MB, 8 MB 290 MB at a third less write throughput.
-	memTableSize = 16 << 20
+	// table in an allocator from Badger's pool of eight (ristretto's
+	// z.AllocatorPool), which keeps the buffers the allocator grew when it
+	// is returned and hands it to the next flush or compaction. An
+	// allocator starts at twice BaseTableSize (4 MB) and doubles: 4+8+16 =
+	// 28 MB hold a 12 MB memtable's table (its blocks plus a
+	// worst-case-sized compressed copy of each), a 16 MB memtable's needs
+	// a fourth buffer of 32 MB, so every pooled allocator that once built
+	// an L0 table held 60 MB (4M unresolved events: anonymous memory 350
+	// -> 285 MiB, CPU per event no worse). Measured earlier with 2M
+	// buffered events: 32 MB gave a 750 MB peak Go heap, 16 MB 450-500 MB,
+	// 8 MB 290 MB at a third less write throughput.
+	memTableSize = 12 << 20
 	// numMemtables: one being written plus one being flushed. More only
-	// helps bursts that outrun L0 flushing, and each costs ~20 MB.
+	// helps bursts that outrun L0 flushing, and each costs ~15 MB.
 	numMemtables = 2
 	// numLevelZeroTables: L0 is compacted into L1 once it holds 12 tables
-	// (~190 MB; Badger's default is 5, this store used 4). Buffered events
+	// (~145 MB of memtables; ~190 MB when this was measured with 16 MB
+	// memtables; Badger's default is 5, this store used 4). Buffered events
 	// are short-lived: an event is trimmed (a tombstone written) within a
 	// window or two. With a deep L0 most events meet their tombstone while
 	// both are still in L0, and the L0->L1 compaction drops the pair
@@ -112,7 +121,7 @@ const (
 	// the window scan and the duplicate lookup (bloom filters) barely
 	// notice.
 	numLevelZeroTables = 12
-	// numLevelZeroTablesStall: writers stall at 30 L0 tables (~480 MB),
+	// numLevelZeroTablesStall: writers stall at 30 L0 tables (~360 MB),
 	// far above numLevelZeroTables, so that compaction falling behind slows
 	// ingest only in a long burst.
 	numLevelZeroTablesStall = 30
@@ -324,6 +333,9 @@ func Open(opts Options) (*Store, error) {
 	}
 	s.bg.Add(1)
 	go s.background()
+	if !opts.InMemory {
+		s.startPageout(opts.Dir)
+	}
 	return s, nil
 }
 

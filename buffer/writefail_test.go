@@ -61,7 +61,7 @@ func TestWriteFailingAfterAPartialCommitFailsTheStore(t *testing.T) {
 	corruptEvent(t, s, pA, bad)
 
 	// 4000 events of ~900 bytes (below the value threshold, so in the LSM
-	// tree) exceed Badger's batch size for 16 MB memtables (15%, 2.4 MB):
+	// tree) exceed Badger's batch size for 12 MB memtables (15%, 1.8 MB):
 	// WriteBatch commits a chunk before the loop reaches bad.
 	b := s.NewBatch()
 	const n = 4000
