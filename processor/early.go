@@ -198,6 +198,9 @@ func (p *Processor) maybeApplyEarly(ctx context.Context) {
 // an initial scan bigger than the budget: its resolved timestamp closes a
 // window holding the rest of the scan. The caller holds p.mu.
 func (p *Processor) maybeSplitWindow(ctx context.Context, owned []*partState, f hlc.Timestamp) bool {
+	if p.uncertain != nil {
+		return false // the window whose commit is uncertain is retried first (fence.go)
+	}
 	buf := p.cfg.Buffer
 	budget := buf.Budget()
 	// Usage first: it is a counter, while LowestAbove seeks in Badger
