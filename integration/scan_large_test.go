@@ -25,7 +25,9 @@ import (
 // HIGHWATER_SCAN_MEMORY_LIMIT (`--memory-limit`), HIGHWATER_SCAN_CGROUP
 // (the directory of an existing memory cgroup, v1 or v2, whose hard limit
 // plays the container's: the process runs inside it) and
-// HIGHWATER_SCAN_LOG (a file for the process's whole log). `highwater
+// HIGHWATER_SCAN_LOG (a file for the process's whole log) and
+// HIGHWATER_SCAN_SINK_OPTIONS (appended to the duckdb:// URL, e.g.
+// "?memory_limit=32MiB"). `highwater
 // run` applies the scan into DuckDB as its own process; the test samples
 // the buffer's own size (highwater_buffer_bytes), its directory's disk use
 // and the process's anonymous and file-backed resident memory, and reads
@@ -63,7 +65,7 @@ func TestInitialScanLarge(t *testing.T) {
 		"--registry", f.stack.RegistryURL(),
 		"--topics", strings.Join(f.sim.Topics(), ","),
 		"--group", "g-scan-large",
-		"--sink", "duckdb://"+wh,
+		"--sink", "duckdb://"+wh+os.Getenv("HIGHWATER_SCAN_SINK_OPTIONS"),
 		"--buffer-dir", bufDir,
 		"--buffer-budget", strconv.FormatInt(budget, 10),
 		"--metrics-addr", metricsAddr,
