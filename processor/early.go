@@ -25,7 +25,7 @@ import (
 //
 // So when the buffer is over its budget and no window can start, the
 // member applies the group of buffered events at the lowest HLC above the
-// applied frontier (the scan's rows) in a warehouse transaction of their
+// applied frontier (the scan's rows) in warehouse transactions of their
 // own, fenced like a window but with no checkpoint, and then removes
 // exactly those events from the buffer (buffer.TrimGroup). The watermark
 // and every checkpoint stay where they are; the mirror holds the scan's
