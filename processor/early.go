@@ -88,15 +88,6 @@ type EarlyChunker interface {
 	EarlyChunkBytes() int64
 }
 
-// EarlyCommitter is implemented by an EarlyApplier that has work to do
-// after each committed transaction of a group applied early, before the
-// next begins (DuckDB writes the committed rows to its database file, so
-// that they do not pile up in memory). A failure there is the writer's to
-// log: the transaction is committed either way.
-type EarlyCommitter interface {
-	AfterEarlyCommit(ctx context.Context)
-}
-
 // earlyChunkMax bounds the rows of one transaction of a group applied
 // early when neither the writer nor the budget asks for less: enough to
 // keep the cost per transaction (a MERGE meets the whole mirror) small
@@ -396,9 +387,6 @@ func (gw *groupWriter) commit() error {
 	gw.rows += gw.w.rows
 	gw.txs++
 	p.hook(WindowCommitted, gw.at)
-	if c, ok := p.cfg.Writer.(EarlyCommitter); ok {
-		c.AfterEarlyCommit(gw.ctx)
-	}
 	return nil
 }
 

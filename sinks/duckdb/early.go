@@ -5,8 +5,6 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
-
-	"go.uber.org/zap"
 )
 
 // AppliesEarly reports that the writer may be given row versions ahead of
@@ -43,24 +41,6 @@ func (w *Writer) EarlyChunkBytes() int64 {
 		return 0
 	}
 	return n / earlyChunkShare
-}
-
-// AfterEarlyCommit writes what a transaction of a group applied early
-// committed to the database file (CHECKPOINT; processor.EarlyCommitter).
-// DuckDB keeps committed rows in memory until a checkpoint, which it runs
-// by itself only once its WAL reaches checkpoint_threshold (16 MiB); the
-// rows of a group's transactions in a row then stay in memory beside the
-// next one's MERGE. Measured outside highwater with its statements: 100k-
-// row transactions into a table with a primary key fail from the second
-// on with a 48 MiB memory_limit ("could not allocate block"), and pass
-// with a CHECKPOINT after each (or checkpoint_threshold=4MiB), for ~15%
-// more CPU over a 5M-row scan in 100k-row transactions. A failed
-// checkpoint (another transaction in the way) only leaves the rows in
-// memory until the next: it is logged, not returned.
-func (w *Writer) AfterEarlyCommit(ctx context.Context) {
-	if _, err := w.db.ExecContext(ctx, `CHECKPOINT`); err != nil {
-		w.logger.Debug("checkpoint after a group's transaction failed", zap.Error(err))
-	}
 }
 
 // parseMemory parses a DuckDB memory setting as current_setting shows it
