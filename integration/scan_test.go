@@ -157,9 +157,10 @@ func TestInitialScanBiggerThanBudget(t *testing.T) {
 }
 
 // TestInitialScanKillNine kills `highwater run` with -9 while it applies a
-// scan bigger than its budget: first exactly between a group's commit and
-// the trim of its events from the buffer (frozen there by the test hook),
-// then at a random moment of the scan; every restart reuses the buffer.
+// scan bigger than its budget: first right after the second transaction of
+// a group commits (a group takes several, and stays buffered whole until
+// the last; frozen there by the test hook), then at a random moment of the
+// scan; every restart reuses the buffer.
 // No row is lost and no version is written twice.
 func TestInitialScanKillNine(t *testing.T) {
 	const rows, budget = 150_000, 8 << 20
@@ -190,7 +191,8 @@ func TestInitialScanKillNine(t *testing.T) {
 	}
 	defer db.Close()
 
-	// 1. Frozen right after the second group's commit, before its trim.
+	// 1. Frozen right after a group's second transaction commits, with the
+	// group still buffered.
 	cmd := exec.Command(binary, args()...)
 	cmd.Env = append(os.Environ(), "HIGHWATER_TEST_HOOK_SIGSTOP=committed:2")
 	stderr := &syncBuffer{}
@@ -215,14 +217,14 @@ func TestInitialScanKillNine(t *testing.T) {
 	}
 	applied := mirrorCount(t, db)
 	if applied == 0 {
-		t.Errorf("two groups are committed but the mirror is empty")
+		t.Errorf("two transactions of a group are committed but the mirror is empty")
 	}
 	if wm := watermark(t, db, "g-scan-kill"); wm != "0" && wm != "0.0000000000" {
 		t.Errorf("highwater_watermark moved to %s before the scan's resolved timestamp", wm)
 	}
 	_ = cmd.Process.Signal(syscall.SIGKILL)
 	<-done
-	t.Logf("killed between a group's commit and its trim, with %d scan rows in the mirror", applied)
+	t.Logf("killed after a group's second transaction, before its trim, with %d scan rows in the mirror", applied)
 
 	// 2. Restarted on the same buffer, killed at a random moment of the
 	// rest of the scan.

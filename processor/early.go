@@ -25,7 +25,7 @@ import (
 //
 // So when the buffer is over its budget and no window can start, the
 // member applies the group of buffered events at the lowest HLC above the
-// applied frontier (the scan's rows) in a warehouse transaction of their
+// applied frontier (the scan's rows) in warehouse transactions of their
 // own, fenced like a window but with no checkpoint, and then removes
 // exactly those events from the buffer (buffer.TrimGroup). The watermark
 // and every checkpoint stay where they are; the mirror holds the scan's
@@ -47,6 +47,24 @@ import (
 //     buffer, and a restart from the warehouse checkpoint reads them again
 //     and applies them again, idempotently.
 //
+// A group is written in transactions of at most earlyChunkBytes each
+// (groupWriter), not in one: the warehouse then needs memory for one
+// chunk, not for a group as big as the buffer's budget (DuckDB's share of
+// a 512 MiB --memory-limit is 102 MiB; a budget of 256 MiB holds ~1M scan
+// rows). A group needs no atomicity: its rows share one HLC (the scan's,
+// which no window has reached), carry no checkpoint, and are upserts the
+// writer applies idempotently, so a chunk committed before a crash or a
+// failure is one the group's next attempt, or its window, applies again
+// without effect. The watermark says nothing about them either way, and a
+// reader of the mirror already sees a group's rows ahead of it.
+//
+// The same holds for the end of a scan: when the scan's resolved
+// timestamp arrives, the window through it would hold the rest of the
+// scan, up to a budget's worth of rows, in one transaction. So before a
+// window starts, a group at its lowest HLC that is worth applying early
+// is applied early first, in chunks (maybeSplitWindow), and the window
+// that follows holds the rest.
+//
 // Only writers that implement EarlyApplier take groups early; the files
 // sink, whose objects are named per window, does not.
 
@@ -60,6 +78,42 @@ import (
 // does.
 type EarlyApplier interface {
 	AppliesEarly() bool
+}
+
+// EarlyChunker is implemented by an EarlyApplier that wants a group
+// applied in transactions smaller than earlyChunkMax: EarlyChunkBytes is
+// the most it takes in one (the sum of the rows' sizes as the processor
+// counts them, rowBytes), 0 for no preference.
+type EarlyChunker interface {
+	EarlyChunkBytes() int64
+}
+
+// earlyChunkMax bounds the rows of one transaction of a group applied
+// early when neither the writer nor the budget asks for less: enough to
+// keep the cost per transaction (a MERGE meets the whole mirror) small
+// next to its rows.
+const earlyChunkMax = 32 << 20
+
+// earlyChunkShare: a group's transaction holds at most 1/earlyChunkShare
+// of the buffer's budget. A group worth applying holds at least
+// 1/earlyMinShare of it, so every group is applied in several
+// transactions, at every budget alike: the small budgets of the tests
+// take the path that a 256 MiB budget needs.
+const earlyChunkShare = 8
+
+// earlyChunkBytes is the most rows (rowBytes) one transaction of a group
+// applied early holds.
+func (p *Processor) earlyChunkBytes() int64 {
+	limit := int64(earlyChunkMax)
+	if b := p.cfg.Buffer.Budget(); b > 0 {
+		limit = min(limit, max(b/earlyChunkShare, 1))
+	}
+	if c, ok := p.cfg.Writer.(EarlyChunker); ok {
+		if n := c.EarlyChunkBytes(); n > 0 {
+			limit = min(limit, n)
+		}
+	}
+	return limit
 }
 
 // earlyMinShare is the least part of the disk budget the lowest group must
@@ -85,6 +139,10 @@ const earlySmallWait = 2 * time.Second
 // earlyJob is a group being applied early.
 type earlyJob struct {
 	at hlc.Timestamp
+	// window is set for a group split out of the window about to start
+	// (maybeSplitWindow) rather than one applied because the buffer is
+	// over its budget.
+	window bool
 }
 
 // earlyInFlight reports whether a group is being applied early (or sized
@@ -127,6 +185,56 @@ func (p *Processor) maybeApplyEarly(ctx context.Context) {
 	if !found || at == p.earlyRefused {
 		return
 	}
+	p.startEarly(ctx, owned, at, false)
+}
+
+// maybeSplitWindow is called before the window through f of owned starts.
+// If the buffer holds at least 1/earlyMinShare of its budget and the
+// window's lowest HLC is not one found too small or refused before, it
+// starts applying that group early, in chunks, and reports true: the
+// window starts once the group is applied and trimmed, without it. The
+// group's size is checked as for any group applied early (applyEarly); a
+// group too small, or refused, is left to the window. This is the end of
+// an initial scan bigger than the budget: its resolved timestamp closes a
+// window holding the rest of the scan. The caller holds p.mu.
+func (p *Processor) maybeSplitWindow(ctx context.Context, owned []*partState, f hlc.Timestamp) bool {
+	if p.uncertain != nil {
+		return false // the window whose commit is uncertain is retried first (fence.go)
+	}
+	buf := p.cfg.Buffer
+	budget := buf.Budget()
+	// Usage first: it is a counter, while LowestAbove seeks in Badger
+	// (and moves the memory front there).
+	if budget <= 0 || buf.Usage().Bytes*earlyMinShare < budget {
+		return false
+	}
+	if ea, ok := p.cfg.Writer.(EarlyApplier); !ok || !ea.AppliesEarly() {
+		return false
+	}
+	var at hlc.Timestamp
+	found := false
+	for _, st := range owned {
+		h, ok, err := buf.LowestAbove(st.p, st.applied)
+		if err != nil {
+			p.log.Warn("finding the lowest buffered HLC failed", zap.String("topic", st.p.Topic),
+				zap.Int32("partition", st.p.Partition), zap.Error(err))
+			return false
+		}
+		if ok && (!found || h.Less(at)) {
+			at, found = h, true
+		}
+	}
+	if !found || f.Less(at) || at == p.earlyRefused || at == p.splitChecked {
+		return false
+	}
+	p.startEarly(ctx, owned, at, true)
+	return true
+}
+
+// startEarly starts applying the group of owned's events at at early in
+// the background, in the window slot. The caller holds p.mu.
+func (p *Processor) startEarly(ctx context.Context, owned []*partState, at hlc.Timestamp, window bool) {
+	buf := p.cfg.Buffer
 	var parts []buffer.Partition
 	var held []sinks.Checkpoint
 	var members []*partState
@@ -140,7 +248,7 @@ func (p *Processor) maybeApplyEarly(ctx context.Context) {
 	}
 	g := buf.TakeGroup(parts, at)
 	jctx, cancel := context.WithCancel(ctx)
-	ej := &earlyJob{at: at}
+	ej := &earlyJob{at: at, window: window}
 	job := &flushJob{f: at, owned: members, done: make(chan flushResult, 1), cancel: cancel, early: ej}
 	p.inflight = job
 	go func() {
@@ -149,10 +257,13 @@ func (p *Processor) maybeApplyEarly(ctx context.Context) {
 	}()
 }
 
-// applyEarly writes group g's events in a transaction of their own,
-// fenced with held and with no checkpoint, and then trims them from the
-// buffer. A group too small to be worth it, or holding a delete or a
-// poison record, comes back as errEarlyRefused with nothing committed.
+// applyEarly writes group g's events in transactions of their own
+// (groupWriter), each fenced with held and with no checkpoint, and then
+// trims them from the buffer. A group too small to be worth it comes back
+// as errEarlySmall with nothing committed; one holding a delete or a
+// poison record as errEarlyRefused, with the chunks before it committed
+// (upserts of the group, which its window applies again, idempotently).
+// The group leaves the buffer only once every chunk is committed.
 func (p *Processor) applyEarly(ctx context.Context, g *buffer.Group, held []sinks.Checkpoint) flushResult {
 	start := time.Now()
 	fail := func(err error) flushResult { return flushResult{err: err} }
@@ -165,21 +276,7 @@ func (p *Processor) applyEarly(ctx context.Context, g *buffer.Group, held []sink
 		return fail(fmt.Errorf("%w: its %d events (%d bytes) at %s hold less than 1/%d of the buffer's disk budget",
 			errEarlySmall, n, size, g.At, earlyMinShare))
 	}
-	// Config.WindowHook sees a group's stages like a window's, through
-	// the group's HLC.
-	p.hook(WindowBegin, g.At)
-	tx, err := p.cfg.Writer.Begin(ctx)
-	if err != nil {
-		return fail(fmt.Errorf("begin group at %s: %w", g.At, err))
-	}
-	rollback := func(err error) flushResult {
-		_ = tx.Rollback(context.WithoutCancel(ctx))
-		return fail(err)
-	}
-	if err := tx.Fence(ctx, held); err != nil {
-		return rollback(fmt.Errorf("fence group at %s: %w", g.At, err))
-	}
-	w := &windowWriter{ctx: ctx, tx: tx, batch: p.cfg.FlushBatch, maxBytes: p.cfg.FlushBytes, pending: make(map[string]*pendingTable)}
+	gw := &groupWriter{p: p, ctx: ctx, at: g.At, held: held, limit: p.earlyChunkBytes()}
 	err = buf.ScanGroup(ctx, g, func(bp buffer.Partition, ev buffer.Event) error {
 		row, err := p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)
 		if err == nil {
@@ -195,32 +292,110 @@ func (p *Processor) applyEarly(ctx context.Context, g *buffer.Group, held []sink
 		if row.After == nil {
 			return fmt.Errorf("%w: it holds a delete (%s[%d]@%d)", errEarlyRefused, bp.Topic, bp.Partition, ev.Offset)
 		}
-		return w.add(row, rowBytes(row, ev))
+		return gw.add(row, rowBytes(row, ev))
 	})
 	if err == nil {
-		err = w.flushAll()
+		err = gw.commit()
 	}
 	if err != nil {
-		return rollback(fmt.Errorf("write group at %s: %w", g.At, err))
-	}
-	p.hook(WindowWritten, g.At)
-	p.hook(WindowCommit, g.At)
-	if err := ctx.Err(); err != nil {
-		return rollback(fmt.Errorf("group at %s: %w", g.At, err))
-	}
-	if err := tx.Commit(context.WithoutCancel(ctx)); err != nil {
-		// Whether or not it took effect, applying the group again is
-		// idempotent: no uncertain commit to remember.
-		return fail(fmt.Errorf("commit group at %s: %w", g.At, err))
+		gw.rollback()
+		return fail(fmt.Errorf("group at %s (%d rows committed in %d transactions before): %w", g.At, gw.rows, gw.txs, err))
 	}
 	visible := time.Now()
-	p.hook(WindowCommitted, g.At)
 	if err := buf.TrimGroup(context.WithoutCancel(ctx), g); err != nil {
 		// The group is applied; what stays buffered is applied again,
 		// idempotently, with the next group or window.
 		p.log.Warn("trimming a group applied early failed", zap.Stringer("at", g.At), zap.Error(err))
 	}
-	return flushResult{rows: w.rows, took: time.Since(start), visible: visible}
+	return flushResult{rows: gw.rows, took: time.Since(start), visible: visible, txs: gw.txs}
+}
+
+// groupWriter writes a group's rows in transactions of at most limit
+// bytes of rows (rowBytes) each: every transaction is fenced with the
+// checkpoints the partitions are built on, holds no checkpoint, and is
+// committed before the next begins. Config.WindowHook sees each of them
+// like a window, through the group's HLC.
+type groupWriter struct {
+	p     *Processor
+	ctx   context.Context
+	at    hlc.Timestamp
+	held  []sinks.Checkpoint
+	limit int64
+
+	tx     sinks.Tx
+	w      *windowWriter
+	staged int64 // rows' bytes in tx
+	rows   int   // rows committed
+	txs    int   // transactions committed
+}
+
+// add queues a row, beginning a transaction first if none is open, and
+// commits the transaction once it holds limit bytes.
+func (gw *groupWriter) add(row schemas.Row, size int) error {
+	if gw.tx == nil {
+		if err := gw.begin(); err != nil {
+			return err
+		}
+	}
+	if err := gw.w.add(row, size); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	gw.staged += int64(size)
+	if gw.staged >= gw.limit {
+		return gw.commit()
+	}
+	return nil
+}
+
+func (gw *groupWriter) begin() error {
+	p := gw.p
+	p.hook(WindowBegin, gw.at)
+	tx, err := p.cfg.Writer.Begin(gw.ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	gw.tx = tx
+	if err := tx.Fence(gw.ctx, gw.held); err != nil {
+		return fmt.Errorf("fence: %w", err)
+	}
+	gw.w = &windowWriter{ctx: gw.ctx, tx: tx, batch: p.cfg.FlushBatch, maxBytes: p.cfg.FlushBytes, pending: make(map[string]*pendingTable)}
+	gw.staged = 0
+	return nil
+}
+
+// commit commits the open transaction, if any.
+func (gw *groupWriter) commit() error {
+	if gw.tx == nil {
+		return nil
+	}
+	p := gw.p
+	if err := gw.w.flushAll(); err != nil {
+		return fmt.Errorf("write: %w", err)
+	}
+	p.hook(WindowWritten, gw.at)
+	p.hook(WindowCommit, gw.at)
+	if err := gw.ctx.Err(); err != nil {
+		return err
+	}
+	tx := gw.tx
+	gw.tx = nil
+	if err := tx.Commit(context.WithoutCancel(gw.ctx)); err != nil {
+		// Whether or not it took effect, applying the group again is
+		// idempotent: no uncertain commit to remember.
+		return fmt.Errorf("commit: %w", err)
+	}
+	gw.rows += gw.w.rows
+	gw.txs++
+	p.hook(WindowCommitted, gw.at)
+	return nil
+}
+
+// rollback abandons the open transaction, if any.
+func (gw *groupWriter) rollback() {
+	if gw.tx != nil {
+		_ = gw.tx.Rollback(context.WithoutCancel(gw.ctx))
+		gw.tx = nil
+	}
 }
 
 // reapEarly records a finished early group: applied, too small (looked at
@@ -231,12 +406,21 @@ func (p *Processor) applyEarly(ctx context.Context, g *buffer.Group, held []sink
 func (p *Processor) reapEarly(job *flushJob, res flushResult) {
 	at := job.early.at
 	if errors.Is(res.err, errEarlySmall) {
-		p.earlyRetryAt = time.Now().Add(earlySmallWait)
+		if job.early.window {
+			p.splitChecked = at // complete: it cannot grow
+		} else {
+			p.earlyRetryAt = time.Now().Add(earlySmallWait)
+		}
 		p.log.Debug("the lowest buffered group is too small to apply early", zap.Error(res.err))
 		return
 	}
 	if res.err != nil {
 		p.earlyRefused = at
+		if job.early.window {
+			p.log.Info("the window's lowest group cannot be applied ahead of it: the window applies it in one transaction",
+				zap.Stringer("at", at), zap.Error(res.err))
+			return
+		}
 		p.log.Warn("the buffer is over its disk budget and its lowest group cannot be applied ahead of its resolved timestamp: it grows until the group's window closes",
 			zap.Stringer("at", at), zap.Int64("bytes", p.cfg.Buffer.Usage().Bytes), zap.Error(res.err))
 		return
@@ -246,6 +430,6 @@ func (p *Processor) reapEarly(job *flushJob, res flushResult) {
 	p.stats.earlyGroups.Add(1)
 	p.stats.earlyRows.Add(int64(res.rows))
 	p.log.Info("applied a group ahead of its resolved timestamp to stay within the buffer's disk budget (an initial scan or a backfill); the watermark stays where it is",
-		zap.Stringer("at", at), zap.Int("rows", res.rows), zap.Duration("took", res.took),
-		zap.Int64("buffer_bytes", p.cfg.Buffer.Usage().Bytes))
+		zap.Stringer("at", at), zap.Int("rows", res.rows), zap.Int("transactions", res.txs), zap.Bool("before_its_window", job.early.window),
+		zap.Duration("took", res.took), zap.Int64("buffer_bytes", p.cfg.Buffer.Usage().Bytes))
 }

@@ -37,6 +37,7 @@ type flushResult struct {
 	cps     []sinks.Checkpoint
 	poison  windowPoison // set aside at apply time (deadletter.go)
 	rows    int
+	txs     int // transactions of a group applied early (early.go)
 	took    time.Duration
 	visible time.Time
 	err     error
@@ -56,6 +57,9 @@ func (p *Processor) maybeFlush(ctx context.Context) error {
 	}
 	owned, f, ok := p.nextWindow()
 	if !ok {
+		return nil
+	}
+	if p.maybeSplitWindow(ctx, owned, f) { // early.go
 		return nil
 	}
 	jctx, cancel := context.WithCancel(ctx)

@@ -211,9 +211,11 @@ type Processor struct {
 	lastFeed int
 	// earlyRefused is the last group HLC refused for an early apply, and
 	// earlyRetryAt when a group found too small is looked at again
-	// (early.go).
+	// (early.go); splitChecked is the last HLC found too small to be
+	// split out of a window.
 	earlyRefused hlc.Timestamp
 	earlyRetryAt time.Time
+	splitChecked hlc.Timestamp
 
 	stats struct {
 		consumed, resolvedMsgs, duplicates, rowsApplied, windows atomic.Int64

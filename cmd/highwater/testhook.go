@@ -15,8 +15,8 @@ import (
 // testHookEnv names the end-to-end tests' hook (docs/TESTING.md): with
 // HIGHWATER_TEST_HOOK_SIGSTOP=STAGE:N, `highwater run` stops its own
 // process with SIGSTOP when the Nth window reaches STAGE (begin, written,
-// commit or committed; see processor.WindowStage; a group applied ahead of
-// its resolved timestamp counts as a window), so that a test can freeze a member at
+// commit or committed; see processor.WindowStage; each transaction of a
+// group applied ahead of its resolved timestamp counts as a window), so that a test can freeze a member at
 // a precise point of a window's life and resume it with SIGCONT. From then
 // on it logs every stage of every window ("test hook: window stage"), so
 // that the test can tell whether a window committed after the resume. It

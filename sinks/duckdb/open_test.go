@@ -130,3 +130,24 @@ func TestOpenURL(t *testing.T) {
 		})
 	}
 }
+
+// TestEarlyChunkBytesFollowsMemoryLimit: a group applied early is written
+// in transactions of a quarter of DuckDB's memory_limit.
+func TestEarlyChunkBytesFollowsMemoryLimit(t *testing.T) {
+	w, err := OpenPath(context.Background(), filepath.Join(t.TempDir(), "wh.duckdb")+"?memory_limit=100MiB", sinks.Options{}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	if got, want := w.EarlyChunkBytes(), int64(25<<20); got != want {
+		t.Errorf("EarlyChunkBytes with memory_limit=100MiB = %d, want %d", got, want)
+	}
+	for s, want := range map[string]int64{"102.0 MiB": 102 << 20, "1.5 GiB": 3 << 29, "512 bytes": 512, "2.0 GB": 2e9} {
+		if got, err := parseMemory(s); err != nil || got != want {
+			t.Errorf("parseMemory(%q) = %d, %v; want %d", s, got, err, want)
+		}
+	}
+	if _, err := parseMemory("lots"); err == nil {
+		t.Error("parseMemory(\"lots\") did not fail")
+	}
+}
