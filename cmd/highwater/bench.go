@@ -73,7 +73,7 @@ memory, ~9.5 GB at 5M rows: run it alone; ~7 minutes):
 	live := fs.Duration("live", time.Minute, "length of the live phase, a real-time feed during which highwater runs (0 skips)")
 	liveRate := fs.Int("live-rate", 20_000, "events a second of the live feed, with a resolved timestamp every second")
 	components := fs.String("components", "", "`go test -bench` output to take the PostgreSQL apply and raw COPY rates from for the summary (make bench passes it)")
-	dir := fs.String("dir", "", "working directory (default: a temporary one); the runs' logs are kept in it as throughput.log, memory.log, ...")
+	dir := fs.String("dir", "", "working directory (default: a temporary one); the runs' logs are kept in it as throughput.log, memory.log, ...; what an earlier bench left there is removed first")
 	logLevel := fs.String("log-level", "info", "log level of the measured `highwater run` processes (debug logs every window)")
 	scanRows := fs.Int("scan-rows", 2_000_000, "rows of the initial scan phase: one table scanned at one HLC, no resolved timestamp until the scan's end, ~260 bytes a row (0 skips; issue 12's target is 5000000)")
 	scanBudget := fs.String("scan-budget", "256MiB", "--buffer-budget of the initial scan phase's `highwater run`, which the scan exceeds (0 skips the phase)")
@@ -105,6 +105,8 @@ memory, ~9.5 GB at 5M rows: run it alone; ~7 minutes):
 				return err
 			}
 			defer os.RemoveAll(work)
+		} else if err := clearBenchDir(work); err != nil { // bench_dir.go
+			return err
 		}
 		self, err := os.Executable()
 		if err != nil {
