@@ -184,6 +184,7 @@ memory, ~9.5 GB at 5M rows: run it alone; ~7 minutes):
 				return err
 			}
 			fig.buffered, fig.bufferedHWM, fig.bufferedDisk = mem.buffered, mem.hwm, mem.peakDisk
+			fig.bufferedFeed, fig.bufferedAll = int64(*unresolved), mem.buffered == inKafka
 			fig.ingest = float64(mem.buffered) / mem.wall.Seconds()
 			fmt.Fprintf(stdout, "    %d events buffered: buffer on disk %.1f MiB (apparent size %.1f MiB), ingest %.0f events/s\n",
 				mem.buffered, float64(mem.peakDisk)/(1<<20), float64(mem.peakApparent)/(1<<20), fig.ingest)

@@ -69,6 +69,20 @@ func TestSummaryVerdicts(t *testing.T) {
 		}
 	}
 
+	// A 10M-event feed holds a few fewer records (a transaction's upserts
+	// of one key are one event): buffering every one of them meets the
+	// target, buffering fewer does not.
+	for _, c := range []struct {
+		all  bool
+		want string
+	}{{true, statusMet}, {false, statusNotMet}} {
+		f := good
+		f.buffered, f.bufferedFeed, f.bufferedAll = 9_999_992, 10_000_000, c.all
+		if r := rowByFigure(t, summaryRows(f), "unresolved events buffered"); r.status != c.want {
+			t.Errorf("9,999,992 of a 10M-event feed, all buffered %v: status %q, want %q (measured %s)", c.all, r.status, c.want, r.measured)
+		}
+	}
+
 	// A figure not measured says so, and is neither met nor not met.
 	empty := summaryRows(benchFigures{events: 1_000_000})
 	for _, prefix := range []string{"end to end", "peak RSS of that run", "same feed under a hard", "unresolved events buffered", "resolved-to-visible", "PostgreSQL", "initial scan larger than --buffer-budget"} {
