@@ -169,23 +169,29 @@ func (p *Processor) maybeApplyEarly(ctx context.Context) {
 	if len(owned) == 0 || (ok && applied.Less(f)) {
 		return // a window can close: maybeFlush applies it
 	}
-	var at hlc.Timestamp
-	found := false
+	at, found := p.lowestGroup(owned)
+	if !found || at == p.earlyRefused {
+		return
+	}
+	p.startEarly(ctx, owned, at, false)
+}
+
+// lowestGroup returns the lowest HLC buffered above any owned partition's
+// applied frontier: the group that can be applied early. A buffer error is
+// logged and reported as nothing found.
+func (p *Processor) lowestGroup(owned []*partState) (at hlc.Timestamp, found bool) {
 	for _, st := range owned {
-		h, ok, err := buf.LowestAbove(st.p, st.applied)
+		h, ok, err := p.cfg.Buffer.LowestAbove(st.p, st.applied)
 		if err != nil {
 			p.log.Warn("finding the lowest buffered HLC failed", zap.String("topic", st.p.Topic),
 				zap.Int32("partition", st.p.Partition), zap.Error(err))
-			return
+			return hlc.Timestamp{}, false
 		}
 		if ok && (!found || h.Less(at)) {
 			at, found = h, true
 		}
 	}
-	if !found || at == p.earlyRefused {
-		return
-	}
-	p.startEarly(ctx, owned, at, false)
+	return at, found
 }
 
 // maybeSplitWindow is called before the window through f of owned starts.
@@ -211,19 +217,7 @@ func (p *Processor) maybeSplitWindow(ctx context.Context, owned []*partState, f 
 	if ea, ok := p.cfg.Writer.(EarlyApplier); !ok || !ea.AppliesEarly() {
 		return false
 	}
-	var at hlc.Timestamp
-	found := false
-	for _, st := range owned {
-		h, ok, err := buf.LowestAbove(st.p, st.applied)
-		if err != nil {
-			p.log.Warn("finding the lowest buffered HLC failed", zap.String("topic", st.p.Topic),
-				zap.Int32("partition", st.p.Partition), zap.Error(err))
-			return false
-		}
-		if ok && (!found || h.Less(at)) {
-			at, found = h, true
-		}
-	}
+	at, found := p.lowestGroup(owned)
 	if !found || f.Less(at) || at == p.earlyRefused || at == p.splitChecked {
 		return false
 	}
