@@ -19,6 +19,7 @@ import (
 	"gopkg.in/yaml.v3"
 
 	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/internal/bytesize"
 	"github.com/highwater-dev/highwater/internal/redact"
 	"github.com/highwater-dev/highwater/processor"
 )
@@ -511,28 +512,9 @@ func (c *Config) MemoryLimitBytes() (int64, error) {
 	return n, nil
 }
 
-// ParseBytes parses sizes such as 512MiB, 8GiB, 1.5GB or 1048576.
-func ParseBytes(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	if s == "" {
-		return 0, nil
-	}
-	units := map[string]float64{
-		"": 1, "b": 1, "k": 1 << 10, "kb": 1e3, "kib": 1 << 10, "m": 1 << 20, "mb": 1e6, "mib": 1 << 20,
-		"g": 1 << 30, "gb": 1e9, "gib": 1 << 30, "t": 1 << 40, "tb": 1e12, "tib": 1 << 40,
-	}
-	i := strings.IndexFunc(s, func(r rune) bool { return (r < '0' || r > '9') && r != '.' })
-	num, unit := s, ""
-	if i >= 0 {
-		num, unit = s[:i], strings.ToLower(strings.TrimSpace(s[i:]))
-	}
-	n, err := strconv.ParseFloat(num, 64)
-	mult, ok := units[unit]
-	if err != nil || !ok || n < 0 {
-		return 0, fmt.Errorf("size %q: want a number with an optional unit (KiB, MiB, GiB, TiB)", s)
-	}
-	return int64(n * mult), nil
-}
+// ParseBytes parses sizes such as 512MiB, 8GiB, 1.5GB or 1048576
+// (bytesize.Parse).
+func ParseBytes(s string) (int64, error) { return bytesize.Parse(s) }
 
 // Redacted returns c as YAML with secrets replaced, for logs and
 // `config check`.

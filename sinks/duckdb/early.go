@@ -2,9 +2,8 @@ package duckdb
 
 import (
 	"context"
-	"fmt"
-	"strconv"
-	"strings"
+
+	"github.com/highwater-dev/highwater/internal/bytesize"
 )
 
 // AppliesEarly reports that the writer may be given row versions ahead of
@@ -36,28 +35,9 @@ func (w *Writer) EarlyChunkBytes() int64 {
 	if err := w.db.QueryRowContext(context.Background(), `SELECT current_setting('memory_limit')`).Scan(&s); err != nil {
 		return 0
 	}
-	n, err := parseMemory(s)
+	n, err := bytesize.Parse(s) // "102.0 MiB", "1.5 GiB", "512 bytes"
 	if err != nil || n <= 0 {
 		return 0
 	}
 	return n / earlyChunkShare
-}
-
-// parseMemory parses a DuckDB memory setting as current_setting shows it
-// ("102.0 MiB", "1.5 GiB", "512 bytes"; decimal units too).
-func parseMemory(s string) (int64, error) {
-	num, unit, _ := strings.Cut(strings.TrimSpace(s), " ")
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil {
-		return 0, fmt.Errorf("memory setting %q: %w", s, err)
-	}
-	mult := map[string]float64{
-		"": 1, "bytes": 1, "b": 1,
-		"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
-		"kb": 1e3, "mb": 1e6, "gb": 1e9, "tb": 1e12,
-	}[strings.ToLower(strings.TrimSpace(unit))]
-	if mult == 0 {
-		return 0, fmt.Errorf("memory setting %q: unknown unit", s)
-	}
-	return int64(f * mult), nil
 }

@@ -11,6 +11,7 @@ import (
 
 	"go.uber.org/zap/zaptest"
 
+	"github.com/highwater-dev/highwater/internal/bytesize"
 	"github.com/highwater-dev/highwater/sinks"
 )
 
@@ -143,11 +144,11 @@ func TestEarlyChunkBytesFollowsMemoryLimit(t *testing.T) {
 		t.Errorf("EarlyChunkBytes with memory_limit=100MiB = %d, want %d", got, want)
 	}
 	for s, want := range map[string]int64{"102.0 MiB": 102 << 20, "1.5 GiB": 3 << 29, "512 bytes": 512, "2.0 GB": 2e9} {
-		if got, err := parseMemory(s); err != nil || got != want {
-			t.Errorf("parseMemory(%q) = %d, %v; want %d", s, got, err, want)
+		if got, err := bytesize.Parse(s); err != nil || got != want {
+			t.Errorf("bytesize.Parse(%q) = %d, %v; want %d", s, got, err, want)
 		}
 	}
-	if _, err := parseMemory("lots"); err == nil {
-		t.Error("parseMemory(\"lots\") did not fail")
+	if _, err := bytesize.Parse("lots"); err == nil {
+		t.Error("bytesize.Parse(\"lots\") did not fail")
 	}
 }
