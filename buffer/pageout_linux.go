@@ -4,8 +4,6 @@ package buffer
 
 import (
 	"bytes"
-	"errors"
-	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -90,8 +88,8 @@ func (s *Store) startPageout(dir string) {
 type pageout struct {
 	prefix   []byte // the buffer directory, absolute, with a trailing separator
 	pageSize int64
-	statm    []byte
-	maps     []byte
+	statm    bytes.Buffer
+	maps     bytes.Buffer
 }
 
 // fileResident returns the process's resident shared (file-backed and
@@ -165,30 +163,17 @@ func tableMapping(line, prefix []byte) (lo, hi uintptr, ok bool) {
 	return uintptr(l), uintptr(h), true
 }
 
-// readInto reads a /proc file whole into *buf, growing it as needed (proc
-// files report no size).
-func readInto(buf *[]byte, name string) ([]byte, error) {
+// readInto reads a /proc file whole into buf, reusing its memory (proc
+// files report no size, so os.ReadFile would allocate afresh each time).
+func readInto(buf *bytes.Buffer, name string) ([]byte, error) {
 	f, err := os.Open(name)
 	if err != nil {
 		return nil, err
 	}
 	defer f.Close()
-	if cap(*buf) == 0 {
-		*buf = make([]byte, 0, 64<<10)
+	buf.Reset()
+	if _, err := buf.ReadFrom(f); err != nil {
+		return nil, err
 	}
-	b := (*buf)[:0]
-	for {
-		if len(b) == cap(b) {
-			b = append(b, 0)[:len(b)]
-		}
-		n, err := f.Read(b[len(b):cap(b)])
-		b = b[:len(b)+n]
-		*buf = b
-		if errors.Is(err, io.EOF) || (err == nil && n == 0) {
-			return b, nil
-		}
-		if err != nil {
-			return nil, err
-		}
-	}
+	return buf.Bytes(), nil
 }
