@@ -645,20 +645,34 @@ func dirSize(dir string) (disk, apparent int64) {
 
 // scrapeMetric reads one unlabelled metric from a Prometheus endpoint.
 func scrapeMetric(addr, name string) float64 {
+	m, _ := scrapeMetrics(addr, name)
+	return m[name]
+}
+
+// scrapeMetrics reads unlabelled metrics from a Prometheus endpoint in
+// one request; a metric not found is absent from the map.
+func scrapeMetrics(addr string, names ...string) (map[string]float64, error) {
 	resp, err := http.Get("http://" + addr + "/metrics")
 	if err != nil {
-		return 0
+		return nil, err
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, errors.New(resp.Status)
+	}
+	out := make(map[string]float64, len(names))
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
 		line := sc.Text()
-		if strings.HasPrefix(line, name+" ") {
-			v, _ := strconv.ParseFloat(strings.TrimSpace(line[len(name):]), 64)
-			return v
+		for _, name := range names {
+			if v, ok := strings.CutPrefix(line, name+" "); ok {
+				if x, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
+					out[name] = x
+				}
+			}
 		}
 	}
-	return 0
+	return out, sc.Err()
 }
 
 func lastLines(s string, n int) string {

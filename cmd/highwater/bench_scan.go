@@ -1,16 +1,12 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 	"io"
-	"net/http"
 	"path/filepath"
 	"runtime/debug"
-	"strconv"
 	"strings"
 	"time"
 
@@ -184,30 +180,4 @@ func dropTopics(ctx context.Context, stack *devstack.Stack, topics []string, std
 	if err != nil {
 		fmt.Fprintf(stdout, "  (could not delete the topics %v of the phase: %v)\n", topics, err)
 	}
-}
-
-// scrapeMetrics reads unlabelled metrics from a Prometheus endpoint in
-// one request; a metric not found is absent from the map.
-func scrapeMetrics(addr string, names ...string) (map[string]float64, error) {
-	resp, err := http.Get("http://" + addr + "/metrics")
-	if err != nil {
-		return nil, err
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode != http.StatusOK {
-		return nil, errors.New(resp.Status)
-	}
-	out := make(map[string]float64, len(names))
-	sc := bufio.NewScanner(resp.Body)
-	for sc.Scan() {
-		line := sc.Text()
-		for _, name := range names {
-			if v, ok := strings.CutPrefix(line, name+" "); ok {
-				if x, err := strconv.ParseFloat(strings.TrimSpace(v), 64); err == nil {
-					out[name] = x
-				}
-			}
-		}
-	}
-	return out, sc.Err()
 }
