@@ -74,7 +74,7 @@ func runScanPhase(ctx context.Context, self string, stack *devstack.Stack, work,
 
 	res, err := runBenchProcess(ctx, self, stack, benchSpec{name: "scan", topics: topics, logLevel: logLevel, stopAt: final, memoryLimit: memoryLimit, budget: budget}, work)
 	if ctx.Err() != nil {
-		return nil, err
+		return nil, ctx.Err()
 	}
 	f.took, f.hwm, f.peakBuffer, f.peakDisk, f.peakApparent, f.earlyGroups = res.wall, res.hwm, res.peakBuffer, res.peakDisk, res.peakApparent, res.earlyGroups
 	if err != nil {
