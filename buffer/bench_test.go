@@ -5,17 +5,15 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/internal/procstat"
 )
 
 // benchValue is a 150-byte payload, the size of a typical Avro row.
@@ -207,7 +205,7 @@ func BenchmarkBuffered2M(b *testing.B) {
 		}
 		runtime.ReadMemStats(&ms)
 		peakHeap = max(peakHeap, ms.HeapInuse)
-		diskBefore := dirSize(dir)
+		diskBefore, _ := procstat.DirSize(dir)
 		trimStart := time.Now()
 		if err := s.Trim(context.Background(), parts, maxHLC); err != nil {
 			b.Fatal(err)
@@ -249,23 +247,4 @@ func procStatus(field string) int64 {
 		}
 	}
 	return 0
-}
-
-// dirSize is the disk space used by the files under dir (allocated
-// blocks, as du reports: Badger preallocates sparse files).
-func dirSize(dir string) int64 {
-	var n int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() {
-			if fi, err := d.Info(); err == nil {
-				if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-					n += st.Blocks * 512
-				} else {
-					n += fi.Size()
-				}
-			}
-		}
-		return nil
-	})
-	return n
 }

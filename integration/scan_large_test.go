@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"database/sql"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +15,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/highwater-dev/highwater/internal/procstat"
 )
 
 // TestInitialScanLarge is issue 12 item 4's full-size run, gated by the
@@ -104,15 +105,15 @@ func TestInitialScanLarge(t *testing.T) {
 			if b, ok := scrape(metricsAddr, "highwater_buffer_bytes"); ok && int64(b) > peakBytes.Load() {
 				peakBytes.Store(int64(b))
 			}
-			if d := diskUse(bufDir); d > peakDisk.Load() {
+			if d, _ := procstat.DirSize(bufDir); d > peakDisk.Load() {
 				peakDisk.Store(d)
 			}
-			anon, file := rssParts(cmd.Process.Pid)
-			if anon > peakAnon.Load() {
-				peakAnon.Store(anon)
+			m := procstat.Memory(cmd.Process.Pid)
+			if m.Anon > peakAnon.Load() {
+				peakAnon.Store(m.Anon)
 			}
-			if file > peakFile.Load() {
-				peakFile.Store(file)
+			if m.File > peakFile.Load() {
+				peakFile.Store(m.File)
 			}
 		}
 	}()
@@ -129,7 +130,7 @@ func TestInitialScanLarge(t *testing.T) {
 		}
 	}
 	if cgroup != "" {
-		t.Logf("cgroup %s: peak charged %.1f MiB, OOM kills %d", cgroup, float64(cgroupPeak(cgroup))/(1<<20), cgroupOOMKills(cgroup))
+		t.Logf("cgroup %s: peak charged %.1f MiB, OOM kills %d", cgroup, float64(procstat.CgroupPeak(cgroup))/(1<<20), procstat.CgroupOOMKills(cgroup))
 	}
 	if waitErr != nil {
 		t.Fatalf("highwater run: %v\n%s", waitErr, tail(stderr.String(), 3000))
@@ -203,70 +204,4 @@ func scrape(addr, name string) (float64, bool) {
 		}
 	}
 	return 0, false
-}
-
-// diskUse returns the bytes dir's files occupy on disk (allocated blocks,
-// so that Badger's preallocated, sparse files count for what they hold).
-func diskUse(dir string) int64 {
-	var total int64
-	_ = filepath.WalkDir(dir, func(_ string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
-			return nil
-		}
-		if info, err := d.Info(); err == nil {
-			if st, ok := info.Sys().(*syscall.Stat_t); ok {
-				total += st.Blocks * 512
-			}
-		}
-		return nil
-	})
-	return total
-}
-
-// rssParts returns a process's anonymous and file-backed resident memory
-// (RssAnon, RssFile of /proc/<pid>/status), zero if unknown.
-func rssParts(pid int) (anon, file int64) {
-	data, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/status")
-	if err != nil {
-		return 0, 0
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		for name, v := range map[string]*int64{"RssAnon:": &anon, "RssFile:": &file} {
-			if rest, ok := strings.CutPrefix(line, name); ok {
-				kb, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(rest), " kB"), 10, 64)
-				*v = kb << 10
-			}
-		}
-	}
-	return anon, file
-}
-
-// cgroupPeak returns a memory cgroup's peak charged memory (v2
-// memory.peak, v1 memory.max_usage_in_bytes), 0 if unknown.
-func cgroupPeak(dir string) int64 {
-	for _, name := range []string{"memory.peak", "memory.max_usage_in_bytes"} {
-		if data, err := os.ReadFile(filepath.Join(dir, name)); err == nil {
-			n, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
-			return n
-		}
-	}
-	return 0
-}
-
-// cgroupOOMKills returns how many processes the kernel OOM-killed in a
-// memory cgroup (v2 memory.events, v1 memory.oom_control).
-func cgroupOOMKills(dir string) int64 {
-	for _, name := range []string{"memory.events", "memory.oom_control"} {
-		data, err := os.ReadFile(filepath.Join(dir, name))
-		if err != nil {
-			continue
-		}
-		for _, line := range strings.Split(string(data), "\n") {
-			if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" {
-				n, _ := strconv.ParseInt(f[1], 10, 64)
-				return n
-			}
-		}
-	}
-	return 0
 }

@@ -30,6 +30,7 @@ import (
 	"github.com/highwater-dev/highwater/config"
 	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/devstack"
+	"github.com/highwater-dev/highwater/internal/procstat"
 	"github.com/highwater-dev/highwater/simulator"
 )
 
@@ -496,7 +497,7 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, sp
 			running = false
 		case <-tick.C:
 			res.sample(cmd.Process.Pid)
-			d, a := dirSize(bufDir)
+			d, a := procstat.DirSize(bufDir)
 			res.peakDisk, res.peakApparent = max(res.peakDisk, d), max(res.peakApparent, a)
 			if spec.budget > 0 {
 				if m, err := scrapeMetrics(addr, "highwater_buffer_bytes", "highwater_groups_applied_early_total"); err == nil {
@@ -598,49 +599,8 @@ func (r *benchResult) sample(pid int) {
 // procMem reads a process's resident set size and its anonymous and
 // file-backed parts from /proc (Linux).
 func procMem(pid int) memSample {
-	var m memSample
-	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return m
-	}
-	for _, line := range strings.Split(string(data), "\n") {
-		f := strings.Fields(line)
-		if len(f) < 2 {
-			continue
-		}
-		kb, _ := strconv.ParseInt(f[1], 10, 64)
-		switch f[0] {
-		case "VmRSS:":
-			m.rss = kb * 1024
-		case "VmHWM:":
-			m.hwm = kb * 1024
-		case "RssAnon:":
-			m.anon = kb * 1024
-		case "RssFile:", "RssShmem:":
-			m.file += kb * 1024
-		}
-	}
-	return m
-}
-
-// dirSize returns the disk a directory's files take, in allocated blocks
-// as du counts them, and their apparent size. Badger preallocates files
-// sparse (a memtable's WAL at twice the memtable, the value log's file),
-// so the apparent size overstates the disk by their unwritten tails.
-func dirSize(dir string) (disk, apparent int64) {
-	_ = filepath.Walk(dir, func(_ string, fi os.FileInfo, err error) error {
-		if err != nil || fi.IsDir() {
-			return nil
-		}
-		apparent += fi.Size()
-		if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-			disk += st.Blocks * 512 // st_blocks is in 512-byte units (stat(2))
-		} else {
-			disk += fi.Size()
-		}
-		return nil
-	})
-	return disk, apparent
+	m := procstat.Memory(pid)
+	return memSample{rss: m.RSS, anon: m.Anon, file: m.File, hwm: m.HWM}
 }
 
 // scrapeMetric reads one unlabelled metric from a Prometheus endpoint.

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+
+	"github.com/highwater-dev/highwater/internal/procstat"
 )
 
 // benchCgroup is a memory cgroup made for one measured process: a child of
@@ -107,35 +109,12 @@ func (c *benchCgroup) command(self string, args ...string) *exec.Cmd {
 	return exec.Command("/bin/sh", append([]string{"-c", script, filepath.Join(c.dir, "cgroup.procs"), self}, args...)...)
 }
 
-// peak is the cgroup's peak charged memory (v1 memory.max_usage_in_bytes,
-// v2 memory.peak where the kernel has it); 0 if unknown.
-func (c *benchCgroup) peak() int64 {
-	name := "memory.max_usage_in_bytes"
-	if c.v2 {
-		name = "memory.peak"
-	}
-	data, _ := os.ReadFile(filepath.Join(c.dir, name))
-	n, _ := strconv.ParseInt(strings.TrimSpace(string(data)), 10, 64)
-	return n
-}
+// peak is the cgroup's peak charged memory; 0 if unknown.
+func (c *benchCgroup) peak() int64 { return procstat.CgroupPeak(c.dir) }
 
 // oomKills is how many processes the kernel killed in the cgroup for
-// exceeding its limit (the oom_kill line of v1 memory.oom_control, v2
-// memory.events).
-func (c *benchCgroup) oomKills() int64 {
-	name := "memory.oom_control"
-	if c.v2 {
-		name = "memory.events"
-	}
-	data, _ := os.ReadFile(filepath.Join(c.dir, name))
-	for _, line := range strings.Split(string(data), "\n") {
-		if f := strings.Fields(line); len(f) == 2 && f[0] == "oom_kill" {
-			n, _ := strconv.ParseInt(f[1], 10, 64)
-			return n
-		}
-	}
-	return 0
-}
+// exceeding its limit.
+func (c *benchCgroup) oomKills() int64 { return procstat.CgroupOOMKills(c.dir) }
 
 // remove deletes the cgroup (it must have no processes left).
 func (c *benchCgroup) remove() { _ = os.Remove(c.dir) }
