@@ -164,14 +164,18 @@ func (s *Store) Write(ctx context.Context, b *Batch) error {
 }
 
 // order patches the partitions' store ids into the events' keys and sorts
-// the events by key, then offset: sorting groups duplicates and hands
-// Badger ascending keys.
+// the events by partition, then key, then offset: sorting groups
+// duplicates, and the memory front takes each partition's events as one
+// sorted run.
 func (b *Batch) order(pts []*part) {
 	for i := range b.ents {
 		e := &b.ents[i]
-		binary.BigEndian.PutUint32(b.arena[e.k0+1:], pts[e.part].id)
+		binary.BigEndian.PutUint32(b.arena[e.k0+1+epochSize:], pts[e.part].id)
 	}
 	slices.SortFunc(b.ents, func(x, y bent) int {
+		if x.part != y.part {
+			return int(x.part - y.part)
+		}
 		if c := bytes.Compare(b.arena[x.k0:x.k1], b.arena[y.k0:y.k1]); c != 0 {
 			return c
 		}

@@ -75,12 +75,11 @@ func (s *Store) LowestAbove(p Partition, after hlc.Timestamp) (hlc.Timestamp, bo
 	var at hlc.Timestamp
 	found := false
 	err := s.db.View(func(txn *badger.Txn) error {
-		prefix := idPrefix(prefixEvent, id)
-		it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-		defer it.Close()
-		it.Seek(eventSeekAfter(id, after))
-		if it.ValidForPrefix(prefix) && len(it.Item().Key()) > eventHead {
-			at, found = eventHLC(it.Item().Key()), true
+		ev := allIDEvents(txn, id, false)
+		defer ev.close()
+		ev.seekKey(eventSeekAfter(id, after))
+		if ev.valid && len(ev.item().Key()) > eventHead {
+			at, found = eventHLC(ev.item().Key()), true
 		}
 		return nil
 	})
@@ -139,7 +138,7 @@ func (s *Store) spillFront() error {
 
 // groupPrefix is the key prefix of id's events at HLC at.
 func groupPrefix(id uint32, at hlc.Timestamp) []byte {
-	return at.AppendBinary(idPrefix(prefixEvent, id))
+	return eventSeekAt(id, at)
 }
 
 // GroupSize returns the number and bytes (as Usage counts them) of g's

@@ -7,6 +7,8 @@ import (
 	"errors"
 	"strings"
 	"testing"
+
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // keyOf returns a Kafka key of n bytes that is not a repetition, so that
@@ -105,7 +107,7 @@ func TestKeyErrorsShowOnlyAPrefix(t *testing.T) {
 	for name, err := range map[string]error{
 		"event key": func() error { _, _, _, err := decodeEventKey(append([]byte{'x'}, key...)); return err }(),
 		"no terminator": func() error {
-			_, _, _, err := decodeEventKey(append(append([]byte{prefixEvent, 0, 0, 0, 1}, make([]byte, 12)...), key...))
+			_, _, _, err := decodeEventKey(append(append(appendEventHead(nil, 0, 1), make([]byte, hlc.Size)...), key...))
 			return err
 		}(),
 		"partition key": func() error { _, err := decodePartKey(key); return err }(),

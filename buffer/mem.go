@@ -112,9 +112,8 @@ type memRef struct {
 func (s *Store) writeMem(b *Batch, pts []*part) error {
 	w := s.newBatchWrite(b, pts)
 	defer w.close()
-	// toMem are the indexes of b.ents that go into runs; they are grouped
-	// by partition because the events are sorted by key, which starts with
-	// the partition's id.
+	// toMem are the indexes of b.ents that go into runs, grouped by
+	// partition and each partition's in key order (Batch.order).
 	var toMem []int
 	var replaced []memRef
 	var prev []byte

@@ -6,8 +6,6 @@ import (
 	"fmt"
 	"slices"
 
-	"github.com/dgraph-io/badger/v4"
-
 	"github.com/highwater-dev/highwater/hlc"
 	"github.com/highwater-dev/highwater/internal/kmerge"
 )
@@ -57,9 +55,7 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timesta
 	var all, live []*cursor
 	defer func() {
 		for _, c := range all {
-			if c.it != nil {
-				c.it.Close()
-			}
+			c.ev.close()
 		}
 	}()
 	seen := make(map[Partition]bool, len(parts))
@@ -73,21 +69,16 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timesta
 			continue
 		}
 		id, base := sp.id, sp.base
-		prefix := idPrefix(prefixEvent, id)
-		// Values are mostly inline in the LSM tree (valueThreshold), so
-		// prefetching them in a goroutine per iterator would only add
-		// copies; Scan reads each value once, when it is delivered.
-		it := txn.NewIterator(badger.IteratorOptions{Reverse: opts.Reverse, Prefix: prefix})
-		c := &cursor{it: it, part: p, order: i, prefix: prefix, base: base, through: through, reverse: opts.Reverse}
+		ev := newIDEvents(txn, id, opts.Reverse, base, through)
+		c := &cursor{ev: ev, part: p, order: i, base: base, through: through, reverse: opts.Reverse}
 		all = append(all, c)
-		if opts.Reverse {
-			it.Seek(eventSeekAfter(id, through))
-		} else {
-			start := prefix
-			if !base.IsZero() {
-				start = base.AppendBinary(prefix[:len(prefix):len(prefix)])
-			}
-			it.Seek(start)
+		switch {
+		case opts.Reverse:
+			ev.seekKey(eventSeekAfter(id, through))
+		case base.IsZero():
+			ev.seekFirst()
+		default:
+			ev.seekKey(eventSeekAt(id, base))
 		}
 		if c.load() {
 			live = append(live, c)
@@ -135,7 +126,7 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timesta
 		}
 		if c.run != nil {
 			val = c.run.value(c.i)
-		} else if val, err = c.it.Item().ValueCopy(buf[:0]); err != nil {
+		} else if val, err = c.ev.item().ValueCopy(buf[:0]); err != nil {
 			return fmt.Errorf("buffer: scan %s[%d]: read value: %w", c.part.Topic, c.part.Partition, err)
 		} else {
 			buf = val
@@ -157,13 +148,12 @@ func (s *Store) Scan(ctx context.Context, parts []Partition, through hlc.Timesta
 	return ctx.Err()
 }
 
-// cursor is one partition's iterator in the merge: over Badger (it) or
+// cursor is one partition's iterator in the merge: over Badger (ev) or
 // over one run of the memory front (run).
 type cursor struct {
-	it      *badger.Iterator
+	ev      *idEvents
 	part    Partition
 	order   int
-	prefix  []byte
 	base    hlc.Timestamp
 	through hlc.Timestamp
 	reverse bool
@@ -207,7 +197,7 @@ func (c *cursor) seekMem() {
 func (c *cursor) next() {
 	switch {
 	case c.run == nil:
-		c.it.Next()
+		c.ev.next()
 	case c.reverse:
 		c.i--
 	default:
@@ -225,10 +215,10 @@ func (c *cursor) load() bool {
 		c.key = c.run.key(c.i)
 		ts = c.run.ents[c.i].ts
 	} else {
-		if !c.it.ValidForPrefix(c.prefix) {
+		if !c.ev.valid {
 			return false
 		}
-		c.key = c.it.Item().Key()
+		c.key = c.ev.item().Key()
 		if len(c.key) <= eventHead {
 			return false
 		}
@@ -248,8 +238,9 @@ func (c *cursor) load() bool {
 // Badger) come smallest offset first in either direction, so that the
 // merge delivers that one and skips the other.
 func (a *cursor) before(b *cursor) bool {
-	// Skip 'e' and the id: compare (HLC, table, key).
-	c := bytes.Compare(a.key[1+idSize:], b.key[1+idSize:])
+	// Skip 'E', the epoch (a function of the HLC) and the id: compare
+	// (HLC, table, key).
+	c := bytes.Compare(a.key[eventHLCAt:], b.key[eventHLCAt:])
 	if c == 0 {
 		c = a.order - b.order
 		if c == 0 {

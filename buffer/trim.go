@@ -293,14 +293,14 @@ func (s *Store) trimWalk(ctx context.Context, pt *part, from, through hlc.Timest
 
 	// Events: a key-only walk up to through, from where the last complete
 	// trim ended (nothing is stored below trimFrom) or the front.
-	prefix := idPrefix(prefixEvent, pt.id)
-	start := prefix
-	if !from.IsZero() {
-		start = from.AppendBinary(prefix[:len(prefix):len(prefix)])
+	ev := newIDEvents(txn, pt.id, false, from, through)
+	if from.IsZero() {
+		ev.seekFirst()
+	} else {
+		ev.seekKey(eventSeekAt(pt.id, from))
 	}
-	it := txn.NewIterator(badger.IteratorOptions{Prefix: prefix})
-	for it.Seek(start); it.ValidForPrefix(prefix); it.Next() {
-		item := it.Item()
+	for ; ev.valid; ev.next() {
+		item := ev.item()
 		if through.Less(eventHLC(item.Key())) {
 			break
 		}
@@ -313,13 +313,13 @@ func (s *Store) trimWalk(ctx context.Context, pt *part, from, through hlc.Timest
 		start := len(keys)
 		keys = append(keys, item.Key()...)
 		if err := wb.Delete(keys[start:len(keys):len(keys)]); err != nil {
-			it.Close()
+			ev.close()
 			return 0, 0, false, writeFailure{err}
 		}
 		n++
 		size += item.KeySize() + item.ValueSize()
 	}
-	it.Close()
+	ev.close()
 
 	// Offset index: drop runs entirely at or below through from the front,
 	// up to the first run that reaches above it. Runs behind it linger
