@@ -14,7 +14,7 @@ import (
 )
 
 // Batch collects events and partition metadata for one Write. It is not safe
-// for concurrent use and is written once.
+// for concurrent use and is written once; Reset readies it for another.
 type Batch struct {
 	s *Store
 	// arena holds, per event, its store key ('e' | id | HLC | table | 0 |
@@ -48,6 +48,24 @@ type bpart struct {
 // NewBatch returns an empty batch for s.
 func (s *Store) NewBatch() *Batch {
 	return &Batch{s: s, index: make(map[Partition]int)}
+}
+
+// batchKeep is the most arena a Reset keeps: one fetch's worth (the
+// processor fetches up to 1 MiB a partition), not the rare huge one.
+const batchKeep = 16 << 20
+
+// Reset empties b for another Write, keeping its memory, so that a
+// consumer that writes one batch per fetch does not grow a new one each
+// time. Call it only once Write has returned (or when b was never
+// written): until then Badger holds slices of b.
+func (b *Batch) Reset() {
+	if cap(b.arena) > batchKeep {
+		b.arena, b.ents = nil, nil
+	}
+	b.arena, b.ents = b.arena[:0], b.ents[:0]
+	b.parts = b.parts[:0]
+	clear(b.index)
+	b.err, b.dead = nil, nil
 }
 
 func (b *Batch) part(p Partition) int32 {

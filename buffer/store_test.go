@@ -981,3 +981,45 @@ func rawEventCount(t *testing.T, s *Store, id uint32, allVersions bool) int {
 	}
 	return n
 }
+
+// TestBatchResetStartsOver writes a batch, resets it and writes it again
+// with other events: the second Write holds only those, moves no other
+// partition's state back, and the arena's memory is kept.
+func TestBatchResetStartsOver(t *testing.T) {
+	s := openMem(t, 0)
+	b := s.NewBatch()
+	b.Add(pA, ev(at(1, 0), "t", "a", 0))
+	b.Add(pA, ev(at(2, 0), "t", "b", 1))
+	b.SetConsumed(pA, 2)
+	b.SetResolved(pA, at(2, 0))
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	// Another batch moves pA on; the reset batch must not move it back.
+	write(t, s, pA, ev(at(4, 0), "t", "d", 6))
+	b.Reset()
+	if b.Len() != 0 || cap(b.arena) == 0 {
+		t.Fatalf("after Reset: %d events, arena capacity %d; want 0 and the old arena", b.Len(), cap(b.arena))
+	}
+	b.Add(pB, ev(at(3, 0), "u", "c", 0))
+	b.SetConsumed(pB, 1)
+	if err := s.Write(context.Background(), b); err != nil {
+		t.Fatal(err)
+	}
+	got := scan(t, s, []Partition{pA, pB}, maxHLC, false)
+	want := []rec{
+		{pA, at(1, 0), "t", "a", 0, "v0"},
+		{pA, at(2, 0), "t", "b", 1, "v1"},
+		{pB, at(3, 0), "u", "c", 0, "v0"},
+		{pA, at(4, 0), "t", "d", 6, "v6"},
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Scan = %v, want %v", got, want)
+	}
+	if st := mustState(t, s, pA); st.Consumed != 7 || st.Resolved != at(2, 0) || st.Events != 3 {
+		t.Fatalf("State(pA) = %+v after the second Write", st)
+	}
+	if st := mustState(t, s, pB); st.Consumed != 1 || !st.Resolved.IsZero() || st.Events != 1 {
+		t.Fatalf("State(pB) = %+v, want Consumed 1, no Resolved, 1 event", st)
+	}
+}

@@ -18,7 +18,12 @@ func (p *Processor) ingest(ctx context.Context, fetches kgo.Fetches) error {
 	if fetches.NumRecords() == 0 {
 		return nil
 	}
-	batch := p.cfg.Buffer.NewBatch()
+	if p.batch == nil {
+		p.batch = p.cfg.Buffer.NewBatch()
+	}
+	batch := p.batch
+	// The previous fetch's Write has returned: Badger holds none of it.
+	batch.Reset()
 	var firstErr error
 	var consumed, resolved, duplicates int64
 	now := time.Now()

@@ -237,6 +237,10 @@ type Processor struct {
 	lastErr atomic.Pointer[errorNote]
 	// headers restores Config.HeadersJSONColumn; nil without it.
 	headers *headersColumn
+	// batch is ingest's buffer batch, reset and reused for every fetch
+	// (its arena grew anew for each fetch: 7% of the CPU with 10M events
+	// buffered, and the garbage GC marked).
+	batch *buffer.Batch
 }
 
 // New validates cfg and returns a Processor; Run starts it.

@@ -187,8 +187,8 @@ memory, ~9.5 GB at 5M rows: run it alone; ~7 minutes):
 			fig.buffered, fig.bufferedHWM, fig.bufferedDisk = mem.buffered, mem.hwm, mem.peakDisk
 			fig.bufferedFeed, fig.bufferedAll = int64(*unresolved), mem.buffered == inKafka
 			fig.ingest = float64(mem.buffered) / mem.wall.Seconds()
-			fmt.Fprintf(stdout, "    %d events buffered: buffer on disk %.1f MiB (apparent size %.1f MiB), ingest %.0f events/s\n",
-				mem.buffered, float64(mem.peakDisk)/(1<<20), float64(mem.peakApparent)/(1<<20), fig.ingest)
+			fmt.Fprintf(stdout, "    %d events buffered: buffer on disk %.1f MiB (apparent size %.1f MiB), ingest %.0f events/s, CPU per event %.2f µs\n",
+				mem.buffered, float64(mem.peakDisk)/(1<<20), float64(mem.peakApparent)/(1<<20), fig.ingest, float64(mem.cpu.Microseconds())/float64(max(mem.buffered, 1)))
 			mem.printMemory(stdout)
 			dropTopics(ctx, stack, topics, stdout)
 		}
