@@ -507,9 +507,8 @@ func runBenchProcess(ctx context.Context, self string, stack *devstack.Stack, sp
 			}
 			if spec.holdEvents > 0 {
 				if c := scrapeMetric(addr, "highwater_records_consumed_total"); int64(c) >= spec.holdEvents {
+					res.buffered, res.wall = waitBuffered(addr, spec.holdEvents, start)
 					res.sample(cmd.Process.Pid)
-					res.buffered = int64(scrapeMetric(addr, "highwater_buffer_events"))
-					res.wall = time.Since(start)
 					_ = cmd.Process.Signal(syscall.SIGTERM)
 					waitErr = <-done
 					running = false
@@ -638,4 +637,25 @@ func scrapeMetrics(addr string, names ...string) (map[string]float64, error) {
 func lastLines(s string, n int) string {
 	lines := strings.Split(strings.TrimRight(s, "\n"), "\n")
 	return strings.Join(lines[max(0, len(lines)-n):], "\n")
+}
+
+// waitBuffered returns the events buffered once the last fetch's Write has
+// landed, and when it landed: records count as consumed before their
+// fetch's Write, so the buffer can trail the consumed count by a fetch.
+// It waits until every record of the feed is buffered, or until the count
+// has not moved for a second (a transaction's upserts of one key are one
+// event, so a feed may hold fewer events than records).
+func waitBuffered(addr string, records int64, start time.Time) (int64, time.Duration) {
+	n := int64(scrapeMetric(addr, "highwater_buffer_events"))
+	wall := time.Since(start)
+	for still := 0; n < records && still < 10; {
+		time.Sleep(100 * time.Millisecond)
+		m := int64(scrapeMetric(addr, "highwater_buffer_events"))
+		if m == n {
+			still++
+			continue
+		}
+		n, wall, still = m, time.Since(start), 0
+	}
+	return n, wall
 }
