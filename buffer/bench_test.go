@@ -9,6 +9,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -164,6 +165,50 @@ func BenchmarkLowOffset(b *testing.B) {
 			b.Fatalf("LowOffset = %d, %v; want 10000", off, err)
 		}
 	}
+}
+
+// BenchmarkWriteUnresolved writes b.N events that no resolved timestamp
+// closes, as the bench's memory feed does: 8 partitions, 180-byte values,
+// HLCs 100 µs apart (10k events a second of source time, so the buffer
+// spans many epochs). One op is one event; -benchtime=10000000x gives the
+// 10M figures in docs/BENCHMARKS.md, where compaction dominates.
+func BenchmarkWriteUnresolved(b *testing.B) {
+	s := benchOpen(b)
+	parts := make([]Partition, 8)
+	for i := range parts {
+		parts[i] = Partition{"orders", int32(i)}
+	}
+	val := make([]byte, 180)
+	for i := range val {
+		val[i] = byte('a' + i%23)
+	}
+	offs := make([]int64, len(parts))
+	key := make([]byte, 0, 32)
+	ctx := context.Background()
+	batch := s.NewBatch()
+	var ru0, ru1 syscall.Rusage
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru0)
+	b.ResetTimer()
+	for i := 0; i < b.N; {
+		batch.Reset()
+		for j := 0; j < 5000 && i < b.N; j++ {
+			p := i % len(parts)
+			ts := hlc.Timestamp{WallTime: 1_700_000_000_000_000_000 + int64(i)*100_000}
+			key = strconv.AppendInt(append(key[:0], "row/"...), int64(i*7919%1_000_000), 10)
+			batch.Add(parts[p], Event{Updated: ts, Table: "orders", Key: key, Offset: offs[p], Value: val})
+			offs[p]++
+			batch.SetConsumed(parts[p], offs[p])
+			i++
+		}
+		if err := s.Write(ctx, batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru1)
+	cpu := time.Duration(ru1.Utime.Nano() + ru1.Stime.Nano() - ru0.Utime.Nano() - ru0.Stime.Nano())
+	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "events/s")
+	b.ReportMetric(float64(cpu.Nanoseconds())/1000/float64(b.N), "cpu-µs/event")
 }
 
 // BenchmarkBuffered2M writes 2M unresolved events (150-byte values, 8
