@@ -323,7 +323,7 @@ func (w *batchWrite) event(e *bent, key, val []byte, check bool) error {
 		return w.fail(err)
 	}
 	pt.diskClean = false
-	if e.ts.Less(pt.trimFrom) {
+	if !pt.trimFrom.IsZero() && e.ts.Less(pt.trimFrom) {
 		pt.trimFrom = e.ts // the next trim must see it
 	}
 	if pt.trimming && (!pt.wroteLow || e.ts.Less(pt.lowWrite)) {

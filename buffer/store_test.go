@@ -1023,3 +1023,28 @@ func TestBatchResetStartsOver(t *testing.T) {
 		t.Fatalf("State(pB) = %+v, want Consumed 1, no Resolved, 1 event", st)
 	}
 }
+
+// TestTrimAfterReopenSeesEventsBeforeTheEpoch: after Open a trim walks from
+// the front of the partition's range (trimFrom is zero, "everything"); an
+// event written then with an HLC below zero must not make the walk start
+// at that HLC, above older events of the previous run.
+func TestTrimAfterReopenSeesEventsBeforeTheEpoch(t *testing.T) {
+	dir := t.TempDir()
+	s := openDir(t, dir)
+	write(t, s, pA, ev(at(-900, 0), "t", "a", 0), ev(at(-800, 0), "t", "b", 1))
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	s = openDir(t, dir)
+	defer func() { _ = s.Close() }()
+	write(t, s, pA, ev(at(-500, 0), "t", "c", 2))
+	if err := s.Trim(context.Background(), []Partition{pA}, at(-100, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if st := mustState(t, s, pA); st.Events != 0 {
+		t.Fatalf("after trimming everything: %+v, want no events", st)
+	}
+	if n := rawEventCount(t, s, s.lookup(pA).id, false) + memEvents(s, pA); n != 0 {
+		t.Fatalf("%d events left stored below Base", n)
+	}
+}
