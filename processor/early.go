@@ -4,7 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -136,6 +138,54 @@ var errEarlySmall = errors.New("group too small to be applied ahead of its resol
 // earlySmallWait is how long the member waits before it looks again at a
 // group it found too small.
 const earlySmallWait = 2 * time.Second
+
+// earlyGoLimitMul/earlyGoLimitDiv is the part of the Go soft memory
+// limit in force while a group is applied early. A group starts when the
+// ingest has filled the buffer to its budget and pauses: the Go heap is
+// then at its soft limit, mostly garbage, just as the warehouse's MERGEs
+// grow outside it, which made the peak of an initial scan (measured at a
+// 512 MiB --memory-limit: Go ~290 MiB of 307, its live heap 35-60 MiB once
+// the group is under way). Forcing one collection as the group starts did
+// not lower that peak (the heap was back at the limit within a second);
+// a lower limit for the group's length did (docs/BENCHMARKS.md).
+const (
+	earlyGoLimitMul = 3
+	earlyGoLimitDiv = 4
+)
+
+// goLimit is the Go soft memory limit saved by lowerGoLimit. The limit is
+// the process's, and one process may run several processors (tests do),
+// so they share one count: the first group lowers it, the last one to end
+// restores it.
+var goLimit struct {
+	sync.Mutex
+	groups int
+	saved  int64
+}
+
+// lowerGoLimit lowers the Go soft memory limit in force, if there is one,
+// to earlyGoLimitMul/earlyGoLimitDiv of it, and returns the function that
+// undoes it.
+func lowerGoLimit() (restore func()) {
+	goLimit.Lock()
+	defer goLimit.Unlock()
+	if goLimit.groups == 0 {
+		lim := debug.SetMemoryLimit(-1) // reads it
+		if lim <= 0 || lim == math.MaxInt64 {
+			return func() {} // none (GOMEMLIMIT=off)
+		}
+		goLimit.saved = lim
+		debug.SetMemoryLimit(lim / earlyGoLimitDiv * earlyGoLimitMul)
+	}
+	goLimit.groups++
+	return func() {
+		goLimit.Lock()
+		defer goLimit.Unlock()
+		if goLimit.groups--; goLimit.groups == 0 {
+			debug.SetMemoryLimit(goLimit.saved)
+		}
+	}
+}
 
 // earlyJob is a group being applied early.
 type earlyJob struct {
@@ -271,14 +321,7 @@ func (p *Processor) applyEarly(ctx context.Context, g *buffer.Group, held []sink
 		return fail(fmt.Errorf("%w: its %d events (%d bytes) at %s hold less than 1/%d of the buffer's disk budget",
 			errEarlySmall, n, size, g.At, earlyMinShare))
 	}
-	// The group starts once the buffer has filled to its budget: the
-	// ingest that filled it, now paused, leaves the Go heap at its soft
-	// limit, mostly garbage (live 40-130 MiB of ~290 MiB measured at a
-	// 512 MiB limit) that the runtime returns to the kernel only over
-	// seconds, while the warehouse's first MERGE grows at once: the
-	// process's peak. Return it first; one collection per group, which
-	// is a budget's worth of rows.
-	debug.FreeOSMemory()
+	defer lowerGoLimit()()
 	gw := &groupWriter{p: p, ctx: ctx, at: g.At, held: held, limit: p.earlyChunkBytes()}
 	err = buf.ScanGroup(ctx, g, func(bp buffer.Partition, ev buffer.Event) error {
 		row, err := p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)

@@ -2,7 +2,7 @@ package processor
 
 import (
 	"context"
-	"runtime/metrics"
+	"runtime/debug"
 	"testing"
 
 	"github.com/twmb/franz-go/pkg/kgo"
@@ -12,45 +12,76 @@ import (
 	"github.com/highwater-dev/highwater/sinks"
 )
 
-// forcedGCs reads how many collections the process has forced
-// (runtime.GC, debug.FreeOSMemory).
-func forcedGCs() uint64 {
-	s := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}}
-	metrics.Read(s)
-	return s[0].Value.Uint64()
-}
-
-// TestEarlyGroupReturnsGoGarbageFirst: a group applied early returns the
-// Go heap's garbage to the kernel (a forced collection and scavenge)
-// before its first transaction begins: the ingest that filled the buffer
-// left the heap at its soft limit, and the warehouse's first MERGE would
-// otherwise grow on top of it, the peak of an initial scan's memory.
-func TestEarlyGroupReturnsGoGarbageFirst(t *testing.T) {
+// TestEarlyGroupLowersGoLimit: while a group is applied early, the Go
+// soft memory limit is earlyGoLimitMul/earlyGoLimitDiv of the one in force
+// (the warehouse's MERGEs grow outside it, the paused ingest needs little),
+// in every transaction of the group, and it is restored afterwards, also
+// when the group fails.
+func TestEarlyGroupLowersGoLimit(t *testing.T) {
 	const n = 400
+	const limit = 400 << 20
+	old := debug.SetMemoryLimit(limit)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 	r := budgetedRig(t, func() []*kgo.Record { return scanFeed(n) })
 	held := []sinks.Checkpoint{{Group: "g", Topic: r.part.Topic, Partition: r.part.Partition}}
-	before := forcedGCs()
-	var atFirstBegin uint64
-	begins := 0
+	var during []int64
 	r.p.cfg.WindowHook = func(s WindowStage, at hlc.Timestamp) {
-		if s == WindowBegin {
-			if begins++; begins == 1 {
-				atFirstBegin = forcedGCs()
-			}
+		if s == WindowBegin || s == WindowCommit {
+			during = append(during, debug.SetMemoryLimit(-1))
 		}
 	}
 	res := r.p.applyEarly(context.Background(), r.buf.TakeGroup([]buffer.Partition{r.part}, t1), held)
 	if res.err != nil || res.rows != n {
 		t.Fatalf("group applied early: %d rows, %v; want %d", res.rows, res.err, n)
 	}
-	if begins < 2 {
-		t.Fatalf("the group took %d transactions, want several", begins)
+	if len(during) < 4 {
+		t.Fatalf("the hook saw %d stages, want the begin and commit of several transactions", len(during))
 	}
-	if atFirstBegin <= before {
-		t.Errorf("no forced collection before the group's first transaction (forced collections: %d before the group, %d at its first transaction)", before, atFirstBegin)
+	want := int64(limit / earlyGoLimitDiv * earlyGoLimitMul)
+	for i, l := range during {
+		if l != want {
+			t.Errorf("stage %d of the group: Go soft limit %d MiB, want %d MiB", i, l>>20, want>>20)
+		}
 	}
-	// Once per group, not per transaction.
-	if after := forcedGCs(); after-before > 1 {
-		t.Errorf("%d forced collections for one group of %d transactions, want one", after-before, begins)
+	if l := debug.SetMemoryLimit(-1); l != limit {
+		t.Errorf("after the group: Go soft limit %d MiB, want %d MiB restored", l>>20, limit>>20)
+	}
+
+	// A failed group restores it too.
+	ctx, cancel := context.WithCancel(context.Background())
+	r.p.cfg.WindowHook = func(s WindowStage, at hlc.Timestamp) {
+		if s == WindowCommit {
+			cancel()
+		}
+	}
+	r2 := budgetedRig(t, func() []*kgo.Record { return scanFeed(n) })
+	r2.p.cfg.WindowHook = r.p.cfg.WindowHook
+	if res := r2.p.applyEarly(ctx, r2.buf.TakeGroup([]buffer.Partition{r2.part}, t1), held); res.err == nil {
+		t.Fatal("a group cancelled at its first commit succeeded")
+	}
+	if l := debug.SetMemoryLimit(-1); l != limit {
+		t.Errorf("after a failed group: Go soft limit %d MiB, want %d MiB restored", l>>20, limit>>20)
+	}
+}
+
+// TestLowerGoLimitNests: two groups applied at once in one process (two
+// processors) lower the limit once, and it is restored when the last ends.
+func TestLowerGoLimitNests(t *testing.T) {
+	const limit = 400 << 20
+	old := debug.SetMemoryLimit(limit)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	lowered := int64(limit / earlyGoLimitDiv * earlyGoLimitMul)
+	a := lowerGoLimit()
+	b := lowerGoLimit()
+	if l := debug.SetMemoryLimit(-1); l != lowered {
+		t.Fatalf("two groups: limit %d MiB, want %d MiB (lowered once)", l>>20, lowered>>20)
+	}
+	a()
+	if l := debug.SetMemoryLimit(-1); l != lowered {
+		t.Fatalf("one group ended, one going on: limit %d MiB, want %d MiB", l>>20, lowered>>20)
+	}
+	b()
+	if l := debug.SetMemoryLimit(-1); l != limit {
+		t.Fatalf("both ended: limit %d MiB, want %d MiB", l>>20, limit>>20)
 	}
 }
