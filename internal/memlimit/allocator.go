@@ -49,8 +49,8 @@ type AllocatorStats struct {
 
 // SetDuckDBDecay sets how long DuckDB's jemalloc keeps pages freed by
 // DuckDB before returning them to the kernel (dirty_decay_ms, and the same
-// for muzzy_decay_ms), for its arenas now and for those it creates later,
-// and returns what it keeps already when d is 0. It returns
+// for muzzy_decay_ms), for its arenas now and for those it creates later;
+// with d 0 it also returns to the kernel what it keeps already. It returns
 // ErrNoDuckDBAllocator when there is no such allocator.
 func SetDuckDBDecay(d time.Duration) error {
 	return setDuckDBDecay(d.Milliseconds())
