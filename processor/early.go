@@ -276,6 +276,25 @@ func (p *Processor) maybeSplitWindow(ctx context.Context, owned []*partState, f 
 	return true
 }
 
+// holdsEarlyGroup reports whether the window through f of owned holds the
+// rest of a group applied early: the end of an initial scan, whose
+// resolved timestamp comes once the scan is emitted. Like a group, that
+// window runs under the lowered Go soft limit (lowerGoLimit): it starts as
+// the ingest of the scan's last rows ends, the Go heap at its limit, and
+// its MERGE meets the whole mirror (at 5M rows it made the scan's peak).
+// The caller holds p.mu.
+func (p *Processor) holdsEarlyGroup(owned []*partState, f hlc.Timestamp) bool {
+	if p.earlyApplied.IsZero() || f.Less(p.earlyApplied) {
+		return false
+	}
+	for _, st := range owned {
+		if st.applied.Less(p.earlyApplied) {
+			return true
+		}
+	}
+	return false
+}
+
 // startEarly starts applying the group of owned's events at at early in
 // the background, in the window slot. The caller holds p.mu.
 func (p *Processor) startEarly(ctx context.Context, owned []*partState, at hlc.Timestamp, window bool) {
@@ -472,6 +491,7 @@ func (p *Processor) reapEarly(job *flushJob, res flushResult) {
 		return
 	}
 	p.attempt = 0
+	p.earlyApplied = at
 	p.stats.rowsApplied.Add(int64(res.rows))
 	p.stats.earlyGroups.Add(1)
 	p.stats.earlyRows.Add(int64(res.rows))
