@@ -4,6 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
+	"runtime/debug"
+	"sync"
 	"time"
 
 	"go.uber.org/zap"
@@ -136,6 +139,54 @@ var errEarlySmall = errors.New("group too small to be applied ahead of its resol
 // group it found too small.
 const earlySmallWait = 2 * time.Second
 
+// earlyGoLimitMul/earlyGoLimitDiv is the part of the Go soft memory
+// limit in force while a group is applied early. A group starts when the
+// ingest has filled the buffer to its budget and pauses: the Go heap is
+// then at its soft limit, mostly garbage, just as the warehouse's MERGEs
+// grow outside it, which made the peak of an initial scan (measured at a
+// 512 MiB --memory-limit: Go ~290 MiB of 307, its live heap 35-60 MiB once
+// the group is under way). Forcing one collection as the group starts did
+// not lower that peak (the heap was back at the limit within a second);
+// a lower limit for the group's length did (docs/BENCHMARKS.md).
+const (
+	earlyGoLimitMul = 3
+	earlyGoLimitDiv = 4
+)
+
+// goLimit is the Go soft memory limit saved by lowerGoLimit. The limit is
+// the process's, and one process may run several processors (tests do),
+// so they share one count: the first group lowers it, the last one to end
+// restores it.
+var goLimit struct {
+	sync.Mutex
+	groups int
+	saved  int64
+}
+
+// lowerGoLimit lowers the Go soft memory limit in force, if there is one,
+// to earlyGoLimitMul/earlyGoLimitDiv of it, and returns the function that
+// undoes it.
+func lowerGoLimit() (restore func()) {
+	goLimit.Lock()
+	defer goLimit.Unlock()
+	if goLimit.groups == 0 {
+		lim := debug.SetMemoryLimit(-1) // reads it
+		if lim <= 0 || lim == math.MaxInt64 {
+			return func() {} // none (GOMEMLIMIT=off)
+		}
+		goLimit.saved = lim
+		debug.SetMemoryLimit(lim / earlyGoLimitDiv * earlyGoLimitMul)
+	}
+	goLimit.groups++
+	return func() {
+		goLimit.Lock()
+		defer goLimit.Unlock()
+		if goLimit.groups--; goLimit.groups == 0 {
+			debug.SetMemoryLimit(goLimit.saved)
+		}
+	}
+}
+
 // earlyJob is a group being applied early.
 type earlyJob struct {
 	at hlc.Timestamp
@@ -225,6 +276,25 @@ func (p *Processor) maybeSplitWindow(ctx context.Context, owned []*partState, f 
 	return true
 }
 
+// holdsEarlyGroup reports whether the window through f of owned holds the
+// rest of a group applied early: the end of an initial scan, whose
+// resolved timestamp comes once the scan is emitted. Like a group, that
+// window runs under the lowered Go soft limit (lowerGoLimit): it starts as
+// the ingest of the scan's last rows ends, the Go heap at its limit, and
+// its MERGE meets the whole mirror (at 5M rows it made the scan's peak).
+// The caller holds p.mu.
+func (p *Processor) holdsEarlyGroup(owned []*partState, f hlc.Timestamp) bool {
+	if p.earlyApplied.IsZero() || f.Less(p.earlyApplied) {
+		return false
+	}
+	for _, st := range owned {
+		if st.applied.Less(p.earlyApplied) {
+			return true
+		}
+	}
+	return false
+}
+
 // startEarly starts applying the group of owned's events at at early in
 // the background, in the window slot. The caller holds p.mu.
 func (p *Processor) startEarly(ctx context.Context, owned []*partState, at hlc.Timestamp, window bool) {
@@ -270,6 +340,7 @@ func (p *Processor) applyEarly(ctx context.Context, g *buffer.Group, held []sink
 		return fail(fmt.Errorf("%w: its %d events (%d bytes) at %s hold less than 1/%d of the buffer's disk budget",
 			errEarlySmall, n, size, g.At, earlyMinShare))
 	}
+	defer lowerGoLimit()()
 	gw := &groupWriter{p: p, ctx: ctx, at: g.At, held: held, limit: p.earlyChunkBytes()}
 	err = buf.ScanGroup(ctx, g, func(bp buffer.Partition, ev buffer.Event) error {
 		row, err := p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)
@@ -420,6 +491,7 @@ func (p *Processor) reapEarly(job *flushJob, res flushResult) {
 		return
 	}
 	p.attempt = 0
+	p.earlyApplied = at
 	p.stats.rowsApplied.Add(int64(res.rows))
 	p.stats.earlyGroups.Add(1)
 	p.stats.earlyRows.Add(int64(res.rows))

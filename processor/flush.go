@@ -73,8 +73,12 @@ func (p *Processor) maybeFlush(ctx context.Context) error {
 		w.held[i] = sinks.Checkpoint{Group: p.cfg.Group, Topic: st.p.Topic, Partition: st.p.Partition, Resolved: st.applied, NextOffset: st.appliedNext}
 	}
 	p.inflight = job
+	scanRest := p.holdsEarlyGroup(owned, f) // early.go
 	go func() {
 		defer cancel()
+		if scanRest {
+			defer lowerGoLimit()()
+		}
 		job.done <- p.flush(jctx, w)
 	}()
 	return nil

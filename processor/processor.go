@@ -216,6 +216,8 @@ type Processor struct {
 	earlyRefused hlc.Timestamp
 	earlyRetryAt time.Time
 	splitChecked hlc.Timestamp
+	// earlyApplied is the HLC of the last group applied early (early.go).
+	earlyApplied hlc.Timestamp
 
 	stats struct {
 		consumed, resolvedMsgs, duplicates, rowsApplied, windows atomic.Int64

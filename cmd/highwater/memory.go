@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"net/url"
 	"os"
@@ -53,9 +54,30 @@ func applyMemoryPlan(plan memlimit.Plan, getenv func(string) string, log *zap.Lo
 			zap.String("go_soft_limit", goLimit))
 		return
 	}
+	allocator := returnDuckDBFreed(plan, getenv, log)
 	log.Info("memory limit split", zap.String("limit", fmt.Sprintf("%dMiB", plan.Total>>20)), zap.String("from", plan.Source),
 		zap.String("go_soft_limit", goLimit), zap.String("duckdb_memory_limit", fmt.Sprintf("%dMiB", plan.DuckDBMemory>>20)),
-		zap.Int("duckdb_threads", plan.DuckDBThreads))
+		zap.Int("duckdb_threads", plan.DuckDBThreads), zap.String("duckdb_allocator", allocator))
+}
+
+// returnDuckDBFreed makes DuckDB's jemalloc return freed pages at once
+// when plan asks for it, unless the operator configured that allocator
+// (DUCKDB_JE_MALLOC_CONF, which it read at the process's start), and says
+// what DuckDB's allocator does.
+func returnDuckDBFreed(plan memlimit.Plan, getenv func(string) string, log *zap.Logger) string {
+	if conf := getenv("DUCKDB_JE_MALLOC_CONF"); conf != "" {
+		return "DUCKDB_JE_MALLOC_CONF=" + conf
+	}
+	if !plan.DuckDBReturnFreed {
+		return "DuckDB's defaults"
+	}
+	if err := memlimit.SetDuckDBDecay(memlimit.DuckDBDecay); err != nil {
+		if !errors.Is(err, memlimit.ErrNoDuckDBAllocator) {
+			log.Warn("DuckDB's allocator keeps the memory DuckDB frees for a while: it is not covered by the memory limit's split", zap.Error(err))
+		}
+		return "DuckDB's defaults"
+	}
+	return "freed pages returned at once"
 }
 
 // withDuckDBLimits adds plan's DuckDB share to a duckdb:// sink URL as the

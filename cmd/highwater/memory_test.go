@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"database/sql"
+	"errors"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -114,4 +116,49 @@ func TestLogPeakMemory(t *testing.T) {
 		t.Fatalf("vm_hwm_bytes %d, below the %d bytes touched", hwm, len(touched))
 	}
 	runtime.KeepAlive(touched)
+}
+
+// TestDuckDBAllocatorReturnsFreed: under a memory limit the run makes
+// DuckDB's jemalloc return what DuckDB frees at once, unless the operator
+// configured that allocator; the pages a query freed are then not kept.
+func TestDuckDBAllocatorReturnsFreed(t *testing.T) {
+	if _, err := memlimit.DuckDBAllocatorStats(); errors.Is(err, memlimit.ErrNoDuckDBAllocator) {
+		t.Skip("DuckDB uses the system allocator on this platform")
+	}
+	plan := memlimit.Split(512<<20, 2)
+	env := func(conf string) func(string) string {
+		return func(name string) string {
+			if name == "DUCKDB_JE_MALLOC_CONF" {
+				return conf
+			}
+			return ""
+		}
+	}
+	log := zaptest.NewLogger(t)
+	if got := returnDuckDBFreed(plan, env("dirty_decay_ms:5000"), log); got != "DUCKDB_JE_MALLOC_CONF=dirty_decay_ms:5000" {
+		t.Errorf("with DUCKDB_JE_MALLOC_CONF set: %q", got)
+	}
+	if got := returnDuckDBFreed(memlimit.Split(0, 2), env(""), log); got != "DuckDB's defaults" {
+		t.Errorf("without a limit: %q", got)
+	}
+	if got := returnDuckDBFreed(plan, env(""), log); got != "freed pages returned at once" {
+		t.Fatalf("under a 512 MiB limit: %q", got)
+	}
+	db, err := sql.Open("duckdb", "?threads=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var n int64
+	if err := db.QueryRowContext(context.Background(),
+		`SELECT count(DISTINCT s) FROM (SELECT repeat('x', 100) || i::VARCHAR AS s FROM range(1000000) t(i) ORDER BY s DESC)`).Scan(&n); err != nil || n != 1000000 {
+		t.Fatalf("query: %d, %v", n, err)
+	}
+	s, err := memlimit.DuckDBAllocatorStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept := s.Dirty + s.Muzzy; kept > 4<<20 {
+		t.Errorf("DuckDB's allocator keeps %d bytes of freed pages after a query (resident %d, allocated %d)", kept, s.Resident, s.Allocated)
+	}
 }

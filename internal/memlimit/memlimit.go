@@ -65,6 +65,11 @@ type Plan struct {
 	DuckDBMemory int64
 	// DuckDBThreads is DuckDB's threads setting; 0 leaves DuckDB's default.
 	DuckDBThreads int
+	// DuckDBReturnFreed says that DuckDB's jemalloc returns the pages
+	// DuckDB frees to the kernel at once (SetDuckDBDecay(DuckDBDecay))
+	// rather than keeping them for a second, or, while DuckDB is idle,
+	// indefinitely: under a limit that memory belongs to no share.
+	DuckDBReturnFreed bool
 }
 
 // Split divides total bytes among the consumers of memory on a machine of
@@ -80,6 +85,8 @@ func Split(total int64, cpus int) Plan {
 		GoSoftLimit:   int64(float64(total) * goShare),
 		DuckDBMemory:  int64(float64(total) * duckDBShare),
 		DuckDBThreads: threads,
+
+		DuckDBReturnFreed: true,
 	}
 }
 

@@ -157,6 +157,9 @@ func TestSplit(t *testing.T) {
 		{8192 * mib, 64, 16},
 	} {
 		p := Split(tc.total, tc.cpus)
+		if !p.DuckDBReturnFreed {
+			t.Errorf("Split(%d MiB): DuckDB's allocator keeps freed pages outside every share", tc.total/mib)
+		}
 		if p.DuckDBThreads != tc.threads {
 			t.Errorf("Split(%d MiB, %d cpus): %d DuckDB threads, want %d", tc.total/mib, tc.cpus, p.DuckDBThreads, tc.threads)
 		}

@@ -1,0 +1,155 @@
+package processor
+
+import (
+	"context"
+	"runtime/debug"
+	"testing"
+
+	"github.com/twmb/franz-go/pkg/kgo"
+
+	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/hlc"
+	"github.com/highwater-dev/highwater/sinks"
+)
+
+// TestEarlyGroupLowersGoLimit: while a group is applied early, the Go
+// soft memory limit is earlyGoLimitMul/earlyGoLimitDiv of the one in force
+// (the warehouse's MERGEs grow outside it, the paused ingest needs little),
+// in every transaction of the group, and it is restored afterwards, also
+// when the group fails.
+func TestEarlyGroupLowersGoLimit(t *testing.T) {
+	const n = 400
+	const limit = 400 << 20
+	old := debug.SetMemoryLimit(limit)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	r := budgetedRig(t, func() []*kgo.Record { return scanFeed(n) })
+	held := []sinks.Checkpoint{{Group: "g", Topic: r.part.Topic, Partition: r.part.Partition}}
+	var during []int64
+	r.p.cfg.WindowHook = func(s WindowStage, at hlc.Timestamp) {
+		if s == WindowBegin || s == WindowCommit {
+			during = append(during, debug.SetMemoryLimit(-1))
+		}
+	}
+	res := r.p.applyEarly(context.Background(), r.buf.TakeGroup([]buffer.Partition{r.part}, t1), held)
+	if res.err != nil || res.rows != n {
+		t.Fatalf("group applied early: %d rows, %v; want %d", res.rows, res.err, n)
+	}
+	if len(during) < 4 {
+		t.Fatalf("the hook saw %d stages, want the begin and commit of several transactions", len(during))
+	}
+	want := int64(limit / earlyGoLimitDiv * earlyGoLimitMul)
+	for i, l := range during {
+		if l != want {
+			t.Errorf("stage %d of the group: Go soft limit %d MiB, want %d MiB", i, l>>20, want>>20)
+		}
+	}
+	if l := debug.SetMemoryLimit(-1); l != limit {
+		t.Errorf("after the group: Go soft limit %d MiB, want %d MiB restored", l>>20, limit>>20)
+	}
+
+	// A failed group restores it too.
+	ctx, cancel := context.WithCancel(context.Background())
+	r.p.cfg.WindowHook = func(s WindowStage, at hlc.Timestamp) {
+		if s == WindowCommit {
+			cancel()
+		}
+	}
+	r2 := budgetedRig(t, func() []*kgo.Record { return scanFeed(n) })
+	r2.p.cfg.WindowHook = r.p.cfg.WindowHook
+	if res := r2.p.applyEarly(ctx, r2.buf.TakeGroup([]buffer.Partition{r2.part}, t1), held); res.err == nil {
+		t.Fatal("a group cancelled at its first commit succeeded")
+	}
+	if l := debug.SetMemoryLimit(-1); l != limit {
+		t.Errorf("after a failed group: Go soft limit %d MiB, want %d MiB restored", l>>20, limit>>20)
+	}
+}
+
+// TestLowerGoLimitNests: two groups applied at once in one process (two
+// processors) lower the limit once, and it is restored when the last ends.
+func TestLowerGoLimitNests(t *testing.T) {
+	const limit = 400 << 20
+	old := debug.SetMemoryLimit(limit)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	lowered := int64(limit / earlyGoLimitDiv * earlyGoLimitMul)
+	a := lowerGoLimit()
+	b := lowerGoLimit()
+	if l := debug.SetMemoryLimit(-1); l != lowered {
+		t.Fatalf("two groups: limit %d MiB, want %d MiB (lowered once)", l>>20, lowered>>20)
+	}
+	a()
+	if l := debug.SetMemoryLimit(-1); l != lowered {
+		t.Fatalf("one group ended, one going on: limit %d MiB, want %d MiB", l>>20, lowered>>20)
+	}
+	b()
+	if l := debug.SetMemoryLimit(-1); l != limit {
+		t.Fatalf("both ended: limit %d MiB, want %d MiB", l>>20, limit>>20)
+	}
+}
+
+// TestScanWindowLowersGoLimit: the window through an initial scan's
+// resolved timestamp, which holds what is left of a scan whose groups were
+// applied early, runs under the lowered Go limit like the groups; the
+// windows after it under the full one.
+func TestScanWindowLowersGoLimit(t *testing.T) {
+	const n = 400
+	const limit = 400 << 20
+	old := debug.SetMemoryLimit(limit)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	t3 := hlc.Timestamp{WallTime: t2.WallTime + 1e9}
+	t4 := hlc.Timestamp{WallTime: t3.WallTime + 1e9}
+	r := budgetedRig(t, func() []*kgo.Record {
+		return append(scanFeed(n),
+			&kgo.Record{Key: keyOfT(7), Value: valueOfT(7, "updated", t2)},
+			&kgo.Record{Value: resolvedOf(t3, idResolved)})
+	})
+	ctx := context.Background()
+	limits := map[hlc.Timestamp][]int64{}
+	r.p.cfg.WindowHook = func(s WindowStage, at hlc.Timestamp) {
+		if s == WindowBegin {
+			limits[at] = append(limits[at], debug.SetMemoryLimit(-1))
+		}
+	}
+	step := func() {
+		t.Helper()
+		if err := r.p.maybeFlush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r.p.inflight == nil {
+			t.Fatal("no window or group started")
+		}
+		if err := r.p.reapFlush(ctx, true, false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	step() // the scan's group at t1, early
+	step() // the window through t3
+	if err := r.ingest(t, &kgo.Record{Key: keyOfT(8), Value: valueOfT(8, "later", t4)},
+		&kgo.Record{Value: resolvedOf(hlc.Timestamp{WallTime: t4.WallTime + 1}, idResolved)}); err != nil {
+		t.Fatal(err)
+	}
+	step() // the window after the scan
+	lowered := int64(limit / earlyGoLimitDiv * earlyGoLimitMul)
+	if len(limits[t1]) < 2 {
+		t.Fatalf("the scan's group took %d transactions, want several (limits seen: %v)", len(limits[t1]), limits)
+	}
+	for _, l := range limits[t1] {
+		if l != lowered {
+			t.Errorf("a transaction of the scan's group under a Go limit of %d MiB, want %d MiB", l>>20, lowered>>20)
+		}
+	}
+	if got := limits[t3]; len(got) != 1 || got[0] != lowered {
+		t.Errorf("the window through the scan's resolved %s under Go limits %v, want one at %d MiB", t3, got, lowered>>20)
+	}
+	var later []int64
+	for at, ls := range limits {
+		if t3.Less(at) {
+			later = append(later, ls...)
+		}
+	}
+	if len(later) != 1 || later[0] != limit {
+		t.Errorf("the window after the scan under Go limits %v, want one at the full %d MiB", later, limit>>20)
+	}
+	if l := debug.SetMemoryLimit(-1); l != limit {
+		t.Errorf("after the scan: Go soft limit %d MiB, want %d MiB", l>>20, limit>>20)
+	}
+}
