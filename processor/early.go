@@ -276,6 +276,21 @@ func (p *Processor) maybeSplitWindow(ctx context.Context, owned []*partState, f 
 	return true
 }
 
+// scanMemory lowers what memory the process keeps while a scan's group, or
+// the window that ends the scan, is applied (lowerGoLimit and
+// Config.ScanMemory), and returns the function that undoes it.
+func (p *Processor) scanMemory() (restore func()) {
+	goLimit := lowerGoLimit()
+	if p.cfg.ScanMemory == nil {
+		return goLimit
+	}
+	other := p.cfg.ScanMemory()
+	return func() {
+		other()
+		goLimit()
+	}
+}
+
 // holdsEarlyGroup reports whether the window through f of owned holds the
 // rest of a group applied early: the end of an initial scan, whose
 // resolved timestamp comes once the scan is emitted. Like a group, that
@@ -340,7 +355,7 @@ func (p *Processor) applyEarly(ctx context.Context, g *buffer.Group, held []sink
 		return fail(fmt.Errorf("%w: its %d events (%d bytes) at %s hold less than 1/%d of the buffer's disk budget",
 			errEarlySmall, n, size, g.At, earlyMinShare))
 	}
-	defer lowerGoLimit()()
+	defer p.scanMemory()()
 	gw := &groupWriter{p: p, ctx: ctx, at: g.At, held: held, limit: p.earlyChunkBytes()}
 	err = buf.ScanGroup(ctx, g, func(bp buffer.Partition, ev buffer.Event) error {
 		row, err := p.cfg.Decoder.DecodeRow(ctx, ev.Key, ev.Value)

@@ -25,9 +25,16 @@ func TestEarlyGroupLowersGoLimit(t *testing.T) {
 	r := budgetedRig(t, func() []*kgo.Record { return scanFeed(n) })
 	held := []sinks.Checkpoint{{Group: "g", Topic: r.part.Topic, Partition: r.part.Partition}}
 	var during []int64
+	var scanMem int // Config.ScanMemory's holders
+	var scanMemDuring []int
+	r.p.cfg.ScanMemory = func() func() {
+		scanMem++
+		return func() { scanMem-- }
+	}
 	r.p.cfg.WindowHook = func(s WindowStage, at hlc.Timestamp) {
 		if s == WindowBegin || s == WindowCommit {
 			during = append(during, debug.SetMemoryLimit(-1))
+			scanMemDuring = append(scanMemDuring, scanMem)
 		}
 	}
 	res := r.p.applyEarly(context.Background(), r.buf.TakeGroup([]buffer.Partition{r.part}, t1), held)
@@ -45,6 +52,14 @@ func TestEarlyGroupLowersGoLimit(t *testing.T) {
 	}
 	if l := debug.SetMemoryLimit(-1); l != limit {
 		t.Errorf("after the group: Go soft limit %d MiB, want %d MiB restored", l>>20, limit>>20)
+	}
+	for i, n := range scanMemDuring {
+		if n != 1 {
+			t.Errorf("stage %d of the group: Config.ScanMemory held %d times, want once", i, n)
+		}
+	}
+	if scanMem != 0 {
+		t.Errorf("after the group: Config.ScanMemory held %d times, want restored", scanMem)
 	}
 
 	// A failed group restores it too.

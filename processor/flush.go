@@ -77,7 +77,7 @@ func (p *Processor) maybeFlush(ctx context.Context) error {
 	go func() {
 		defer cancel()
 		if scanRest {
-			defer lowerGoLimit()()
+			defer p.scanMemory()()
 		}
 		job.done <- p.flush(jctx, w)
 	}()

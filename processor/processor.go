@@ -122,6 +122,16 @@ type Config struct {
 	// a process at a precise point of a window. It must return quickly
 	// unless it means to stall the window.
 	WindowHook func(stage WindowStage, through hlc.Timestamp)
+
+	// ScanMemory, if set, is called as a group of an initial scan starts
+	// to be applied ahead of its resolved timestamp, and as the window
+	// that ends such a scan starts; the function it returns is called when
+	// that group or window is done. highwater run sets it, under a memory
+	// limit, to make DuckDB's allocator return the memory DuckDB frees at
+	// once meanwhile (memlimit.ReturnDuckDBFreed): too costly for every
+	// window, needed for the MERGEs of a scan. The processor itself lowers
+	// the Go soft memory limit then (lowerGoLimit).
+	ScanMemory func() (restore func())
 }
 
 func (c *Config) setDefaults() error {

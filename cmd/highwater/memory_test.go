@@ -119,8 +119,9 @@ func TestLogPeakMemory(t *testing.T) {
 }
 
 // TestDuckDBAllocatorReturnsFreed: under a memory limit the run makes
-// DuckDB's jemalloc return what DuckDB frees at once, unless the operator
-// configured that allocator; the pages a query freed are then not kept.
+// DuckDB's jemalloc return what DuckDB frees at once while an initial scan
+// is applied, unless the operator configured that allocator; the pages a
+// query freed meanwhile are not kept, and DuckDB's decay is back after.
 func TestDuckDBAllocatorReturnsFreed(t *testing.T) {
 	if _, err := memlimit.DuckDBAllocatorStats(); errors.Is(err, memlimit.ErrNoDuckDBAllocator) {
 		t.Skip("DuckDB uses the system allocator on this platform")
@@ -135,15 +136,21 @@ func TestDuckDBAllocatorReturnsFreed(t *testing.T) {
 		}
 	}
 	log := zaptest.NewLogger(t)
-	if got := returnDuckDBFreed(plan, env("dirty_decay_ms:5000"), log); got != "DUCKDB_JE_MALLOC_CONF=dirty_decay_ms:5000" {
-		t.Errorf("with DUCKDB_JE_MALLOC_CONF set: %q", got)
+	if got, hook := returnDuckDBFreed(plan, env("dirty_decay_ms:5000"), log); got != "DUCKDB_JE_MALLOC_CONF=dirty_decay_ms:5000" || hook != nil {
+		t.Errorf("with DUCKDB_JE_MALLOC_CONF set: %q (hook %v)", got, hook != nil)
 	}
-	if got := returnDuckDBFreed(memlimit.Split(0, 2), env(""), log); got != "DuckDB's defaults" {
-		t.Errorf("without a limit: %q", got)
+	if got, hook := returnDuckDBFreed(memlimit.Split(0, 2), env(""), log); got != "DuckDB's defaults" || hook != nil {
+		t.Errorf("without a limit: %q (hook %v)", got, hook != nil)
 	}
-	if got := returnDuckDBFreed(plan, env(""), log); got != "freed pages returned at once" {
-		t.Fatalf("under a 512 MiB limit: %q", got)
+	got, scanMemory := returnDuckDBFreed(plan, env(""), log)
+	if got != "freed pages returned at once while an initial scan is applied" || scanMemory == nil {
+		t.Fatalf("under a 512 MiB limit: %q (hook %v)", got, scanMemory != nil)
 	}
+	before, _, err := memlimit.DuckDBDecays()
+	if err != nil {
+		t.Fatal(err)
+	}
+	restore := scanMemory()
 	db, err := sql.Open("duckdb", "?threads=1")
 	if err != nil {
 		t.Fatal(err)
@@ -160,5 +167,11 @@ func TestDuckDBAllocatorReturnsFreed(t *testing.T) {
 	}
 	if kept := s.Dirty + s.Muzzy; kept > 4<<20 {
 		t.Errorf("DuckDB's allocator keeps %d bytes of freed pages after a query (resident %d, allocated %d)", kept, s.Resident, s.Allocated)
+	}
+	// Once the scan is applied, DuckDB's own decay is back: returning pages
+	// at once is too costly for every window.
+	restore()
+	if after, _, err := memlimit.DuckDBDecays(); err != nil || after != before {
+		t.Errorf("decay after the scan %s, %v; want %s back", after, err, before)
 	}
 }

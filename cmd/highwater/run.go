@@ -53,10 +53,10 @@ environment, then the file, then defaults.`,
 				return fmt.Errorf("configuration: %w", err)
 			}
 			// GOMEMLIMIT is read from the real environment, as the Go runtime does.
-			applyMemoryPlan(plan, os.Getenv, log)
+			scanMemory := applyMemoryPlan(plan, os.Getenv, log)
 			cfg.Sink = withDuckDBLimits(cfg.Sink, plan)
 			log.Debug("effective configuration (secrets redacted)", zap.String("yaml", cfg.Redacted()))
-			err = runPipeline(cmd.Context(), cfg, log, nil)
+			err = runPipeline(cmd.Context(), cfg, log, scanMemory, nil)
 			logPeakMemory(log)
 			return err
 		},
@@ -67,9 +67,10 @@ environment, then the file, then defaults.`,
 }
 
 // runPipeline wires registry, decoder, buffer, writer and processor for cfg
-// and runs until ctx ends, StopAt is reached, or an error. started, if not
+// and runs until ctx ends, StopAt is reached, or an error. scanMemory is
+// the processor's Config.ScanMemory (applyMemoryPlan). started, if not
 // nil, receives the processor once it exists (the demo shows its progress).
-func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, started func(*processor.Processor)) error {
+func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, scanMemory func() func(), started func(*processor.Processor)) error {
 	stopAt, _ := cfg.StopAtHLC()
 	budget, _ := cfg.Budget()
 
@@ -143,6 +144,7 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, starte
 		AllowRetentionGap: cfg.AllowRetentionGap,
 		WindowHook:        hook,
 		HeadersJSONColumn: cfg.HeadersJSONColumn,
+		ScanMemory:        scanMemory,
 	})
 	if err != nil {
 		return err

@@ -43,6 +43,13 @@ static int hw_get_unsigned(const char *name, unsigned *out) {
 	return f(name, out, &sz, NULL, 0);
 }
 
+static int hw_get_ssize(const char *name, ssize_t *out) {
+	hw_mallctl_fn f = hw_mallctl();
+	if (f == NULL) return ENOENT;
+	size_t sz = sizeof *out;
+	return f(name, out, &sz, NULL, 0);
+}
+
 static int hw_get_size(const char *name, size_t *out) {
 	hw_mallctl_fn f = hw_mallctl();
 	if (f == NULL) return ENOENT;
@@ -50,22 +57,23 @@ static int hw_get_size(const char *name, size_t *out) {
 	return f(name, out, &sz, NULL, 0);
 }
 
-// hw_set_decay sets dirty_decay_ms and muzzy_decay_ms to ms for the arenas
-// created from now on and for every arena that exists (an index without
-// an arena answers EFAULT, which is skipped). It returns the first error.
-static int hw_set_decay(ssize_t ms) {
+// hw_set_decay sets dirty_decay_ms to dirty and muzzy_decay_ms to muzzy
+// for the arenas created from now on and for every arena that exists (an
+// index without an arena answers EFAULT, which is skipped). It returns the
+// first error.
+static int hw_set_decay(ssize_t dirty, ssize_t muzzy) {
 	int err;
-	if ((err = hw_set_ssize("arenas.dirty_decay_ms", ms)) != 0) return err;
-	if ((err = hw_set_ssize("arenas.muzzy_decay_ms", ms)) != 0) return err;
+	if ((err = hw_set_ssize("arenas.dirty_decay_ms", dirty)) != 0) return err;
+	if ((err = hw_set_ssize("arenas.muzzy_decay_ms", muzzy)) != 0) return err;
 	unsigned n = 0;
 	if ((err = hw_get_unsigned("arenas.narenas", &n)) != 0) return err;
 	char name[64];
 	for (unsigned i = 0; i < n; i++) {
 		snprintf(name, sizeof name, "arena.%u.dirty_decay_ms", i);
-		err = hw_set_ssize(name, ms);
+		err = hw_set_ssize(name, dirty);
 		if (err != 0 && err != EFAULT) return err;
 		snprintf(name, sizeof name, "arena.%u.muzzy_decay_ms", i);
-		err = hw_set_ssize(name, ms);
+		err = hw_set_ssize(name, muzzy);
 		if (err != 0 && err != EFAULT) return err;
 	}
 	return 0;
@@ -95,14 +103,16 @@ import (
 	"unsafe"
 )
 
-func setDuckDBDecay(ms int64) error {
+func setDuckDBDecay(ms int64) error { return setDuckDBDecays(ms, ms) }
+
+func setDuckDBDecays(dirty, muzzy int64) error {
 	if C.hw_have() == 0 {
 		return ErrNoDuckDBAllocator
 	}
-	if rc := C.hw_set_decay(C.ssize_t(ms)); rc != 0 {
-		return fmt.Errorf("DuckDB jemalloc: set decay to %d ms: %w", ms, syscall.Errno(rc))
+	if rc := C.hw_set_decay(C.ssize_t(dirty), C.ssize_t(muzzy)); rc != 0 {
+		return fmt.Errorf("DuckDB jemalloc: set decay to %d / %d ms: %w", dirty, muzzy, syscall.Errno(rc))
 	}
-	if ms == 0 {
+	if dirty == 0 {
 		// Pages freed before the change stay until the next decay tick of
 		// their arena; purge them now.
 		name := C.CString("arena.4096.purge") // MALLCTL_ARENAS_ALL
@@ -128,4 +138,23 @@ func duckDBAllocatorStats() (AllocatorStats, error) {
 		Dirty:     int64(pdirty) * int64(page),
 		Muzzy:     int64(pmuzzy) * int64(page),
 	}, nil
+}
+
+func duckDBDecays() (dirty, muzzy int64, err error) {
+	if C.hw_have() == 0 {
+		return 0, 0, ErrNoDuckDBAllocator
+	}
+	var d, m C.ssize_t
+	for _, v := range []struct {
+		name string
+		out  *C.ssize_t
+	}{{"arenas.dirty_decay_ms", &d}, {"arenas.muzzy_decay_ms", &m}} {
+		name := C.CString(v.name)
+		rc := C.hw_get_ssize(name, v.out)
+		C.free(unsafe.Pointer(name))
+		if rc != 0 {
+			return 0, 0, fmt.Errorf("DuckDB jemalloc: read %s: %w", v.name, syscall.Errno(rc))
+		}
+	}
+	return int64(d), int64(m), nil
 }

@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"errors"
 	"testing"
+	"time"
 
 	_ "github.com/duckdb/duckdb-go/v2" // links DuckDB, and with it its jemalloc
 )
@@ -65,5 +66,59 @@ func TestSetDuckDBDecay(t *testing.T) {
 	churn(t, db)
 	if k := kept(); k > 4*mib {
 		t.Fatalf("after a query with decay 0, %d bytes of freed pages are kept", k)
+	}
+}
+
+// TestReturnDuckDBFreedNestsAndRestores: while any caller holds it, DuckDB's
+// jemalloc returns freed pages at once; the last restore puts back the
+// decays that were in force, and a restore called twice counts once.
+func TestReturnDuckDBFreedNestsAndRestores(t *testing.T) {
+	if _, err := DuckDBAllocatorStats(); errors.Is(err, ErrNoDuckDBAllocator) {
+		t.Skip("DuckDB uses the system allocator on this platform")
+	}
+	db, err := sql.Open("duckdb", "?threads=1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	// A known starting point, whatever other tests of the process set.
+	if err := setDuckDBDecays(1000, 0); err != nil {
+		t.Fatal(err)
+	}
+	decays := func() (time.Duration, time.Duration) {
+		t.Helper()
+		d, m, err := DuckDBDecays()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return d, m
+	}
+	r1, err := ReturnDuckDBFreed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r2, err := ReturnDuckDBFreed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d, m := decays(); d != 0 || m != 0 {
+		t.Fatalf("while returning freed pages: decays %s / %s, want 0 / 0", d, m)
+	}
+	churn(t, db)
+	s, err := DuckDBAllocatorStats()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if kept := s.Dirty + s.Muzzy; kept > 4<<20 {
+		t.Fatalf("%d bytes of freed pages kept while returning them at once", kept)
+	}
+	r1()
+	r1()
+	if d, m := decays(); d != 0 || m != 0 {
+		t.Fatalf("after one of two restores (called twice): decays %s / %s, want still 0 / 0", d, m)
+	}
+	r2()
+	if d, m := decays(); d != time.Second || m != 0 {
+		t.Fatalf("after the last restore: decays %s / %s, want 1s / 0s back", d, m)
 	}
 }
