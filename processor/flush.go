@@ -76,10 +76,15 @@ func (p *Processor) maybeFlush(ctx context.Context) error {
 	scanRest := p.holdsEarlyGroup(owned, f) // early.go
 	go func() {
 		defer cancel()
+		restore := func() {}
 		if scanRest {
-			defer p.scanMemory()()
+			restore = p.scanMemory()
 		}
-		job.done <- p.flush(jctx, w)
+		res := p.flush(jctx, w)
+		// Restored before the result is sent: the window reaped next may
+		// start at once and must run under the full limit.
+		restore()
+		job.done <- res
 	}()
 	return nil
 }
