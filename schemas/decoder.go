@@ -197,6 +197,11 @@ func (d *Decoder) rowTables(ctx context.Context, p *valuePlan, kid int) (*keyPla
 	if kp.err != nil {
 		return nil, nil, fmt.Errorf("key schema: %w", kp.err)
 	}
+	if kp.notPrimary != nil {
+		// Refused like Extract refuses it (checkKeySchema), so that a row
+		// DecodeRow accepts was always one ingest could accept.
+		return nil, nil, fmt.Errorf("key schema: %w", kp.notPrimary)
+	}
 	tables, ok := p.rows.Load(kid)
 	if !ok {
 		tables, _ = p.rows.LoadOrStore(kid, &rowTables{table: d.familyTable(p.table, p, kp), before: d.familyTable(p.before, p, kp)})

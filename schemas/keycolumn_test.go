@@ -12,6 +12,7 @@ import (
 // Extract (ingest: such a feed has no resolved timestamps, so no window
 // would ever decode it) with an error naming the record and key_column,
 // while a primary-key key schema, and rows after the first, pass.
+// DecodeRow refuses it too.
 func TestKeyColumnIsRefusedAtIngest(t *testing.T) {
 	const idCustomKey, idNotNullKey = 90, 91
 	_, reg := newSeededRegistry(t, map[int]string{
@@ -37,6 +38,11 @@ func TestKeyColumnIsRefusedAtIngest(t *testing.T) {
 		if !strings.Contains(err.Error(), want) {
 			t.Errorf("error %q does not name %s", err, want)
 		}
+	}
+	// DecodeRow refuses it the same way: what a window decodes, ingest
+	// accepted.
+	if _, err := d.DecodeRow(ctx, frame(idCustomKey, hx(t, "02 06 'bar'")), value); !errors.Is(err, ErrKeyColumn) {
+		t.Errorf("custom key, DecodeRow: error %v, want one wrapping ErrKeyColumn", err)
 	}
 	// A key schema id the registry does not have is refused at ingest too.
 	if _, err := d.Extract(ctx, "foo", 0, 7, frame(999, hx(t, "02 06 'bar'")), value); !errors.Is(err, ErrUnknownSchema) {
