@@ -451,6 +451,19 @@ func TestHostileArraysAndLengths(t *testing.T) {
 			}
 		})
 	}
+	// A negative block count carries the block's byte size, which Extract
+	// jumps by: with the true size (5 bytes) both decoders read the block,
+	// and DecodeRow refuses a size its items do not take.
+	sized := ok("02 05 0a 02 54 00 02 56 00 00")
+	if _, err := d.Extract(ctx, "t", 0, 0, key, sized); err != nil {
+		t.Errorf("Extract of a sized block: %v", err)
+	}
+	if row, err := d.DecodeRow(ctx, key, sized); err != nil || !sameValue(row.After[0], []any{int64(42), nil, int64(43)}) {
+		t.Errorf("DecodeRow of a sized block: %v, %v", row.After, err)
+	}
+	if _, err := d.DecodeRow(ctx, key, ok("02 05 04 02 54 00 02 56 00 00")); !errors.Is(err, errBlockSize) {
+		t.Errorf("block size 2 for 5 bytes of items: error %v, want errBlockSize", err)
+	}
 }
 
 func TestDecoderConcurrentUseFetchesOncePerID(t *testing.T) {

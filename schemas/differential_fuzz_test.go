@@ -122,7 +122,10 @@ func FuzzDifferential(f *testing.F) {
 			if err := diffRow(vp, kp, row, env, hk.(map[string]any)); err != nil {
 				t.Fatalf("decoders disagree: %v%s", err, where())
 			}
-		case hambaOK && !errors.Is(errRow, ErrDecodeLimit) && !explains(viols, errRow):
+		// hamba reads an array block's byte size and ignores it; the fast
+		// decoder's skip jumps by it, so a size its items do not fill is
+		// refused (errBlockSize): the Avro spec makes it the block's bytes.
+		case hambaOK && !errors.Is(errRow, ErrDecodeLimit) && !errors.Is(errRow, errBlockSize) && !explains(viols, errRow):
 			t.Fatalf("fast decoder rejected what hamba accepts, and no CockroachDB rule is broken there: %v (broken: %v)%s", errRow, viols, where())
 		}
 
@@ -130,6 +133,11 @@ func FuzzDifferential(f *testing.F) {
 		// does, and rejects a message hamba accepts only over a limit or a
 		// bad updated timestamp.
 		switch {
+		case errors.Is(errRow, errBlockSize) || errors.Is(errExt, errBlockSize):
+			// A block size its items do not take: Extract jumps by it
+			// where hamba reads the items, so the two may read other
+			// fields after it; DecodeRow refuses the message, so the
+			// window that meets it stops with its location.
 		case errRow == nil && errExt != nil:
 			t.Fatalf("DecodeRow accepted, Extract rejected: %v%s", errExt, where())
 		case errExt == nil && hambaOK:

@@ -60,6 +60,11 @@ type node struct {
 var (
 	errTruncated = errors.New("truncated value")
 	errOverflow  = errors.New("varint overflows 64 bits")
+	// errBlockSize: an array block's byte size (after a negative count)
+	// is negative, past the message, or not the bytes its items take.
+	// skip jumps by it, so the decoders that read the items refuse a size
+	// that lies: Extract and DecodeRow then read the same fields.
+	errBlockSize = errors.New("array block byte size does not match its items")
 )
 
 // reader reads Avro binary from b. Every read checks bounds; nothing is
@@ -188,7 +193,7 @@ func (r *reader) blockCount(elem *node) (count int, size int, err error) {
 			return 0, 0, err
 		}
 		if s < 0 || s > int64(r.remaining()) {
-			return 0, 0, fmt.Errorf("array block size %d out of range: %w", s, errTruncated)
+			return 0, 0, fmt.Errorf("array block size %d out of range (%d bytes left): %w", s, r.remaining(), errBlockSize)
 		}
 		size = int(s)
 	}
@@ -421,13 +426,14 @@ func (r *reader) value(n *node) (any, error) {
 func (r *reader) array(n *node) (any, error) {
 	out := []any{}
 	for {
-		c, _, err := r.blockCount(n.elem)
+		c, size, err := r.blockCount(n.elem)
 		if err != nil {
 			return nil, err
 		}
 		if c == 0 {
 			return out, nil
 		}
+		start := r.i
 		if len(out)+c > r.maxArray {
 			return nil, fmt.Errorf("array exceeds the limit of %d items", r.maxArray)
 		}
@@ -441,7 +447,19 @@ func (r *reader) array(n *node) (any, error) {
 			}
 			out = append(out, v)
 		}
+		if err := r.checkBlock(start, size); err != nil {
+			return nil, err
+		}
 	}
+}
+
+// checkBlock refuses a block whose byte size, when given (size >= 0),
+// is not what its items took from start: skip would have jumped elsewhere.
+func (r *reader) checkBlock(start, size int) error {
+	if size >= 0 && r.i-start != size {
+		return fmt.Errorf("array block size %d, its items take %d bytes: %w", size, r.i-start, errBlockSize)
+	}
+	return nil
 }
 
 // Approximate sizes of decoded values, for Row.Size.
@@ -472,13 +490,14 @@ func (r *reader) bits(n *node) (any, error) {
 		limit = n.bits
 	}
 	for {
-		c, _, err := r.blockCount(n.elem)
+		c, size, err := r.blockCount(n.elem)
 		if err != nil {
 			return nil, err
 		}
 		if c == 0 {
 			break
 		}
+		start := r.i
 		// Every word but the last holds 64 bits: refuse before the string
 		// is built (or the words gathered) when they cannot fit.
 		nw := len(words) + c
@@ -499,6 +518,9 @@ func (r *reader) bits(n *node) (any, error) {
 				continue
 			}
 			words = append(words, uint64(v))
+		}
+		if err := r.checkBlock(start, size); err != nil {
+			return nil, err
 		}
 	}
 	if first {
