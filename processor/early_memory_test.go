@@ -3,7 +3,9 @@ package processor
 import (
 	"context"
 	"runtime/debug"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/twmb/franz-go/pkg/kgo"
 
@@ -137,7 +139,22 @@ func TestScanWindowLowersGoLimit(t *testing.T) {
 		}
 	}
 	step() // the scan's group at t1, early
+	// A slow restore of the scan's other settings (Config.ScanMemory)
+	// widens the gap a result sent before the restore would leave.
+	var restored atomic.Int32
+	r.p.cfg.ScanMemory = func() func() {
+		return func() {
+			time.Sleep(20 * time.Millisecond)
+			restored.Add(1)
+		}
+	}
 	step() // the window through t3
+	// reapFlush has the window's result, so every setting is back
+	// already: the window that starts next must not see the scan's.
+	if l := debug.SetMemoryLimit(-1); l != limit || restored.Load() != 1 {
+		t.Fatalf("once the window through the scan's resolved is reaped: Go soft limit %d MiB (want %d MiB), scan settings restored %d times (want 1)",
+			l>>20, limit>>20, restored.Load())
+	}
 	if err := r.ingest(t, &kgo.Record{Key: keyOfT(8), Value: valueOfT(8, "later", t4)},
 		&kgo.Record{Value: resolvedOf(hlc.Timestamp{WallTime: t4.WallTime + 1}, idResolved)}); err != nil {
 		t.Fatal(err)

@@ -464,6 +464,14 @@ func TestHostileArraysAndLengths(t *testing.T) {
 	if _, err := d.DecodeRow(ctx, key, ok("02 05 04 02 54 00 02 56 00 00")); !errors.Is(err, errBlockSize) {
 		t.Errorf("block size 2 for 5 bytes of items: error %v, want errBlockSize", err)
 	}
+	// The same for a VARBIT's words: 11 bytes (the length element and one
+	// word) decode, a size of 1 is refused.
+	if row, err := d.DecodeRow(ctx, key, ok("00 02 03 16 06 80808080808080808001 00")); err != nil || row.After[1] != "010" {
+		t.Errorf("DecodeRow of a sized VARBIT block: %v, %v", row.After, err)
+	}
+	if _, err := d.DecodeRow(ctx, key, ok("00 02 03 02 06 80808080808080808001 00")); !errors.Is(err, errBlockSize) {
+		t.Errorf("VARBIT block size 1 for 11 bytes of items: error %v, want errBlockSize", err)
+	}
 }
 
 func TestDecoderConcurrentUseFetchesOncePerID(t *testing.T) {

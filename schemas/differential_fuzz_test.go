@@ -137,7 +137,7 @@ func FuzzDifferential(f *testing.F) {
 			// A block size its items do not take: Extract jumps by it
 			// where hamba reads the items, so the two may read other
 			// fields after it; DecodeRow refuses the message, so the
-			// window that meets it stops with its location.
+			// window that meets it handles it as a poison record.
 		case errRow == nil && errExt != nil:
 			t.Fatalf("DecodeRow accepted, Extract rejected: %v%s", errExt, where())
 		case errExt == nil && hambaOK:
