@@ -276,6 +276,15 @@ func (p *Processor) maybeSplitWindow(ctx context.Context, owned []*partState, f 
 	return true
 }
 
+// applying tells Config.Applying that a window or a group starts to be
+// applied, and returns the function that says it is done.
+func (p *Processor) applying() (done func()) {
+	if p.cfg.Applying == nil {
+		return func() {}
+	}
+	return p.cfg.Applying()
+}
+
 // scanMemory lowers what memory the process keeps while a scan's group, or
 // the window that ends the scan, is applied (lowerGoLimit and
 // Config.ScanMemory), and returns the function that undoes it.
@@ -355,6 +364,7 @@ func (p *Processor) applyEarly(ctx context.Context, g *buffer.Group, held []sink
 		return fail(fmt.Errorf("%w: its %d events (%d bytes) at %s hold less than 1/%d of the buffer's disk budget",
 			errEarlySmall, n, size, g.At, earlyMinShare))
 	}
+	defer p.applying()()
 	defer p.scanMemory()()
 	gw := &groupWriter{p: p, ctx: ctx, at: g.At, held: held, limit: p.earlyChunkBytes()}
 	err = buf.ScanGroup(ctx, g, func(bp buffer.Partition, ev buffer.Event) error {

@@ -185,3 +185,93 @@ func TestScanWindowLowersGoLimit(t *testing.T) {
 		t.Errorf("after the scan: Go soft limit %d MiB, want %d MiB", l>>20, limit>>20)
 	}
 }
+
+// TestApplyingWrapsEveryApply: Config.Applying (a memlimit.Lender's Busy
+// in highwater run) holds through every transaction of a group applied
+// early and of every window, scan or not; it is taken before the Go limit
+// is lowered for a scan and given back after it is restored, so a lender
+// that takes back its loan in Applying leaves the scan's lowered limit
+// computed from the plan's share, not from the loan; and it is given back
+// before the result is reaped.
+func TestApplyingWrapsEveryApply(t *testing.T) {
+	const n = 400
+	const limit = 400 << 20
+	const loan = 40 << 20
+	old := debug.SetMemoryLimit(limit + loan)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	t3 := hlc.Timestamp{WallTime: t2.WallTime + 1e9}
+	t4 := hlc.Timestamp{WallTime: t3.WallTime + 1e9}
+	r := budgetedRig(t, func() []*kgo.Record {
+		return append(scanFeed(n),
+			&kgo.Record{Key: keyOfT(7), Value: valueOfT(7, "updated", t2)},
+			&kgo.Record{Value: resolvedOf(t3, idResolved)})
+	})
+	ctx := context.Background()
+	var busy, calls atomic.Int32
+	r.p.cfg.Applying = func() func() {
+		calls.Add(1)
+		busy.Add(1)
+		debug.SetMemoryLimit(limit) // the loan is taken back
+		return func() {
+			time.Sleep(10 * time.Millisecond) // widens a gap before the reap
+			busy.Add(-1)
+		}
+	}
+	type seen struct {
+		at    hlc.Timestamp
+		busy  int32
+		limit int64
+	}
+	var stages []seen
+	r.p.cfg.WindowHook = func(s WindowStage, at hlc.Timestamp) {
+		if s == WindowBegin || s == WindowCommit {
+			stages = append(stages, seen{at, busy.Load(), debug.SetMemoryLimit(-1)})
+		}
+	}
+	step := func(what string) {
+		t.Helper()
+		if err := r.p.maybeFlush(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if r.p.inflight == nil {
+			t.Fatalf("%s: no window or group started", what)
+		}
+		if err := r.p.reapFlush(ctx, true, false); err != nil {
+			t.Fatal(err)
+		}
+		if b := busy.Load(); b != 0 {
+			t.Fatalf("%s reaped with Config.Applying still held %d times", what, b)
+		}
+		if l := debug.SetMemoryLimit(-1); l != limit {
+			t.Fatalf("%s reaped: Go soft limit %d MiB, want the plan's %d MiB", what, l>>20, limit>>20)
+		}
+		debug.SetMemoryLimit(limit + loan) // lent again while idle
+	}
+	step("the scan's group")
+	step("the window through the scan's resolved")
+	if err := r.ingest(t, &kgo.Record{Key: keyOfT(8), Value: valueOfT(8, "later", t4)},
+		&kgo.Record{Value: resolvedOf(hlc.Timestamp{WallTime: t4.WallTime + 1}, idResolved)}); err != nil {
+		t.Fatal(err)
+	}
+	step("the window after the scan")
+	if c := calls.Load(); c != 3 {
+		t.Errorf("Config.Applying called %d times, want once per apply (3)", c)
+	}
+	lowered := int64(limit / earlyGoLimitDiv * earlyGoLimitMul)
+	var sawLater bool
+	for _, s := range stages {
+		if s.busy != 1 {
+			t.Errorf("a transaction through %s ran with Config.Applying held %d times, want 1", s.at, s.busy)
+		}
+		want := lowered
+		if t3.Less(s.at) {
+			want, sawLater = limit, true
+		}
+		if s.limit != want {
+			t.Errorf("a transaction through %s under a Go limit of %d MiB, want %d MiB", s.at, s.limit>>20, want>>20)
+		}
+	}
+	if len(stages) < 6 || !sawLater {
+		t.Fatalf("the hook saw %d stages (the window after the scan: %v), want the scan's group, its window and the next", len(stages), sawLater)
+	}
+}

@@ -76,6 +76,7 @@ func (p *Processor) maybeFlush(ctx context.Context) error {
 	scanRest := p.holdsEarlyGroup(owned, f) // early.go
 	go func() {
 		defer cancel()
+		idle := p.applying()
 		restore := func() {}
 		if scanRest {
 			restore = p.scanMemory()
@@ -84,6 +85,7 @@ func (p *Processor) maybeFlush(ctx context.Context) error {
 		// Restored before the result is sent: the window reaped next may
 		// start at once and must run under the full limit.
 		restore()
+		idle()
 		job.done <- res
 	}()
 	return nil

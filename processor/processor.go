@@ -132,6 +132,14 @@ type Config struct {
 	// window, needed for the MERGEs of a scan. The processor itself lowers
 	// the Go soft memory limit then (lowerGoLimit).
 	ScanMemory func() (restore func())
+	// Applying, if set, is called as a window or a group starts to be
+	// applied, before ScanMemory and before the processor lowers the Go
+	// soft limit for a scan; the function it returns is called when the
+	// apply is done, after both are undone, and before its result is
+	// reaped. highwater run sets it, under a memory limit, to a
+	// memlimit.Lender's Busy: the Go heap borrows DuckDB's share only
+	// while no apply runs.
+	Applying func() (done func())
 }
 
 func (c *Config) setDefaults() error {

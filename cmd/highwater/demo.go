@@ -101,7 +101,9 @@ func newDemoCmd(stdout, stderr io.Writer) *cobra.Command {
 		procCh := make(chan *processor.Processor, 1)
 		pipeErr := make(chan error, 1)
 		start := time.Now()
-		go func() { pipeErr <- runPipeline(ctx, cfg, log, nil, func(p *processor.Processor) { procCh <- p }) }()
+		go func() {
+			pipeErr <- runPipeline(ctx, cfg, log, memoryHooks{}, func(p *processor.Processor) { procCh <- p })
+		}()
 
 		simErr := make(chan error, 1)
 		finalCh := make(chan hlc.Timestamp, 1)

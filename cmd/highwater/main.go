@@ -38,6 +38,14 @@ func main() {
 	}
 	err := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	pprof.StopCPUProfile()
+	// HIGHWATER_MEMPROFILE=file writes the allocation profile of the whole run
+	// (alloc_space, inuse_space at exit) to file.PID.
+	if path := os.Getenv("HIGHWATER_MEMPROFILE"); path != "" {
+		if f, err := os.Create(fmt.Sprintf("%s.%d", path, os.Getpid())); err == nil {
+			pprof.Lookup("allocs").WriteTo(f, 0)
+			f.Close()
+		}
+	}
 	stop()
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "highwater:", err)

@@ -36,15 +36,36 @@ func memoryPlan(cfg config.Config, root string) (memlimit.Plan, error) {
 	return plan, nil
 }
 
+// memoryHooks are what a memory plan asks of the processor.
+type memoryHooks struct {
+	// scan is the processor's Config.ScanMemory (nil for none).
+	scan func() func()
+	// lender, if not nil, lends the Go heap DuckDB's idle share; its Busy
+	// is the processor's Config.Applying, and runPipeline runs it.
+	lender *memlimit.Lender
+}
+
+// applying returns the processor's Config.Applying.
+func (m memoryHooks) applying() func() func() {
+	if m.lender == nil {
+		return nil
+	}
+	return m.lender.Busy
+}
+
 // applyMemoryPlan sets the Go soft memory limit of plan, unless the
 // operator set GOMEMLIMIT (any value; "off" for no limit), which the Go
-// runtime has applied already, and logs the split. It returns the
-// processor's Config.ScanMemory (nil for none).
-func applyMemoryPlan(plan memlimit.Plan, getenv func(string) string, log *zap.Logger) (scanMemory func() func()) {
+// runtime has applied already, and logs the split. It returns what the
+// plan asks of the processor.
+func applyMemoryPlan(plan memlimit.Plan, getenv func(string) string, log *zap.Logger) memoryHooks {
+	var mem memoryHooks
 	goLimit := "GOMEMLIMIT=" + getenv("GOMEMLIMIT")
 	if getenv("GOMEMLIMIT") == "" {
 		debug.SetMemoryLimit(plan.GoSoftLimit)
 		goLimit = strconv.FormatInt(plan.GoSoftLimit>>20, 10) + "MiB"
+		// The operator's GOMEMLIMIT is left alone: the loan is made on top
+		// of the plan's Go share only.
+		mem.lender = memlimit.NewLender(plan)
 	}
 	if plan.Total > 0 && plan.Total < config.MinMemoryLimit {
 		log.Warn("the memory limit is below what highwater needs (Badger alone holds ~80 MiB); expect a busy garbage collector or an OOM kill",
@@ -53,13 +74,19 @@ func applyMemoryPlan(plan memlimit.Plan, getenv func(string) string, log *zap.Lo
 	if plan.Total == 0 {
 		log.Info("no memory limit (none set, no cgroup limit): DuckDB keeps its defaults",
 			zap.String("go_soft_limit", goLimit))
-		return nil
+		return mem
 	}
-	allocator, scanMemory := returnDuckDBFreed(plan, getenv, log)
+	var allocator string
+	allocator, mem.scan = returnDuckDBFreed(plan, getenv, log)
+	lend := "no"
+	if mem.lender != nil {
+		lend = fmt.Sprintf("up to %dMiB of DuckDB's share while no window is applied", mem.lender.Most()>>20)
+	}
 	log.Info("memory limit split", zap.String("limit", fmt.Sprintf("%dMiB", plan.Total>>20)), zap.String("from", plan.Source),
-		zap.String("go_soft_limit", goLimit), zap.String("duckdb_memory_limit", fmt.Sprintf("%dMiB", plan.DuckDBMemory>>20)),
+		zap.String("go_soft_limit", goLimit), zap.String("go_borrows", lend),
+		zap.String("duckdb_memory_limit", fmt.Sprintf("%dMiB", plan.DuckDBMemory>>20)),
 		zap.Int("duckdb_threads", plan.DuckDBThreads), zap.String("duckdb_allocator", allocator))
-	return scanMemory
+	return mem
 }
 
 // returnDuckDBFreed says what DuckDB's jemalloc does with the pages DuckDB

@@ -7,15 +7,20 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"strings"
 	"testing"
+	"time"
 
 	"go.uber.org/zap"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 
 	"github.com/highwater-dev/highwater/config"
+	"github.com/highwater-dev/highwater/internal/devstack"
 	"github.com/highwater-dev/highwater/internal/memlimit"
+	"github.com/highwater-dev/highwater/internal/testfeed"
+	"github.com/highwater-dev/highwater/simulator"
 	"github.com/highwater-dev/highwater/sinks"
 	"github.com/highwater-dev/highwater/sinks/duckdb"
 )
@@ -173,5 +178,123 @@ func TestDuckDBAllocatorReturnsFreed(t *testing.T) {
 	restore()
 	if after, _, err := memlimit.DuckDBDecays(); err != nil || after != before {
 		t.Errorf("decay after the scan %s, %v; want %s back", after, err, before)
+	}
+}
+
+// TestApplyMemoryPlanLends: under a memory limit the plan lends the Go
+// heap DuckDB's idle share, through a Lender whose Busy is the processor's
+// Config.Applying, and says so in its log line; not when the operator set
+// GOMEMLIMIT (the loan is made on the plan's Go share only) nor without a
+// limit.
+func TestApplyMemoryPlanLends(t *testing.T) {
+	if _, err := memlimit.DuckDBAllocatorStats(); errors.Is(err, memlimit.ErrNoDuckDBAllocator) {
+		t.Skip("DuckDB uses the system allocator on this platform")
+	}
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	env := func(gomemlimit string) func(string) string {
+		return func(name string) string {
+			if name == "GOMEMLIMIT" {
+				return gomemlimit
+			}
+			return ""
+		}
+	}
+	plan := memlimit.Split(512<<20, 2)
+	core, logs := observer.New(zap.InfoLevel)
+	mem := applyMemoryPlan(plan, env(""), zap.New(core))
+	if mem.lender == nil || mem.applying() == nil {
+		t.Fatal("no lender under a 512 MiB limit")
+	}
+	split := logs.FilterMessage("memory limit split").All()
+	if len(split) != 1 || split[0].ContextMap()["go_borrows"] != "up to 51MiB of DuckDB's share while no window is applied" {
+		t.Errorf("the split's log lines: %v", split)
+	}
+	if l := debug.SetMemoryLimit(-1); l != plan.GoSoftLimit {
+		t.Fatalf("Go soft limit %d MiB, want the plan's %d MiB", l>>20, plan.GoSoftLimit>>20)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	lent := make(chan struct{})
+	go func() { defer close(lent); mem.lender.Run(ctx) }()
+	defer func() { cancel(); <-lent }()
+	for deadline := time.Now().Add(10 * time.Second); mem.lender.Lent() == 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("nothing lent in 10 s, DuckDB idle")
+		}
+	}
+	if l := debug.SetMemoryLimit(-1); l != plan.GoSoftLimit+mem.lender.Lent() {
+		t.Errorf("lent %d MiB: Go soft limit %d MiB", mem.lender.Lent()>>20, l>>20)
+	}
+	done := mem.applying()()
+	if l := debug.SetMemoryLimit(-1); l != plan.GoSoftLimit {
+		t.Errorf("Config.Applying left the Go soft limit at %d MiB, want the plan's %d MiB", l>>20, plan.GoSoftLimit>>20)
+	}
+	done()
+	if mem := applyMemoryPlan(plan, env("400MiB"), zap.NewNop()); mem.lender != nil || mem.applying() != nil {
+		t.Error("a lender although the operator set GOMEMLIMIT")
+	}
+	if mem := applyMemoryPlan(memlimit.Split(0, 2), env(""), zap.NewNop()); mem.lender != nil || mem.applying() != nil {
+		t.Error("a lender without a memory limit")
+	}
+}
+
+// TestRunLendsWhileIdle: a run under --memory-limit raises the Go soft
+// limit while its warehouse is idle, takes the loan back when a window is
+// applied, and leaves the plan's limit when it ends.
+func TestRunLendsWhileIdle(t *testing.T) {
+	if _, err := memlimit.DuckDBAllocatorStats(); errors.Is(err, memlimit.ErrNoDuckDBAllocator) {
+		t.Skip("DuckDB uses the system allocator on this platform")
+	}
+	t.Setenv("GOMEMLIMIT", "")
+	old := debug.SetMemoryLimit(-1)
+	t.Cleanup(func() { debug.SetMemoryLimit(old) })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	stack := testfeed.Stack(t, devstack.Options{})
+	sim := testfeed.On(t, ctx, stack, simulator.Options{Partitions: 2, Seed: 5}, simulator.TelemetryTables()...)
+	testfeed.Telemetry(t, ctx, sim, simulator.Workload{Txns: 40, KeysPerTable: 10, RowsPerTxn: 2})
+	dir := t.TempDir()
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	base := memlimit.Split(512<<20, runtime.NumCPU()).GoSoftLimit
+	debug.SetMemoryLimit(base) // what the run sets first: above it is a loan
+	out := newSyncBuffer()
+	ran := make(chan error, 1)
+	go func() {
+		ran <- run(runCtx, []string{"run", "--brokers", stack.Brokers()[0], "--registry", stack.RegistryURL(),
+			"--topics", strings.Join(sim.Topics(), ","), "--group", "lend", "--sink", "duckdb://" + filepath.Join(dir, "wh.duckdb"),
+			"--buffer-dir", filepath.Join(dir, "buffer"), "--memory-limit", "512MiB", "--log-format", "json"}, out, out)
+	}()
+	waitFor := func(what string, ok func(limit int64) bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			l := debug.SetMemoryLimit(-1)
+			if ok(l) {
+				return
+			}
+			select {
+			case err := <-ran:
+				t.Fatalf("the run ended (%v) before %s; Go soft limit %d MiB\n%s", err, what, l>>20, out)
+			default:
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("no %s in 30 s: Go soft limit %d MiB, the plan's %d MiB\n%s", what, l>>20, base>>20, out)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	waitFor("loan once the first window is applied", func(l int64) bool { return l > base })
+	testfeed.Telemetry(t, ctx, sim, simulator.Workload{Txns: 40, KeysPerTable: 10, RowsPerTxn: 2})
+	waitFor("loan taken back for the next window", func(l int64) bool { return l == base })
+	stop()
+	if err := <-ran; err != nil {
+		t.Fatalf("run: %v\n%s", err, out)
+	}
+	if l := debug.SetMemoryLimit(-1); l != base {
+		t.Errorf("after the run: Go soft limit %d MiB, want the plan's %d MiB", l>>20, base>>20)
+	}
+	if !strings.Contains(out.String(), "go_borrows") {
+		t.Errorf("the run's logs do not say what the Go heap may borrow:\n%s", out)
 	}
 }

@@ -53,10 +53,10 @@ environment, then the file, then defaults.`,
 				return fmt.Errorf("configuration: %w", err)
 			}
 			// GOMEMLIMIT is read from the real environment, as the Go runtime does.
-			scanMemory := applyMemoryPlan(plan, os.Getenv, log)
+			mem := applyMemoryPlan(plan, os.Getenv, log)
 			cfg.Sink = withDuckDBLimits(cfg.Sink, plan)
 			log.Debug("effective configuration (secrets redacted)", zap.String("yaml", cfg.Redacted()))
-			err = runPipeline(cmd.Context(), cfg, log, scanMemory, nil)
+			err = runPipeline(cmd.Context(), cfg, log, mem, nil)
 			logPeakMemory(log)
 			return err
 		},
@@ -67,10 +67,10 @@ environment, then the file, then defaults.`,
 }
 
 // runPipeline wires registry, decoder, buffer, writer and processor for cfg
-// and runs until ctx ends, StopAt is reached, or an error. scanMemory is
-// the processor's Config.ScanMemory (applyMemoryPlan). started, if not
+// and runs until ctx ends, StopAt is reached, or an error. mem is what the
+// memory plan asks of the processor (applyMemoryPlan). started, if not
 // nil, receives the processor once it exists (the demo shows its progress).
-func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, scanMemory func() func(), started func(*processor.Processor)) error {
+func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, mem memoryHooks, started func(*processor.Processor)) error {
 	stopAt, _ := cfg.StopAtHLC()
 	budget, _ := cfg.Budget()
 
@@ -144,7 +144,8 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, scanMe
 		AllowRetentionGap: cfg.AllowRetentionGap,
 		WindowHook:        hook,
 		HeadersJSONColumn: cfg.HeadersJSONColumn,
-		ScanMemory:        scanMemory,
+		ScanMemory:        mem.scan,
+		Applying:          mem.applying(),
 	})
 	if err != nil {
 		return err
@@ -168,6 +169,12 @@ func runPipeline(ctx context.Context, cfg config.Config, log *zap.Logger, scanMe
 		zap.Bool("kafka_tls", cfg.KafkaTLSEnabled()),
 		zap.String("kafka_sasl", strings.ToUpper(cfg.KafkaSASLMechanism)))
 	start := time.Now()
+	if mem.lender != nil {
+		lendCtx, stopLending := context.WithCancel(ctx)
+		lent := make(chan struct{})
+		go func() { defer close(lent); mem.lender.Run(lendCtx) }()
+		defer func() { stopLending(); <-lent }()
+	}
 	err = proc.Run(ctx)
 	logSummary(log, proc, time.Since(start))
 	if err != nil && errors.Is(err, context.Canceled) {
