@@ -517,6 +517,9 @@ func (p *Processor) reapEarly(job *flushJob, res flushResult) {
 	}
 	p.attempt = 0
 	p.earlyApplied = at
+	if p.scanHold == nil {
+		p.scanHold = p.applying()
+	}
 	p.stats.rowsApplied.Add(int64(res.rows))
 	p.stats.earlyGroups.Add(1)
 	p.stats.earlyRows.Add(int64(res.rows))

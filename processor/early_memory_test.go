@@ -191,8 +191,10 @@ func TestScanWindowLowersGoLimit(t *testing.T) {
 // early and of every window, scan or not; it is taken before the Go limit
 // is lowered for a scan and given back after it is restored, so a lender
 // that takes back its loan in Applying leaves the scan's lowered limit
-// computed from the plan's share, not from the loan; and it is given back
-// before the result is reaped.
+// computed from the plan's share, not from the loan; it is given back
+// before the result is reaped; and once a group of an initial scan is
+// applied early, it is held until the window through the scan is, so that
+// nothing is lent between the scan's groups.
 func TestApplyingWrapsEveryApply(t *testing.T) {
 	const n = 400
 	const limit = 400 << 20
@@ -228,6 +230,7 @@ func TestApplyingWrapsEveryApply(t *testing.T) {
 			stages = append(stages, seen{at, busy.Load(), debug.SetMemoryLimit(-1)})
 		}
 	}
+	var held int32 // Config.Applying's holders expected between applies
 	step := func(what string) {
 		t.Helper()
 		if err := r.p.maybeFlush(ctx); err != nil {
@@ -239,29 +242,37 @@ func TestApplyingWrapsEveryApply(t *testing.T) {
 		if err := r.p.reapFlush(ctx, true, false); err != nil {
 			t.Fatal(err)
 		}
-		if b := busy.Load(); b != 0 {
-			t.Fatalf("%s reaped with Config.Applying still held %d times", what, b)
+		if b := busy.Load(); b != held {
+			t.Fatalf("%s reaped with Config.Applying held %d times, want %d", what, b, held)
 		}
 		if l := debug.SetMemoryLimit(-1); l != limit {
 			t.Fatalf("%s reaped: Go soft limit %d MiB, want the plan's %d MiB", what, l>>20, limit>>20)
 		}
-		debug.SetMemoryLimit(limit + loan) // lent again while idle
+		if held == 0 {
+			debug.SetMemoryLimit(limit + loan) // lent again while idle
+		}
 	}
+	held = 1 // by the scan, until its window
 	step("the scan's group")
+	held = 0
 	step("the window through the scan's resolved")
 	if err := r.ingest(t, &kgo.Record{Key: keyOfT(8), Value: valueOfT(8, "later", t4)},
 		&kgo.Record{Value: resolvedOf(hlc.Timestamp{WallTime: t4.WallTime + 1}, idResolved)}); err != nil {
 		t.Fatal(err)
 	}
 	step("the window after the scan")
-	if c := calls.Load(); c != 3 {
-		t.Errorf("Config.Applying called %d times, want once per apply (3)", c)
+	if c := calls.Load(); c != 4 {
+		t.Errorf("Config.Applying called %d times, want once per apply and once for the scan (4)", c)
 	}
 	lowered := int64(limit / earlyGoLimitDiv * earlyGoLimitMul)
 	var sawLater bool
 	for _, s := range stages {
-		if s.busy != 1 {
-			t.Errorf("a transaction through %s ran with Config.Applying held %d times, want 1", s.at, s.busy)
+		wantBusy := int32(1) // the apply
+		if s.at == t3 {
+			wantBusy = 2 // and the scan
+		}
+		if s.busy != wantBusy {
+			t.Errorf("a transaction through %s ran with Config.Applying held %d times, want %d", s.at, s.busy, wantBusy)
 		}
 		want := lowered
 		if t3.Less(s.at) {

@@ -173,6 +173,10 @@ func (p *Processor) applied(f hlc.Timestamp, owned []*partState, res flushResult
 			closedAt = at
 		}
 	}
+	if p.scanHold != nil && !f.Less(p.earlyApplied) {
+		p.scanHold() // the scan's groups are all applied
+		p.scanHold = nil
+	}
 	for _, cp := range res.cps {
 		for _, st := range owned {
 			if st.p.Topic == cp.Topic && st.p.Partition == cp.Partition && st.applied == cp.Resolved {

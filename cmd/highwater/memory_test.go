@@ -200,14 +200,16 @@ func TestApplyMemoryPlanLends(t *testing.T) {
 			return ""
 		}
 	}
-	plan := memlimit.Split(512<<20, 2)
+	// 4 GiB: what this test process already holds (earlier tests' DuckDBs,
+	// brokers) leaves room below 90% of it for a loan.
+	plan := memlimit.Split(4<<30, 2)
 	core, logs := observer.New(zap.InfoLevel)
 	mem := applyMemoryPlan(plan, env(""), zap.New(core))
 	if mem.lender == nil || mem.applying() == nil {
 		t.Fatal("no lender under a 512 MiB limit")
 	}
 	split := logs.FilterMessage("memory limit split").All()
-	if len(split) != 1 || split[0].ContextMap()["go_borrows"] != "up to 51MiB of DuckDB's share while no window is applied" {
+	if len(split) != 1 || split[0].ContextMap()["go_borrows"] != "up to 409MiB of DuckDB's share while no window is applied" {
 		t.Errorf("the split's log lines: %v", split)
 	}
 	if l := debug.SetMemoryLimit(-1); l != plan.GoSoftLimit {
@@ -256,14 +258,15 @@ func TestRunLendsWhileIdle(t *testing.T) {
 	dir := t.TempDir()
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
-	base := memlimit.Split(512<<20, runtime.NumCPU()).GoSoftLimit
+	// 4 GiB, as in TestApplyMemoryPlanLends.
+	base := memlimit.Split(4<<30, runtime.NumCPU()).GoSoftLimit
 	debug.SetMemoryLimit(base) // what the run sets first: above it is a loan
 	out := newSyncBuffer()
 	ran := make(chan error, 1)
 	go func() {
 		ran <- run(runCtx, []string{"run", "--brokers", stack.Brokers()[0], "--registry", stack.RegistryURL(),
 			"--topics", strings.Join(sim.Topics(), ","), "--group", "lend", "--sink", "duckdb://" + filepath.Join(dir, "wh.duckdb"),
-			"--buffer-dir", filepath.Join(dir, "buffer"), "--memory-limit", "512MiB", "--log-format", "json"}, out, out)
+			"--buffer-dir", filepath.Join(dir, "buffer"), "--memory-limit", "4GiB", "--log-format", "json"}, out, out)
 	}()
 	waitFor := func(what string, ok func(limit int64) bool) {
 		t.Helper()

@@ -35,19 +35,21 @@ func (f *fakeLimit) get() (int64, int) {
 }
 
 // TestLender: the Go limit borrows what DuckDB's share does not hold, up
-// to half the share, only once the warehouse has been idle for LendIdle;
-// Busy takes the loan back before it returns and nothing is lent until
-// the last Busy is done and the warehouse idle again; a resident figure
-// that cannot be read lends nothing.
+// to half the share and within what the rest of the process leaves below
+// 90% of the limit, only once the warehouse has been idle for LendIdle;
+// Busy takes the loan back (and returns the free heap to the kernel)
+// before it returns, and nothing is lent until the last Busy is done and
+// the warehouse idle again; figures that cannot be read lend nothing.
 func TestLender(t *testing.T) {
 	const mib = 1 << 20
-	plan := Split(512*mib, 2)
+	plan := Split(512*mib, 2) // Go 307.2 MiB, DuckDB 102.4 MiB, target 460.8 MiB
 	base, share := plan.GoSoftLimit, plan.DuckDBMemory
-	var resident int64 = 10 * mib
-	var resErr error
+	u := usage{duckDB: 10 * mib, goHeld: 300 * mib, process: 350 * mib}
+	var measureErr error
 	lim := &fakeLimit{cur: base}
 	t0 := time.Now()
-	l := newLender(plan, func() (int64, error) { return resident, resErr }, lim.setLimit, t0)
+	var released int
+	l := newLender(plan, func() (usage, error) { return u, measureErr }, lim.setLimit, func() { released++ }, t0)
 
 	want := func(what string, limit int64) {
 		t.Helper()
@@ -58,26 +60,44 @@ func TestLender(t *testing.T) {
 			t.Fatalf("%s: Lent() %.1f MiB, want %.1f MiB", what, float64(got)/mib, float64(limit-base)/mib)
 		}
 	}
-	half := share / 2 &^ (mib - 1)
+	half := share / 2 &^ (mib - 1) // 51 MiB
 
 	l.tick(t0.Add(LendIdle / 2))
 	want("idle for half of LendIdle", base)
 	l.tick(t0.Add(LendIdle))
-	want("idle for LendIdle, DuckDB holding 10 MiB", base+half)
+	want("idle for LendIdle, DuckDB holding 10 MiB, the rest of the process 50", base+half)
 
-	resident = share - 30*mib - 12345 // holds most of its share
+	u.duckDB = share - 30*mib - 12345 // holds most of its share
 	l.tick(t0.Add(2 * LendIdle))
 	want("DuckDB holding all but 30 MiB of its share", base+30*mib)
-	resident = share + mib
+	u.duckDB = share + mib
 	l.tick(t0.Add(3 * LendIdle))
 	want("DuckDB over its share", base)
-	resident = 0
+	u.duckDB = 0
 	l.tick(t0.Add(4 * LendIdle))
 	want("DuckDB holding nothing", base+half)
 
+	// The rest of the process (file-backed pages, DuckDB, C) at 130 MiB
+	// leaves 460.8 - 130 - 307.2 = 23.6 MiB below the target.
+	u.process = u.goHeld + 130*mib
+	l.tick(t0.Add(5 * LendIdle))
+	want("the rest of the process holding 130 MiB", base+23*mib)
+	u.process = u.goHeld + 160*mib
+	l.tick(t0.Add(6 * LendIdle))
+	want("the rest of the process holding 160 MiB", base)
+	u.process = u.goHeld - 50*mib // Go holds pages it never touched
+	l.tick(t0.Add(7 * LendIdle))
+	want("the process below what Go holds", base+half)
+
 	done := l.Busy()
 	want("Busy returned", base)
+	if released != 1 {
+		t.Fatalf("taking the loan back returned the free heap to the kernel %d times, want once", released)
+	}
 	done2 := l.Busy()
+	if released != 1 {
+		t.Fatalf("a Busy with nothing lent returned the free heap to the kernel (%d times in all)", released)
+	}
 	far := time.Now().Add(time.Hour)
 	l.tick(far)
 	want("busy twice", base)
@@ -91,12 +111,12 @@ func TestLender(t *testing.T) {
 	l.tick(time.Now().Add(LendIdle))
 	want("idle again for LendIdle", base+half)
 
-	resErr = errors.New("no statistics")
+	measureErr = errors.New("no statistics")
 	l.tick(time.Now().Add(2 * LendIdle))
-	want("resident unreadable", base)
+	want("figures unreadable", base)
 
 	// Unchanged figures do not set the limit again.
-	resErr = nil
+	measureErr = nil
 	l.tick(time.Now().Add(3 * LendIdle))
 	_, n := lim.get()
 	l.tick(time.Now().Add(4 * LendIdle))
@@ -110,7 +130,7 @@ func TestLender(t *testing.T) {
 func TestLenderRunGivesBack(t *testing.T) {
 	plan := Split(512<<20, 2)
 	lim := &fakeLimit{cur: plan.GoSoftLimit}
-	l := newLender(plan, func() (int64, error) { return 0, nil }, lim.setLimit, time.Now())
+	l := newLender(plan, func() (usage, error) { return usage{}, nil }, lim.setLimit, func() {}, time.Now())
 	l.idle = 0
 	ctx, cancel := context.WithCancel(context.Background())
 	ran := make(chan struct{})
@@ -154,19 +174,19 @@ func TestNewLender(t *testing.T) {
 	if l == nil {
 		t.Fatal("no Lender under a 512 MiB limit with DuckDB's allocator")
 	}
-	r, err := l.resident()
-	if err != nil || r <= 0 {
-		t.Fatalf("DuckDB's resident memory: %d, %v; want > 0", r, err)
+	u, err := l.measure()
+	if err != nil || u.duckDB <= 0 || u.process <= 0 || u.goHeld <= 0 {
+		t.Fatalf("the process's figures: %+v, %v; want DuckDB's, the process's and Go's all > 0", u, err)
 	}
 	old := debug.SetMemoryLimit(plan.GoSoftLimit)
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
 	l.tick(time.Now().Add(LendIdle))
-	// The figure read again by tick may differ by a page or two.
+	// The figures read again by tick may differ by a few pages.
 	loan := debug.SetMemoryLimit(-1) - plan.GoSoftLimit
-	wantLoan := min(max(plan.DuckDBMemory-r, 0), l.Most())
+	room := l.target - max(u.process-u.goHeld, 0) - plan.GoSoftLimit
+	wantLoan := max(min(plan.DuckDBMemory-u.duckDB, l.Most(), room), 0)
 	if loan%(1<<20) != 0 || loan > l.Most() || loan < wantLoan-2<<20 || loan > wantLoan+1<<20 {
-		t.Errorf("idle, DuckDB holding %d MiB: Go soft limit raised by %d bytes, want about %d MiB in whole MiB",
-			r>>20, loan, wantLoan>>20)
+		t.Errorf("idle (%+v): Go soft limit raised by %d bytes, want about %d MiB in whole MiB", u, loan, wantLoan>>20)
 	}
 	l.Busy()()
 	if got := debug.SetMemoryLimit(-1); got != plan.GoSoftLimit {

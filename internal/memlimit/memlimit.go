@@ -2,7 +2,9 @@
 // container's cgroup limit, or --memory-limit) and splits it between the
 // consumers of memory that can be bounded: the Go heap, which holds
 // decoding, fetch buffers and Badger's memtables, caches and table
-// builders, and DuckDB, whose memory is outside Go's heap.
+// builders, and DuckDB, whose memory is outside Go's heap. While the
+// warehouse is idle, a Lender lends the Go heap what DuckDB's share does
+// not hold.
 package memlimit
 
 import (
