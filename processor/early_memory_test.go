@@ -112,13 +112,7 @@ func TestScanWindowLowersGoLimit(t *testing.T) {
 	const limit = 400 << 20
 	old := debug.SetMemoryLimit(limit)
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
-	t3 := hlc.Timestamp{WallTime: t2.WallTime + 1e9}
-	t4 := hlc.Timestamp{WallTime: t3.WallTime + 1e9}
-	r := budgetedRig(t, func() []*kgo.Record {
-		return append(scanFeed(n),
-			&kgo.Record{Key: keyOfT(7), Value: valueOfT(7, "updated", t2)},
-			&kgo.Record{Value: resolvedOf(t3, idResolved)})
-	})
+	r, t3, t4 := scanRig(t, n)
 	ctx := context.Background()
 	limits := map[hlc.Timestamp][]int64{}
 	r.p.cfg.WindowHook = func(s WindowStage, at hlc.Timestamp) {
@@ -126,19 +120,7 @@ func TestScanWindowLowersGoLimit(t *testing.T) {
 			limits[at] = append(limits[at], debug.SetMemoryLimit(-1))
 		}
 	}
-	step := func() {
-		t.Helper()
-		if err := r.p.maybeFlush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if r.p.inflight == nil {
-			t.Fatal("no window or group started")
-		}
-		if err := r.p.reapFlush(ctx, true, false); err != nil {
-			t.Fatal(err)
-		}
-	}
-	step() // the scan's group at t1, early
+	stepApply(t, ctx, r, "the scan's group at t1, early")
 	// A slow restore of the scan's other settings (Config.ScanMemory)
 	// widens the gap a result sent before the restore would leave.
 	var restored atomic.Int32
@@ -148,18 +130,15 @@ func TestScanWindowLowersGoLimit(t *testing.T) {
 			restored.Add(1)
 		}
 	}
-	step() // the window through t3
+	stepApply(t, ctx, r, "the window through t3")
 	// reapFlush has the window's result, so every setting is back
 	// already: the window that starts next must not see the scan's.
 	if l := debug.SetMemoryLimit(-1); l != limit || restored.Load() != 1 {
 		t.Fatalf("once the window through the scan's resolved is reaped: Go soft limit %d MiB (want %d MiB), scan settings restored %d times (want 1)",
 			l>>20, limit>>20, restored.Load())
 	}
-	if err := r.ingest(t, &kgo.Record{Key: keyOfT(8), Value: valueOfT(8, "later", t4)},
-		&kgo.Record{Value: resolvedOf(hlc.Timestamp{WallTime: t4.WallTime + 1}, idResolved)}); err != nil {
-		t.Fatal(err)
-	}
-	step() // the window after the scan
+	afterScan(t, r, t4)
+	stepApply(t, ctx, r, "the window after the scan")
 	lowered := int64(limit / earlyGoLimitDiv * earlyGoLimitMul)
 	if len(limits[t1]) < 2 {
 		t.Fatalf("the scan's group took %d transactions, want several (limits seen: %v)", len(limits[t1]), limits)
@@ -201,13 +180,7 @@ func TestApplyingWrapsEveryApply(t *testing.T) {
 	const loan = 40 << 20
 	old := debug.SetMemoryLimit(limit + loan)
 	t.Cleanup(func() { debug.SetMemoryLimit(old) })
-	t3 := hlc.Timestamp{WallTime: t2.WallTime + 1e9}
-	t4 := hlc.Timestamp{WallTime: t3.WallTime + 1e9}
-	r := budgetedRig(t, func() []*kgo.Record {
-		return append(scanFeed(n),
-			&kgo.Record{Key: keyOfT(7), Value: valueOfT(7, "updated", t2)},
-			&kgo.Record{Value: resolvedOf(t3, idResolved)})
-	})
+	r, t3, t4 := scanRig(t, n)
 	ctx := context.Background()
 	var busy, calls atomic.Int32
 	r.p.cfg.Applying = func() func() {
@@ -233,15 +206,7 @@ func TestApplyingWrapsEveryApply(t *testing.T) {
 	var held int32 // Config.Applying's holders expected between applies
 	step := func(what string) {
 		t.Helper()
-		if err := r.p.maybeFlush(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if r.p.inflight == nil {
-			t.Fatalf("%s: no window or group started", what)
-		}
-		if err := r.p.reapFlush(ctx, true, false); err != nil {
-			t.Fatal(err)
-		}
+		stepApply(t, ctx, r, what)
 		if b := busy.Load(); b != held {
 			t.Fatalf("%s reaped with Config.Applying held %d times, want %d", what, b, held)
 		}
@@ -256,10 +221,7 @@ func TestApplyingWrapsEveryApply(t *testing.T) {
 	step("the scan's group")
 	held = 0
 	step("the window through the scan's resolved")
-	if err := r.ingest(t, &kgo.Record{Key: keyOfT(8), Value: valueOfT(8, "later", t4)},
-		&kgo.Record{Value: resolvedOf(hlc.Timestamp{WallTime: t4.WallTime + 1}, idResolved)}); err != nil {
-		t.Fatal(err)
-	}
+	afterScan(t, r, t4)
 	step("the window after the scan")
 	if c := calls.Load(); c != 4 {
 		t.Errorf("Config.Applying called %d times, want once per apply and once for the scan (4)", c)
@@ -284,5 +246,44 @@ func TestApplyingWrapsEveryApply(t *testing.T) {
 	}
 	if len(stages) < 6 || !sawLater {
 		t.Fatalf("the hook saw %d stages (the window after the scan: %v), want the scan's group, its window and the next", len(stages), sawLater)
+	}
+}
+
+// scanRig is a budgetedRig fed an initial scan of n rows at t1, an update
+// at t2 and a resolved timestamp at t3; t4 is an HLC after t3 for the feed
+// that follows the scan (afterScan).
+func scanRig(t *testing.T, n int) (r *rig, t3, t4 hlc.Timestamp) {
+	t.Helper()
+	t3 = hlc.Timestamp{WallTime: t2.WallTime + 1e9}
+	t4 = hlc.Timestamp{WallTime: t3.WallTime + 1e9}
+	r = budgetedRig(t, func() []*kgo.Record {
+		return append(scanFeed(n),
+			&kgo.Record{Key: keyOfT(7), Value: valueOfT(7, "updated", t2)},
+			&kgo.Record{Value: resolvedOf(t3, idResolved)})
+	})
+	return r, t3, t4
+}
+
+// afterScan ingests an update at t4 and a resolved timestamp past it.
+func afterScan(t *testing.T, r *rig, t4 hlc.Timestamp) {
+	t.Helper()
+	if err := r.ingest(t, &kgo.Record{Key: keyOfT(8), Value: valueOfT(8, "later", t4)},
+		&kgo.Record{Value: resolvedOf(hlc.Timestamp{WallTime: t4.WallTime + 1}, idResolved)}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// stepApply starts the next window or group of r and waits for its
+// result to be reaped.
+func stepApply(t *testing.T, ctx context.Context, r *rig, what string) {
+	t.Helper()
+	if err := r.p.maybeFlush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if r.p.inflight == nil {
+		t.Fatalf("%s: no window or group started", what)
+	}
+	if err := r.p.reapFlush(ctx, true, false); err != nil {
+		t.Fatal(err)
 	}
 }
