@@ -206,7 +206,7 @@ func TestApplyMemoryPlanLends(t *testing.T) {
 	core, logs := observer.New(zap.InfoLevel)
 	mem := applyMemoryPlan(plan, env(""), zap.New(core))
 	if mem.lender == nil || mem.applying() == nil {
-		t.Fatal("no lender under a 512 MiB limit")
+		t.Fatal("no lender under a 4 GiB limit")
 	}
 	split := logs.FilterMessage("memory limit split").All()
 	if len(split) != 1 || split[0].ContextMap()["go_borrows"] != "up to 409MiB of DuckDB's share while no window is applied" {

@@ -156,9 +156,7 @@ func measure() (usage, error) {
 func (l *Lender) Busy() (done func()) {
 	l.mu.Lock()
 	l.busy++
-	if l.lent != 0 {
-		l.lent = 0
-		l.setLimit(l.base)
+	if l.giveBack() {
 		l.release()
 	}
 	l.mu.Unlock()
@@ -192,16 +190,24 @@ func (l *Lender) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			l.mu.Lock()
-			if l.lent != 0 {
-				l.lent = 0
-				l.setLimit(l.base)
-			}
+			l.giveBack()
 			l.mu.Unlock()
 			return
 		case now := <-t.C:
 			l.tick(now)
 		}
 	}
+}
+
+// giveBack puts the Go soft limit back at the plan's share if anything is
+// lent, and reports whether it was. The caller holds l.mu.
+func (l *Lender) giveBack() bool {
+	if l.lent == 0 {
+		return false
+	}
+	l.lent = 0
+	l.setLimit(l.base)
+	return true
 }
 
 // tick lends, at now, what DuckDB's share does not hold, up to l.most and
