@@ -4,8 +4,10 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/highwater-dev/highwater/buffer"
+	"github.com/highwater-dev/highwater/hlc"
 )
 
 // memFrontRig is a memRig whose buffer has a memory front of budget bytes.
@@ -50,6 +52,19 @@ func TestNearlyFullMemoryFrontWaitsForTheWindowInFlight(t *testing.T) {
 			t.Fatalf("budget %d for %d bytes: MemoryFull %v, want %v", tc.budget, foot, full, tc.wait)
 		}
 		ctx := context.Background()
+		if tc.wait {
+			// The window waits before its transaction until well after
+			// the poll loop has looked at the front: a window that got to
+			// its trim first would empty the front, and the loop would
+			// rightly not wait, but then the test would see nothing.
+			release := make(chan struct{})
+			r.p.cfg.WindowHook = func(s WindowStage, _ hlc.Timestamp) {
+				if s == WindowBegin {
+					<-release
+				}
+			}
+			time.AfterFunc(500*time.Millisecond, func() { close(release) })
+		}
 		r.p.mu.Lock()
 		if err := r.p.maybeFlush(ctx); err != nil || r.p.inflight == nil {
 			r.p.mu.Unlock()
